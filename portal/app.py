@@ -1,0 +1,112 @@
+"""The ASGI application: routes, middleware, and errors mapped to pages in one place."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+from sqlalchemy import Engine
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from .billing_core.errors import NotFound
+from .csrf import CSRFMiddleware
+from .db import make_engine, make_sessionmaker
+from .settings import Settings
+from .templating import make_templates
+from .views import auth, customer, staff
+from .web import PageNotFound, SignInRequired, sign_in_url
+
+log = logging.getLogger(__name__)
+STATIC = __file__.rsplit("/", 1)[0] + "/static"
+
+
+def healthz(request: Request) -> Response:
+    return PlainTextResponse("ok")
+
+
+ROUTES = [
+    Route("/", auth.home),
+    Route("/healthz", healthz),
+    Route("/sign-in", auth.sign_in_page, methods=["GET"]),
+    Route("/sign-in", auth.sign_in, methods=["POST"]),
+    Route("/sign-out", auth.sign_out, methods=["POST"]),
+    Route("/my", customer.my_accounts),
+    Route("/my/accounts/{number}", customer.account_detail),
+    Route("/my/accounts/{number}/bills/{bill}", customer.bill_detail),
+    Route("/staff", staff.search),
+    Route("/staff/accounts/{number}", staff.account_view),
+    Route("/staff/accounts/{number}/bills/{bill}", staff.bill_view),
+    Mount("/static", StaticFiles(directory=STATIC), name="static"),
+]
+
+
+def _page(request: Request, status: int, title: str, message: str) -> Response:
+    return request.app.state.templates.TemplateResponse(
+        request, "error.html", {"title": title, "message": message}, status_code=status
+    )
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return _page(request, 404, "Page not found", "We could not find that page. It may have moved, or the link may be wrong.")
+
+
+async def _sign_in_required(request: Request, exc: Exception) -> Response:
+    return RedirectResponse(sign_in_url(request), status_code=303)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return await _not_found(request, exc)
+    return _page(request, exc.status_code, "Something went wrong", str(exc.detail))
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s", request.url.path, exc_info=exc)
+    return PlainTextResponse(
+        "Sorry, something went wrong on our side. Please try again in a few minutes.", status_code=500
+    )
+
+
+def create_app(
+    settings: Settings | None = None,
+    engine: Engine | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> Starlette:
+    settings = settings or Settings.from_env()
+    engine = engine or make_engine(settings.database_url)
+    app = Starlette(
+        routes=ROUTES,
+        middleware=[
+            Middleware(
+                SessionMiddleware,
+                secret_key=settings.secret_key,
+                session_cookie="portal_session",
+                max_age=8 * 60 * 60,
+                same_site="lax",
+                https_only=not settings.development,
+            ),
+            Middleware(CSRFMiddleware, exempt_paths=("/webhooks/",)),
+        ],
+        exception_handlers={
+            SignInRequired: _sign_in_required,
+            PageNotFound: _not_found,
+            NotFound: _not_found,
+            HTTPException: _http_error,
+            500: _server_error,
+        },
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessions = make_sessionmaker(engine)
+    app.state.templates = make_templates()
+    app.state.clock = clock or (lambda: datetime.now(timezone.utc))
+    return app

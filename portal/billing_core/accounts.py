@@ -1,0 +1,159 @@
+"""Reading accounts: summaries for customers and staff, search, the ledger view."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.orm import Session, joinedload, selectinload
+
+from . import aging
+from .models import Account, Bill, BillLine, Customer, LedgerEntry, LedgerTransaction, Meter, Premise, Service, User, UserAccountLink
+from .numbers import normalise_account_number
+from .posting import account_postings
+
+
+@dataclass(frozen=True)
+class AccountSummary:
+    account: Account
+    balance_cents: int
+    amount_due_cents: int
+    due_date: date | None
+    past_due_cents: int
+    days_past_due: int
+    aging: aging.Aging
+    last_bill: Bill | None
+
+    @property
+    def has_credit(self) -> bool:
+        return self.balance_cents < 0
+
+
+def summarise(session: Session, account: Account, as_of: date) -> AccountSummary:
+    aged = aging.age(account_postings(session, account.id), as_of)
+    last_bill = session.scalars(
+        select(Bill)
+        .where(Bill.account_id == account.id, Bill.status == "posted")
+        .order_by(Bill.bill_date.desc(), Bill.id.desc())
+        .limit(1)
+    ).first()
+    return AccountSummary(
+        account=account,
+        balance_cents=aged.balance_cents,
+        amount_due_cents=max(aged.balance_cents, 0),
+        due_date=last_bill.due_date if last_bill else None,
+        past_due_cents=aged.past_due_cents,
+        days_past_due=aged.days_past_due,
+        aging=aged,
+        last_bill=last_bill,
+    )
+
+
+def accounts_for_user(session: Session, user: User) -> list[Account]:
+    """The accounts a customer sign-in is linked to, with what a summary shows."""
+    return list(
+        session.scalars(
+            select(Account)
+            .join(UserAccountLink, UserAccountLink.account_id == Account.id)
+            .where(UserAccountLink.user_id == user.id)
+            .options(joinedload(Account.premise), joinedload(Account.customer))
+            .order_by(Account.number)
+        )
+    )
+
+
+def account_for_user(session: Session, user: User, account_number: str) -> Account | None:
+    """One account by number, only if this customer sign-in is linked to it."""
+    return session.scalars(
+        select(Account)
+        .join(UserAccountLink, UserAccountLink.account_id == Account.id)
+        .where(UserAccountLink.user_id == user.id, Account.number == account_number)
+        .options(joinedload(Account.premise), joinedload(Account.customer))
+    ).first()
+
+
+def bills_for_account(session: Session, account_id: int, limit: int | None = None) -> list[Bill]:
+    stmt = (
+        select(Bill)
+        .where(Bill.account_id == account_id, Bill.status != "draft")
+        .order_by(Bill.bill_date.desc(), Bill.id.desc())
+    )
+    if limit:
+        stmt = stmt.limit(limit)
+    return list(session.scalars(stmt))
+
+
+def bill_with_lines(session: Session, account_id: int, bill_number: str) -> Bill | None:
+    return session.scalars(
+        select(Bill)
+        .where(Bill.account_id == account_id, Bill.number == bill_number, Bill.status != "draft")
+        .options(selectinload(Bill.lines))
+    ).first()
+
+
+def lines_by_service(bill: Bill) -> list[tuple[str, list[BillLine], int]]:
+    """A bill's lines grouped by service, in the order they appear, with each subtotal."""
+    groups: dict[str, list[BillLine]] = {}
+    for line in bill.lines:
+        groups.setdefault(line.service_type, []).append(line)
+    return [(service, lines, sum(line.amount_cents for line in lines)) for service, lines in groups.items()]
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    transaction: LedgerTransaction
+    amount_cents: int
+    running_balance_cents: int
+
+
+def ledger_with_running_balance(session: Session, account_id: int) -> list[LedgerRow]:
+    """Every transaction touching the account, newest first, with the balance after it."""
+    txns = session.scalars(
+        select(LedgerTransaction)
+        .where(
+            LedgerTransaction.id.in_(
+                select(LedgerEntry.transaction_id).where(LedgerEntry.account_id == account_id)
+            )
+        )
+        .options(selectinload(LedgerTransaction.entries))
+        .order_by(LedgerTransaction.effective_on, LedgerTransaction.id)
+    ).all()
+    rows: list[LedgerRow] = []
+    running = 0
+    for txn in txns:
+        amount = sum(e.amount_cents for e in txn.entries if e.account_id == account_id)
+        running += amount
+        rows.append(LedgerRow(txn, amount, running))
+    rows.reverse()
+    return rows
+
+
+def search(session: Session, query: str, limit: int = 50) -> list[Account]:
+    """Find accounts by account number, customer name, service address or meter serial."""
+    text = (query or "").strip()
+    if not text:
+        return []
+    stmt: Select[tuple[Account]] = select(Account).options(
+        joinedload(Account.customer), joinedload(Account.premise)
+    )
+    digits = normalise_account_number(text)
+    like = f"%{_escape_like(text.lower())}%"
+    serial_match = (
+        select(Service.account_id)
+        .join(Meter, Meter.id == Service.meter_id)
+        .where(Meter.serial == text.upper())
+    )
+    conditions = [
+        Account.customer_id.in_(select(Customer.id).where(func.lower(Customer.name).like(like, escape="\\"))),
+        Account.premise_id.in_(select(Premise.id).where(func.lower(Premise.address_line1).like(like, escape="\\"))),
+        Account.id.in_(serial_match),
+    ]
+    if digits and len(digits) >= 4:
+        conditions.append(Account.number.like(f"{digits}%"))
+    stmt = stmt.where(or_(*conditions)).order_by(Account.number).limit(limit)
+    return list(session.scalars(stmt).unique())
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

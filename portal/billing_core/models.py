@@ -1,0 +1,498 @@
+"""The office's nouns as SQLAlchemy 2 typed models.
+
+Money columns are integer cents (``*_cents``); prices, quantities and read
+values are ``Numeric`` and come back as ``Decimal``. Instants are stored in
+UTC; dates are plain dates and billing periods are half-open ``[start, end)``.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator):
+    """An aware UTC instant on every database (SQLite keeps no offset)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given where an aware instant is needed")
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class DecimalType(TypeDecorator):
+    """Exact decimals on every database: NUMERIC on PostgreSQL, text on SQLite
+    (whose NUMERIC would round-trip through binary floating point)."""
+
+    impl = Numeric
+    cache_ok = True
+
+    def __init__(self, precision: int, scale: int) -> None:
+        super().__init__(precision, scale, asdecimal=True)
+        self.precision = precision
+        self.scale = scale
+
+    def load_dialect_impl(self, dialect: Any) -> Any:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(self.precision + 2))
+        return dialect.type_descriptor(Numeric(self.precision, self.scale, asdecimal=True))
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, (Decimal, int)) or isinstance(value, bool):
+            raise TypeError(f"expected a Decimal, got {type(value).__name__}")
+        value = Decimal(value)
+        return str(value) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Any) -> Decimal | None:
+        if value is None:
+            return None
+        return value if isinstance(value, Decimal) else Decimal(str(value))
+
+
+# An integer primary key that is BIGINT on PostgreSQL and still the rowid on SQLite.
+BigID = BigInteger().with_variant(Integer(), "sqlite")
+Price = DecimalType(14, 6)
+Quantity = DecimalType(14, 3)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Role(str, enum.Enum):
+    CUSTOMER = "customer"
+    CSR = "csr"
+    SPECIALIST = "specialist"
+    CASHIER = "cashier"
+    SUPERVISOR = "supervisor"
+    ADMIN = "admin"
+
+    @property
+    def is_staff(self) -> bool:
+        return self is not Role.CUSTOMER
+
+
+class ServiceType(str, enum.Enum):
+    WATER = "water"
+    SEWER = "sewer"
+    SANITATION = "sanitation"
+    FIRE = "fire"
+    IRRIGATION = "irrigation"
+    RECYCLED = "recycled"
+
+
+class AccountStatus(str, enum.Enum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    FINAL = "final"
+    CLOSED = "closed"
+
+
+class MeterStatus(str, enum.Enum):
+    IN_STOCK = "in_stock"
+    INSTALLED = "installed"
+    REMOVED = "removed"
+    IN_TEST = "in_test"
+    RETIRED = "retired"
+
+
+class ReadSource(str, enum.Enum):
+    HANDHELD = "handheld"
+    AMR = "amr"
+    AMI = "ami"
+    CUSTOMER = "customer"
+    FIELD = "field"
+    ESTIMATE = "estimate"
+
+
+class ReadStatus(str, enum.Enum):
+    VALID = "valid"
+    EXCEPTION = "exception"
+    APPROVED = "approved"
+    ESTIMATED = "estimated"
+
+
+class Customer(Base):
+    __tablename__ = "customer"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(254))
+    phone: Mapped[str | None] = mapped_column(String(40))
+    mailing_line1: Mapped[str | None] = mapped_column(String(200))
+    mailing_city: Mapped[str | None] = mapped_column(String(100))
+    mailing_state: Mapped[str | None] = mapped_column(String(2))
+    mailing_zip: Mapped[str | None] = mapped_column(String(10))
+    preferred_language: Mapped[str] = mapped_column(String(5), default="en")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    accounts: Mapped[list[Account]] = relationship(back_populates="customer")
+
+    __table_args__ = (Index("ix_customer_name", "name"),)
+
+
+class BillingCycle(Base):
+    __tablename__ = "billing_cycle"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    code: Mapped[str] = mapped_column(String(20), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    frequency: Mapped[str] = mapped_column(String(20), default="monthly")
+    #: Day of the month the cycle's meters are read.
+    read_day: Mapped[int] = mapped_column(Integer)
+
+    routes: Mapped[list[Route]] = relationship(back_populates="cycle")
+
+    __table_args__ = (CheckConstraint("frequency in ('monthly', 'bimonthly')", name="frequency"),)
+
+
+class Route(Base):
+    __tablename__ = "route"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    cycle_id: Mapped[int] = mapped_column(ForeignKey("billing_cycle.id"), index=True)
+    code: Mapped[str] = mapped_column(String(20), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+
+    cycle: Mapped[BillingCycle] = relationship(back_populates="routes")
+
+
+class Premise(Base):
+    __tablename__ = "premise"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    address_line1: Mapped[str] = mapped_column(String(200))
+    address_line2: Mapped[str | None] = mapped_column(String(100))
+    city: Mapped[str] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(2))
+    zip: Mapped[str] = mapped_column(String(10))
+    parcel_number: Mapped[str | None] = mapped_column(String(30))
+    inside_city_limits: Mapped[bool] = mapped_column(Boolean, default=True)
+    pressure_zone: Mapped[str | None] = mapped_column(String(20))
+    dwelling_units: Mapped[int] = mapped_column(Integer, default=1)
+    route_id: Mapped[int | None] = mapped_column(ForeignKey("route.id"), index=True)
+    walk_sequence: Mapped[int | None] = mapped_column(Integer)
+
+    route: Mapped[Route | None] = relationship()
+    meters: Mapped[list[Meter]] = relationship(back_populates="premise")
+
+    __table_args__ = (Index("ix_premise_address_line1", "address_line1"),)
+
+    @property
+    def one_line(self) -> str:
+        unit = f" {self.address_line2}" if self.address_line2 else ""
+        return f"{self.address_line1}{unit}, {self.city}, {self.state} {self.zip}"
+
+
+class Meter(Base):
+    __tablename__ = "meter"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    serial: Mapped[str] = mapped_column(String(40), unique=True)
+    size: Mapped[str] = mapped_column(String(10))
+    make: Mapped[str | None] = mapped_column(String(60))
+    model: Mapped[str | None] = mapped_column(String(60))
+    dials: Mapped[int] = mapped_column(Integer, default=6)
+    multiplier: Mapped[Decimal] = mapped_column(DecimalType(10, 4), default=Decimal(1))
+    unit: Mapped[str] = mapped_column(String(10), default="CCF")
+    status: Mapped[str] = mapped_column(String(20), default=MeterStatus.IN_STOCK.value)
+    premise_id: Mapped[int | None] = mapped_column(ForeignKey("premise.id"), index=True)
+    installed_on: Mapped[date | None] = mapped_column(Date)
+    removed_on: Mapped[date | None] = mapped_column(Date)
+    location_notes: Mapped[str | None] = mapped_column(String(300))
+
+    premise: Mapped[Premise | None] = relationship(back_populates="meters")
+
+    __table_args__ = (
+        CheckConstraint("status in ('in_stock', 'installed', 'removed', 'in_test', 'retired')", name="status"),
+        CheckConstraint("dials between 1 and 12", name="dials"),
+    )
+
+
+class MeterRead(Base):
+    __tablename__ = "meter_read"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    meter_id: Mapped[int] = mapped_column(ForeignKey("meter.id"))
+    read_on: Mapped[date] = mapped_column(Date)
+    value: Mapped[Decimal] = mapped_column(Quantity)
+    source: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20), default=ReadStatus.VALID.value)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    meter: Mapped[Meter] = relationship()
+
+    __table_args__ = (
+        Index("ix_meter_read_meter_id_read_on", "meter_id", "read_on"),
+        CheckConstraint("source in ('handheld', 'amr', 'ami', 'customer', 'field', 'estimate')", name="source"),
+        CheckConstraint("status in ('valid', 'exception', 'approved', 'estimated')", name="status"),
+    )
+
+
+class RateSchedule(Base):
+    __tablename__ = "rate_schedule"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    service_type: Mapped[str] = mapped_column(String(20))
+    customer_class: Mapped[str] = mapped_column(String(40))
+
+    versions: Mapped[list[RateScheduleVersion]] = relationship(
+        back_populates="schedule", order_by="RateScheduleVersion.effective_on"
+    )
+
+
+class RateScheduleVersion(Base):
+    __tablename__ = "rate_schedule_version"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    schedule_id: Mapped[int] = mapped_column(ForeignKey("rate_schedule.id"))
+    effective_on: Mapped[date] = mapped_column(Date)
+    definition: Mapped[dict[str, Any]] = mapped_column(JSON)
+    source: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    schedule: Mapped[RateSchedule] = relationship(back_populates="versions")
+
+    __table_args__ = (UniqueConstraint("schedule_id", "effective_on", name="uq_rate_schedule_version_effective"),)
+
+
+class Account(Base):
+    __tablename__ = "account"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    number: Mapped[str] = mapped_column(String(20), unique=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id"), index=True)
+    premise_id: Mapped[int] = mapped_column(ForeignKey("premise.id"), index=True)
+    customer_class: Mapped[str] = mapped_column(String(40))
+    cycle_id: Mapped[int] = mapped_column(ForeignKey("billing_cycle.id"), index=True)
+    status: Mapped[str] = mapped_column(String(20), default=AccountStatus.ACTIVE.value)
+    opened_on: Mapped[date] = mapped_column(Date)
+    closed_on: Mapped[date | None] = mapped_column(Date)
+    autopay: Mapped[bool] = mapped_column(Boolean, default=False)
+    paperless: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    customer: Mapped[Customer] = relationship(back_populates="accounts")
+    premise: Mapped[Premise] = relationship()
+    cycle: Mapped[BillingCycle] = relationship()
+    services: Mapped[list[Service]] = relationship(back_populates="account", order_by="Service.id")
+
+    __table_args__ = (
+        CheckConstraint("status in ('pending', 'active', 'final', 'closed')", name="status"),
+    )
+
+
+class Service(Base):
+    """One service (water, sewer, sanitation, ...) billed on an account."""
+
+    __tablename__ = "service"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), index=True)
+    service_type: Mapped[str] = mapped_column(String(20))
+    rate_schedule_id: Mapped[int] = mapped_column(ForeignKey("rate_schedule.id"), index=True)
+    meter_id: Mapped[int | None] = mapped_column(ForeignKey("meter.id"), index=True)
+    #: Rate options such as ``{"cart_size": "64"}`` for sanitation.
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    started_on: Mapped[date] = mapped_column(Date)
+    ended_on: Mapped[date | None] = mapped_column(Date)
+
+    account: Mapped[Account] = relationship(back_populates="services")
+    rate_schedule: Mapped[RateSchedule] = relationship()
+    meter: Mapped[Meter | None] = relationship()
+
+    __table_args__ = (
+        CheckConstraint(
+            "service_type in ('water', 'sewer', 'sanitation', 'fire', 'irrigation', 'recycled')",
+            name="service_type",
+        ),
+    )
+
+
+class LedgerTransaction(Base):
+    """A balanced set of entries. Never updated or deleted (triggers enforce it)."""
+
+    __tablename__ = "ledger_transaction"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("account.id"), index=True)
+    effective_on: Mapped[date] = mapped_column(Date)
+    due_on: Mapped[date | None] = mapped_column(Date)
+    memo: Mapped[str] = mapped_column(String(300), default="")
+    reverses_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_transaction.id"), unique=True)
+    posted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    posted_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+
+    entries: Mapped[list[LedgerEntry]] = relationship(back_populates="transaction", order_by="LedgerEntry.id")
+
+    __table_args__ = (
+        CheckConstraint("kind in ('bill', 'payment', 'adjustment', 'fee', 'reversal')", name="kind"),
+    )
+
+
+class LedgerEntry(Base):
+    __tablename__ = "ledger_entry"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    transaction_id: Mapped[int] = mapped_column(ForeignKey("ledger_transaction.id"), index=True)
+    gl_account: Mapped[str] = mapped_column(String(40))
+    #: Set on receivable and unapplied-credit entries: whose balance this moves.
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("account.id"))
+    service_type: Mapped[str | None] = mapped_column(String(20))
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+
+    transaction: Mapped[LedgerTransaction] = relationship(back_populates="entries")
+
+    __table_args__ = (Index("ix_ledger_entry_account_id", "account_id", "transaction_id"),)
+
+
+class Bill(Base):
+    __tablename__ = "bill"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    number: Mapped[str] = mapped_column(String(20), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"))
+    period_start: Mapped[date] = mapped_column(Date)
+    period_end: Mapped[date] = mapped_column(Date)
+    bill_date: Mapped[date] = mapped_column(Date)
+    due_date: Mapped[date] = mapped_column(Date)
+    previous_balance_cents: Mapped[int] = mapped_column(BigInteger)
+    payments_since_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    current_charges_cents: Mapped[int] = mapped_column(BigInteger)
+    total_due_cents: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(20), default="posted")
+    estimated: Mapped[bool] = mapped_column(Boolean, default=False)
+    ledger_transaction_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_transaction.id"))
+
+    account: Mapped[Account] = relationship()
+    lines: Mapped[list[BillLine]] = relationship(back_populates="bill", order_by="BillLine.sequence")
+
+    __table_args__ = (
+        Index("ix_bill_account_id_bill_date", "account_id", "bill_date"),
+        CheckConstraint("status in ('draft', 'posted', 'voided')", name="status"),
+        CheckConstraint("period_start < period_end", name="period"),
+    )
+
+
+class BillLine(Base):
+    __tablename__ = "bill_line"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    bill_id: Mapped[int] = mapped_column(ForeignKey("bill.id"), index=True)
+    sequence: Mapped[int] = mapped_column(Integer)
+    service_type: Mapped[str] = mapped_column(String(20))
+    description: Mapped[str] = mapped_column(String(200))
+    quantity: Mapped[Decimal] = mapped_column(Quantity)
+    unit: Mapped[str] = mapped_column(String(10))
+    unit_price: Mapped[Decimal] = mapped_column(Price)
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    rate_version_id: Mapped[int | None] = mapped_column(ForeignKey("rate_schedule_version.id"))
+
+    bill: Mapped[Bill] = relationship(back_populates="lines")
+
+
+class Payment(Base):
+    __tablename__ = "payment"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), index=True)
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    channel: Mapped[str] = mapped_column(String(20))
+    method: Mapped[str] = mapped_column(String(20))
+    received_on: Mapped[date] = mapped_column(Date)
+    reference: Mapped[str | None] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(20), default="posted")
+    ledger_transaction_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_transaction.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        CheckConstraint("amount_cents > 0", name="positive"),
+        CheckConstraint("channel in ('counter', 'mail', 'lockbox', 'online', 'autopay', 'phone')", name="channel"),
+        CheckConstraint("status in ('pending', 'posted', 'returned', 'failed')", name="status"),
+    )
+
+
+class User(Base):
+    """A sign-in. Customers are linked to the accounts they may see."""
+
+    __tablename__ = "user_account"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))
+    display_name: Mapped[str | None] = mapped_column(String(200))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_sign_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    accounts: Mapped[list[Account]] = relationship(secondary="user_account_link", order_by="Account.number")
+
+    __table_args__ = (
+        CheckConstraint(
+            "role in ('customer', 'csr', 'specialist', 'cashier', 'supervisor', 'admin')", name="role"
+        ),
+    )
+
+    @property
+    def role_enum(self) -> Role:
+        return Role(self.role)
+
+
+class UserAccountLink(Base):
+    __tablename__ = "user_account_link"
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), primary_key=True, index=True)
+    linked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AuditEvent(Base):
+    """Who did what, to what, before and after, when, from where."""
+
+    __tablename__ = "audit_event"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    actor_label: Mapped[str | None] = mapped_column(String(254))
+    action: Mapped[str] = mapped_column(String(60), index=True)
+    entity_type: Mapped[str | None] = mapped_column(String(40))
+    entity_id: Mapped[str | None] = mapped_column(String(40))
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    remote_addr: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_audit_event_entity", "entity_type", "entity_id"),)

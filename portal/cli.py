@@ -1,0 +1,125 @@
+"""The ``portal`` command: migrate, demo, users, serve, worker."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .billing_core.errors import BillingError, InvalidInput
+from .db import make_engine, make_sessionmaker, transaction
+from .settings import Settings
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from .migrate import upgrade
+
+    settings = _settings()
+    upgrade(make_engine(settings.database_url))
+    print("Database is up to date.")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import DEMO_PASSWORD, DemoExists, build_demo, sign_ins
+
+    settings = _settings()
+    engine = make_engine(settings.database_url)
+    try:
+        result = build_demo(engine, accounts=args.accounts, seed=args.seed, progress=not args.quiet,
+                            today=args.today, reset=args.reset)
+    except DemoExists as exc:
+        print(f"Keeping the district already there: {exc}.")
+        print(f"Sign in with (password for demo sign-ins: {DEMO_PASSWORD}):")
+        for role, email in sign_ins(engine):
+            print(f"  {role:<11} {email}")
+        return 0
+    print()
+    print(f"Demo district ready: {result.accounts:,} accounts, {result.bills:,} bills, "
+          f"{result.payments:,} payments, {result.reads:,} reads ({result.seconds:.1f} s).")
+    print("Sign in with (password for all: " + result.password + "):")
+    for role, email, note in result.sign_ins:
+        print(f"  {role:<11} {email:<32} {note}")
+    return 0
+
+
+def cmd_users_create(args: argparse.Namespace) -> int:
+    from .billing_core import audit, users
+
+    settings = _settings()
+    factory = make_sessionmaker(make_engine(settings.database_url))
+    try:
+        with transaction(factory) as session:
+            user = users.create_user(session, args.email, args.password, args.role, args.account)
+            audit.record(session, "user.create", actor_label="portal users create", entity_type="user",
+                         entity_id=user.id, after={"email": user.email, "role": user.role,
+                                                   "account": args.account})
+    except InvalidInput as exc:
+        print(f"error: {exc.field}: {exc.message}" if exc.field else f"error: {exc.message}", file=sys.stderr)
+        return 2
+    print(f"Created {args.role} sign-in {user.email}" + (f" for account {args.account}" if args.account else ""))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    uvicorn.run("portal.app:create_app", factory=True, host=args.host, port=args.port, proxy_headers=True)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from .jobs import run_worker
+
+    return run_worker(_settings(), concurrency=args.concurrency)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="portal", description="Utility billing portal")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("migrate", help="apply database migrations")
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("demo", help="build a deterministic synthetic district")
+    p.add_argument("--accounts", type=int, default=500)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--today", help="the demo's 'today' (YYYY-MM-DD); default: this month")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--reset", action="store_true", help="drop everything in the database and rebuild")
+    p.set_defaults(func=cmd_demo)
+
+    users = sub.add_parser("users", help="manage sign-ins").add_subparsers(dest="users_command", required=True)
+    p = users.add_parser("create", help="create a sign-in")
+    p.add_argument("--email", required=True)
+    p.add_argument("--password", required=True)
+    p.add_argument("--role", required=True, choices=["customer", "csr", "specialist", "cashier", "supervisor", "admin"])
+    p.add_argument("--account", help="account number (customer sign-ins)")
+    p.set_defaults(func=cmd_users_create)
+
+    p = sub.add_parser("serve", help="run the web portal")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("worker", help="run a job worker (PostgreSQL)")
+    p.add_argument("--concurrency", type=int, default=1)
+    p.set_defaults(func=cmd_worker)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except BillingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,49 @@
+"""Applying the schema: Alembic for our tables, procrastinate's own on PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, inspect
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def alembic_config(url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the database to the newest schema; safe to run again."""
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+    if engine.dialect.name == "postgresql":
+        apply_job_queue_schema(engine)
+
+
+def apply_job_queue_schema(engine: Engine) -> None:
+    """procrastinate keeps its queue in PostgreSQL tables; create them once."""
+    if inspect(engine).has_table("procrastinate_jobs"):
+        return
+    from procrastinate import App, SyncPsycopgConnector
+
+    conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    app = App(connector=SyncPsycopgConnector(conninfo=conninfo))
+    with app.open():
+        app.schema_manager.apply_schema()
+
+
+def is_current(engine: Engine) -> bool:
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config(str(engine.url)))
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision() == script.get_current_head()

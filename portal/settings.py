@@ -1,0 +1,93 @@
+"""Every setting the portal reads, from environment variables, in one place.
+
+Tests build their own ``Settings`` and pass it to ``create_app``; nothing else
+reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SQLITE_PATH = PROJECT_ROOT / "var" / "portal.sqlite3"
+
+
+def _bool(value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = f"sqlite:///{DEFAULT_SQLITE_PATH}"
+    secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    #: True only when running on a developer's own machine over plain HTTP.
+    development: bool = False
+    agency_name: str = "Demo Water District"
+    agency_timezone: str = "America/Los_Angeles"
+    agency_phone: str = "(555) 010-2000"
+    stripe_secret_key: str = ""
+    stripe_publishable_key: str = ""
+    stripe_webhook_secret: str = ""
+    stripe_api_base: str = ""
+    stripe_js_url: str = "https://js.stripe.com/v3/"
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_from: str = "billing@example.org"
+    smtp_starttls: bool = False
+    public_url: str = "http://localhost:8000"
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.agency_timezone)
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.database_url.startswith("postgresql")
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        env = dict(os.environ if env is None else env)
+        defaults = cls()
+        secret = env.get("SECRET_KEY", "")
+        development = _bool(env.get("PORTAL_DEVELOPMENT"), False)
+        if not secret:
+            # A random key per process: sessions do not survive a restart,
+            # which is safe, and production is expected to set SECRET_KEY.
+            secret = defaults.secret_key
+        return cls(
+            database_url=normalise_database_url(env.get("DATABASE_URL") or defaults.database_url),
+            secret_key=secret,
+            development=development,
+            agency_name=env.get("AGENCY_NAME", defaults.agency_name),
+            agency_timezone=env.get("AGENCY_TIMEZONE", defaults.agency_timezone),
+            agency_phone=env.get("AGENCY_PHONE", defaults.agency_phone),
+            stripe_secret_key=env.get("STRIPE_SECRET_KEY", ""),
+            stripe_publishable_key=env.get("STRIPE_PUBLISHABLE_KEY", ""),
+            stripe_webhook_secret=env.get("STRIPE_WEBHOOK_SECRET", ""),
+            stripe_api_base=env.get("STRIPE_API_BASE", ""),
+            stripe_js_url=env.get("STRIPE_JS_URL", defaults.stripe_js_url),
+            smtp_host=env.get("SMTP_HOST", defaults.smtp_host),
+            smtp_port=int(env.get("SMTP_PORT", defaults.smtp_port)),
+            smtp_username=env.get("SMTP_USERNAME", ""),
+            smtp_password=env.get("SMTP_PASSWORD", ""),
+            smtp_from=env.get("SMTP_FROM", defaults.smtp_from),
+            smtp_starttls=_bool(env.get("SMTP_STARTTLS"), False),
+            public_url=env.get("PUBLIC_URL", defaults.public_url),
+        )
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept the ``postgres://`` URLs hosting platforms hand out and pick psycopg 3."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    return url

@@ -1,0 +1,59 @@
+"""Jinja2 templates with the filters and globals every page uses."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.templating import Jinja2Templates
+
+from . import csrf
+from .billing_core.money import format_money
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+HTMX_FILE = "vendor/htmx-2.0.11.min.js"
+
+
+def _money(cents: int | None) -> str:
+    return "" if cents is None else format_money(int(cents))
+
+
+def _date(value: date | datetime | None) -> str:
+    if value is None:
+        return ""
+    return f"{value:%B} {value.day}, {value.year}"
+
+
+def _short_date(value: date | None) -> str:
+    return "" if value is None else f"{value:%m/%d/%Y}"
+
+
+def _quantity(value: Decimal | None) -> str:
+    if value is None:
+        return ""
+    normalised = value.normalize()
+    return f"{normalised:f}" if normalised == normalised.to_integral() else f"{value.normalize():f}"
+
+
+def make_templates() -> Jinja2Templates:
+    templates = Jinja2Templates(directory=str(TEMPLATES), context_processors=[_context])
+    env = templates.env
+    env.filters["money"] = _money
+    env.filters["longdate"] = _date
+    env.filters["shortdate"] = _short_date
+    env.filters["qty"] = _quantity
+    env.globals["htmx_file"] = HTMX_FILE
+    return templates
+
+
+def _context(request: Request) -> dict[str, object]:
+    settings = request.app.state.settings
+    return {
+        "csrf_token": csrf.token_for(request),
+        "agency_name": settings.agency_name,
+        "agency_phone": settings.agency_phone,
+        "current_user": getattr(request.state, "user", None),
+    }

@@ -1,0 +1,75 @@
+"""The office's pages: account search and the account view."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..billing_core import accounts
+from ..billing_core.models import Account, MeterRead, Service
+from ..web import PageNotFound, db, require_staff, today
+
+
+def search(request: Request) -> Response:
+    query = request.query_params.get("q", "").strip()[:200]
+    with db(request) as session:
+        require_staff(request, session)
+        results = accounts.search(session, query) if query else []
+        template = "staff/_results.html" if request.headers.get("HX-Request") else "staff/search.html"
+        response = request.app.state.templates.TemplateResponse(
+            request, template, {"query": query, "results": results}
+        )
+        response.headers["Vary"] = "HX-Request"
+        return response
+
+
+def account_view(request: Request) -> Response:
+    with db(request) as session:
+        require_staff(request, session)
+        account = session.scalars(
+            select(Account)
+            .where(Account.number == request.path_params["number"])
+            .options(
+                selectinload(Account.services).selectinload(Service.meter),
+                selectinload(Account.services).selectinload(Service.rate_schedule),
+            )
+        ).first()
+        if account is None:
+            raise PageNotFound()
+        meters = [s.meter for s in account.services if s.meter is not None]
+        last_reads = {
+            m.id: session.scalars(
+                select(MeterRead).where(MeterRead.meter_id == m.id).order_by(MeterRead.read_on.desc()).limit(3)
+            ).all()
+            for m in {m.id: m for m in meters}.values()
+        }
+        as_of = today(request)
+        return request.app.state.templates.TemplateResponse(
+            request,
+            "staff/account.html",
+            {
+                "account": account,
+                "summary": accounts.summarise(session, account, as_of),
+                "meters": list({m.id: m for m in meters}.values()),
+                "last_reads": last_reads,
+                "bills": accounts.bills_for_account(session, account.id, limit=24),
+                "ledger": accounts.ledger_with_running_balance(session, account.id),
+                "as_of": as_of,
+            },
+        )
+
+
+def bill_view(request: Request) -> Response:
+    with db(request) as session:
+        require_staff(request, session)
+        account = session.scalar(select(Account).where(Account.number == request.path_params["number"]))
+        if account is None:
+            raise PageNotFound()
+        bill = accounts.bill_with_lines(session, account.id, request.path_params["bill"])
+        if bill is None:
+            raise PageNotFound()
+        return request.app.state.templates.TemplateResponse(
+            request, "staff/bill.html", {"account": account, "bill": bill, "groups": accounts.lines_by_service(bill)}
+        )

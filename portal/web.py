@@ -1,0 +1,93 @@
+"""What every view needs: a database session, the signed-in user, responses."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime, timezone
+from urllib.parse import quote
+
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from .billing_core.models import Role, User
+
+
+class SignInRequired(Exception):
+    """Raised by a view for an anonymous visitor; answered with the sign-in page."""
+
+
+class PageNotFound(Exception):
+    """Answered with the 404 page; also what anyone gets for what is not theirs."""
+
+
+@contextmanager
+def db(request: Request) -> Iterator[Session]:
+    """One database transaction for the request: committed on success."""
+    factory = request.app.state.sessions
+    with factory() as session, session.begin():
+        yield session
+
+
+def remote_addr(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def today(request: Request) -> date:
+    """The agency's calendar date now (its own time zone)."""
+    clock = request.app.state.clock
+    return clock().astimezone(request.app.state.settings.tz).date()
+
+
+def now(request: Request) -> datetime:
+    return request.app.state.clock().astimezone(timezone.utc)
+
+
+def signed_in_user(request: Request, session: Session) -> User | None:
+    user_id = request.session.get("user_id")
+    if not user_id:
+        return None
+    user = session.get(User, user_id)
+    if user is None or not user.active:
+        request.session.clear()
+        return None
+    request.state.user = user
+    return user
+
+
+def require_customer(request: Request, session: Session) -> User:
+    user = signed_in_user(request, session)
+    if user is None:
+        raise SignInRequired()
+    if user.role != Role.CUSTOMER.value:
+        raise PageNotFound()
+    return user
+
+
+def require_staff(request: Request, session: Session) -> User:
+    user = signed_in_user(request, session)
+    if user is None:
+        raise SignInRequired()
+    if not Role(user.role).is_staff:
+        raise PageNotFound()
+    return user
+
+
+def redirect(url: str) -> Response:
+    """After a POST: 303 for a full request, HX-Redirect for htmx."""
+    return RedirectResponse(url, status_code=303)
+
+
+def sign_in_url(request: Request) -> str:
+    target = request.url.path
+    if request.url.query:
+        target += "?" + request.url.query
+    return "/sign-in?next=" + quote(target, safe="/")
+
+
+def safe_next(target: str | None, default: str) -> str:
+    """Only ever redirect to a path on this site."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return default
+    return target

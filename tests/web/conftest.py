@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import datetime, timezone
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+from starlette.testclient import TestClient
+
+from portal.app import create_app
+from portal.billing_core.models import Account, User, UserAccountLink
+from portal.demo import DEMO_PASSWORD
+from portal.settings import Settings
+
+# The demo was built "today" = 2026-11-22; the portal's clock agrees.
+CLOCK = lambda: datetime(2026, 11, 22, 18, 0, tzinfo=timezone.utc)  # noqa: E731
+SETTINGS = Settings(secret_key="test-secret", development=False, agency_name="Demo Water District")
+
+
+@pytest.fixture
+def client(demo_engine: Engine) -> Iterator[TestClient]:
+    app = create_app(SETTINGS, engine=demo_engine, clock=CLOCK)
+    with TestClient(app, base_url="https://testserver") as c:
+        yield c
+
+
+def csrf_from(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "page has no CSRF field"
+    return match.group(1)
+
+
+def sign_in(client: TestClient, email: str, password: str = DEMO_PASSWORD, next_url: str = ""):  # type: ignore[no-untyped-def]
+    token = csrf_from(client.get("/sign-in").text)
+    return client.post("/sign-in", data={"email": email, "password": password, "csrf_token": token, "next": next_url},
+                       follow_redirects=False)
+
+
+def linked_numbers(engine: Engine, email: str) -> list[str]:
+    with Session(engine) as s:
+        return list(s.scalars(
+            select(Account.number).join(UserAccountLink, UserAccountLink.account_id == Account.id)
+            .join(User, User.id == UserAccountLink.user_id).where(User.email == email).order_by(Account.number)
+        ))
+
+
+def other_account(engine: Engine, email: str) -> str:
+    mine = set(linked_numbers(engine, email))
+    with Session(engine) as s:
+        return next(n for n in s.scalars(select(Account.number).order_by(Account.number)) if n not in mine)

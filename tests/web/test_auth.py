@@ -1,0 +1,91 @@
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+from starlette.testclient import TestClient
+
+from portal.app import create_app
+from portal.billing_core.models import AuditEvent
+from portal.settings import Settings
+from portal.views.auth import GENERIC_FAILURE
+
+from .conftest import CLOCK, csrf_from, sign_in
+
+
+def events(engine: Engine, action: str, label: str) -> list[AuditEvent]:
+    with Session(engine) as s:
+        return list(s.scalars(select(AuditEvent).where(AuditEvent.action == action, AuditEvent.actor_label == label)))
+
+
+def test_sign_in_page_has_labelled_fields(client: TestClient) -> None:
+    response = client.get("/sign-in")
+    assert response.status_code == 200
+    assert response.template.name == "sign_in.html"
+    assert '<label for="email">Email address</label>' in response.text
+    assert '<label for="password">Password</label>' in response.text
+    assert '<main id="main"' in response.text
+
+
+def test_customer_signs_in_and_is_audited(client: TestClient, demo_engine: Engine) -> None:
+    before = len(events(demo_engine, "sign_in.success", "resident@demo.example"))
+    response = sign_in(client, "resident@demo.example")
+    assert response.status_code == 303 and response.headers["location"] == "/my"
+    cookie = response.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=lax" in cookie and "secure" in cookie
+    after = events(demo_engine, "sign_in.success", "resident@demo.example")
+    assert len(after) == before + 1 and after[-1].remote_addr
+
+
+def test_staff_land_on_the_staff_view(client: TestClient) -> None:
+    response = sign_in(client, "csr@demo.example")
+    assert response.headers["location"] == "/staff"
+
+
+def test_wrong_credentials_get_one_generic_message(client: TestClient, demo_engine: Engine) -> None:
+    wrong_password = sign_in(client, "resident@demo.example", "not the password")
+    unknown_email = sign_in(client, "nobody@demo.example", "not the password")
+    for response in (wrong_password, unknown_email):
+        assert response.status_code == 400
+        assert GENERIC_FAILURE in response.text
+        assert response.context["error"] == GENERIC_FAILURE
+    assert events(demo_engine, "sign_in.failure", "nobody@demo.example")
+    assert events(demo_engine, "sign_in.failure", "resident@demo.example")
+
+
+def test_post_without_csrf_token_is_refused(client: TestClient, demo_engine: Engine) -> None:
+    client.get("/sign-in")
+    before = len(events(demo_engine, "sign_in.success", "resident@demo.example"))
+    response = client.post("/sign-in", data={"email": "resident@demo.example", "password": "demo-password-2026"})
+    assert response.status_code == 403
+    response = client.post("/sign-in", data={"email": "resident@demo.example", "password": "demo-password-2026",
+                                             "csrf_token": "forged"})
+    assert response.status_code == 403
+    assert len(events(demo_engine, "sign_in.success", "resident@demo.example")) == before
+
+
+def test_csrf_header_works_for_htmx(client: TestClient) -> None:
+    sign_in(client, "resident@demo.example")
+    token = csrf_from(client.get("/my").text)
+    response = client.post("/sign-out", headers={"X-CSRF-Token": token}, follow_redirects=False)
+    assert response.status_code == 303
+    assert client.get("/my", follow_redirects=False).status_code == 303
+
+
+def test_sign_out_ends_the_session(client: TestClient) -> None:
+    sign_in(client, "resident@demo.example")
+    token = csrf_from(client.get("/my").text)
+    client.post("/sign-out", data={"csrf_token": token})
+    response = client.get("/my", follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"].startswith("/sign-in?next=/my")
+
+
+def test_next_only_redirects_within_the_site(client: TestClient) -> None:
+    assert sign_in(client, "resident@demo.example", next_url="https://evil.example/").headers["location"] == "/my"
+    assert sign_in(client, "resident@demo.example", next_url="//evil.example").headers["location"] == "/my"
+    ok = sign_in(client, "resident@demo.example", next_url="/my/accounts/123")
+    assert ok.headers["location"] == "/my/accounts/123"
+
+
+def test_cookie_is_not_secure_only_in_development(demo_engine: Engine) -> None:
+    app = create_app(Settings(secret_key="x", development=True), engine=demo_engine, clock=CLOCK)
+    with TestClient(app) as c:
+        response = sign_in(c, "resident@demo.example")
+        assert "secure" not in response.headers["set-cookie"].lower()

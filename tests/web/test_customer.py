@@ -1,0 +1,77 @@
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+from starlette.testclient import TestClient
+
+from portal.billing_core import accounts as accounts_core
+from portal.billing_core.models import Account, Bill
+
+from .conftest import linked_numbers, other_account, sign_in
+from tests.db.test_demo import TODAY
+
+
+def test_anonymous_visitors_are_sent_to_sign_in(client: TestClient) -> None:
+    response = client.get("/my/accounts/00000018", follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/sign-in?next=/my/accounts/00000018"
+
+
+def test_dashboard_shows_each_linked_account_with_its_figures(client: TestClient, demo_engine: Engine) -> None:
+    sign_in(client, "pastdue@demo.example")
+    response = client.get("/my")
+    assert response.status_code == 200
+    (summary,) = response.context["summaries"]
+    with Session(demo_engine) as s:
+        account = s.scalar(select(Account).where(Account.number == linked_numbers(demo_engine, "pastdue@demo.example")[0]))
+        expected = accounts_core.summarise(s, account, TODAY)
+    assert summary.balance_cents == expected.balance_cents > 0
+    assert summary.past_due_cents == expected.past_due_cents > 0
+    assert summary.days_past_due == expected.days_past_due > 0
+    assert summary.due_date == expected.last_bill.due_date
+    text = response.text
+    assert f"{expected.days_past_due} days late" in text
+    assert "Amount due" in text and "Past due" in text and "Due date" in text
+
+
+def test_landlord_sees_every_linked_account(client: TestClient, demo_engine: Engine) -> None:
+    numbers = linked_numbers(demo_engine, "landlord@demo.example")
+    if len(numbers) < 2:
+        pytest.skip("this demo seed has no landlord")
+    sign_in(client, "landlord@demo.example")
+    response = client.get("/my")
+    assert [s.account.number for s in response.context["summaries"]] == numbers
+
+
+def test_account_page_lists_bills_and_a_bill_shows_its_lines(client: TestClient, demo_engine: Engine) -> None:
+    sign_in(client, "resident@demo.example")
+    number = linked_numbers(demo_engine, "resident@demo.example")[0]
+    page = client.get(f"/my/accounts/{number}")
+    assert page.status_code == 200
+    bills = page.context["bills"]
+    assert len(bills) == 24 and bills[0].bill_date > bills[-1].bill_date
+    bill = client.get(f"/my/accounts/{number}/bills/{bills[0].number}")
+    assert bill.status_code == 200
+    assert bill.template.name == "customer/bill.html"
+    groups = bill.context["groups"]
+    assert [g[0] for g in groups][:1] == ["water"]
+    assert sum(g[2] for g in groups) == bills[0].current_charges_cents
+    assert "Water service charge" in bill.text and "CCF × $2.78" in bill.text
+
+
+def test_another_customers_account_and_bills_are_404(client: TestClient, demo_engine: Engine) -> None:
+    sign_in(client, "resident@demo.example")
+    theirs = other_account(demo_engine, "resident@demo.example")
+    with Session(demo_engine) as s:
+        their_bill = s.scalar(select(Bill.number).join(Account).where(Account.number == theirs).limit(1))
+    mine = linked_numbers(demo_engine, "resident@demo.example")[0]
+    for url in (f"/my/accounts/{theirs}", f"/my/accounts/{theirs}/bills/{their_bill}",
+                f"/my/accounts/{mine}/bills/{their_bill}", "/my/accounts/nonsense"):
+        response = client.get(url)
+        assert response.status_code == 404, url
+        assert "Page not found" in response.text
+
+
+def test_customers_cannot_open_staff_pages(client: TestClient) -> None:
+    sign_in(client, "resident@demo.example")
+    assert client.get("/staff?q=Oak").status_code == 404
+    assert client.get("/staff/accounts/00000018").status_code == 404
