@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from sqlalchemy import Engine
 
 from .billing_core.errors import BillingError, InvalidInput
 from .db import make_engine, make_sessionmaker, transaction
@@ -15,11 +18,20 @@ def _settings() -> Settings:
     return Settings.from_env()
 
 
+@contextmanager
+def _engine() -> Iterator[Engine]:
+    engine = make_engine(_settings().database_url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     from .migrate import upgrade
 
-    settings = _settings()
-    upgrade(make_engine(settings.database_url))
+    with _engine() as engine:
+        upgrade(engine)
     print("Database is up to date.")
     return 0
 
@@ -27,17 +39,16 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import DEMO_PASSWORD, DemoExists, build_demo, sign_ins
 
-    settings = _settings()
-    engine = make_engine(settings.database_url)
-    try:
-        result = build_demo(engine, accounts=args.accounts, seed=args.seed, progress=not args.quiet,
-                            today=args.today, reset=args.reset)
-    except DemoExists as exc:
-        print(f"Keeping the district already there: {exc}.")
-        print(f"Sign in with (password for demo sign-ins: {DEMO_PASSWORD}):")
-        for role, email in sign_ins(engine):
-            print(f"  {role:<11} {email}")
-        return 0
+    with _engine() as engine:
+        try:
+            result = build_demo(engine, accounts=args.accounts, seed=args.seed, progress=not args.quiet,
+                                today=args.today, reset=args.reset)
+        except DemoExists as exc:
+            print(f"Keeping the district already there: {exc}.")
+            print(f"Sign in with (password for demo sign-ins: {DEMO_PASSWORD}):")
+            for role, email in sign_ins(engine):
+                print(f"  {role:<11} {email}")
+            return 0
     print()
     print(f"Demo district ready: {result.accounts:,} accounts, {result.bills:,} bills, "
           f"{result.payments:,} payments, {result.reads:,} reads ({result.seconds:.1f} s).")
@@ -50,10 +61,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_users_create(args: argparse.Namespace) -> int:
     from .billing_core import audit, users
 
-    settings = _settings()
-    factory = make_sessionmaker(make_engine(settings.database_url))
     try:
-        with transaction(factory) as session:
+        with _engine() as engine, transaction(make_sessionmaker(engine)) as session:
             user = users.create_user(session, args.email, args.password, args.role, args.account)
             audit.record(session, "user.create", actor_label="portal users create", entity_type="user",
                          entity_id=user.id, after={"email": user.email, "role": user.role,

@@ -1,0 +1,57 @@
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from portal.billing_core.models import AuditEvent, User
+from portal.cli import main
+from portal.demo import build_demo
+
+
+@pytest.fixture
+def env(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Engine:
+    monkeypatch.setenv("DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    return engine
+
+
+def test_migrate(env: Engine, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["migrate"]) == 0
+    assert "up to date" in capsys.readouterr().out
+
+
+def test_users_create_links_a_customer_to_an_account(env: Engine, capsys: pytest.CaptureFixture[str]) -> None:
+    build_demo(env, accounts=3, seed=1, progress=False, today="2026-11-22")
+    assert main(["users", "create", "--email", "new@example.org", "--password", "long enough pw",
+                 "--role", "customer", "--account", "00000026"]) == 0
+    assert "Created customer sign-in new@example.org for account 00000026" in capsys.readouterr().out
+    with Session(env) as s:
+        user = s.scalar(select(User).where(User.email == "new@example.org"))
+        assert [a.number for a in user.accounts] == ["00000026"]
+        assert s.scalar(select(AuditEvent).where(AuditEvent.action == "user.create", AuditEvent.entity_id == str(user.id)))
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--role", "customer"], "account: A customer sign-in needs the account"),
+        (["--role", "customer", "--account", "12345674"], "account: No account numbered 12345674"),
+        (["--role", "csr", "--account", "00000018"], "account: Only customer sign-ins"),
+    ],
+)
+def test_users_create_explains_bad_input_and_writes_nothing(
+    env: Engine, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    code = main(["users", "create", "--email", "x@example.org", "--password", "long enough pw", *args])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    with Session(env) as s:
+        assert s.scalar(select(User).where(User.email == "x@example.org")) is None
+
+
+def test_demo_prints_sign_ins_and_keeps_an_existing_district(env: Engine, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--accounts", "12", "--seed", "2", "--today", "2026-11-22", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "12 accounts, 288 bills" in out
+    assert "admin@demo.example" in out and "resident@demo.example" in out and "demo-password-2026" in out
+    assert main(["demo", "--accounts", "12", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "Keeping the district already there" in out and "resident@demo.example" in out
