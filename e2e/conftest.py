@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -22,8 +22,12 @@ from portal.settings import Settings
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 TODAY = "2026-11-22"
 
@@ -48,7 +52,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     engine = make_engine(url)
     build_demo(engine, accounts=60, seed=11, progress=False, today=TODAY)
     settings = Settings(database_url=url, secret_key="e2e", development=True)
-    app = create_app(settings, engine=engine, clock=lambda: datetime(2026, 11, 22, 18, tzinfo=timezone.utc))
+    app = create_app(settings, engine=engine, clock=lambda: datetime(2026, 11, 22, 18, tzinfo=UTC))
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

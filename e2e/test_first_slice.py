@@ -47,8 +47,11 @@ def test_staff_find_an_account_by_meter_serial(page: Page, live_server: LiveServ
     engine = make_engine(live_server.database_url)
     with Session(engine) as s:
         number, serial = s.execute(
-            select(Account.number, Meter.serial).join(Service, Service.account_id == Account.id)
-            .join(Meter, Meter.id == Service.meter_id).order_by(Account.id.desc()).limit(1)
+            select(Account.number, Meter.serial)
+            .join(Service, Service.account_id == Account.id)
+            .join(Meter, Meter.id == Service.meter_id)
+            .order_by(Account.id.desc())
+            .limit(1)
         ).one()
     sign_in(page, live_server, "csr@demo.example")
     expect(page.get_by_role("heading", name="Find an account")).to_be_visible()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import Engine
 from starlette.applications import Starlette
@@ -55,7 +55,9 @@ def _page(request: Request, status: int, title: str, message: str) -> Response:
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
-    return _page(request, 404, "Page not found", "We could not find that page. It may have moved, or the link may be wrong.")
+    return _page(
+        request, 404, "Page not found", "We could not find that page. It may have moved, or the link may be wrong."
+    )
 
 
 async def _sign_in_required(request: Request, exc: Exception) -> Response:
@@ -108,5 +110,5 @@ def create_app(
     app.state.engine = engine
     app.state.sessions = make_sessionmaker(engine)
     app.state.templates = make_templates()
-    app.state.clock = clock or (lambda: datetime.now(timezone.utc))
+    app.state.clock = clock or (lambda: datetime.now(UTC))
     return app

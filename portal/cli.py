@@ -41,8 +41,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     with _engine() as engine:
         try:
-            result = build_demo(engine, accounts=args.accounts, seed=args.seed, progress=not args.quiet,
-                                today=args.today, reset=args.reset)
+            result = build_demo(
+                engine,
+                accounts=args.accounts,
+                seed=args.seed,
+                progress=not args.quiet,
+                today=args.today,
+                reset=args.reset,
+                workers=args.workers,
+            )
         except DemoExists as exc:
             print(f"Keeping the district already there: {exc}.")
             print(f"Sign in with (password for demo sign-ins: {DEMO_PASSWORD}):")
@@ -50,8 +57,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 print(f"  {role:<11} {email}")
             return 0
     print()
-    print(f"Demo district ready: {result.accounts:,} accounts, {result.bills:,} bills, "
-          f"{result.payments:,} payments, {result.reads:,} reads ({result.seconds:.1f} s).")
+    print(
+        f"Demo district ready: {result.accounts:,} accounts, {result.bills:,} bills, "
+        f"{result.payments:,} payments, {result.reads:,} reads ({result.seconds:.1f} s)."
+    )
     print("Sign in with (password for all: " + result.password + "):")
     for role, email, note in result.sign_ins:
         print(f"  {role:<11} {email:<32} {note}")
@@ -64,9 +73,14 @@ def cmd_users_create(args: argparse.Namespace) -> int:
     try:
         with _engine() as engine, transaction(make_sessionmaker(engine)) as session:
             user = users.create_user(session, args.email, args.password, args.role, args.account)
-            audit.record(session, "user.create", actor_label="portal users create", entity_type="user",
-                         entity_id=user.id, after={"email": user.email, "role": user.role,
-                                                   "account": args.account})
+            audit.record(
+                session,
+                "user.create",
+                actor_label="portal users create",
+                entity_type="user",
+                entity_id=user.id,
+                after={"email": user.email, "role": user.role, "account": args.account},
+            )
     except InvalidInput as exc:
         print(f"error: {exc.field}: {exc.message}" if exc.field else f"error: {exc.message}", file=sys.stderr)
         return 2
@@ -100,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--today", help="the demo's 'today' (YYYY-MM-DD); default: this month")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--reset", action="store_true", help="drop everything in the database and rebuild")
+    p.add_argument(
+        "--workers", type=int, help="processes loading in parallel on PostgreSQL (default: one per core, at most 4)"
+    )
     p.set_defaults(func=cmd_demo)
 
     users = sub.add_parser("users", help="manage sign-ins").add_subparsers(dest="users_command", required=True)

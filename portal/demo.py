@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import itertools
 import json
+import multiprocessing
+import os
 import random
 import sqlite3
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -43,35 +46,195 @@ CHINO_FILE = DATA / "chino-2017-10-01.owrs"
 DEMO_PASSWORD = "demo-password-2026"
 MONTHS = 24
 BATCH_ACCOUNTS = 2000
-BULK_TABLES = ("customer", "premise", "meter", "account", "service", "meter_read", "ledger_transaction",
-               "ledger_entry", "bill", "bill_line", "payment")
+BULK_TABLES = (
+    "customer",
+    "premise",
+    "meter",
+    "account",
+    "service",
+    "meter_read",
+    "ledger_transaction",
+    "ledger_entry",
+    "bill",
+    "bill_line",
+    "payment",
+)
 
 STREETS = [
-    "Oak", "Pine", "Maple", "Cedar", "Elm", "Walnut", "Sycamore", "Willow", "Magnolia", "Juniper",
-    "Central", "Riverside", "Edison", "Francis", "Philadelphia", "Schaefer", "Chino", "Benson",
-    "Ramona", "Norton", "Monte Vista", "Pipeline", "Euclid", "Grove", "Mountain", "Yorba", "Eucalyptus",
-    "Kimball", "Pine Creek", "Meadow", "Sunrise", "Vista", "Canyon", "Ridge", "Orchard", "Vineyard",
-    "Dairy", "Mission", "Lincoln", "Jefferson", "Washington", "Madison", "Monroe", "Garfield",
-    "Sierra", "Shasta", "Tahoe", "Mariposa", "Sequoia", "Redwood", "Poppy", "Lupine", "Sage", "Yucca",
+    "Oak",
+    "Pine",
+    "Maple",
+    "Cedar",
+    "Elm",
+    "Walnut",
+    "Sycamore",
+    "Willow",
+    "Magnolia",
+    "Juniper",
+    "Central",
+    "Riverside",
+    "Edison",
+    "Francis",
+    "Philadelphia",
+    "Schaefer",
+    "Chino",
+    "Benson",
+    "Ramona",
+    "Norton",
+    "Monte Vista",
+    "Pipeline",
+    "Euclid",
+    "Grove",
+    "Mountain",
+    "Yorba",
+    "Eucalyptus",
+    "Kimball",
+    "Pine Creek",
+    "Meadow",
+    "Sunrise",
+    "Vista",
+    "Canyon",
+    "Ridge",
+    "Orchard",
+    "Vineyard",
+    "Dairy",
+    "Mission",
+    "Lincoln",
+    "Jefferson",
+    "Washington",
+    "Madison",
+    "Monroe",
+    "Garfield",
+    "Sierra",
+    "Shasta",
+    "Tahoe",
+    "Mariposa",
+    "Sequoia",
+    "Redwood",
+    "Poppy",
+    "Lupine",
+    "Sage",
+    "Yucca",
 ]
 SUFFIXES = ["St", "Ave", "Blvd", "Dr", "Ln", "Ct", "Way", "Pl", "Rd"]
 FIRST = [
-    "Maria", "Jose", "James", "Mary", "Juan", "Linda", "Robert", "Patricia", "Michael", "Jennifer",
-    "David", "Elizabeth", "Luis", "Ana", "Carlos", "Sofia", "Daniel", "Susan", "Wei", "Mei", "Minh",
-    "Thi", "Jessica", "Sarah", "Kevin", "Karen", "Jorge", "Rosa", "Anthony", "Lisa", "Thomas", "Nancy",
-    "Miguel", "Carmen", "Hiroshi", "Yuki", "Priya", "Arjun", "Fatima", "Omar", "Grace", "Samuel",
+    "Maria",
+    "Jose",
+    "James",
+    "Mary",
+    "Juan",
+    "Linda",
+    "Robert",
+    "Patricia",
+    "Michael",
+    "Jennifer",
+    "David",
+    "Elizabeth",
+    "Luis",
+    "Ana",
+    "Carlos",
+    "Sofia",
+    "Daniel",
+    "Susan",
+    "Wei",
+    "Mei",
+    "Minh",
+    "Thi",
+    "Jessica",
+    "Sarah",
+    "Kevin",
+    "Karen",
+    "Jorge",
+    "Rosa",
+    "Anthony",
+    "Lisa",
+    "Thomas",
+    "Nancy",
+    "Miguel",
+    "Carmen",
+    "Hiroshi",
+    "Yuki",
+    "Priya",
+    "Arjun",
+    "Fatima",
+    "Omar",
+    "Grace",
+    "Samuel",
 ]
 LAST = [
-    "Garcia", "Hernandez", "Lopez", "Martinez", "Smith", "Johnson", "Nguyen", "Kim", "Lee", "Brown",
-    "Rodriguez", "Gonzalez", "Perez", "Sanchez", "Ramirez", "Torres", "Williams", "Jones", "Davis",
-    "Miller", "Wilson", "Anderson", "Tran", "Chen", "Wang", "Patel", "Flores", "Rivera", "Gomez",
-    "Diaz", "Reyes", "Cruz", "Morales", "Ortiz", "Gutierrez", "Chavez", "Ramos", "Castillo", "Moore",
-    "Taylor", "Thomas", "Jackson", "White", "Harris", "Martin", "Thompson", "Young", "Allen",
+    "Garcia",
+    "Hernandez",
+    "Lopez",
+    "Martinez",
+    "Smith",
+    "Johnson",
+    "Nguyen",
+    "Kim",
+    "Lee",
+    "Brown",
+    "Rodriguez",
+    "Gonzalez",
+    "Perez",
+    "Sanchez",
+    "Ramirez",
+    "Torres",
+    "Williams",
+    "Jones",
+    "Davis",
+    "Miller",
+    "Wilson",
+    "Anderson",
+    "Tran",
+    "Chen",
+    "Wang",
+    "Patel",
+    "Flores",
+    "Rivera",
+    "Gomez",
+    "Diaz",
+    "Reyes",
+    "Cruz",
+    "Morales",
+    "Ortiz",
+    "Gutierrez",
+    "Chavez",
+    "Ramos",
+    "Castillo",
+    "Moore",
+    "Taylor",
+    "Thomas",
+    "Jackson",
+    "White",
+    "Harris",
+    "Martin",
+    "Thompson",
+    "Young",
+    "Allen",
 ]
-BUSINESS = ["Market", "Dental", "Auto Repair", "Bakery", "Cleaners", "Taqueria", "Pharmacy", "Fitness",
-            "Nursery", "Pet Hospital", "Laundromat", "Printing", "Tire", "Cafe", "Daycare"]
-MAKES = [("Badger", "Recordall M25"), ("Neptune", "T-10"), ("Sensus", "iPERL"), ("Mueller", "SSR"),
-         ("Master Meter", "Octave")]
+BUSINESS = [
+    "Market",
+    "Dental",
+    "Auto Repair",
+    "Bakery",
+    "Cleaners",
+    "Taqueria",
+    "Pharmacy",
+    "Fitness",
+    "Nursery",
+    "Pet Hospital",
+    "Laundromat",
+    "Printing",
+    "Tire",
+    "Cafe",
+    "Daycare",
+]
+MAKES = [
+    ("Badger", "Recordall M25"),
+    ("Neptune", "T-10"),
+    ("Sensus", "iPERL"),
+    ("Mueller", "SSR"),
+    ("Master Meter", "Octave"),
+]
 ZIPS = ["91708", "91710", "91710", "91710"]
 
 # (class, share, water schedule, sewer schedule, sanitation schedule)
@@ -91,19 +254,37 @@ MEAN_USAGE = {"RESIDENTIAL_SINGLE": 12, "RESIDENTIAL_MULTI": 40, "COMMERCIAL": 5
 # Summer use runs high in the Inland Empire; January is the low month.
 SEASON = [0.75, 0.75, 0.85, 0.95, 1.10, 1.30, 1.45, 1.50, 1.35, 1.10, 0.90, 0.80]
 PROFILES = [("ontime", 60), ("autopay", 15), ("late", 17), ("delinquent", 5), ("partial", 3)]
+# The first accounts are made to order, so every district, however small, has
+# the customers the printed sign-ins promise: one paying on time, one behind,
+# and a landlord holding the next few accounts.
+SHOWCASE = {0: "ontime", 1: "delinquent", 2: "landlord"}
 
 SEWER_RES = {"unit": "CCF", "components": [{"type": "fixed", "description": "Sewer service charge", "amount": "38.52"}]}
-SEWER_COM = {"unit": "CCF", "components": [
-    {"type": "fixed", "description": "Sewer service charge", "amount": "25.00"},
-    {"type": "uniform", "description": "Sewer volume charge", "price": "3.15"},
-]}
-TRASH_RES = {"unit": "each", "components": [
-    {"type": "fixed_by_option", "option": "cart_size", "description": "Trash, recycling and green waste",
-     "label": "{value}-gallon carts", "values": {"35": "24.10", "64": "28.65", "96": "36.80"}},
-]}
-TRASH_COM = {"unit": "each", "components": [
-    {"type": "fixed", "description": "Commercial bin, 3 cubic yards, weekly pickup", "amount": "185.00"},
-]}
+SEWER_COM = {
+    "unit": "CCF",
+    "components": [
+        {"type": "fixed", "description": "Sewer service charge", "amount": "25.00"},
+        {"type": "uniform", "description": "Sewer volume charge", "price": "3.15"},
+    ],
+}
+TRASH_RES = {
+    "unit": "each",
+    "components": [
+        {
+            "type": "fixed_by_option",
+            "option": "cart_size",
+            "description": "Trash, recycling and green waste",
+            "label": "{value}-gallon carts",
+            "values": {"35": "24.10", "64": "28.65", "96": "36.80"},
+        },
+    ],
+}
+TRASH_COM = {
+    "unit": "each",
+    "components": [
+        {"type": "fixed", "description": "Commercial bin, 3 cubic yards, weekly pickup", "amount": "185.00"},
+    ],
+}
 
 
 @dataclass
@@ -127,7 +308,11 @@ def chino_water_definition(customer_class: str) -> dict[str, Any]:
         "source": "City of Chino OWRS, effective 2017-10-01",
         "components": [
             {"type": "fixed_by_meter_size", "description": "Water service charge", "values": sizes},
-            {"type": "uniform", "description": "Water usage", "price": f"{Decimal(str(block['flat_rate_commodity'])):.2f}"},
+            {
+                "type": "uniform",
+                "description": "Water usage",
+                "price": f"{Decimal(str(block['flat_rate_commodity'])):.2f}",
+            },
         ],
     }
 
@@ -164,7 +349,7 @@ class _Bulk:
         """Midnight UTC of a day, as the database takes an aware instant."""
         out = self._instants.get(d)
         if out is None:
-            moment = datetime.combine(d, datetime.min.time(), tzinfo=timezone.utc)
+            moment = datetime.combine(d, datetime.min.time(), tzinfo=UTC)
             out = self._instants[d] = moment if self.pg else moment.strftime("%Y-%m-%d %H:%M:%S.%f")
         return out
 
@@ -292,7 +477,12 @@ def build_demo(
     progress: bool = True,
     today: str | date | None = None,
     reset: bool = False,
+    workers: int | None = None,
 ) -> DemoResult:
+    """Build the district. On PostgreSQL, ``workers`` processes (default: one per
+    core, at most 4) generate and load chunks side by side; the district is the
+    same whatever their number, because each chunk has its own random stream and
+    its own id ranges."""
     started = time.monotonic()
     if accounts < 1:
         raise ValueError("the demo needs at least one account")
@@ -305,7 +495,9 @@ def build_demo(
         today = datetime.now(Settings.from_env().tz).date()
     elif isinstance(today, str):
         today = date.fromisoformat(today)
-    result = _Builder(engine, accounts, seed, today, progress).run()
+    if workers is None:
+        workers = min(4, os.cpu_count() or 1)
+    result = _Builder(engine, accounts, seed, today, progress).run(max(1, workers))
     result.seconds = time.monotonic() - started
     return result
 
@@ -316,50 +508,69 @@ class DemoExists(Exception):
         self.count = count
 
 
+# Ids a chunk may use per account, per table: chunk k's ids for a table start
+# after (first account index of k) x (its stride), so chunks never collide and
+# ids do not depend on how many workers there were. Premises, meters and
+# accounts take the account's own index.
+ID_STRIDES = {
+    "customer": 1,
+    "service": 3,
+    "meter_read": MONTHS + 1,
+    "bill": MONTHS,
+    "bill_line": MONTHS * 8,
+    "ledger_transaction": MONTHS * 3 + 8,
+    "ledger_entry": MONTHS * 16,
+    "payment": MONTHS * 2 + 2,
+}
+
+
+@dataclass
+class _ChunkOutcome:
+    bills: int
+    payments: int
+    reads: int
+    picks: dict[str, list[int]]
+
+
 class _Builder:
     def __init__(self, engine: Engine, n: int, seed: int, today: date, progress: bool) -> None:
-        self.engine, self.n, self.today = engine, n, today
-        self.rng = random.Random(seed)
+        self.engine, self.n, self.seed, self.today = engine, n, seed, today
+        self.url = engine.url.render_as_string(hide_password=False)
         self.progress = _Progress(n, progress)
         self.result = DemoResult()
-        self.now = datetime.combine(today, datetime.min.time(), tzinfo=timezone.utc)
-        self.ids: dict[str, itertools.count[int]] = {}
         self.rate_cache: dict[tuple, list[rating.LineDraft]] = {}
+        self.plan_reference_data()
 
     def next_id(self, table: str) -> int:
-        counter = self.ids.get(table)
-        if counter is None:
-            counter = self.ids[table] = itertools.count(1)
-        return next(counter)
+        return next(self.ids[table])
 
     # -- reference data -------------------------------------------------
-    def reference_data(self, bulk: _Bulk) -> None:
-        self.cycles = []
-        cycle_rows = []
-        for i, day in enumerate((5, 12, 19, 26), start=1):
-            cycle_rows.append((i, f"C{i}", f"Cycle {i} (read on the {day}th)", "monthly", day))
-            self.cycles.append((i, day))
-        bulk.write("billing_cycle", ["id", "code", "name", "frequency", "read_day"], cycle_rows)
+    def plan_reference_data(self) -> None:
+        self.cycles = [(i, day) for i, day in enumerate((5, 12, 19, 26), start=1)]
         # Routes of about 400 stops each, spread over the cycles.
-        self.routes_per_cycle = max(1, (self.n // 4 + 399) // 400)
-        route_rows = []
+        routes_per_cycle = max(1, (self.n // 4 + 399) // 400)
+        self.route_rows = []
         self.routes: dict[int, list[int]] = {}
-        rid = 0
         for cycle_id, _day in self.cycles:
-            for r in range(1, self.routes_per_cycle + 1):
-                rid += 1
-                route_rows.append((rid, f"{cycle_id}-{r:03d}", f"Cycle {cycle_id} route {r}", cycle_id))
+            for r in range(1, routes_per_cycle + 1):
+                rid = len(self.route_rows) + 1
+                self.route_rows.append((rid, f"{cycle_id}-{r:03d}", f"Cycle {cycle_id} route {r}", cycle_id))
                 self.routes.setdefault(cycle_id, []).append(rid)
-        bulk.write("route", ["id", "code", "name", "cycle_id"], route_rows)
-
-        schedules = []
-        versions = []
-        self.schedule_ids: dict[str, int] = {}
-        self.definitions: dict[int, tuple[int, str, dict[str, Any]]] = {}
-        effective = date(2017, 10, 1)
         plan = [
-            ("W-RES-SF", "Water, single-family residential", "water", "RESIDENTIAL_SINGLE", chino_water_definition("RESIDENTIAL_SINGLE")),
-            ("W-RES-MF", "Water, multi-family residential", "water", "RESIDENTIAL_MULTI", chino_water_definition("RESIDENTIAL_MULTI")),
+            (
+                "W-RES-SF",
+                "Water, single-family residential",
+                "water",
+                "RESIDENTIAL_SINGLE",
+                chino_water_definition("RESIDENTIAL_SINGLE"),
+            ),
+            (
+                "W-RES-MF",
+                "Water, multi-family residential",
+                "water",
+                "RESIDENTIAL_MULTI",
+                chino_water_definition("RESIDENTIAL_MULTI"),
+            ),
             ("W-COM", "Water, commercial", "water", "COMMERCIAL", chino_water_definition("COMMERCIAL")),
             ("W-IRR", "Water, irrigation", "water", "IRRIGATION", chino_water_definition("IRRIGATION")),
             ("S-RES", "Sewer, residential flat", "sewer", "RESIDENTIAL_SINGLE", SEWER_RES),
@@ -367,13 +578,44 @@ class _Builder:
             ("T-RES", "Sanitation, residential carts", "sanitation", "RESIDENTIAL_SINGLE", TRASH_RES),
             ("T-COM", "Sanitation, commercial bin", "sanitation", "COMMERCIAL", TRASH_COM),
         ]
-        for sid, (code, name, service, klass, definition) in enumerate(plan, start=1):
-            schedules.append((sid, code, name, service, klass))
-            versions.append((sid, sid, bulk.day(effective), json.dumps(definition), definition.get("source", "Demo district"), bulk.instant(self.today)))
-            self.schedule_ids[code] = sid
-            self.definitions[sid] = (sid, service, definition)
-        bulk.write("rate_schedule", ["id", "code", "name", "service_type", "customer_class"], schedules)
-        bulk.write("rate_schedule_version", ["id", "schedule_id", "effective_on", "definition", "source", "created_at"], versions)
+        self.schedule_plan = plan
+        self.schedule_ids = {code: sid for sid, (code, *_rest) in enumerate(plan, start=1)}
+        # Each schedule has one version, with the schedule's own id.
+        self.definitions = {
+            sid: (sid, service, definition) for sid, (_c, _n, service, _k, definition) in enumerate(plan, start=1)
+        }
+
+    def write_reference_data(self, bulk: _Bulk) -> None:
+        bulk.write(
+            "billing_cycle",
+            ["id", "code", "name", "frequency", "read_day"],
+            [(i, f"C{i}", f"Cycle {i} (read on the {day}th)", "monthly", day) for i, day in self.cycles],
+        )
+        bulk.write("route", ["id", "code", "name", "cycle_id"], self.route_rows)
+        effective = date(2017, 10, 1)
+        bulk.write(
+            "rate_schedule",
+            ["id", "code", "name", "service_type", "customer_class"],
+            [
+                (sid, code, name, service, klass)
+                for sid, (code, name, service, klass, _d) in enumerate(self.schedule_plan, start=1)
+            ],
+        )
+        bulk.write(
+            "rate_schedule_version",
+            ["id", "schedule_id", "effective_on", "definition", "source", "created_at"],
+            [
+                (
+                    sid,
+                    sid,
+                    bulk.day(effective),
+                    json.dumps(d),
+                    d.get("source", "Demo district"),
+                    bulk.instant(self.today),
+                )
+                for sid, (*_x, d) in enumerate(self.schedule_plan, start=1)
+            ],
+        )
 
     def rate(self, schedule_id: int, quantity: int, meter_size: str | None, cart: str | None) -> list[rating.LineDraft]:
         key = (schedule_id, quantity, meter_size, cart)
@@ -390,67 +632,147 @@ class _Builder:
         return lines
 
     # -- the district -------------------------------------------------------
-    def run(self) -> DemoResult:
-        bulk = self.bulk = _Bulk(self.engine)
-        D, T = bulk.day, bulk.instant
-        self.D, self.T = D, T
+    def run(self, workers: int) -> DemoResult:
+        bulk = _Bulk(self.engine)
         try:
             dropped = bulk.drop_indexes(BULK_TABLES)
-            self.reference_data(bulk)
+            self.write_reference_data(bulk)
             bulk.commit()
-            self.customers_left = 0
-            self.current_landlord: int | None = None
-            done = 0
-            self.picks: dict[str, list[int]] = {"ontime": [], "delinquent": [], "landlord": []}
-            while done < self.n:
-                size = min(BATCH_ACCOUNTS, self.n - done)
-                self.batch(bulk, done, size)
-                bulk.commit()
-                done += size
-                self.progress.update(done)
-            self.progress.finish()
-            bulk.create_indexes(dropped)
-            bulk.check_foreign_keys()
-            self.fix_sequences()
         finally:
             bulk.close()
-        self.sign_ins()
+        chunks = range((self.n + BATCH_ACCOUNTS - 1) // BATCH_ACCOUNTS)
+        picks: dict[str, list[int]] = {"ontime": [], "delinquent": [], "landlord": []}
+        done = 0
+        for outcome in self.chunks(chunks, workers):
+            self.result.bills += outcome.bills
+            self.result.payments += outcome.payments
+            self.result.reads += outcome.reads
+            for key, found in outcome.picks.items():
+                picks[key].extend(found)
+            done = min(self.n, done + BATCH_ACCOUNTS)
+            self.progress.update(done)
+        self.progress.finish()
+        bulk = _Bulk(self.engine)
+        try:
+            bulk.create_indexes(dropped)
+            bulk.check_foreign_keys()
+        finally:
+            bulk.close()
+        self.fix_sequences()
+        self.sign_ins({k: sorted(v) for k, v in picks.items()})
         self.result.accounts = self.n
         return self.result
+
+    def chunks(self, chunks: range, workers: int) -> Iterator[_ChunkOutcome]:
+        """Chunk outcomes in chunk order: in worker processes on PostgreSQL, else here."""
+        if workers == 1 or len(chunks) == 1 or self.engine.dialect.name != "postgresql":
+            bulk = _Bulk(self.engine)
+            try:
+                for c in chunks:
+                    yield self.chunk(bulk, c)
+            finally:
+                bulk.close()
+            return
+        global _FORKED_BUILDER
+        _FORKED_BUILDER = self
+        self.engine.dispose()  # no pooled connection may cross the fork
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            yield from pool.map(_chunk_in_worker, chunks)
+        _FORKED_BUILDER = None
+
+    def chunk(self, bulk: _Bulk, c: int) -> _ChunkOutcome:
+        """Generate and write accounts [c x BATCH, ...) with their whole history, then commit."""
+        offset = c * BATCH_ACCOUNTS
+        size = min(BATCH_ACCOUNTS, self.n - offset)
+        self.rng = random.Random(f"demo:{self.seed}:{c}")
+        self.ids = {t: itertools.count(offset * stride + 1) for t, stride in ID_STRIDES.items()}
+        self.D, self.T = bulk.day, bulk.instant
+        self.customers_left = 0
+        self.current_landlord: int | None = None
+        self.picks = {"ontime": [], "delinquent": [], "landlord": []}
+        counts = self.batch(bulk, offset, size)
+        for table, stride in ID_STRIDES.items():
+            if next(self.ids[table]) > (offset + size) * stride + 1:
+                raise RuntimeError(f"demo chunk {c} used more {table} ids than its range holds")
+        bulk.commit()
+        return _ChunkOutcome(*counts, picks=self.picks)
 
     def fix_sequences(self) -> None:
         if self.engine.dialect.name != "postgresql":
             return
         with self.engine.begin() as conn:
-            for table in ("billing_cycle", "route", "rate_schedule", "rate_schedule_version", "customer", "premise",
-                          "meter", "account", "service", "meter_read", "ledger_transaction", "ledger_entry",
-                          "bill", "bill_line", "payment"):
-                conn.execute(text(
-                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                    f"COALESCE((SELECT MAX(id) FROM {table}), 0) + 1, false)"
-                ))
+            for table in (
+                "billing_cycle",
+                "route",
+                "rate_schedule",
+                "rate_schedule_version",
+                "customer",
+                "premise",
+                "meter",
+                "account",
+                "service",
+                "meter_read",
+                "ledger_transaction",
+                "ledger_entry",
+                "bill",
+                "bill_line",
+                "payment",
+            ):
+                conn.execute(
+                    text(
+                        f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                        f"COALESCE((SELECT MAX(id) FROM {table}), 0) + 1, false)"
+                    )
+                )
 
-    def batch(self, bulk: _Bulk, offset: int, size: int) -> None:
+    def batch(self, bulk: _Bulk, offset: int, size: int) -> tuple[int, int, int]:
         rng = self.rng
-        rows: dict[str, list[tuple]] = {t: [] for t in (
-            "customer", "premise", "meter", "account", "service", "meter_read", "ledger_transaction",
-            "ledger_entry", "bill", "bill_line", "payment")}
+        rows: dict[str, list[tuple]] = {
+            t: []
+            for t in (
+                "customer",
+                "premise",
+                "meter",
+                "account",
+                "service",
+                "meter_read",
+                "ledger_transaction",
+                "ledger_entry",
+                "bill",
+                "bill_line",
+                "payment",
+            )
+        }
         for i in range(offset, offset + size):
             klass_row = _weighted(rng, [(c, c[1]) for c in CLASSES])
+            if i < len(SHOWCASE):
+                klass_row = CLASSES[0]  # the demo sign-ins' accounts are single-family homes
             klass, _share, w_code, s_code, t_code = klass_row
             cycle_id, read_day = self.cycles[i % 4]
             route_list = self.routes[cycle_id]
             route_id = route_list[(i // 4) % len(route_list)]
             # Premise.
-            pid = self.next_id("premise")
+            pid = mid = aid = i + 1
             street = f"{rng.randint(100, 16999)} {rng.choice(STREETS)} {rng.choice(SUFFIXES)}"
             unit = f"Apt {rng.randint(1, 24)}" if klass == "RESIDENTIAL_MULTI" and rng.random() < 0.5 else None
             zip_code = rng.choice(ZIPS)
-            rows["premise"].append((
-                pid, street, unit, "Chino", "CA", zip_code, f"{rng.randint(1010, 1060)}-{rng.randint(100, 699)}-{rng.randint(1, 99):02d}",
-                rng.random() < 0.93, rng.choice(["Zone 1", "Zone 2", "Zone 3"]),
-                rng.randint(2, 24) if klass == "RESIDENTIAL_MULTI" else 1, route_id, i // 4 + 1,
-            ))
+            rows["premise"].append(
+                (
+                    pid,
+                    street,
+                    unit,
+                    "Chino",
+                    "CA",
+                    zip_code,
+                    f"{rng.randint(1010, 1060)}-{rng.randint(100, 699)}-{rng.randint(1, 99):02d}",
+                    rng.random() < 0.93,
+                    rng.choice(["Zone 1", "Zone 2", "Zone 3"]),
+                    rng.randint(2, 24) if klass == "RESIDENTIAL_MULTI" else 1,
+                    route_id,
+                    i // 4 + 1,
+                )
+            )
             # Customer: landlords and property managers hold several accounts.
             if self.customers_left > 0 and self.current_landlord is not None:
                 cid = self.current_landlord
@@ -466,78 +788,243 @@ class _Builder:
                 email = f"customer{cid}@example.net" if rng.random() < 0.7 else None
                 phone = f"(909) 555-{rng.randint(0, 9999):04d}"
                 mailing = None
-                if rng.random() < 0.04 and klass != "COMMERCIAL":
+                if (rng.random() < 0.04 and klass != "COMMERCIAL") or SHOWCASE.get(i) == "landlord":
                     mailing = (f"PO Box {rng.randint(100, 9999)}", "Ontario", "CA", "91761")
                     self.current_landlord = cid
                     self.customers_left = rng.randint(1, 4)
                     self.picks["landlord"].append(cid)
-                rows["customer"].append((
-                    cid, name, email, phone, *(mailing or (None, None, None, None)),
-                    "es" if rng.random() < 0.25 else "en", self.T(self.today),
-                ))
+                rows["customer"].append(
+                    (
+                        cid,
+                        name,
+                        email,
+                        phone,
+                        *(mailing or (None, None, None, None)),
+                        "es" if rng.random() < 0.25 else "en",
+                        self.T(self.today),
+                    )
+                )
             # Meter.
             size = _weighted(rng, SIZE_WEIGHTS[klass])
-            mid = self.next_id("meter")
             make, model = rng.choice(MAKES)
             opened = date(self.today.year - rng.randint(3, 20), rng.randint(1, 12), rng.randint(1, 28))
-            rows["meter"].append((
-                mid, f"M{1000000 + mid}", size, make, model, 6, Decimal(1), "CCF", "installed", pid,
-                self.D(opened), None, rng.choice(["Front yard, left of driveway", "Sidewalk box, right side",
-                                          "Parkway near curb", "Behind side gate (dog)", None]),
-            ))
+            rows["meter"].append(
+                (
+                    mid,
+                    f"M{1000000 + mid}",
+                    size,
+                    make,
+                    model,
+                    6,
+                    Decimal(1),
+                    "CCF",
+                    "installed",
+                    pid,
+                    self.D(opened),
+                    None,
+                    rng.choice(
+                        [
+                            "Front yard, left of driveway",
+                            "Sidewalk box, right side",
+                            "Parkway near curb",
+                            "Behind side gate (dog)",
+                            None,
+                        ]
+                    ),
+                )
+            )
             # Account and services.
-            aid = self.next_id("account")
             number = account_number(aid)
             profile = _weighted(rng, PROFILES)
+            if SHOWCASE.get(i) in ("ontime", "delinquent"):
+                profile = SHOWCASE[i]
             autopay = profile == "autopay"
             paperless = autopay or rng.random() < 0.2
-            rows["account"].append((aid, number, cid, pid, klass, cycle_id, "active", self.D(opened), None, autopay, paperless))
+            rows["account"].append(
+                (aid, number, cid, pid, klass, cycle_id, "active", self.D(opened), None, autopay, paperless)
+            )
             services = []
             water_sched = self.schedule_ids[w_code]
             services.append((self.next_id("service"), aid, "water", water_sched, mid, "{}", self.D(opened), None))
             cart = None
             if s_code:
-                services.append((self.next_id("service"), aid, "sewer", self.schedule_ids[s_code], None, "{}", self.D(opened), None))
+                services.append(
+                    (self.next_id("service"), aid, "sewer", self.schedule_ids[s_code], None, "{}", self.D(opened), None)
+                )
             if t_code:
                 if t_code == "T-RES":
                     cart = _weighted(rng, [("35", 30), ("64", 50), ("96", 20)])
-                    services.append((self.next_id("service"), aid, "sanitation", self.schedule_ids[t_code], None,
-                                     json.dumps({"cart_size": cart}), self.D(opened), None))
+                    services.append(
+                        (
+                            self.next_id("service"),
+                            aid,
+                            "sanitation",
+                            self.schedule_ids[t_code],
+                            None,
+                            json.dumps({"cart_size": cart}),
+                            self.D(opened),
+                            None,
+                        )
+                    )
                 else:
-                    services.append((self.next_id("service"), aid, "sanitation", self.schedule_ids[t_code], None, "{}", self.D(opened), None))
+                    services.append(
+                        (
+                            self.next_id("service"),
+                            aid,
+                            "sanitation",
+                            self.schedule_ids[t_code],
+                            None,
+                            "{}",
+                            self.D(opened),
+                            None,
+                        )
+                    )
             rows["service"].extend(services)
             if profile in ("ontime", "delinquent") and klass == "RESIDENTIAL_SINGLE":
                 self.picks[profile].append(aid)
-            self.history(rows, aid, number, mid, size, klass, read_day, profile,
-                         [(s[2], s[3]) for s in services], cart)
+            self.history(rows, aid, number, mid, size, klass, read_day, profile, [(s[2], s[3]) for s in services], cart)
 
-        bulk.write("customer", ["id", "name", "email", "phone", "mailing_line1", "mailing_city", "mailing_state",
-                                "mailing_zip", "preferred_language", "created_at"], rows["customer"])
-        bulk.write("premise", ["id", "address_line1", "address_line2", "city", "state", "zip", "parcel_number",
-                               "inside_city_limits", "pressure_zone", "dwelling_units", "route_id", "walk_sequence"],
-                   rows["premise"])
-        bulk.write("meter", ["id", "serial", "size", "make", "model", "dials", "multiplier", "unit", "status",
-                             "premise_id", "installed_on", "removed_on", "location_notes"], rows["meter"])
-        bulk.write("account", ["id", "number", "customer_id", "premise_id", "customer_class", "cycle_id", "status",
-                               "opened_on", "closed_on", "autopay", "paperless"], rows["account"])
-        bulk.write("service", ["id", "account_id", "service_type", "rate_schedule_id", "meter_id", "options",
-                               "started_on", "ended_on"], rows["service"])
-        bulk.write("meter_read", ["id", "meter_id", "read_on", "value", "source", "status", "created_at"],
-                   rows["meter_read"])
-        bulk.write("ledger_transaction", ["id", "kind", "account_id", "effective_on", "due_on", "memo",
-                                          "reverses_id", "posted_at", "posted_by_id"], rows["ledger_transaction"])
-        bulk.write("ledger_entry", ["id", "transaction_id", "gl_account", "account_id", "service_type",
-                                    "amount_cents"], rows["ledger_entry"])
-        bulk.write("bill", ["id", "number", "account_id", "period_start", "period_end", "bill_date", "due_date",
-                            "previous_balance_cents", "payments_since_cents", "current_charges_cents",
-                            "total_due_cents", "status", "estimated", "ledger_transaction_id"], rows["bill"])
-        bulk.write("bill_line", ["id", "bill_id", "sequence", "service_type", "description", "quantity", "unit",
-                                 "unit_price", "amount_cents", "rate_version_id"], rows["bill_line"])
-        bulk.write("payment", ["id", "account_id", "amount_cents", "channel", "method", "received_on", "reference",
-                               "status", "ledger_transaction_id", "created_at"], rows["payment"])
-        self.result.reads += len(rows["meter_read"])
-        self.result.bills += len(rows["bill"])
-        self.result.payments += len(rows["payment"])
+        bulk.write(
+            "customer",
+            [
+                "id",
+                "name",
+                "email",
+                "phone",
+                "mailing_line1",
+                "mailing_city",
+                "mailing_state",
+                "mailing_zip",
+                "preferred_language",
+                "created_at",
+            ],
+            rows["customer"],
+        )
+        bulk.write(
+            "premise",
+            [
+                "id",
+                "address_line1",
+                "address_line2",
+                "city",
+                "state",
+                "zip",
+                "parcel_number",
+                "inside_city_limits",
+                "pressure_zone",
+                "dwelling_units",
+                "route_id",
+                "walk_sequence",
+            ],
+            rows["premise"],
+        )
+        bulk.write(
+            "meter",
+            [
+                "id",
+                "serial",
+                "size",
+                "make",
+                "model",
+                "dials",
+                "multiplier",
+                "unit",
+                "status",
+                "premise_id",
+                "installed_on",
+                "removed_on",
+                "location_notes",
+            ],
+            rows["meter"],
+        )
+        bulk.write(
+            "account",
+            [
+                "id",
+                "number",
+                "customer_id",
+                "premise_id",
+                "customer_class",
+                "cycle_id",
+                "status",
+                "opened_on",
+                "closed_on",
+                "autopay",
+                "paperless",
+            ],
+            rows["account"],
+        )
+        bulk.write(
+            "service",
+            ["id", "account_id", "service_type", "rate_schedule_id", "meter_id", "options", "started_on", "ended_on"],
+            rows["service"],
+        )
+        bulk.write(
+            "meter_read", ["id", "meter_id", "read_on", "value", "source", "status", "created_at"], rows["meter_read"]
+        )
+        bulk.write(
+            "ledger_transaction",
+            ["id", "kind", "account_id", "effective_on", "due_on", "memo", "reverses_id", "posted_at", "posted_by_id"],
+            rows["ledger_transaction"],
+        )
+        bulk.write(
+            "ledger_entry",
+            ["id", "transaction_id", "gl_account", "account_id", "service_type", "amount_cents"],
+            rows["ledger_entry"],
+        )
+        bulk.write(
+            "bill",
+            [
+                "id",
+                "number",
+                "account_id",
+                "period_start",
+                "period_end",
+                "bill_date",
+                "due_date",
+                "previous_balance_cents",
+                "payments_since_cents",
+                "current_charges_cents",
+                "total_due_cents",
+                "status",
+                "estimated",
+                "ledger_transaction_id",
+            ],
+            rows["bill"],
+        )
+        bulk.write(
+            "bill_line",
+            [
+                "id",
+                "bill_id",
+                "sequence",
+                "service_type",
+                "description",
+                "quantity",
+                "unit",
+                "unit_price",
+                "amount_cents",
+                "rate_version_id",
+            ],
+            rows["bill_line"],
+        )
+        bulk.write(
+            "payment",
+            [
+                "id",
+                "account_id",
+                "amount_cents",
+                "channel",
+                "method",
+                "received_on",
+                "reference",
+                "status",
+                "ledger_transaction_id",
+                "created_at",
+            ],
+            rows["payment"],
+        )
+        return len(rows["bill"]), len(rows["payment"]), len(rows["meter_read"])
 
     def history(
         self,
@@ -562,7 +1049,9 @@ class _Builder:
         value = rng.randint(0, 60000)
         D, T = self.D, self.T
         now = T(self.today)
-        rows["meter_read"].append((self.next_id("meter_read"), mid, D(read_dates[0]), Decimal(value), "amr", "valid", now))
+        rows["meter_read"].append(
+            (self.next_id("meter_read"), mid, D(read_dates[0]), Decimal(value), "amr", "valid", now)
+        )
         stops_paying = MONTHS - rng.randint(3, 5) if profile == "delinquent" else MONTHS + 1
         open_by_service: dict[str, int] = {}
         balance = 0
@@ -578,8 +1067,9 @@ class _Builder:
                 if when > self.today:
                     pending.clear()
                     return
-                txn = ledger.payment_transaction(aid, when, amount, channel, open_by_service,
-                                                 memo=f"Payment, {channel} {method}")
+                txn = ledger.payment_transaction(
+                    aid, when, amount, channel, open_by_service, memo=f"Payment, {channel} {method}"
+                )
                 tid = self.write_txn(rows, txn, aid, None)
                 for e in txn.entries:
                     if e.account_id is not None:
@@ -587,17 +1077,26 @@ class _Builder:
                         open_by_service[key] = open_by_service.get(key, 0) + e.amount_cents
                 balance -= amount
                 pay_id = self.next_id("payment")
-                rows["payment"].append((pay_id, aid, amount, channel, method, D(when), f"P{pay_id:09d}", "posted", tid, T(when)))
+                rows["payment"].append(
+                    (pay_id, aid, amount, channel, method, D(when), f"P{pay_id:09d}", "posted", tid, T(when))
+                )
 
         for k in range(1, MONTHS + 1):
             start, end = read_dates[k - 1], read_dates[k]
             usage = max(0, int(round(base * SEASON[end.month - 1] * rng.uniform(0.8, 1.2))))
             estimated = rng.random() < 0.01
             value = (value + usage) % 1000000
-            rows["meter_read"].append((
-                self.next_id("meter_read"), mid, D(end), Decimal(value), "estimate" if estimated else "amr",
-                "estimated" if estimated else "valid", now,
-            ))
+            rows["meter_read"].append(
+                (
+                    self.next_id("meter_read"),
+                    mid,
+                    D(end),
+                    Decimal(value),
+                    "estimate" if estimated else "amr",
+                    "estimated" if estimated else "valid",
+                    now,
+                )
+            )
             bill_date = end + timedelta(days=2)
             due = bill_date + timedelta(days=21)
             post_payments_before(bill_date)
@@ -605,8 +1104,14 @@ class _Builder:
             lines: list[rating.LineDraft] = []
             for service, schedule_id in services:
                 qty = usage if service in ("water", "sewer") else 0
-                lines.extend(self.rate(schedule_id, qty, size if service == "water" else None,
-                                       cart if service == "sanitation" else None))
+                lines.extend(
+                    self.rate(
+                        schedule_id,
+                        qty,
+                        size if service == "water" else None,
+                        cart if service == "sanitation" else None,
+                    )
+                )
             by_service: dict[str, int] = {}
             for line in lines:
                 by_service[line.service] = by_service.get(line.service, 0) + line.amount_cents
@@ -614,7 +1119,10 @@ class _Builder:
             bill_id = self.next_id("bill")
             bill_number = f"{bill_id:09d}"
             txn = ledger.bill_transaction(
-                aid, bill_date, due, by_service,
+                aid,
+                bill_date,
+                due,
+                by_service,
                 memo=f"Bill {bill_number} for {start:%m/%d/%Y} to {end:%m/%d/%Y}",
             )
             tid = self.write_txn(rows, txn, aid, due)
@@ -622,12 +1130,39 @@ class _Builder:
                 open_by_service[service] = open_by_service.get(service, 0) + cents
             previous = last_bill_balance
             balance += current
-            rows["bill"].append((bill_id, bill_number, aid, D(start), D(end), D(bill_date), D(due), previous, payments_since,
-                                 current, balance, "posted", estimated, tid))
+            rows["bill"].append(
+                (
+                    bill_id,
+                    bill_number,
+                    aid,
+                    D(start),
+                    D(end),
+                    D(bill_date),
+                    D(due),
+                    previous,
+                    payments_since,
+                    current,
+                    balance,
+                    "posted",
+                    estimated,
+                    tid,
+                )
+            )
             for seq, line in enumerate(lines, start=1):
-                rows["bill_line"].append((self.next_id("bill_line"), bill_id, seq, line.service, line.description,
-                                          line.quantity, line.unit, line.unit_price, line.amount_cents,
-                                          line.rate_version_id))
+                rows["bill_line"].append(
+                    (
+                        self.next_id("bill_line"),
+                        bill_id,
+                        seq,
+                        line.service,
+                        line.description,
+                        line.quantity,
+                        line.unit,
+                        line.unit_price,
+                        line.amount_cents,
+                        line.rate_version_id,
+                    )
+                )
             last_bill_balance = balance
             # How this customer pays this bill.
             if k >= stops_paying:
@@ -635,13 +1170,23 @@ class _Builder:
             if profile == "autopay":
                 pending.append((due, current, "autopay", rng.choice(["card", "bank"])))
             elif profile == "ontime":
-                pending.append((bill_date + timedelta(days=rng.randint(3, 20)), current,
-                                _weighted(rng, [("online", 55), ("mail", 25), ("counter", 12), ("phone", 8)]),
-                                rng.choice(["card", "check", "bank"])))
+                pending.append(
+                    (
+                        bill_date + timedelta(days=rng.randint(3, 20)),
+                        current,
+                        _weighted(rng, [("online", 55), ("mail", 25), ("counter", 12), ("phone", 8)]),
+                        rng.choice(["card", "check", "bank"]),
+                    )
+                )
             elif profile == "late":
-                pending.append((due + timedelta(days=rng.randint(3, 40)), current,
-                                _weighted(rng, [("online", 40), ("mail", 30), ("counter", 30)]),
-                                rng.choice(["card", "check", "cash"])))
+                pending.append(
+                    (
+                        due + timedelta(days=rng.randint(3, 40)),
+                        current,
+                        _weighted(rng, [("online", 40), ("mail", 30), ("counter", 30)]),
+                        rng.choice(["card", "check", "cash"]),
+                    )
+                )
             elif profile == "partial":
                 half = max(100, current // 2)
                 pending.append((due + timedelta(days=rng.randint(0, 10)), half, "counter", "cash"))
@@ -654,15 +1199,27 @@ class _Builder:
     def write_txn(self, rows: dict[str, list[tuple]], txn: ledger.Transaction, aid: int, due: date | None) -> int:
         ledger.check_balanced(txn)
         tid = self.next_id("ledger_transaction")
-        rows["ledger_transaction"].append((tid, txn.kind.value, aid, self.D(txn.effective_date), self.D(due), txn.memo,
-                                           None, self.T(txn.effective_date), None))
+        rows["ledger_transaction"].append(
+            (
+                tid,
+                txn.kind.value,
+                aid,
+                self.D(txn.effective_date),
+                self.D(due),
+                txn.memo,
+                None,
+                self.T(txn.effective_date),
+                None,
+            )
+        )
         for e in txn.entries:
-            rows["ledger_entry"].append((self.next_id("ledger_entry"), tid, e.gl_account, e.account_id, e.service,
-                                         e.amount_cents))
+            rows["ledger_entry"].append(
+                (self.next_id("ledger_entry"), tid, e.gl_account, e.account_id, e.service, e.amount_cents)
+            )
         return tid
 
     # -- sign-ins -------------------------------------------------------------
-    def sign_ins(self) -> None:
+    def sign_ins(self, picks: dict[str, list[int]]) -> None:
         from sqlalchemy.orm import sessionmaker
 
         from .billing_core.models import UserAccountLink
@@ -677,21 +1234,45 @@ class _Builder:
             def number_of(aid: int) -> str:
                 return session.scalar(select(Account.number).where(Account.id == aid))
 
-            first = self.picks["ontime"][0] if self.picks["ontime"] else 1
+            first = picks["ontime"][0] if picks["ontime"] else 1
             create_user(session, "resident@demo.example", DEMO_PASSWORD, "customer", number_of(first))
-            self.result.sign_ins.append(("customer", "resident@demo.example", f"account {number_of(first)}, pays on time"))
-            if self.picks["delinquent"]:
-                late = self.picks["delinquent"][0]
+            self.result.sign_ins.append(
+                ("customer", "resident@demo.example", f"account {number_of(first)}, pays on time")
+            )
+            if picks["delinquent"]:
+                late = picks["delinquent"][0]
                 create_user(session, "pastdue@demo.example", DEMO_PASSWORD, "customer", number_of(late))
-                self.result.sign_ins.append(("customer", "pastdue@demo.example", f"account {number_of(late)}, past due"))
-            if self.picks["landlord"]:
-                cid = self.picks["landlord"][0]
+                self.result.sign_ins.append(
+                    ("customer", "pastdue@demo.example", f"account {number_of(late)}, past due")
+                )
+            if picks["landlord"]:
+                cid = picks["landlord"][0]
                 ids = session.scalars(select(Account.id).where(Account.customer_id == cid).order_by(Account.id)).all()
                 if len(ids) > 1:
                     user = create_user(session, "landlord@demo.example", DEMO_PASSWORD, "customer", number_of(ids[0]))
                     for other in ids[1:]:
                         session.add(UserAccountLink(user_id=user.id, account_id=other))
                     self.result.sign_ins.append(("customer", "landlord@demo.example", f"{len(ids)} accounts"))
+
+
+_FORKED_BUILDER: _Builder | None = None
+
+
+def _chunk_in_worker(c: int) -> _ChunkOutcome:
+    """Runs in a forked worker process: its own engine, its own connection."""
+    from sqlalchemy.pool import NullPool
+
+    from .db import make_engine
+
+    builder = _FORKED_BUILDER
+    assert builder is not None
+    engine = make_engine(builder.url, poolclass=NullPool)
+    bulk = _Bulk(engine)
+    try:
+        return builder.chunk(bulk, c)
+    finally:
+        bulk.close()
+        engine.dispose()
 
 
 def sign_ins(engine: Engine) -> list[tuple[str, str]]:

@@ -53,7 +53,7 @@ class Settings:
         return self.database_url.startswith("postgresql")
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
         defaults = cls()
         secret = env.get("SECRET_KEY", "")
@@ -87,7 +87,7 @@ class Settings:
 def normalise_database_url(url: str) -> str:
     """Accept the ``postgres://`` URLs hosting platforms hand out and pick psycopg 3."""
     if url.startswith("postgres://"):
-        url = "postgresql://" + url[len("postgres://"):]
+        url = "postgresql://" + url[len("postgres://") :]
     if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
     return url

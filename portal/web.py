@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from urllib.parse import quote
 
 from sqlalchemy.orm import Session
@@ -41,7 +41,7 @@ def today(request: Request) -> date:
 
 
 def now(request: Request) -> datetime:
-    return request.app.state.clock().astimezone(timezone.utc)
+    return request.app.state.clock().astimezone(UTC)
 
 
 def signed_in_user(request: Request, session: Session) -> User | None:

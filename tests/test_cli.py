@@ -20,13 +20,30 @@ def test_migrate(env: Engine, capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_users_create_links_a_customer_to_an_account(env: Engine, capsys: pytest.CaptureFixture[str]) -> None:
     build_demo(env, accounts=3, seed=1, progress=False, today="2026-11-22")
-    assert main(["users", "create", "--email", "new@example.org", "--password", "long enough pw",
-                 "--role", "customer", "--account", "00000026"]) == 0
+    assert (
+        main(
+            [
+                "users",
+                "create",
+                "--email",
+                "new@example.org",
+                "--password",
+                "long enough pw",
+                "--role",
+                "customer",
+                "--account",
+                "00000026",
+            ]
+        )
+        == 0
+    )
     assert "Created customer sign-in new@example.org for account 00000026" in capsys.readouterr().out
     with Session(env) as s:
         user = s.scalar(select(User).where(User.email == "new@example.org"))
         assert [a.number for a in user.accounts] == ["00000026"]
-        assert s.scalar(select(AuditEvent).where(AuditEvent.action == "user.create", AuditEvent.entity_id == str(user.id)))
+        assert s.scalar(
+            select(AuditEvent).where(AuditEvent.action == "user.create", AuditEvent.entity_id == str(user.id))
+        )
 
 
 @pytest.mark.parametrize(

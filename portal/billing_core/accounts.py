@@ -9,7 +9,19 @@ from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from . import aging
-from .models import Account, Bill, BillLine, Customer, LedgerEntry, LedgerTransaction, Meter, Premise, Service, User, UserAccountLink
+from .models import (
+    Account,
+    Bill,
+    BillLine,
+    Customer,
+    LedgerEntry,
+    LedgerTransaction,
+    Meter,
+    Premise,
+    Service,
+    User,
+    UserAccountLink,
+)
 from .numbers import normalise_account_number
 from .posting import account_postings
 
@@ -111,11 +123,7 @@ def ledger_with_running_balance(session: Session, account_id: int) -> list[Ledge
     """Every transaction touching the account, newest first, with the balance after it."""
     txns = session.scalars(
         select(LedgerTransaction)
-        .where(
-            LedgerTransaction.id.in_(
-                select(LedgerEntry.transaction_id).where(LedgerEntry.account_id == account_id)
-            )
-        )
+        .where(LedgerTransaction.id.in_(select(LedgerEntry.transaction_id).where(LedgerEntry.account_id == account_id)))
         .options(selectinload(LedgerTransaction.entries))
         .order_by(LedgerTransaction.effective_on, LedgerTransaction.id)
     ).all()
@@ -134,15 +142,11 @@ def search(session: Session, query: str, limit: int = 50) -> list[Account]:
     text = (query or "").strip()
     if not text:
         return []
-    stmt: Select[tuple[Account]] = select(Account).options(
-        joinedload(Account.customer), joinedload(Account.premise)
-    )
+    stmt: Select[tuple[Account]] = select(Account).options(joinedload(Account.customer), joinedload(Account.premise))
     digits = normalise_account_number(text)
     like = f"%{_escape_like(text.lower())}%"
     serial_match = (
-        select(Service.account_id)
-        .join(Meter, Meter.id == Service.meter_id)
-        .where(Meter.serial == text.upper())
+        select(Service.account_id).join(Meter, Meter.id == Service.meter_id).where(Meter.serial == text.upper())
     )
     conditions = [
         Account.customer_id.in_(select(Customer.id).where(func.lower(Customer.name).like(like, escape="\\"))),

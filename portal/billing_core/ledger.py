@@ -136,9 +136,7 @@ def payment_transaction(
     return Transaction(Kind.PAYMENT, received, tuple(entries), memo=memo)
 
 
-def adjustment_transaction(
-    account_id: int, effective: date, service: str, amount_cents: int, memo: str
-) -> Transaction:
+def adjustment_transaction(account_id: int, effective: date, service: str, amount_cents: int, memo: str) -> Transaction:
     """Positive ``amount_cents`` charges the account (debit); negative credits it."""
     return Transaction(
         Kind.ADJUSTMENT,

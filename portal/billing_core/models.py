@@ -8,7 +8,7 @@ UTC; dates are plain dates and billing periods are half-open ``[start, end)``.
 from __future__ import annotations
 
 import enum
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -51,18 +51,18 @@ class UTCDateTime(TypeDecorator):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given where an aware instant is needed")
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class DecimalType(TypeDecorator):
@@ -316,9 +316,7 @@ class Account(Base):
     cycle: Mapped[BillingCycle] = relationship()
     services: Mapped[list[Service]] = relationship(back_populates="account", order_by="Service.id")
 
-    __table_args__ = (
-        CheckConstraint("status in ('pending', 'active', 'final', 'closed')", name="status"),
-    )
+    __table_args__ = (CheckConstraint("status in ('pending', 'active', 'final', 'closed')", name="status"),)
 
 
 class Service(Base):
@@ -363,9 +361,7 @@ class LedgerTransaction(Base):
 
     entries: Mapped[list[LedgerEntry]] = relationship(back_populates="transaction", order_by="LedgerEntry.id")
 
-    __table_args__ = (
-        CheckConstraint("kind in ('bill', 'payment', 'adjustment', 'fee', 'reversal')", name="kind"),
-    )
+    __table_args__ = (CheckConstraint("kind in ('bill', 'payment', 'adjustment', 'fee', 'reversal')", name="kind"),)
 
 
 class LedgerEntry(Base):
@@ -462,9 +458,7 @@ class User(Base):
     accounts: Mapped[list[Account]] = relationship(secondary="user_account_link", order_by="Account.number")
 
     __table_args__ = (
-        CheckConstraint(
-            "role in ('customer', 'csr', 'specialist', 'cashier', 'supervisor', 'admin')", name="role"
-        ),
+        CheckConstraint("role in ('customer', 'csr', 'specialist', 'cashier', 'supervisor', 'admin')", name="role"),
     )
 
     @property

@@ -48,9 +48,7 @@ def as_value(row: LedgerTransaction) -> ledger.Transaction:
     return ledger.Transaction(
         kind=ledger.Kind(row.kind),
         effective_date=row.effective_on,
-        entries=tuple(
-            ledger.Entry(e.gl_account, e.amount_cents, e.account_id, e.service_type) for e in row.entries
-        ),
+        entries=tuple(ledger.Entry(e.gl_account, e.amount_cents, e.account_id, e.service_type) for e in row.entries),
         due_date=row.due_on,
         memo=row.memo,
         reverses=row.reverses_id,

@@ -84,7 +84,15 @@ def rate(
             price = to_decimal(comp["price"])
             qty = usage.quantity
             lines.append(
-                LineDraft(service, f"{desc}: {qty} {unit} × ${price}", qty, unit, price, round_cents(qty * price), rate_version_id)
+                LineDraft(
+                    service,
+                    f"{desc}: {qty} {unit} × ${price}",
+                    qty,
+                    unit,
+                    price,
+                    round_cents(qty * price),
+                    rate_version_id,
+                )
             )
         elif kind == "tiered":
             remaining = usage.quantity

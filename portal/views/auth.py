@@ -82,5 +82,6 @@ async def sign_out(request: Request) -> Response:
 def _record_sign_out(request: Request, user_id: int) -> None:
     with db(request) as session:
         user = session.get(User, user_id)
-        audit.record(session, "sign_out", actor=user, entity_type="user", entity_id=user_id,
-                     remote_addr=remote_addr(request))
+        audit.record(
+            session, "sign_out", actor=user, entity_type="user", entity_id=user_id, remote_addr=remote_addr(request)
+        )

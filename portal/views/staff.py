@@ -18,9 +18,7 @@ def search(request: Request) -> Response:
         require_staff(request, session)
         results = accounts.search(session, query) if query else []
         template = "staff/_results.html" if request.headers.get("HX-Request") else "staff/search.html"
-        response = request.app.state.templates.TemplateResponse(
-            request, template, {"query": query, "results": results}
-        )
+        response = request.app.state.templates.TemplateResponse(request, template, {"query": query, "results": results})
         response.headers["Vary"] = "HX-Request"
         return response
 

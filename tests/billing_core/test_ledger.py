@@ -16,9 +16,12 @@ def test_bill_debits_receivable_and_credits_revenue_per_service() -> None:
     txn = ledger.bill_transaction(7, D, D + timedelta(days=21), {"sewer": 3852, "water": 6909, "sanitation": 2865})
     ledger.check_balanced(txn)
     assert [(e.gl_account, e.amount_cents, e.account_id) for e in txn.entries] == [
-        ("AR:WATER", 6909, 7), ("REVENUE:WATER", -6909, None),
-        ("AR:SEWER", 3852, 7), ("REVENUE:SEWER", -3852, None),
-        ("AR:SANITATION", 2865, 7), ("REVENUE:SANITATION", -2865, None),
+        ("AR:WATER", 6909, 7),
+        ("REVENUE:WATER", -6909, None),
+        ("AR:SEWER", 3852, 7),
+        ("REVENUE:SEWER", -3852, None),
+        ("AR:SANITATION", 2865, 7),
+        ("REVENUE:SANITATION", -2865, None),
     ]
     assert ledger.account_balance(txn.entries, 7) == 13626
 
@@ -69,9 +72,15 @@ def test_reversal_negates_every_entry_and_links_the_original() -> None:
 
 SERVICES = ["water", "sewer", "sanitation"]
 op = st.one_of(
-    st.tuples(st.just("bill"), st.integers(1, 3), st.dictionaries(st.sampled_from(SERVICES), st.integers(0, 50000), min_size=1)),
+    st.tuples(
+        st.just("bill"),
+        st.integers(1, 3),
+        st.dictionaries(st.sampled_from(SERVICES), st.integers(0, 50000), min_size=1),
+    ),
     st.tuples(st.just("payment"), st.integers(1, 3), st.integers(1, 80000)),
-    st.tuples(st.just("adjustment"), st.integers(1, 3), st.sampled_from(SERVICES), st.integers(-20000, 20000).filter(bool)),
+    st.tuples(
+        st.just("adjustment"), st.integers(1, 3), st.sampled_from(SERVICES), st.integers(-20000, 20000).filter(bool)
+    ),
     st.tuples(st.just("reversal"), st.integers(0, 10_000)),
 )
 

@@ -1,6 +1,11 @@
 import pytest
 
-from portal.billing_core.numbers import account_number, luhn_digit, luhn_valid, normalise_account_number
+from portal.billing_core.numbers import (
+    account_number,
+    luhn_digit,
+    luhn_valid,
+    normalise_account_number,
+)
 
 
 @pytest.mark.parametrize("serial, number", [(1, "00000018"), (2, "00000026"), (1234567, "12345674")])

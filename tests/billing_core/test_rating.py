@@ -26,8 +26,20 @@ def test_chino_water_bill(size: str, ccf: str, amounts: list[int]) -> None:
     assert all(line.rate_version_id == 9 for line in lines)
 
 
-TIERED = {"unit": "CCF", "components": [{"type": "tiered", "description": "Water", "tiers": [
-    {"up_to": "10", "price": "2.50"}, {"up_to": "25", "price": "3.10"}, {"up_to": None, "price": "4.29"}]}]}
+TIERED = {
+    "unit": "CCF",
+    "components": [
+        {
+            "type": "tiered",
+            "description": "Water",
+            "tiers": [
+                {"up_to": "10", "price": "2.50"},
+                {"up_to": "25", "price": "3.10"},
+                {"up_to": None, "price": "4.29"},
+            ],
+        }
+    ],
+}
 
 
 @pytest.mark.parametrize(
@@ -52,5 +64,5 @@ def test_cart_size_option() -> None:
 
 
 def test_unknown_meter_size_is_a_clear_error() -> None:
-    with pytest.raises(InvalidInput, match="12\" meter"):
+    with pytest.raises(InvalidInput, match='12" meter'):
         rate("water", WATER, Usage(Decimal(1), '12"'))

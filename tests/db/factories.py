@@ -26,11 +26,16 @@ def district(session: Session, accounts: int = 2) -> list[Account]:
     sewer = RateSchedule(code="S", name="Sewer", service_type="sewer", customer_class="RESIDENTIAL_SINGLE")
     session.add_all([cycle, water, sewer])
     session.flush()
-    session.add_all([
-        RateScheduleVersion(schedule_id=water.id, effective_on=date(2017, 10, 1),
-                            definition=chino_water_definition("RESIDENTIAL_SINGLE")),
-        RateScheduleVersion(schedule_id=sewer.id, effective_on=date(2017, 10, 1), definition=SEWER_RES),
-    ])
+    session.add_all(
+        [
+            RateScheduleVersion(
+                schedule_id=water.id,
+                effective_on=date(2017, 10, 1),
+                definition=chino_water_definition("RESIDENTIAL_SINGLE"),
+            ),
+            RateScheduleVersion(schedule_id=sewer.id, effective_on=date(2017, 10, 1), definition=SEWER_RES),
+        ]
+    )
     out = []
     for i in range(1, accounts + 1):
         customer = Customer(name=f"Customer {i}", email=f"c{i}@example.net")
@@ -40,16 +45,35 @@ def district(session: Session, accounts: int = 2) -> list[Account]:
         meter = Meter(serial=f"T{i:06d}", size='5/8"', status="installed", premise_id=premise.id)
         session.add(meter)
         session.flush()
-        account = Account(number=account_number(9000 + i), customer_id=customer.id, premise_id=premise.id,
-                          customer_class="RESIDENTIAL_SINGLE", cycle_id=cycle.id, opened_on=date(2020, 1, 1))
+        account = Account(
+            number=account_number(9000 + i),
+            customer_id=customer.id,
+            premise_id=premise.id,
+            customer_class="RESIDENTIAL_SINGLE",
+            cycle_id=cycle.id,
+            opened_on=date(2020, 1, 1),
+        )
         session.add(account)
         session.flush()
-        session.add_all([
-            Service(account_id=account.id, service_type="water", rate_schedule_id=water.id, meter_id=meter.id,
-                    options={}, started_on=date(2020, 1, 1)),
-            Service(account_id=account.id, service_type="sewer", rate_schedule_id=sewer.id, options={},
-                    started_on=date(2020, 1, 1)),
-        ])
+        session.add_all(
+            [
+                Service(
+                    account_id=account.id,
+                    service_type="water",
+                    rate_schedule_id=water.id,
+                    meter_id=meter.id,
+                    options={},
+                    started_on=date(2020, 1, 1),
+                ),
+                Service(
+                    account_id=account.id,
+                    service_type="sewer",
+                    rate_schedule_id=sewer.id,
+                    options={},
+                    started_on=date(2020, 1, 1),
+                ),
+            ]
+        )
         out.append(account)
     session.flush()
     return out

@@ -5,7 +5,15 @@ import pytest
 from sqlalchemy import Engine, func, select, text
 
 from portal.billing_core import accounts, posting
-from portal.billing_core.models import Account, Bill, BillLine, LedgerEntry, LedgerTransaction, Payment, User
+from portal.billing_core.models import (
+    Account,
+    Bill,
+    BillLine,
+    LedgerEntry,
+    LedgerTransaction,
+    Payment,
+    User,
+)
 from portal.db import make_engine
 from portal.demo import DemoExists, build_demo
 from tests.conftest import DEMO_ACCOUNTS, fresh_database
@@ -45,16 +53,22 @@ def test_the_demo_ledger_balances_and_agrees_with_the_bills(demo_engine: Engine)
     with demo_engine.connect() as conn:
         assert conn.scalar(select(func.sum(LedgerEntry.amount_cents))) == 0
         unbalanced = conn.execute(
-            select(LedgerEntry.transaction_id).group_by(LedgerEntry.transaction_id)
+            select(LedgerEntry.transaction_id)
+            .group_by(LedgerEntry.transaction_id)
             .having(func.sum(LedgerEntry.amount_cents) != 0)
         ).all()
         assert unbalanced == []
         # Every bill's charges = its lines = its ledger transaction's receivables.
-        lines = dict(conn.execute(select(BillLine.bill_id, func.sum(BillLine.amount_cents)).group_by(BillLine.bill_id)).all())
-        ar = dict(conn.execute(
-            select(LedgerEntry.transaction_id, func.sum(LedgerEntry.amount_cents))
-            .where(LedgerEntry.account_id.is_not(None)).group_by(LedgerEntry.transaction_id)
-        ).all())
+        lines = dict(
+            conn.execute(select(BillLine.bill_id, func.sum(BillLine.amount_cents)).group_by(BillLine.bill_id)).all()
+        )
+        ar = dict(
+            conn.execute(
+                select(LedgerEntry.transaction_id, func.sum(LedgerEntry.amount_cents))
+                .where(LedgerEntry.account_id.is_not(None))
+                .group_by(LedgerEntry.transaction_id)
+            ).all()
+        )
         bills = conn.execute(select(Bill.id, Bill.current_charges_cents, Bill.ledger_transaction_id)).all()
         assert len(bills) == DEMO_ACCOUNTS * 24
         for bill_id, charges, txn_id in bills:
@@ -62,7 +76,9 @@ def test_the_demo_ledger_balances_and_agrees_with_the_bills(demo_engine: Engine)
         payments = conn.execute(select(Payment.amount_cents, Payment.ledger_transaction_id)).all()
         for amount, txn_id in payments:
             assert ar[txn_id] == -amount
-        assert conn.scalar(select(func.count()).select_from(LedgerTransaction).where(LedgerTransaction.kind == "bill")) == len(bills)
+        assert conn.scalar(
+            select(func.count()).select_from(LedgerTransaction).where(LedgerTransaction.kind == "bill")
+        ) == len(bills)
 
 
 def test_the_demo_has_the_mix_a_billing_office_sees(demo_engine: Engine) -> None:
@@ -78,13 +94,18 @@ def test_the_demo_has_the_mix_a_billing_office_sees(demo_engine: Engine) -> None
             last = s.last_bill
             # The last bill's total due is the balance it left, less what was paid since.
             paid_since = session.scalar(
-                select(func.coalesce(func.sum(Payment.amount_cents), 0))
-                .where(Payment.account_id == s.account.id, Payment.received_on >= last.bill_date)
+                select(func.coalesce(func.sum(Payment.amount_cents), 0)).where(
+                    Payment.account_id == s.account.id, Payment.received_on >= last.bill_date
+                )
             )
             assert s.balance_cents == last.total_due_cents - paid_since
             assert s.balance_cents == posting.account_balance(session, s.account.id)
         emails = set(session.scalars(select(User.email)))
-        assert {"admin@demo.example", "supervisor@demo.example", "resident@demo.example",
-                "pastdue@demo.example"} <= emails
+        assert {
+            "admin@demo.example",
+            "supervisor@demo.example",
+            "resident@demo.example",
+            "pastdue@demo.example",
+        } <= emails
         landlord = session.scalar(select(User).where(User.email == "landlord@demo.example"))
-        assert landlord is None or len(landlord.accounts) > 1
+        assert len(landlord.accounts) > 1

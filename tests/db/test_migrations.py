@@ -12,7 +12,10 @@ def test_migrations_build_exactly_the_models(engine: Engine) -> None:
     with engine.connect() as conn:
         context = MigrationContext.configure(
             conn,
-            opts={"compare_type": True, "include_object": lambda o, n, t, r, c: not (n or "").startswith("procrastinate")},
+            opts={
+                "compare_type": True,
+                "include_object": lambda o, n, t, r, c: not (n or "").startswith("procrastinate"),
+            },
         )
         assert compare_metadata(context, Base.metadata) == []
     assert is_current(engine)
@@ -24,17 +27,26 @@ def test_migrate_is_safe_to_run_again(engine: Engine) -> None:
     assert is_current(engine)
 
 
-@pytest.mark.parametrize("statement", [
-    "UPDATE ledger_entry SET amount_cents = 0",
-    "DELETE FROM ledger_entry",
-    "UPDATE ledger_transaction SET memo = 'changed'",
-    "DELETE FROM ledger_transaction",
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE ledger_entry SET amount_cents = 0",
+        "DELETE FROM ledger_entry",
+        "UPDATE ledger_transaction SET memo = 'changed'",
+        "DELETE FROM ledger_transaction",
+    ],
+)
 def test_the_database_refuses_to_change_the_ledger(engine: Engine, statement: str) -> None:
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO ledger_transaction (id, kind, effective_on, memo, posted_at) "
-                          "VALUES (1, 'adjustment', '2026-01-01', 'x', '2026-01-01 00:00:00')"))
-        conn.execute(text("INSERT INTO ledger_entry (transaction_id, gl_account, amount_cents) VALUES (1, 'A', 5), (1, 'B', -5)"))
+        conn.execute(
+            text(
+                "INSERT INTO ledger_transaction (id, kind, effective_on, memo, posted_at) "
+                "VALUES (1, 'adjustment', '2026-01-01', 'x', '2026-01-01 00:00:00')"
+            )
+        )
+        conn.execute(
+            text("INSERT INTO ledger_entry (transaction_id, gl_account, amount_cents) VALUES (1, 'A', 5), (1, 'B', -5)")
+        )
     with pytest.raises(DBAPIError, match="append-only"):
         with engine.begin() as conn:
             conn.execute(text(statement))

@@ -18,9 +18,16 @@ D = date(2026, 3, 1)
 
 def test_post_and_balance(session: Session) -> None:
     (acct,) = district(session, 1)
-    posting.post(session, ledger.bill_transaction(acct.id, D, D + timedelta(days=21), {"water": 6909, "sewer": 3852}), acct.id)
-    posting.post(session, ledger.payment_transaction(acct.id, D + timedelta(days=5), 8000, "online",
-                                                     posting.open_by_service(session, acct.id)), acct.id)
+    posting.post(
+        session, ledger.bill_transaction(acct.id, D, D + timedelta(days=21), {"water": 6909, "sewer": 3852}), acct.id
+    )
+    posting.post(
+        session,
+        ledger.payment_transaction(
+            acct.id, D + timedelta(days=5), 8000, "online", posting.open_by_service(session, acct.id)
+        ),
+        acct.id,
+    )
     assert posting.account_balance(session, acct.id) == 2761
     assert posting.open_by_service(session, acct.id) == {"water": 0, "sewer": 2761}
     aged = age(posting.account_postings(session, acct.id), D + timedelta(days=30))
@@ -71,10 +78,15 @@ def test_posted_histories_stay_balanced(sessions: sessionmaker[Session], history
             day += timedelta(days=1)
             acct = accounts[o[1]].id if o[0] != "reverse" else None
             if o[0] == "bill":
-                row = posting.post(session, ledger.bill_transaction(acct, day, day + timedelta(days=21), {"water": o[2]}), acct)
+                row = posting.post(
+                    session, ledger.bill_transaction(acct, day, day + timedelta(days=21), {"water": o[2]}), acct
+                )
             elif o[0] == "pay":
-                row = posting.post(session, ledger.payment_transaction(acct, day, o[2], "counter",
-                                                                       posting.open_by_service(session, acct)), acct)
+                row = posting.post(
+                    session,
+                    ledger.payment_transaction(acct, day, o[2], "counter", posting.open_by_service(session, acct)),
+                    acct,
+                )
             elif o[0] == "adjust":
                 row = posting.post(session, ledger.adjustment_transaction(acct, day, "water", o[2], "leak"), acct)
             else:

@@ -1,4 +1,4 @@
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy.orm import Session
@@ -8,7 +8,7 @@ from portal.billing_core.errors import InvalidInput
 
 from .factories import district
 
-NOW = datetime(2026, 3, 1, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 1, tzinfo=UTC)
 
 
 def test_passwords_are_argon2id_and_check(session: Session) -> None:

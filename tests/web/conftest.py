@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import Engine, select
@@ -15,7 +15,7 @@ from portal.demo import DEMO_PASSWORD
 from portal.settings import Settings
 
 # The demo was built "today" = 2026-11-22; the portal's clock agrees.
-CLOCK = lambda: datetime(2026, 11, 22, 18, 0, tzinfo=timezone.utc)  # noqa: E731
+CLOCK = lambda: datetime(2026, 11, 22, 18, 0, tzinfo=UTC)  # noqa: E731
 SETTINGS = Settings(secret_key="test-secret", development=False, agency_name="Demo Water District")
 
 
@@ -34,16 +34,24 @@ def csrf_from(html: str) -> str:
 
 def sign_in(client: TestClient, email: str, password: str = DEMO_PASSWORD, next_url: str = ""):  # type: ignore[no-untyped-def]
     token = csrf_from(client.get("/sign-in").text)
-    return client.post("/sign-in", data={"email": email, "password": password, "csrf_token": token, "next": next_url},
-                       follow_redirects=False)
+    return client.post(
+        "/sign-in",
+        data={"email": email, "password": password, "csrf_token": token, "next": next_url},
+        follow_redirects=False,
+    )
 
 
 def linked_numbers(engine: Engine, email: str) -> list[str]:
     with Session(engine) as s:
-        return list(s.scalars(
-            select(Account.number).join(UserAccountLink, UserAccountLink.account_id == Account.id)
-            .join(User, User.id == UserAccountLink.user_id).where(User.email == email).order_by(Account.number)
-        ))
+        return list(
+            s.scalars(
+                select(Account.number)
+                .join(UserAccountLink, UserAccountLink.account_id == Account.id)
+                .join(User, User.id == UserAccountLink.user_id)
+                .where(User.email == email)
+                .order_by(Account.number)
+            )
+        )
 
 
 def other_account(engine: Engine, email: str) -> str:

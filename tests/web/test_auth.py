@@ -55,8 +55,9 @@ def test_post_without_csrf_token_is_refused(client: TestClient, demo_engine: Eng
     before = len(events(demo_engine, "sign_in.success", "resident@demo.example"))
     response = client.post("/sign-in", data={"email": "resident@demo.example", "password": "demo-password-2026"})
     assert response.status_code == 403
-    response = client.post("/sign-in", data={"email": "resident@demo.example", "password": "demo-password-2026",
-                                             "csrf_token": "forged"})
+    response = client.post(
+        "/sign-in", data={"email": "resident@demo.example", "password": "demo-password-2026", "csrf_token": "forged"}
+    )
     assert response.status_code == 403
     assert len(events(demo_engine, "sign_in.success", "resident@demo.example")) == before
 

@@ -12,9 +12,12 @@ def some_account(engine: Engine) -> tuple[str, str, str, str]:
     with Session(engine) as s:
         row = s.execute(
             select(Account.number, Customer.name, Premise.address_line1, Meter.serial)
-            .join(Customer, Customer.id == Account.customer_id).join(Premise, Premise.id == Account.premise_id)
-            .join(Service, Service.account_id == Account.id).join(Meter, Meter.id == Service.meter_id)
-            .order_by(Account.id.desc()).limit(1)
+            .join(Customer, Customer.id == Account.customer_id)
+            .join(Premise, Premise.id == Account.premise_id)
+            .join(Service, Service.account_id == Account.id)
+            .join(Meter, Meter.id == Service.meter_id)
+            .order_by(Account.id.desc())
+            .limit(1)
         ).one()
     return tuple(row)  # type: ignore[return-value]
 

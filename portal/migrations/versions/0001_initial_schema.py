@@ -7,11 +7,10 @@ Create Date: 2026-11-22 19:52:03.530225
 The ledger tables get triggers that refuse UPDATE and DELETE: the ledger is
 append-only on every database, whatever code talks to it.
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 import portal.billing_core.models
-
 
 revision = '0001'
 down_revision = None
