@@ -478,6 +478,7 @@ def build_demo(
     today: str | date | None = None,
     reset: bool = False,
     workers: int | None = None,
+    chunk_accounts: int = BATCH_ACCOUNTS,
 ) -> DemoResult:
     """Build the district. On PostgreSQL, ``workers`` processes (default: one per
     core, at most 4) generate and load chunks side by side; the district is the
@@ -497,7 +498,7 @@ def build_demo(
         today = date.fromisoformat(today)
     if workers is None:
         workers = min(4, os.cpu_count() or 1)
-    result = _Builder(engine, accounts, seed, today, progress).run(max(1, workers))
+    result = _Builder(engine, accounts, seed, today, progress, chunk_accounts).run(max(1, workers))
     result.seconds = time.monotonic() - started
     return result
 
@@ -533,8 +534,11 @@ class _ChunkOutcome:
 
 
 class _Builder:
-    def __init__(self, engine: Engine, n: int, seed: int, today: date, progress: bool) -> None:
+    def __init__(
+        self, engine: Engine, n: int, seed: int, today: date, progress: bool, chunk_accounts: int = BATCH_ACCOUNTS
+    ) -> None:
         self.engine, self.n, self.seed, self.today = engine, n, seed, today
+        self.chunk_size = chunk_accounts
         self.url = engine.url.render_as_string(hide_password=False)
         self.progress = _Progress(n, progress)
         self.result = DemoResult()
@@ -640,7 +644,7 @@ class _Builder:
             bulk.commit()
         finally:
             bulk.close()
-        chunks = range((self.n + BATCH_ACCOUNTS - 1) // BATCH_ACCOUNTS)
+        chunks = range((self.n + self.chunk_size - 1) // self.chunk_size)
         picks: dict[str, list[int]] = {"ontime": [], "delinquent": [], "landlord": []}
         done = 0
         for outcome in self.chunks(chunks, workers):
@@ -649,7 +653,7 @@ class _Builder:
             self.result.reads += outcome.reads
             for key, found in outcome.picks.items():
                 picks[key].extend(found)
-            done = min(self.n, done + BATCH_ACCOUNTS)
+            done = min(self.n, done + self.chunk_size)
             self.progress.update(done)
         self.progress.finish()
         bulk = _Bulk(self.engine)
@@ -682,9 +686,9 @@ class _Builder:
         _FORKED_BUILDER = None
 
     def chunk(self, bulk: _Bulk, c: int) -> _ChunkOutcome:
-        """Generate and write accounts [c x BATCH, ...) with their whole history, then commit."""
-        offset = c * BATCH_ACCOUNTS
-        size = min(BATCH_ACCOUNTS, self.n - offset)
+        """Generate and write chunk c's accounts with their whole history, then commit."""
+        offset = c * self.chunk_size
+        size = min(self.chunk_size, self.n - offset)
         self.rng = random.Random(f"demo:{self.seed}:{c}")
         self.ids = {t: itertools.count(offset * stride + 1) for t, stride in ID_STRIDES.items()}
         self.D, self.T = bulk.day, bulk.instant

@@ -28,6 +28,9 @@ def fingerprint(engine: Engine) -> tuple:
             conn.execute(text("SELECT count(*), sum(amount_cents) FROM payment")).one(),
             conn.execute(text("SELECT address_line1 FROM premise ORDER BY id LIMIT 3")).all(),
             conn.execute(text("SELECT serial, size FROM meter ORDER BY id LIMIT 3")).all(),
+            conn.execute(
+                text("SELECT count(*), sum(abs(amount_cents)), max(id), max(transaction_id) FROM ledger_entry")
+            ).one(),
         )
 
 
@@ -42,6 +45,19 @@ def test_the_same_seed_builds_the_same_district(templates: dict[str, str], tmp_p
         engine.dispose()
         drop()  # type: ignore[operator]
     assert prints[0] == prints[1] == prints[2]
+
+
+def test_parallel_workers_build_the_same_district(templates: dict[str, str], tmp_path: Path) -> None:
+    prints = []
+    for kind, workers in (("sqlite", 1), ("postgresql", 1), ("postgresql", 2)):
+        url, drop = fresh_database(kind, templates, tmp_path)
+        engine = make_engine(url)
+        build_demo(engine, accounts=30, seed=5, progress=False, today=TODAY, workers=workers, chunk_accounts=7)
+        prints.append(fingerprint(engine))
+        engine.dispose()
+        drop()  # type: ignore[operator]
+    assert prints[0] == prints[1] == prints[2]
+    assert prints[0][0][0] == 30 * 24
 
 
 def test_a_second_run_keeps_the_district(demo_engine: Engine) -> None:
