@@ -75,7 +75,7 @@ def require_staff(request: Request, session: Session) -> User:
 
 
 def redirect(url: str) -> Response:
-    """After a POST: 303 for a full request, HX-Redirect for htmx."""
+    """303 See Other: after a POST the browser follows it with a GET."""
     return RedirectResponse(url, status_code=303)
 
 

@@ -36,12 +36,13 @@ def account_view(request: Request) -> Response:
         ).first()
         if account is None:
             raise PageNotFound()
-        meters = [s.meter for s in account.services if s.meter is not None]
+        # One meter may serve several services (water and sewer by volume): list it once.
+        meters = list({s.meter.id: s.meter for s in account.services if s.meter is not None}.values())
         last_reads = {
             m.id: session.scalars(
                 select(MeterRead).where(MeterRead.meter_id == m.id).order_by(MeterRead.read_on.desc()).limit(3)
             ).all()
-            for m in {m.id: m for m in meters}.values()
+            for m in meters
         }
         as_of = today(request)
         return request.app.state.templates.TemplateResponse(
@@ -50,7 +51,7 @@ def account_view(request: Request) -> Response:
             {
                 "account": account,
                 "summary": accounts.summarise(session, account, as_of),
-                "meters": list({m.id: m for m in meters}.values()),
+                "meters": meters,
                 "last_reads": last_reads,
                 "bills": accounts.bills_for_account(session, account.id, limit=24),
                 "ledger": accounts.ledger_with_running_balance(session, account.id),
