@@ -101,6 +101,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return run_worker(_settings(), concurrency=args.concurrency)
 
 
+def cmd_rates_quote(args: argparse.Namespace) -> int:
+    from .rates import quote_cases
+
+    with open(args.cases, newline="", encoding="utf-8") as cases:
+        rows, errors = quote_cases(args.owrs_root, cases, sys.stdout)
+    print(f"{rows} cases, {errors} without a bill", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="portal", description="Utility billing portal")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -126,6 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--role", required=True, choices=["customer", "csr", "specialist", "cashier", "supervisor", "admin"])
     p.add_argument("--account", help="account number (customer sign-ins)")
     p.set_defaults(func=cmd_users_create)
+
+    rates = sub.add_parser("rates", help="rate schedules").add_subparsers(dest="rates_command", required=True)
+    p = rates.add_parser("quote", help="compute bills for a CSV of cases against OWRS files")
+    p.add_argument("--owrs-root", required=True, help="folder the cases' file column is relative to")
+    p.add_argument("--cases", required=True, help="CSV: file, cust_class, meter_size, usage_ccf, other data columns")
+    p.set_defaults(func=cmd_rates_quote)
 
     p = sub.add_parser("serve", help="run the web portal")
     p.add_argument("--host", default="127.0.0.1")
