@@ -357,7 +357,7 @@ class ClassBill:
             return self.values[key]
         if key in self.in_progress:
             raise self.error(f"{key} refers to itself", key)
-        own_suffix = next((s for s in SUFFIXES if key.endswith(f"_{s}")), suffix)
+        own_suffix = _suffix_for(key, suffix)
         self.in_progress.add(key)
         try:
             result = self.compute(key, raw, own_suffix)
@@ -565,6 +565,18 @@ class ClassBill:
             parts.append(Part(name, sign, amount, self.tiers.get(name, ())))
             total += sign * amount
         return Quote(total, tuple(parts), self.file.bill_unit)
+
+
+def _suffix_for(key: str, inherited: str | None) -> str | None:
+    """Which suffixed parameters a part uses: its own suffix, else the charge it names."""
+    for suffix in SUFFIXES:
+        if key.endswith(f"_{suffix}"):
+            return suffix
+    if "drought" in key:
+        return "drought"
+    if key == "commodity_charge":
+        return "commodity"
+    return inherited
 
 
 def _is_number(text: str) -> bool:

@@ -1,0 +1,211 @@
+import io
+from decimal import Decimal
+
+import pytest
+
+from portal.billing_core import owrs
+from portal.rates import quote_cases
+
+SPEC_TIERED = """
+metadata: {effective_date: 2016-01-01, utility_name: Example, bill_frequency: monthly}
+rate_structure:
+  RESIDENTIAL_SINGLE:
+    service_charge:
+      depends_on: meter_size
+      values:
+        3/4": 14.65
+        1"  : 16.77
+        1|1/2": 20.10
+    tier_starts: [0, 15, 41, 149]
+    tier_prices: [2.87, 4.29, 6.44, 10.07]
+    commodity_charge: Tiered
+    bill: commodity_charge+service_charge
+"""
+
+SPEC_BUDGET = """
+metadata: {effective_date: 2016-01-01}
+rate_structure:
+  RESIDENTIAL_SINGLE:
+    service_charge: 14.65
+    gpcd: 60
+    landscape_factor: 0.7
+    days_in_period: 30.4
+    indoor: "gpcd*hhsize*days_in_period*(1/748)"
+    outdoor: "landscape_factor*et_amount*irr_area*0.62*(1/748)"
+    budget: "indoor+outdoor"
+    tier_starts: [0, indoor, 100%, 133%]
+    tier_prices: [2.87, 4.29, 6.44, 10.07]
+    commodity_charge: Budget
+    bill: commodity_charge+service_charge
+"""
+
+
+def bill(text: str, cls: str = "RESIDENTIAL_SINGLE", **data: str) -> Decimal:
+    return owrs.quote(owrs.load_text(text, "test.owrs"), cls, data).bill
+
+
+@pytest.mark.parametrize(
+    "usage, expected",
+    [
+        ("0", "14.65"),
+        ("14", "54.83"),  # units 1-14 at 2.87
+        ("15", "59.12"),  # the 15th unit is the first at 4.29
+        ("40", "166.37"),
+        ("41", "172.81"),
+        ("200", "1385.53"),
+        ("14.5", "56.975"),
+    ],
+)
+def test_tier_start_is_the_first_unit_at_that_price(usage: str, expected: str) -> None:
+    assert bill(SPEC_TIERED, usage_ccf=usage, meter_size='3/4"') == Decimal(expected)
+
+
+@pytest.mark.parametrize("size", ['1 1/2"', '1|1/2"', '1_1/2"', "1 1/2"])
+def test_meter_size_spellings_match(size: str) -> None:
+    assert bill(SPEC_TIERED, usage_ccf="0", meter_size=size) == Decimal("20.10")
+
+
+def test_budget_allocations_round_half_even_and_usage_up_to_them_stays_below() -> None:
+    # indoor = 60*4*30.4/748 = 9.75 -> 10; outdoor = 0.7*5*1000*0.62/748 = 2.90 -> 3; budget 13;
+    # starts: indoor 10, 100% 13, 133% 17.29 -> 17.
+    data = {"hhsize": "4", "et_amount": "5", "irr_area": "1000"}
+    assert bill(SPEC_BUDGET, usage_ccf="10", **data) == Decimal("14.65") + 10 * Decimal("2.87")
+    assert bill(SPEC_BUDGET, usage_ccf="13", **data) == Decimal("14.65") + 10 * Decimal("2.87") + 3 * Decimal("4.29")
+    expected = 10 * Decimal("2.87") + 3 * Decimal("4.29") + 4 * Decimal("6.44") + 3 * Decimal("10.07")
+    assert bill(SPEC_BUDGET, usage_ccf="20", **data) == Decimal("14.65") + expected
+
+
+@pytest.mark.parametrize("hhsize, tier1", [("2.5", 2), ("3.5", 4), ("4.5", 4)])
+def test_half_even(hhsize: str, tier1: int) -> None:
+    text = SPEC_BUDGET.replace('"gpcd*hhsize*days_in_period*(1/748)"', "hhsize").replace(
+        '"landscape_factor*et_amount*irr_area*0.62*(1/748)"', "0"
+    )
+    # Tier 1 holds round(hhsize) units, rounded half to even.
+    quote = owrs.quote(owrs.load_text(text), "RESIDENTIAL_SINGLE", {"usage_ccf": "1000", "hhsize": hhsize})
+    commodity = next(p for p in quote.parts if p.name == "commodity_charge")
+    assert commodity.tiers[0].quantity == tier1
+
+
+SUFFIXED = """
+rate_structure:
+  RESIDENTIAL_SINGLE:
+    service_charge: 10
+    commodity_charge: Budget
+    gpcd_commodity: 50
+    indoor_commodity: hhsize*gpcd*days_in_period*(1/748)
+    outdoor_commodity: 0
+    budget_commodity: indoor+outdoor
+    tier_starts_commodity: [0, indoor, 150%]
+    tier_prices_commodity: [1, 2, 3]
+    variable_drought_surcharge: Budget
+    gpcd_drought: 100
+    indoor_drought: hhsize*gpcd*days_in_period*(1/748)
+    outdoor_drought: 0
+    budget_drought: indoor+outdoor
+    tier_starts_drought: [0, indoor, 150%]
+    tier_prices_drought: [0.1, 0.2, 0.3]
+    bill: service_charge+commodity_charge+variable_drought_surcharge
+"""
+
+
+def test_bare_names_resolve_to_the_charges_own_suffix() -> None:
+    # commodity: indoor = 50*4*30/748 = 8.02 -> 8, 150% = 12; drought: indoor 16.04 -> 16, 150% = 24.
+    quote = owrs.quote(
+        owrs.load_text(SUFFIXED), "RESIDENTIAL_SINGLE", {"usage_ccf": "20", "hhsize": "4", "days_in_period": "30"}
+    )
+    parts = {p.name: p for p in quote.parts}
+    assert [(t.quantity, t.price) for t in parts["commodity_charge"].tiers] == [(8, 1), (4, 2), (8, 3)]
+    assert [t.quantity for t in parts["variable_drought_surcharge"].tiers] == [16, 4]
+    assert quote.bill == 10 + (8 + 8 + 24) + (Decimal("1.6") + Decimal("0.8"))
+
+
+JOINED = """
+rate_structure:
+  COMMERCIAL:
+    service_charge:
+      depends_on: [meter_size, city_limits]
+      values:
+        1"|inside: 20
+        1"|outside: 30
+    zone_price:
+      depends_on: pressure_zone
+      values:
+        1: 2.5
+        2: 3.0
+    days_in_period: 30.4
+    commodity_charge: zone_price*usage_ccf*days_in_period/30.4
+    bill: service_charge+commodity_charge
+"""
+
+
+def test_joined_keys_integer_keys_and_data_over_file_fields() -> None:
+    f = owrs.load_text(JOINED)
+    base = {"meter_size": '1"', "city_limits": "outside", "pressure_zone": "2", "usage_ccf": "10"}
+    assert owrs.quote(f, "COMMERCIAL", base).bill == Decimal("60")
+    assert owrs.quote(f, "COMMERCIAL", {**base, "days_in_period": "60.8"}).bill == Decimal("90")
+    assert owrs.quote(f, "COMMERCIAL", {**base, "days_in_period": ""}).bill == Decimal("60")
+
+
+@pytest.mark.parametrize(
+    "text, cls, data, message",
+    [
+        ("rate_structure: [1, 2", "X", {}, "not valid YAML"),
+        ("metadata: {}", "X", {}, "no rate_structure"),
+        (SPEC_TIERED, "COMMERCIAL", {"usage_ccf": "1"}, "no rates for customer class 'COMMERCIAL'"),
+        (
+            SPEC_TIERED,
+            "RESIDENTIAL_SINGLE",
+            {"usage_ccf": "1", "meter_size": '9"'},
+            "class RESIDENTIAL_SINGLE, field service_charge: no value for meter_size = '9\"'",
+        ),
+        (SPEC_BUDGET, "RESIDENTIAL_SINGLE", {"usage_ccf": "1"}, "needs 'hhsize'"),
+        (
+            SPEC_TIERED.replace("[2.87, 4.29, 6.44, 10.07]", "[2.87, 4.29]"),
+            "RESIDENTIAL_SINGLE",
+            {"usage_ccf": "1", "meter_size": '1"'},
+            "4 tier starts but 2 tier prices",
+        ),
+        (
+            SPEC_TIERED.replace("commodity_charge+service_charge", "__import__('os').system('x')"),
+            "RESIDENTIAL_SINGLE",
+            {"usage_ccf": "1", "meter_size": '1"'},
+            "cannot read formula",
+        ),
+    ],
+)
+def test_errors_name_file_class_field_and_reason(text: str, cls: str, data: dict, message: str) -> None:
+    with pytest.raises(owrs.OwrsError) as info:
+        owrs.quote(owrs.load_text(text, "rates.owrs"), cls, data)
+    assert message in str(info.value)
+    assert "rates.owrs" in str(info.value)
+
+
+@pytest.mark.parametrize("formula", ["1 +", "(2*3", "2 ** 3", "a.b", "x[0]", "lambda: 1"])
+def test_formula_parser_refuses_anything_but_arithmetic(formula: str) -> None:
+    with pytest.raises(ValueError):
+        owrs.parse_formula(formula)
+
+
+def test_formula_precedence() -> None:
+    node = owrs.parse_formula("2+3*4-(1-5)/2--1")
+    assert owrs.evaluate_node(node, lambda n: Decimal(0)) == Decimal(2 + 12 + 2 + 1)
+
+
+def test_quote_contract_keeps_rows_and_order(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "u").mkdir()
+    (tmp_path / "u" / "a.owrs").write_text(SPEC_TIERED)
+    cases = io.StringIO(
+        "file,cust_class,meter_size,usage_ccf,hhsize\n"
+        'u/a.owrs,RESIDENTIAL_SINGLE,"3/4""",15,\n'
+        'u/missing.owrs,RESIDENTIAL_SINGLE,1",3,\n'
+        'u/a.owrs,RESIDENTIAL_SINGLE,"1""",0.5,2\n'
+        '../etc/passwd,RESIDENTIAL_SINGLE,1",3,\n'
+    )
+    out = io.StringIO()
+    assert quote_cases(tmp_path, cases, out) == (4, 2)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "file,cust_class,meter_size,usage_ccf,hhsize,bill,error"
+    assert lines[1] == 'u/a.owrs,RESIDENTIAL_SINGLE,"3/4""",15,,59.12,'
+    assert "cannot read the file" in lines[2] and lines[2].count(",,") >= 1
+    assert lines[3].endswith(",2,18.21,")  # 0.5*2.87 + 16.77 = 18.205 -> 18.21
+    assert "outside the OWRS root" in lines[4]
