@@ -618,7 +618,7 @@ def check_class(file: OwrsFile, cust_class: str) -> list[OwrsError]:
     if "bill" not in body:
         err("the class has no bill formula", "bill")
     for name, raw in body.items():
-        for text in _formula_texts(raw):
+        for text in formula_texts(raw):
             try:
                 file.formula(text)
             except (ValueError, InvalidOperation) as exc:
@@ -628,14 +628,14 @@ def check_class(file: OwrsFile, cust_class: str) -> list[OwrsError]:
     return problems
 
 
-def _formula_texts(raw: Any) -> Iterable[str]:
+def formula_texts(raw: Any) -> Iterable[str]:
     if isinstance(raw, str):
         text = raw.strip()
         if text not in RATE_TYPES and not _is_number(text) and not text.endswith("%"):
             yield text
     elif isinstance(raw, dict) and isinstance(raw.get("values"), dict):
         for value in raw["values"].values():
-            yield from _formula_texts(value)
+            yield from formula_texts(value)
     elif isinstance(raw, list):
         for item in raw:
-            yield from _formula_texts(item)
+            yield from formula_texts(item)

@@ -1,33 +1,64 @@
-"""Turning a rate schedule version and a period's usage into bill lines.
+"""The rate engine: a rate schedule's versions and a period's usage -> bill lines.
 
-A version's definition is data::
+A version's definition is data. Native definitions are a list of components::
 
     {"unit": "CCF", "components": [
         {"type": "fixed_by_meter_size", "description": "Water service charge",
          "values": {"5/8\\"": "24.61", "1\\"": "38.15"}},
-        {"type": "uniform", "description": "Water usage", "price": "2.78"},
         {"type": "tiered", "description": "Water usage",
          "tiers": [{"up_to": "10", "price": "2.50"}, {"up_to": null, "price": "3.10"}]},
-        {"type": "fixed", "description": "Sewer service charge", "amount": "38.52"},
-        {"type": "fixed_by_option", "option": "cart_size", "description": "Trash cart",
-         "values": {"35": "24.10", "64": "28.65", "96": "36.80"}}
-    ]}
+        {"type": "tax", "description": "Utility users tax", "percent": "5"}]}
 
-Every price is a string read into ``Decimal``; each line is rounded once, to
+Component types:
+
+- ``fixed``: ``amount`` each period.
+- ``fixed_by_meter_size``: ``values`` by meter size (``by`` may name another
+  input, such as ``line_size`` for fire service).
+- ``fixed_by_option``: ``values`` by service options, e.g. ``option: cart_size``
+  or ``options: [cart_size, pickups]`` with keys joined by ``|``.
+- ``per_dwelling_unit``: ``amount`` times the premise's dwelling units.
+- ``uniform``: ``price`` per unit of usage.
+- ``seasonal_uniform``: ``prices`` by season, ``seasons`` naming each season's
+  months; the season is the one the period's last day falls in.
+- ``tiered``: blocks ``up_to`` a usage (``null`` for the last) at a price each;
+  prices may rise or fall. Widths scale with the days billed (proration).
+- ``budget``: tiers as shares of a water budget: indoor ``gpcd`` x household
+  size x days / 748 plus outdoor ET x ``landscape_factor`` x irrigated area x
+  0.62 / 748, each rounded to whole units; ``tiers`` give ``up_to_percent``.
+- ``sewer_share``: ``price`` x water usage x ``percent`` (return to sewer).
+- ``winter_average``: ``price`` x the winter-quarter average usage, capped at
+  ``cap`` units.
+- ``minimum``: raises the service's charges so far to ``amount``.
+- ``discount``: ``percent`` off the service's charges so far, when the account
+  has the named ``program`` (low income, senior, ...).
+- ``tax``: ``percent`` of the service's charges so far.
+
+A definition with ``"format": "owrs"`` holds one customer class of an OWRS
+file and is computed by ``billing_core.owrs``.
+
+Every amount is worked out in ``Decimal`` and each line is rounded once, to
 cents, by ``money.round_cents``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from decimal import Decimal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
+from . import owrs
 from .errors import InvalidInput
 from .money import round_cents, to_decimal
 
 ONE = Decimal(1)
+ZERO = Decimal(0)
+HUNDRED = Decimal(100)
+GALLONS_PER_CCF = Decimal(748)
+WHOLE = Decimal(1)
+
+SEASONS_DEFAULT = {"summer": [5, 6, 7, 8, 9, 10], "winter": [11, 12, 1, 2, 3, 4]}
 
 
 @dataclass(frozen=True)
@@ -43,9 +74,41 @@ class LineDraft:
 
 @dataclass(frozen=True)
 class Usage:
-    quantity: Decimal = Decimal(0)
+    """What a period's bill depends on, besides the rates."""
+
+    quantity: Decimal = ZERO
     meter_size: str | None = None
     options: Mapping[str, str] | None = None
+    dwelling_units: int = 1
+    #: Water usage of the same period (for sewer charged on water use).
+    water_quantity: Decimal | None = None
+    #: Winter-quarter average usage (for sewer by winter average).
+    winter_average: Decimal | None = None
+    #: Budget inputs: household size, irrigated area (sq ft), ET (inches).
+    household_size: Decimal | None = None
+    irrigated_area: Decimal | None = None
+    et_amount: Decimal | None = None
+    #: Assistance programs the account is enrolled in ("low_income", "senior").
+    programs: frozenset[str] = frozenset()
+    #: Extra data columns an OWRS rate may need (pressure_zone, city_limits, ...).
+    data: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A part of a billing period rated under one version."""
+
+    start: date
+    end: date
+    #: Share of the period's usage in this segment, and of a full period's fixed charges.
+    usage_share: Decimal
+    factor: Decimal
+    version_id: int | None
+    definition: Mapping[str, Any]
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days
 
 
 def rate(
@@ -53,71 +116,330 @@ def rate(
     definition: Mapping[str, Any],
     usage: Usage,
     rate_version_id: int | None = None,
+    factor: Decimal = ONE,
+    days: int | None = None,
+    note: str = "",
+    period_end: date | None = None,
 ) -> list[LineDraft]:
+    """Lines for one version over one (whole or partial) period.
+
+    ``factor`` is the share of a full period being billed: fixed charges and
+    tier widths are multiplied by it. ``note`` is added to each description
+    (for example the dates of a split period)."""
+    if definition.get("format") == "owrs":
+        return _rate_owrs(service, definition, usage, rate_version_id, factor, days, note)
     unit = definition.get("unit", "CCF")
     lines: list[LineDraft] = []
+    suffix = f" ({note})" if note else ""
+
+    def add(desc: str, qty: Decimal, unit_: str, price: Decimal, amount: Decimal) -> None:
+        lines.append(LineDraft(service, desc + suffix, qty, unit_, price, round_cents(amount), rate_version_id))
+
+    def add_fixed(desc: str, price: Decimal) -> None:
+        if factor == ONE:
+            add(desc, ONE, "each", price, price)
+        else:
+            add(f"{desc}, prorated {_pct(factor)}", factor, "period", price, price * factor)
+
+    def subtotal() -> Decimal:
+        return sum((Decimal(line.amount_cents) for line in lines), ZERO) / HUNDRED
+
     for comp in definition.get("components", []):
         kind = comp.get("type")
         desc = comp.get("description", service.title())
         if kind == "fixed":
-            price = to_decimal(comp["amount"])
-            lines.append(LineDraft(service, desc, ONE, "each", price, round_cents(price), rate_version_id))
+            add_fixed(desc, to_decimal(comp["amount"]))
         elif kind == "fixed_by_meter_size":
-            size = usage.meter_size
-            if size not in comp["values"]:
-                raise InvalidInput(f"no {desc.lower()} for a {size} meter", "meter_size")
-            price = to_decimal(comp["values"][size])
-            lines.append(
-                LineDraft(service, f"{desc} ({size} meter)", ONE, "each", price, round_cents(price), rate_version_id)
-            )
+            by = comp.get("by", "meter_size")
+            key = usage.meter_size if by == "meter_size" else (usage.options or {}).get(by) or usage.data.get(by)
+            price = _pick(comp["values"], key, by, desc)
+            add_fixed(f"{desc} ({key} {'meter' if by == 'meter_size' else by.replace('_', ' ')})", price)
         elif kind == "fixed_by_option":
-            option = comp["option"]
-            chosen = (usage.options or {}).get(option)
-            if chosen not in comp["values"]:
-                raise InvalidInput(f"no {desc.lower()} for {option} {chosen}", option)
-            price = to_decimal(comp["values"][chosen])
-            label = comp.get("label", "{value}").format(value=chosen)
-            lines.append(
-                LineDraft(service, f"{desc} ({label})", ONE, "each", price, round_cents(price), rate_version_id)
-            )
+            names = comp.get("options") or [comp["option"]]
+            chosen = "|".join(str((usage.options or {}).get(n, "")) for n in names)
+            price = _pick(comp["values"], chosen, "/".join(names), desc)
+            label = comp.get("label", "{value}").format(value=chosen, **dict(usage.options or {}))
+            add_fixed(f"{desc} ({label})", price)
+        elif kind == "per_dwelling_unit":
+            price = to_decimal(comp["amount"])
+            units = Decimal(usage.dwelling_units) * factor
+            add(f"{desc}: {usage.dwelling_units} units × ${price}", units, "unit", price, price * units)
         elif kind == "uniform":
             price = to_decimal(comp["price"])
             qty = usage.quantity
-            lines.append(
-                LineDraft(
-                    service,
-                    f"{desc}: {qty} {unit} × ${price}",
-                    qty,
-                    unit,
-                    price,
-                    round_cents(qty * price),
-                    rate_version_id,
-                )
-            )
+            add(f"{desc}: {_q(qty)} {unit} × ${price}", qty, unit, price, qty * price)
+        elif kind == "seasonal_uniform":
+            season = _season(comp.get("seasons", SEASONS_DEFAULT), period_end)
+            price = to_decimal(comp["prices"][season])
+            qty = usage.quantity
+            add(f"{desc} ({season}): {_q(qty)} {unit} × ${price}", qty, unit, price, qty * price)
         elif kind == "tiered":
-            remaining = usage.quantity
-            lower = Decimal(0)
-            for n, tier in enumerate(comp["tiers"], start=1):
-                price = to_decimal(tier["price"])
-                upper = None if tier.get("up_to") in (None, "") else to_decimal(tier["up_to"])
-                width = remaining if upper is None else min(remaining, upper - lower)
-                if width > 0:
-                    lines.append(
-                        LineDraft(
-                            service,
-                            f"Tier {n}: {width} {unit} × ${price}",
-                            width,
-                            unit,
-                            price,
-                            round_cents(width * price),
-                            rate_version_id,
-                        )
-                    )
-                    remaining -= width
-                if upper is not None:
-                    lower = upper
-                if remaining <= 0:
-                    break
+            tiers = [
+                (None if t.get("up_to") in (None, "") else to_decimal(t["up_to"]) * factor, to_decimal(t["price"]))
+                for t in comp["tiers"]
+            ]
+            _tiers(add, comp.get("description"), usage.quantity, tiers, unit)
+        elif kind == "budget":
+            budget = _water_budget(comp, usage, days)
+            tiers = [
+                (
+                    None
+                    if t.get("up_to_percent") in (None, "")
+                    else (to_decimal(t["up_to_percent"]) * budget / HUNDRED).quantize(WHOLE, ROUND_HALF_EVEN),
+                    to_decimal(t["price"]),
+                )
+                for t in comp["tiers"]
+            ]
+            _tiers(
+                add,
+                f"{comp.get('description', 'Water usage')} (budget {_q(budget)} {unit})",
+                usage.quantity,
+                tiers,
+                unit,
+            )
+        elif kind == "sewer_share":
+            price = to_decimal(comp["price"])
+            share = to_decimal(comp.get("percent", "100")) / HUNDRED
+            water = usage.water_quantity if usage.water_quantity is not None else usage.quantity
+            qty = water * share
+            add(f"{desc}: {_pct(share)} of {_q(water)} {unit} water × ${price}", qty, unit, price, qty * price)
+        elif kind == "winter_average":
+            price = to_decimal(comp["price"])
+            if usage.winter_average is None:
+                raise InvalidInput(f"{desc} needs the winter-quarter average usage", "winter_average")
+            cap = to_decimal(comp["cap"]) if comp.get("cap") not in (None, "") else None
+            qty = usage.winter_average if cap is None else min(usage.winter_average, cap)
+            qty = qty * factor
+            capped = " (capped)" if cap is not None and usage.winter_average > cap else ""
+            add(f"{desc}: winter average {_q(qty)} {unit}{capped} × ${price}", qty, unit, price, qty * price)
+        elif kind == "minimum":
+            floor = to_decimal(comp["amount"]) * factor
+            short = floor - subtotal()
+            if short > 0:
+                add(f"{desc} (minimum ${floor.quantize(Decimal('0.01'))})", ONE, "each", short, short)
+        elif kind == "discount":
+            if comp.get("program") and comp["program"] not in usage.programs:
+                continue
+            pct = to_decimal(comp["percent"])
+            base = subtotal()
+            add(f"{desc}: {pct}% of ${base:.2f}", ONE, "each", -base * pct / HUNDRED, -base * pct / HUNDRED)
+        elif kind == "tax":
+            pct = to_decimal(comp["percent"])
+            base = subtotal()
+            add(f"{desc}: {pct}% of ${base:.2f}", ONE, "each", base * pct / HUNDRED, base * pct / HUNDRED)
         else:
             raise InvalidInput(f"unknown rate component type {kind!r}", "type")
     return lines
+
+
+def rate_period(
+    service: str,
+    versions: Sequence[tuple[date, int | None, Mapping[str, Any]]],
+    usage: Usage,
+    start: date,
+    end: date,
+    full_period_days: int | None = None,
+) -> list[LineDraft]:
+    """Lines for the period ``[start, end)``.
+
+    ``versions`` are (effective date, id, definition). The period is split at
+    every effective date inside it; each side is rated under its own version
+    with its share of the days (usage shared the same way). When the period is
+    shorter than a full one (move-in, move-out), ``full_period_days`` makes
+    fixed charges and tier widths prorate by days."""
+    segments = split_period(versions, start, end, full_period_days)
+    lines: list[LineDraft] = []
+    for seg in segments:
+        seg_usage = usage if len(segments) == 1 else _share_usage(usage, seg.usage_share)
+        note = (
+            "" if len(segments) == 1 else f"{seg.start:%m/%d} to {seg.end - timedelta(days=1):%m/%d}, {seg.days} days"
+        )
+        lines += rate(service, seg.definition, seg_usage, seg.version_id, seg.factor, seg.days, note, seg.end)
+    return lines
+
+
+def split_period(
+    versions: Sequence[tuple[date, int | None, Mapping[str, Any]]],
+    start: date,
+    end: date,
+    full_period_days: int | None = None,
+) -> list[Segment]:
+    if end <= start:
+        raise InvalidInput("a billing period must end after it starts", "period")
+    ordered = sorted(versions, key=lambda v: v[0])
+    in_force = [v for v in ordered if v[0] <= start]
+    if not in_force:
+        raise InvalidInput(f"no rate version is in force on {start:%m/%d/%Y}", "period")
+    period_days = (end - start).days
+    full = Decimal(full_period_days or period_days)
+    cuts = [start] + [v[0] for v in ordered if start < v[0] < end] + [end]
+    segments = []
+    for a, b in zip(cuts, cuts[1:], strict=False):
+        effective = [v for v in ordered if v[0] <= a][-1]
+        days = Decimal((b - a).days)
+        segments.append(Segment(a, b, days / Decimal(period_days), days / full, effective[1], effective[2]))
+    return segments
+
+
+def _share_usage(usage: Usage, share: Decimal) -> Usage:
+    return replace(
+        usage,
+        quantity=usage.quantity * share,
+        water_quantity=None if usage.water_quantity is None else usage.water_quantity * share,
+    )
+
+
+def _tiers(add, desc: str | None, quantity: Decimal, tiers: list[tuple[Decimal | None, Decimal]], unit: str) -> None:  # type: ignore[no-untyped-def]
+    """One line per tier used: "Tier 2: 12 CCF × $4.29" (prefixed when ``desc`` is given)."""
+    below = ZERO
+    for n, (upper, price) in enumerate(tiers, start=1):
+        width = quantity - below if upper is None else min(quantity, upper) - below
+        if width > 0:
+            label = f"{desc}, tier {n}" if desc else f"Tier {n}"
+            add(f"{label}: {_q(width)} {unit} × ${price}", width, unit, price, width * price)
+            below += width
+        if upper is not None and quantity <= upper:
+            break
+
+
+def _water_budget(comp: Mapping[str, Any], usage: Usage, days: int | None) -> Decimal:
+    if usage.household_size is None:
+        raise InvalidInput("a budget rate needs the household size", "household_size")
+    billed_days = Decimal(days if days is not None else comp.get("days_in_period", "30"))
+    indoor = to_decimal(comp["gpcd"]) * usage.household_size * billed_days / GALLONS_PER_CCF
+    outdoor = ZERO
+    if usage.irrigated_area and usage.et_amount:
+        outdoor = to_decimal(comp.get("landscape_factor", "0.7")) * usage.et_amount * usage.irrigated_area
+        outdoor = outdoor * Decimal("0.62") / GALLONS_PER_CCF
+    return indoor.quantize(WHOLE, ROUND_HALF_EVEN) + outdoor.quantize(WHOLE, ROUND_HALF_EVEN)
+
+
+def _pick(values: Mapping[str, Any], key: str | None, what: str, desc: str) -> Decimal:
+    if key is None or str(key) not in values:
+        raise InvalidInput(f"no {desc.lower()} for {what.replace('_', ' ')} {key}", what)
+    return to_decimal(values[str(key)])
+
+
+def _season(seasons: Mapping[str, Sequence[int]], period_end: date | None) -> str:
+    month = (period_end - timedelta(days=1)).month if period_end else date.today().month
+    for name, months in seasons.items():
+        if month in months:
+            return name
+    raise InvalidInput(f"no season covers month {month}", "seasons")
+
+
+def _q(value: Decimal) -> str:
+    """A quantity as people write it: 12, 12.5, 3.33 (at most two decimals shown)."""
+    shown = value.quantize(Decimal("0.01")).normalize()
+    return f"{shown:f}"
+
+
+def _pct(share: Decimal) -> str:
+    return f"{(share * HUNDRED).quantize(Decimal('0.1')).normalize():f}%"
+
+
+# --------------------------------------------------------------------------- OWRS versions
+
+OWRS_DATA_FIELDS = {
+    "meter_size": lambda u: u.meter_size,
+    "hhsize": lambda u: u.household_size,
+    "irr_area": lambda u: u.irrigated_area,
+    "et_amount": lambda u: u.et_amount,
+    "number_dwelling_units": lambda u: u.dwelling_units,
+    "dwelling_units": lambda u: u.dwelling_units,
+}
+
+
+def _owrs_data(usage: Usage, days: int | None) -> dict[str, Any]:
+    data: dict[str, Any] = {k: v for k, v in usage.data.items() if v not in (None, "")}
+    for name, get in OWRS_DATA_FIELDS.items():
+        value = get(usage)
+        if value is not None and name not in data:
+            data[name] = value
+    if days is not None and "days_in_period" not in data:
+        data["days_in_period"] = days
+    data["usage_ccf"] = usage.quantity
+    return data
+
+
+def _rate_owrs(
+    service: str,
+    definition: Mapping[str, Any],
+    usage: Usage,
+    version_id: int | None,
+    factor: Decimal,
+    days: int | None,
+    note: str,
+) -> list[LineDraft]:
+    file = owrs.OwrsFile(
+        path=definition.get("source", "OWRS"),
+        metadata=definition.get("metadata", {}),
+        classes={definition["class"]: definition["rate_structure"]},
+    )
+    data = _owrs_data(usage, days)
+    try:
+        quote = owrs.quote(file, definition["class"], data)
+        fixed = owrs.quote(file, definition["class"], {**data, "usage_ccf": ZERO}) if factor != ONE else None
+    except owrs.OwrsError as exc:
+        raise InvalidInput(exc.reason, exc.field_name) from exc
+    unit = file.bill_unit
+    suffix = f" ({note})" if note else ""
+    lines: list[LineDraft] = []
+    fixed_parts = {p.name: p.amount for p in fixed.parts} if fixed else {}
+    for part in quote.parts:
+        label = _label(part.name)
+        if part.tiers:
+            prefix = "Tier" if part.name == "commodity_charge" else f"{label}, tier"
+            for t in part.tiers:
+                amount = part.sign * t.amount
+                lines.append(
+                    LineDraft(
+                        service,
+                        f"{prefix} {t.tier}: {_q(t.quantity)} {unit} × ${t.price}{suffix}",
+                        t.quantity,
+                        unit,
+                        t.price * part.sign,
+                        round_cents(amount),
+                        version_id,
+                    )
+                )
+            continue
+        amount = part.sign * part.amount
+        if factor != ONE and part.name in fixed_parts:
+            fixed_amount = part.sign * fixed_parts[part.name]
+            amount = fixed_amount * factor + (amount - fixed_amount)
+            label = f"{label}, prorated {_pct(factor)}" if fixed_amount else label
+        if amount == 0:
+            continue
+        lines.append(LineDraft(service, label + suffix, ONE, "each", amount, round_cents(amount), version_id))
+    return lines
+
+
+def _label(name: str) -> str:
+    words = name.replace("_commodity", "").replace("_", " ").strip()
+    special = {"commodity charge": "Water usage", "service charge": "Service charge"}
+    return special.get(words.lower(), words[:1].upper() + words[1:])
+
+
+def required_inputs(definition: Mapping[str, Any]) -> list[str]:
+    """The data an OWRS version needs besides usage (for forms and checks)."""
+    if definition.get("format") != "owrs":
+        return []
+    body = definition["rate_structure"]
+    needed: set[str] = set()
+    file = owrs.OwrsFile("x", {}, {"c": body})
+    for raw in body.values():
+        for text in owrs.formula_texts(raw):
+            try:
+                needed |= owrs.names_in(file.formula(text))
+            except ValueError:
+                continue
+        if isinstance(raw, dict):
+            deps = raw.get("depends_on")
+            needed |= {deps} if isinstance(deps, str) else set(deps or [])
+    defined = set(body)
+    for key in list(defined):
+        for s in owrs.SUFFIXES:
+            if key.endswith(f"_{s}"):
+                defined.add(key[: -len(s) - 1])
+    return sorted(n for n in needed - defined if n != "usage_ccf")

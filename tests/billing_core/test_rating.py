@@ -31,7 +31,6 @@ TIERED = {
     "components": [
         {
             "type": "tiered",
-            "description": "Water",
             "tiers": [
                 {"up_to": "10", "price": "2.50"},
                 {"up_to": "25", "price": "3.10"},
@@ -64,5 +63,5 @@ def test_cart_size_option() -> None:
 
 
 def test_unknown_meter_size_is_a_clear_error() -> None:
-    with pytest.raises(InvalidInput, match='12" meter'):
+    with pytest.raises(InvalidInput, match='meter size 12"'):
         rate("water", WATER, Usage(Decimal(1), '12"'))
