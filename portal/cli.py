@@ -18,10 +18,18 @@ def _settings() -> Settings:
     return Settings.from_env()
 
 
+class NotMigrated(BillingError):
+    pass
+
+
 @contextmanager
-def _engine() -> Iterator[Engine]:
+def _engine(require_schema: bool = True) -> Iterator[Engine]:
+    from .migrate import is_current
+
     engine = make_engine(_settings().database_url)
     try:
+        if require_schema and not is_current(engine):
+            raise NotMigrated("the database schema is not up to date: run `portal migrate` first")
         yield engine
     finally:
         engine.dispose()
@@ -30,7 +38,7 @@ def _engine() -> Iterator[Engine]:
 def cmd_migrate(args: argparse.Namespace) -> int:
     from .migrate import upgrade
 
-    with _engine() as engine:
+    with _engine(require_schema=False) as engine:
         upgrade(engine)
     print("Database is up to date.")
     return 0
@@ -39,7 +47,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import DEMO_PASSWORD, DemoExists, build_demo, sign_ins
 
-    with _engine() as engine:
+    with _engine(require_schema=False) as engine:
         try:
             result = build_demo(
                 engine,
@@ -110,6 +118,38 @@ def cmd_rates_quote(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rates_import(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from .billing_core import owrs
+    from .billing_core.rate_schedules import import_owrs
+
+    effective = date.fromisoformat(args.effective) if args.effective else None
+    failed = 0
+    with _engine() as engine, make_sessionmaker(engine)() as session:
+        for path in args.files:
+            try:
+                file = owrs.load_path(path)
+            except owrs.OwrsError as exc:
+                failed += 1
+                print(f"error: {exc}", file=sys.stderr)
+                continue
+            result = import_owrs(session, file, effective_on=effective, actor_label="portal rates import-owrs")
+            if result.ok:
+                session.commit()
+                print(
+                    f"imported {path}: {result.utility}, effective {result.effective_on:%Y-%m-%d}, "
+                    f"{len(result.classes)} classes, {result.created_versions} new versions, "
+                    f"{result.unchanged_versions} already there"
+                )
+            else:
+                session.rollback()
+                failed += 1
+                print(f"error: {result.error}", file=sys.stderr)
+    print(f"{len(args.files) - failed} of {len(args.files)} files imported", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="portal", description="Utility billing portal")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -141,6 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--owrs-root", required=True, help="folder the cases' file column is relative to")
     p.add_argument("--cases", required=True, help="CSV: file, cust_class, meter_size, usage_ccf, other data columns")
     p.set_defaults(func=cmd_rates_quote)
+    p = rates.add_parser("import-owrs", help="import OWRS files as rate schedules (each file whole or not at all)")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--effective", help="effective date YYYY-MM-DD, when the file's own is missing or wrong")
+    p.set_defaults(func=cmd_rates_import)
 
     p = sub.add_parser("serve", help="run the web portal")
     p.add_argument("--host", default="127.0.0.1")

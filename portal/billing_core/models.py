@@ -273,8 +273,10 @@ class MeterRead(Base):
 class RateSchedule(Base):
     __tablename__ = "rate_schedule"
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
-    code: Mapped[str] = mapped_column(String(40), unique=True)
-    name: Mapped[str] = mapped_column(String(200))
+    code: Mapped[str] = mapped_column(String(120), unique=True)
+    name: Mapped[str] = mapped_column(String(300))
+    #: Where the schedule came from: "demo", "manual", or the OWRS utility it was imported from.
+    source: Mapped[str | None] = mapped_column(String(300))
     service_type: Mapped[str] = mapped_column(String(20))
     customer_class: Mapped[str] = mapped_column(String(40))
 

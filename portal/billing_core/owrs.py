@@ -418,7 +418,7 @@ class ClassBill:
         depends = [depends] if isinstance(depends, str) else list(depends or [])
         if not depends:
             raise self.error("a map needs depends_on naming a data column", key)
-        starts_key = next((k for k in raw if str(k).endswith("_starts")), None)
+        starts_key = _range_key(raw)
         if starts_key is not None and isinstance(raw.get("values"), list):
             return self.lookup_range(key, depends, raw[starts_key], raw["values"])
         if "values" not in raw or not isinstance(raw["values"], dict):
@@ -567,6 +567,11 @@ class ClassBill:
         return Quote(total, tuple(parts), self.file.bill_unit)
 
 
+def _range_key(raw: Mapping[str, Any]) -> str | None:
+    """In a map over number ranges, the key holding the starts (``area_starts``, ``lot_area_tier``)."""
+    return next((k for k, v in raw.items() if k not in ("depends_on", "values") and isinstance(v, list)), None)
+
+
 def _suffix_for(key: str, inherited: str | None) -> str | None:
     """Which suffixed parameters a part uses: its own suffix, else the charge it names."""
     for suffix in SUFFIXES:
@@ -623,8 +628,10 @@ def check_class(file: OwrsFile, cust_class: str) -> list[OwrsError]:
                 file.formula(text)
             except (ValueError, InvalidOperation) as exc:
                 err(f"cannot read formula {text!r}: {exc}", name)
-        if isinstance(raw, dict) and ("depends_on" not in raw or not isinstance(raw.get("values"), dict)):
-            err("a map needs both depends_on and values", name)
+        if isinstance(raw, dict):
+            is_range = _range_key(raw) is not None and isinstance(raw.get("values"), list)
+            if "depends_on" not in raw or not (isinstance(raw.get("values"), dict) or is_range):
+                err("a map needs depends_on and values keyed by the data's values", name)
     return problems
 
 
