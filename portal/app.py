@@ -21,8 +21,8 @@ from .csrf import CSRFMiddleware
 from .db import make_engine, make_sessionmaker
 from .settings import Settings
 from .templating import make_templates
-from .views import auth, customer, staff
-from .web import PageNotFound, SignInRequired, sign_in_url
+from .views import auth, customer, rates, staff
+from .web import Forbidden, PageNotFound, SignInRequired, sign_in_url
 
 log = logging.getLogger(__name__)
 STATIC = __file__.rsplit("/", 1)[0] + "/static"
@@ -44,6 +44,11 @@ ROUTES = [
     Route("/staff", staff.search),
     Route("/staff/accounts/{number}", staff.account_view),
     Route("/staff/accounts/{number}/bills/{bill}", staff.bill_view),
+    Route("/staff/rates", rates.schedule_list),
+    Route("/staff/rates/versions/{version:int}", rates.version_view),
+    Route("/staff/rates/calculator", rates.calculator),
+    Route("/staff/rates/upload", rates.upload_page, methods=["GET"]),
+    Route("/staff/rates/upload", rates.upload, methods=["POST"]),
     Mount("/static", StaticFiles(directory=STATIC), name="static"),
 ]
 
@@ -58,6 +63,11 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     return _page(
         request, 404, "Page not found", "We could not find that page. It may have moved, or the link may be wrong."
     )
+
+
+async def _forbidden(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Forbidden)
+    return _page(request, 403, "Not allowed", exc.message)
 
 
 async def _sign_in_required(request: Request, exc: Exception) -> Response:
@@ -101,6 +111,7 @@ def create_app(
         exception_handlers={
             SignInRequired: _sign_in_required,
             PageNotFound: _not_found,
+            Forbidden: _forbidden,
             NotFound: _not_found,
             HTTPException: _http_error,
             500: _server_error,

@@ -599,9 +599,9 @@ class _Builder:
         effective = date(2017, 10, 1)
         bulk.write(
             "rate_schedule",
-            ["id", "code", "name", "service_type", "customer_class"],
+            ["id", "code", "name", "service_type", "customer_class", "source"],
             [
-                (sid, code, name, service, klass)
+                (sid, code, name, service, klass, "City of Chino OWRS file" if service == "water" else "Demo district")
                 for sid, (code, name, service, klass, _d) in enumerate(self.schedule_plan, start=1)
             ],
         )

@@ -22,6 +22,17 @@ class PageNotFound(Exception):
     """Answered with the 404 page; also what anyone gets for what is not theirs."""
 
 
+class Forbidden(Exception):
+    """Staff whose role does not allow the action: answered with a 403 page saying why."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+RATE_EDITORS = frozenset({Role.SUPERVISOR.value, Role.ADMIN.value})
+
+
 @contextmanager
 def db(request: Request) -> Iterator[Session]:
     """One database transaction for the request: committed on success."""
@@ -72,6 +83,11 @@ def require_staff(request: Request, session: Session) -> User:
     if not Role(user.role).is_staff:
         raise PageNotFound()
     return user
+
+
+def require_rate_editor(user: User) -> None:
+    if user.role not in RATE_EDITORS:
+        raise Forbidden("Only billing supervisors and administrators change rates.")
 
 
 def redirect(url: str) -> Response:

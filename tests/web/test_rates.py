@@ -1,0 +1,146 @@
+"""Staff rate pages: list, version in plain words, calculator, OWRS upload (supervisors and admins only)."""
+
+from datetime import date
+
+import pytest
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+from starlette.testclient import TestClient
+
+from portal.app import create_app
+from portal.billing_core import users
+from portal.billing_core.models import Account, AuditEvent, RateSchedule, RateScheduleVersion
+from tests.billing_core.test_owrs import SPEC_TIERED
+from tests.db.factories import district
+
+from .conftest import CLOCK, SETTINGS, csrf_from, sign_in
+
+PASSWORD = "a long password"
+
+
+@pytest.fixture
+def office(engine: Engine) -> Engine:
+    """A small district with two water versions (a rate increase in 2027) and staff sign-ins."""
+    with Session(engine) as s, s.begin():
+        district(s, 1)
+        water = s.scalar(select(RateSchedule).where(RateSchedule.code == "W"))
+        current = s.scalar(select(RateScheduleVersion).where(RateScheduleVersion.schedule_id == water.id))
+        definition = dict(current.definition)
+        definition["components"] = [
+            {**definition["components"][0], "values": {'5/8"': "26.00"}},
+            {"type": "uniform", "description": "Water usage", "price": "3.00"},
+        ]
+        s.add(RateScheduleVersion(schedule_id=water.id, effective_on=date(2027, 1, 1), definition=definition))
+        for role in ("csr", "supervisor"):
+            users.create_user(s, f"{role}@x.org", PASSWORD, role)
+    return engine
+
+
+@pytest.fixture
+def staff(office: Engine) -> TestClient:
+    app = create_app(SETTINGS, engine=office, clock=CLOCK)
+    return TestClient(app, base_url="https://testserver")
+
+
+def test_schedules_list_with_versions(staff: TestClient) -> None:
+    sign_in(staff, "csr@x.org", PASSWORD)
+    page = staff.get("/staff/rates")
+    assert page.status_code == 200
+    assert "Upload an OWRS rate file" not in page.text  # a CSR may look, not change
+    (water_group,) = [g for g in page.context["groups"] if g[0] == ("water", "RESIDENTIAL_SINGLE")]
+    (schedule,) = water_group[1]
+    assert [str(v.effective_on) for v in schedule.versions] == ["2017-10-01", "2027-01-01"]
+    assert str(page.context["in_force"][schedule.id].effective_on) == "2017-10-01"
+
+
+def test_a_version_reads_in_plain_words(staff: TestClient, office: Engine) -> None:
+    sign_in(staff, "csr@x.org", PASSWORD)
+    with Session(office) as s:
+        vid = s.scalar(select(RateScheduleVersion.id).order_by(RateScheduleVersion.id))
+    page = staff.get(f"/staff/rates/versions/{vid}")
+    assert page.status_code == 200
+    titles = [t.title for t in page.context["tables"]]
+    assert titles == ["Water service charge", "Water usage"]
+    assert ('5/8"', "$24.61") in page.context["tables"][0].rows
+    assert "$2.78" in page.text
+    assert staff.get("/staff/rates/versions/999999").status_code == 404
+
+
+def test_calculator_compares_current_and_proposed_for_an_account(staff: TestClient, office: Engine) -> None:
+    sign_in(staff, "csr@x.org", PASSWORD)
+    with Session(office) as s:
+        proposed = s.scalar(select(RateScheduleVersion.id).where(RateScheduleVersion.effective_on == date(2027, 1, 1)))
+        number = s.scalar(select(Account.number))
+    page = staff.get("/staff/rates/calculator", params={"account": number, "usage": "18", "proposed": proposed})
+    assert page.status_code == 200, page.text
+    comparison = page.context["comparison"]
+    # Current: $24.61 + 18 x $2.78 = $74.65; proposed: $26.00 + 18 x $3.00 = $80.00.
+    assert comparison.current_cents == 7465 and comparison.proposed_cents == 8000
+    assert comparison.difference_cents == 535
+    assert "Difference: +$5.35" in page.text
+
+
+def test_calculator_for_a_hypothetical_account_and_bad_input(staff: TestClient, office: Engine) -> None:
+    sign_in(staff, "csr@x.org", PASSWORD)
+    with Session(office) as s:
+        schedule = s.scalar(select(RateSchedule.id).where(RateSchedule.code == "W"))
+    ok = staff.get("/staff/rates/calculator", params={"schedule": schedule, "usage": "0", "meter_size": '5/8"'})
+    assert ok.context["comparison"].current_cents == 2461
+    bad = staff.get("/staff/rates/calculator", params={"schedule": schedule, "usage": "lots", "meter_size": '5/8"'})
+    assert bad.status_code == 400
+    assert bad.context["form"].errors["usage"].startswith("Enter the usage as a number")
+    assert 'aria-invalid="true"' in bad.text
+    no_size = staff.get("/staff/rates/calculator", params={"schedule": schedule, "usage": "3", "meter_size": '9"'})
+    assert "no water service charge for meter size 9" in no_size.context["form"].errors["calculation"]
+    unknown = staff.get("/staff/rates/calculator", params={"account": "12345674", "usage": "3"})
+    assert unknown.context["form"].errors["account"] == "No account numbered 12345674."
+
+
+def upload(client: TestClient, content: str, name: str = "rates.owrs", effective: str = ""):  # type: ignore[no-untyped-def]
+    token = csrf_from(client.get("/staff/rates").text)
+    return client.post(
+        "/staff/rates/upload",
+        data={"csrf_token": token, "effective": effective},
+        files={"owrs_file": (name, content.encode(), "application/x-yaml")},
+        follow_redirects=False,
+    )
+
+
+def test_only_supervisors_and_admins_upload(staff: TestClient, office: Engine) -> None:
+    sign_in(staff, "csr@x.org", PASSWORD)
+    assert staff.get("/staff/rates/upload").status_code == 403
+    response = upload(staff, SPEC_TIERED)
+    assert response.status_code == 403
+    assert "Only billing supervisors and administrators change rates." in response.text
+    with Session(office) as s:
+        assert s.scalar(select(func.count(RateScheduleVersion.id))) == 3
+
+
+def test_a_bad_file_shows_each_problem_and_imports_nothing(staff: TestClient, office: Engine) -> None:
+    sign_in(staff, "supervisor@x.org", PASSWORD)
+    bad = SPEC_TIERED.replace("commodity_charge+service_charge", "commodity_charge+service_charge x:1")
+    response = upload(staff, bad)
+    assert response.status_code == 400
+    (problem,) = response.context["problems"]
+    assert (problem.cust_class, problem.field_name) == ("RESIDENTIAL_SINGLE", "bill")
+    assert "cannot read formula" in response.text
+    assert (
+        upload(staff, "rate_structure: [", name="broken.owrs")
+        .context["problems"][0]
+        .reason.startswith("not valid YAML")
+    )
+    missing = upload(staff, SPEC_TIERED, effective="July 1")
+    assert missing.context["errors"]["effective"].startswith("Enter the date as YYYY-MM-DD")
+    with Session(office) as s:
+        assert s.scalar(select(func.count(RateScheduleVersion.id))) == 3
+
+
+def test_a_supervisor_uploads_a_file_and_it_is_audited(staff: TestClient, office: Engine) -> None:
+    sign_in(staff, "supervisor@x.org", PASSWORD)
+    response = upload(staff, SPEC_TIERED, name="example.owrs")
+    assert response.status_code == 303 and response.headers["location"] == "/staff/rates?imported=1"
+    with Session(office) as s:
+        assert s.scalar(select(func.count(RateScheduleVersion.id))) == 4
+        event = s.scalar(select(AuditEvent).where(AuditEvent.action == "rates.import_owrs"))
+        assert event.actor_label == "supervisor@x.org" and event.after["classes"] == ["RESIDENTIAL_SINGLE"]
+    assert "File imported: 1 new version" in staff.get("/staff/rates?imported=1").text
