@@ -298,6 +298,22 @@ class DemoResult:
     sign_ins: list[tuple[str, str, str]] = field(default_factory=list)
 
 
+def chino_owrs_definition(customer_class: str) -> dict[str, Any]:
+    """The demo's water rates: the class imported from Chino's OWRS file, as the importer stores it."""
+    from .billing_core import owrs
+    from .billing_core.rate_schedules import _jsonable
+
+    file = owrs.load_path(CHINO_FILE)
+    return {
+        "format": "owrs",
+        "class": customer_class,
+        "unit": file.bill_unit,
+        "metadata": _jsonable(file.metadata),
+        "rate_structure": _jsonable(file.classes[customer_class]),
+        "source": CHINO_FILE.name,
+    }
+
+
 def chino_water_definition(customer_class: str) -> dict[str, Any]:
     """A rate version definition built from the City of Chino's OWRS file."""
     doc = yaml.safe_load(CHINO_FILE.read_text())
@@ -566,17 +582,17 @@ class _Builder:
                 "Water, single-family residential",
                 "water",
                 "RESIDENTIAL_SINGLE",
-                chino_water_definition("RESIDENTIAL_SINGLE"),
+                chino_owrs_definition("RESIDENTIAL_SINGLE"),
             ),
             (
                 "W-RES-MF",
                 "Water, multi-family residential",
                 "water",
                 "RESIDENTIAL_MULTI",
-                chino_water_definition("RESIDENTIAL_MULTI"),
+                chino_owrs_definition("RESIDENTIAL_MULTI"),
             ),
-            ("W-COM", "Water, commercial", "water", "COMMERCIAL", chino_water_definition("COMMERCIAL")),
-            ("W-IRR", "Water, irrigation", "water", "IRRIGATION", chino_water_definition("IRRIGATION")),
+            ("W-COM", "Water, commercial", "water", "COMMERCIAL", chino_owrs_definition("COMMERCIAL")),
+            ("W-IRR", "Water, irrigation", "water", "IRRIGATION", chino_owrs_definition("IRRIGATION")),
             ("S-RES", "Sewer, residential flat", "sewer", "RESIDENTIAL_SINGLE", SEWER_RES),
             ("S-COM", "Sewer, commercial by volume", "sewer", "COMMERCIAL", SEWER_COM),
             ("T-RES", "Sanitation, residential carts", "sanitation", "RESIDENTIAL_SINGLE", TRASH_RES),

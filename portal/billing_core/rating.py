@@ -405,6 +405,15 @@ def _rate_owrs(
                 )
             continue
         amount = part.sign * part.amount
+        raw = definition["rate_structure"].get(part.name)
+        per_unit = _per_unit_price(file, definition["class"], raw, data)
+        if per_unit is not None and factor == ONE:
+            if amount:
+                lines.append(LineDraft(service, f"{label}: {_q(usage.quantity)} {unit} × ${per_unit}{suffix}",
+                                       usage.quantity, unit, per_unit * part.sign, round_cents(amount), version_id))
+            continue
+        if isinstance(raw, dict) and raw.get("depends_on") in ("meter_size", ["meter_size"]) and usage.meter_size:
+            label = f"{label} ({usage.meter_size} meter)"
         if factor != ONE and part.name in fixed_parts:
             fixed_amount = part.sign * fixed_parts[part.name]
             amount = fixed_amount * factor + (amount - fixed_amount)
@@ -413,6 +422,24 @@ def _rate_owrs(
             continue
         lines.append(LineDraft(service, label + suffix, ONE, "each", amount, round_cents(amount), version_id))
     return lines
+
+
+def _per_unit_price(file: owrs.OwrsFile, cust_class: str, raw: Any, data: Mapping[str, Any]) -> Decimal | None:
+    """For a part written ``price*usage_ccf``, the price, so its line can say "16 CCF × $2.78"."""
+    if not isinstance(raw, str):
+        return None
+    try:
+        node = file.formula(raw)
+    except ValueError:
+        return None
+    if node[0] != "*" or ("name", "usage_ccf") not in (node[1], node[2]):
+        return None
+    other = node[2] if node[1] == ("name", "usage_ccf") else node[1]
+    try:
+        value = owrs.evaluate_node(other, lambda n: owrs.ClassBill(file, cust_class, data).value(n))
+    except (owrs.OwrsError, ValueError):
+        return None
+    return value
 
 
 def _label(name: str) -> str:

@@ -261,8 +261,8 @@ rate_structure:
     }
     lines = rate("water", definition, Usage(D(20), meter_size='3/4"'), rate_version_id=9)
     assert [(line.description, line.amount_cents) for line in lines] == [
-        ("Service charge", 1465),
+        ('Service charge (3/4" meter)', 1465),
         ("Tier 1: 14 CCF × $2.87", 4018),
         ("Tier 2: 6 CCF × $4.29", 2574),
-        ("Drought fee", 1000),
+        ("Drought fee: 20 CCF × $0.5", 1000),
     ]

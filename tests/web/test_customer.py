@@ -55,7 +55,7 @@ def test_account_page_lists_bills_and_a_bill_shows_its_lines(client: TestClient,
     groups = bill.context["groups"]
     assert [g[0] for g in groups][:1] == ["water"]
     assert sum(g[2] for g in groups) == bills[0].current_charges_cents
-    assert "Water service charge" in bill.text and "CCF × $2.78" in bill.text
+    assert "Service charge (" in bill.text and "CCF × $2.78" in bill.text
 
 
 def test_another_customers_account_and_bills_are_404(client: TestClient, demo_engine: Engine) -> None:
