@@ -558,7 +558,7 @@ class _Builder:
         self.url = engine.url.render_as_string(hide_password=False)
         self.progress = _Progress(n, progress)
         self.result = DemoResult()
-        self.rate_cache: dict[tuple, list[rating.LineDraft]] = {}
+        self.raters: dict[int, rating.Rater] = {}
         self.plan_reference_data()
 
     def next_id(self, table: str) -> int:
@@ -638,18 +638,11 @@ class _Builder:
         )
 
     def rate(self, schedule_id: int, quantity: int, meter_size: str | None, cart: str | None) -> list[rating.LineDraft]:
-        key = (schedule_id, quantity, meter_size, cart)
-        lines = self.rate_cache.get(key)
-        if lines is None:
+        rater = self.raters.get(schedule_id)
+        if rater is None:
             version_id, service, definition = self.definitions[schedule_id]
-            lines = rating.rate(
-                service,
-                definition,
-                rating.Usage(Decimal(quantity), meter_size, {"cart_size": cart} if cart else None),
-                rate_version_id=version_id,
-            )
-            self.rate_cache[key] = lines
-        return lines
+            rater = self.raters[schedule_id] = rating.Rater(service, definition, version_id)
+        return list(rater.rate(rating.Usage(Decimal(quantity), meter_size, {"cart_size": cart} if cart else None)))
 
     # -- the district -------------------------------------------------------
     def run(self, workers: int) -> DemoResult:

@@ -43,10 +43,11 @@ cents, by ``money.round_cents``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any
+from operator import attrgetter
+from typing import Any, NamedTuple
 
 from . import owrs
 from .errors import InvalidInput
@@ -72,9 +73,9 @@ class LineDraft:
     rate_version_id: int | None = None
 
 
-@dataclass(frozen=True)
-class Usage:
-    """What a period's bill depends on, besides the rates."""
+class Usage(NamedTuple):
+    """What a period's bill depends on, besides the rates. (A named tuple: a bill
+    run builds one per service per account, and tuples are the cheapest to make.)"""
 
     quantity: Decimal = ZERO
     meter_size: str | None = None
@@ -91,7 +92,7 @@ class Usage:
     #: Assistance programs the account is enrolled in ("low_income", "senior").
     programs: frozenset[str] = frozenset()
     #: Extra data columns an OWRS rate may need (pressure_zone, city_limits, ...).
-    data: Mapping[str, str] = field(default_factory=dict)
+    data: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,9 @@ def rate(
             add_fixed(desc, to_decimal(comp["amount"]))
         elif kind == "fixed_by_meter_size":
             by = comp.get("by", "meter_size")
-            key = usage.meter_size if by == "meter_size" else (usage.options or {}).get(by) or usage.data.get(by)
+            key = (
+                usage.meter_size if by == "meter_size" else (usage.options or {}).get(by) or (usage.data or {}).get(by)
+            )
             price = _pick(comp["values"], key, by, desc)
             add_fixed(f"{desc} ({key} {'meter' if by == 'meter_size' else by.replace('_', ' ')})", price)
         elif kind == "fixed_by_option":
@@ -282,8 +285,7 @@ def split_period(
 
 
 def _share_usage(usage: Usage, share: Decimal) -> Usage:
-    return replace(
-        usage,
+    return usage._replace(
         quantity=usage.quantity * share,
         water_quantity=None if usage.water_quantity is None else usage.water_quantity * share,
     )
@@ -351,7 +353,7 @@ OWRS_DATA_FIELDS = {
 
 
 def _owrs_data(usage: Usage, days: int | None) -> dict[str, Any]:
-    data: dict[str, Any] = {k: v for k, v in usage.data.items() if v not in (None, "")}
+    data: dict[str, Any] = {k: v for k, v in (usage.data or {}).items() if v not in (None, "")}
     for name, get in OWRS_DATA_FIELDS.items():
         value = get(usage)
         if value is not None and name not in data:
@@ -409,8 +411,17 @@ def _rate_owrs(
         per_unit = _per_unit_price(file, definition["class"], raw, data)
         if per_unit is not None and factor == ONE:
             if amount:
-                lines.append(LineDraft(service, f"{label}: {_q(usage.quantity)} {unit} × ${per_unit}{suffix}",
-                                       usage.quantity, unit, per_unit * part.sign, round_cents(amount), version_id))
+                lines.append(
+                    LineDraft(
+                        service,
+                        f"{label}: {_q(usage.quantity)} {unit} × ${per_unit}{suffix}",
+                        usage.quantity,
+                        unit,
+                        per_unit * part.sign,
+                        round_cents(amount),
+                        version_id,
+                    )
+                )
             continue
         if isinstance(raw, dict) and raw.get("depends_on") in ("meter_size", ["meter_size"]) and usage.meter_size:
             label = f"{label} ({usage.meter_size} meter)"
@@ -470,3 +481,88 @@ def required_inputs(definition: Mapping[str, Any]) -> list[str]:
             if key.endswith(f"_{s}"):
                 defined.add(key[: -len(s) - 1])
     return sorted(n for n in needed - defined if n != "usage_ccf")
+
+
+# --------------------------------------------------------------------------- rating many bills
+
+
+class Rater:
+    """Rates one version for many accounts, remembering answers.
+
+    Rating is a pure function of the version and the inputs, and a district
+    has far fewer distinct inputs (meter size, whole units used, cart size)
+    than bills, so a bill run asks each question once. Lines are immutable and
+    shared safely between bills."""
+
+    MAX_REMEMBERED = 200_000
+
+    def __init__(self, service: str, definition: Mapping[str, Any], version_id: int | None = None) -> None:
+        self.service, self.definition, self.version_id = service, definition, version_id
+        components = definition.get("components", [])
+        self.seasonal = any(c.get("type") == "seasonal_uniform" for c in components)
+        self.uses_days = definition.get("format") == "owrs" or any(c.get("type") == "budget" for c in components)
+        fields = _fields_used(definition)
+        simple = [f for f in fields if f not in _MAPPING_FIELDS]
+        self._simple = attrgetter(*simple) if simple else (lambda usage: None)
+        self._maps = [f for f in fields if f in _MAPPING_FIELDS]
+        self.answers: dict[tuple, tuple[LineDraft, ...]] = {}
+        self.asked = 0
+
+    def rate(
+        self, usage: Usage, factor: Decimal = ONE, days: int | None = None, period_end: date | None = None
+    ) -> tuple[LineDraft, ...]:
+        self.asked += 1
+        # Only what this version reads is part of the question.
+        key = (
+            self._simple(usage),
+            tuple(tuple(sorted(m.items())) if (m := getattr(usage, f)) else None for f in self._maps)
+            if self._maps
+            else None,
+            factor,
+            days if self.uses_days else None,
+            (period_end - timedelta(days=1)).month if self.seasonal and period_end else None,
+        )
+        lines = self.answers.get(key)
+        if lines is None:
+            lines = tuple(rate(self.service, self.definition, usage, self.version_id, factor, days, "", period_end))
+            if len(self.answers) >= self.MAX_REMEMBERED:
+                self.answers.clear()
+            self.answers[key] = lines
+        return lines
+
+
+_COMPONENT_FIELDS = {
+    "fixed": (),
+    "fixed_by_meter_size": ("meter_size", "options", "data"),
+    "fixed_by_option": ("options",),
+    "per_dwelling_unit": ("dwelling_units",),
+    "uniform": ("quantity",),
+    "seasonal_uniform": ("quantity",),
+    "tiered": ("quantity",),
+    "budget": ("quantity", "household_size", "irrigated_area", "et_amount"),
+    "sewer_share": ("quantity", "water_quantity"),
+    "winter_average": ("winter_average",),
+    "minimum": (),
+    "discount": ("programs",),
+    "tax": (),
+}
+_MAPPING_FIELDS = ("options", "data")
+_OWRS_FIELDS = {
+    "hhsize": "household_size",
+    "irr_area": "irrigated_area",
+    "et_amount": "et_amount",
+    "number_dwelling_units": "dwelling_units",
+    "dwelling_units": "dwelling_units",
+}
+
+
+def _fields_used(definition: Mapping[str, Any]) -> tuple[str, ...]:
+    """The ``Usage`` fields a version's lines can depend on."""
+    if definition.get("format") == "owrs":
+        needed = set(required_inputs(definition))
+        used = {"quantity", "meter_size", "data"} | {f for name, f in _OWRS_FIELDS.items() if name in needed}
+    else:
+        used = set()
+        for comp in definition.get("components", []):
+            used |= set(_COMPONENT_FIELDS.get(comp.get("type"), Usage._fields))
+    return tuple(sorted(used))
