@@ -388,7 +388,31 @@ def _describe_owrs(definition: Mapping[str, Any]) -> list[Table]:
     unit = definition.get("unit", "CCF")
     tables: list[Table] = []
     simple: list[tuple[str, str]] = []
+    shown_lists: set[str] = set()
+    for name in body:
+        if not name.startswith("tier_starts"):
+            continue
+        suffix = name[len("tier_starts") :]
+        starts, prices = body.get(name), body.get(f"tier_prices{suffix}")
+        if isinstance(starts, list) and isinstance(prices, list) and len(starts) == len(prices):
+            rows = tuple(
+                (f"Tier {n}", f"from unit {start}" if n > 1 else "first units", _owrs_value("price", price))
+                for n, (start, price) in enumerate(zip(starts, prices, strict=True), start=1)
+            )
+            title = "Usage tiers" + (f" ({suffix.strip('_')})" if suffix else "")
+            tables.append(
+                Table(
+                    title,
+                    ("Tier", "Starts at", f"Price per {unit}"),
+                    rows,
+                    "A tier starts at the first unit billed at its price; shares such as 100% are of "
+                    "the customer's water budget.",
+                )
+            )
+            shown_lists |= {name, f"tier_prices{suffix}"}
     for name, raw in body.items():
+        if name in shown_lists:
+            continue
         label = rating._label(name)  # noqa: SLF001 - same package
         if isinstance(raw, dict) and isinstance(raw.get("values"), dict):
             deps = raw.get("depends_on")
@@ -399,7 +423,7 @@ def _describe_owrs(definition: Mapping[str, Any]) -> list[Table]:
                     Table(
                         label,
                         (" / ".join(d.replace("_", " ") for d in deps).capitalize(), "Value"),
-                        tuple((k.replace("|", " "), _plain(v)) for k, v in values.items()),
+                        tuple((k.replace("|", " "), _owrs_value(name, v)) for k, v in values.items()),
                     )
                 )
             else:
@@ -407,18 +431,23 @@ def _describe_owrs(definition: Mapping[str, Any]) -> list[Table]:
         elif isinstance(raw, list):
             simple.append((label, ", ".join(str(x) for x in raw)))
         else:
-            simple.append((label, _plain(raw)))
+            simple.append((label, _owrs_value(name, raw)))
     if simple:
         tables.insert(
-            0,
-            Table(
-                "Parts of the rate",
-                ("Part", "Value or formula"),
-                tuple(simple),
-                f"Usage is in {unit}. Tiered: a tier start is the first unit billed at that price.",
-            ),
+            0, Table("Parts of the rate", ("Part", "Value or formula"), tuple(simple), f"Usage is in {unit}.")
         )
     return tables
+
+
+_MONEY_WORDS = ("charge", "price", "rate", "fee", "surcharge", "cost")
+
+
+def _owrs_value(name: str, value: Any) -> str:
+    """Numbers that are money read as money; formulas and factors as written."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if any(word in name.lower() for word in _MONEY_WORDS):
+            return _money(value)
+    return str(value)
 
 
 def _money(value: Any) -> str:
@@ -427,10 +456,6 @@ def _money(value: Any) -> str:
     if amount == amount.quantize(Decimal("0.01")):
         return f"${amount:,.2f}"
     return f"${amount.normalize():f}"
-
-
-def _plain(value: Any) -> str:
-    return str(value)
 
 
 def versions_for(schedule: RateSchedule) -> Sequence[tuple[date, int, Mapping[str, Any]]]:
