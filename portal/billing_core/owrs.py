@@ -608,7 +608,8 @@ def quote(file: OwrsFile, cust_class: str, data: Mapping[str, Any]) -> Quote:
 
 
 def dollars(amount: Decimal) -> str:
-    return str(amount.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+    rounded = amount.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    return str(rounded if rounded != 0 else Decimal("0.00"))  # never "-0.00"
 
 
 def check_class(file: OwrsFile, cust_class: str) -> list[OwrsError]:

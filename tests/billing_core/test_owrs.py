@@ -209,3 +209,8 @@ def test_quote_contract_keeps_rows_and_order(tmp_path) -> None:  # type: ignore[
     assert "cannot read the file" in lines[2] and lines[2].count(",,") >= 1
     assert lines[3].endswith(",2,18.21,")  # 0.5*2.87 + 16.77 = 18.205 -> 18.21
     assert "outside the OWRS root" in lines[4]
+
+
+@pytest.mark.parametrize("amount, shown", [("0", "0.00"), ("-0.001", "0.00"), ("12.345", "12.35"), ("-1.005", "-1.01")])
+def test_dollars(amount: str, shown: str) -> None:
+    assert owrs.dollars(Decimal(amount)) == shown
