@@ -150,6 +150,46 @@ def cmd_rates_import(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_reads_import(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from .billing_core.read_files import parse_mapping
+    from .billing_core.read_import import import_reads
+
+    settings = _settings()
+    try:
+        content = open(args.file, "rb").read()
+    except OSError as exc:
+        print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    with _engine() as engine, transaction(make_sessionmaker(engine)) as session:
+        report = import_reads(
+            session,
+            content,
+            args.file.rsplit("/", 1)[-1],
+            args.format,
+            layout_name=args.layout,
+            mapping=parse_mapping(args.map) if args.map else None,
+            today=datetime.now(settings.tz).date(),
+            actor_label="portal reads import",
+        )
+    if report.already_imported_at is not None:
+        print(f"{args.file} was already imported on {report.already_imported_at:%Y-%m-%d %H:%M} UTC; nothing added.")
+        return 0
+    if not report.ok:
+        print(
+            f"{args.file}: nothing imported; {len(report.rejected)} of {report.lines} lines rejected:", file=sys.stderr
+        )
+        for r in report.rejected:
+            print(f"  line {r.line}: {r.value!r}: {r.reason}", file=sys.stderr)
+        return 1
+    print(
+        f"{args.file}: {report.lines} lines, {report.added} reads added, {report.unchanged} already on record, "
+        f"{report.exceptions} waiting for review."
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="portal", description="Utility billing portal")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -185,6 +225,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--effective", help="effective date YYYY-MM-DD, when the file's own is missing or wrong")
     p.set_defaults(func=cmd_rates_import)
+
+    reads_p = sub.add_parser("reads", help="meter reads").add_subparsers(dest="reads_command", required=True)
+    p = reads_p.add_parser("import", help="import a read file (all lines or none)")
+    p.add_argument("file")
+    p.add_argument("--format", required=True, choices=["csv", "fixed"])
+    p.add_argument("--layout", help="a layout from portal/data/read_layouts.json (fixed-width files need one)")
+    p.add_argument("--map", help="CSV columns: meter_serial=Col,account_number=Col,value=Col,read_at=Col,source=Col")
+    p.set_defaults(func=cmd_reads_import)
 
     p = sub.add_parser("serve", help="run the web portal")
     p.add_argument("--host", default="127.0.0.1")

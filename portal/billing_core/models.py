@@ -260,11 +260,17 @@ class MeterRead(Base):
     source: Mapped[str] = mapped_column(String(20))
     status: Mapped[str] = mapped_column(String(20), default=ReadStatus.VALID.value)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    import_id: Mapped[int | None] = mapped_column(ForeignKey("read_import.id"))
+    #: Why the read waits for review (reads.ReadException values, comma-separated).
+    exception: Mapped[str | None] = mapped_column(String(100))
+    reviewed_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    note: Mapped[str | None] = mapped_column(String(300))
 
     meter: Mapped[Meter] = relationship()
 
     __table_args__ = (
-        Index("ix_meter_read_meter_id_read_on", "meter_id", "read_on"),
+        UniqueConstraint("meter_id", "read_on", name="uq_meter_read_meter_day"),
         CheckConstraint("source in ('handheld', 'amr', 'ami', 'customer', 'field', 'estimate')", name="source"),
         CheckConstraint("status in ('valid', 'exception', 'approved', 'estimated')", name="status"),
     )
@@ -384,8 +390,12 @@ class LedgerEntry(Base):
 class Bill(Base):
     __tablename__ = "bill"
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
-    number: Mapped[str] = mapped_column(String(20), unique=True)
+    #: Given when the bill is posted; drafts have none.
+    number: Mapped[str | None] = mapped_column(String(20), unique=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("account.id"))
+    bill_run_id: Mapped[int | None] = mapped_column(ForeignKey("bill_run.id"), index=True)
+    #: Register exceptions on a draft (zero, high, estimated, ...), comma-separated.
+    exceptions: Mapped[str | None] = mapped_column(String(200))
     period_start: Mapped[date] = mapped_column(Date)
     period_end: Mapped[date] = mapped_column(Date)
     bill_date: Mapped[date] = mapped_column(Date)
@@ -408,6 +418,22 @@ class Bill(Base):
     )
 
 
+class BillUsage(Base):
+    """The reads and use behind a bill, per meter."""
+
+    __tablename__ = "bill_usage"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    bill_id: Mapped[int] = mapped_column(ForeignKey("bill.id"), index=True)
+    meter_id: Mapped[int] = mapped_column(ForeignKey("meter.id"))
+    previous_read_id: Mapped[int | None] = mapped_column(ForeignKey("meter_read.id"))
+    current_read_id: Mapped[int | None] = mapped_column(ForeignKey("meter_read.id"))
+    previous_value: Mapped[Decimal | None] = mapped_column(Quantity)
+    current_value: Mapped[Decimal | None] = mapped_column(Quantity)
+    quantity: Mapped[Decimal] = mapped_column(Quantity)
+    estimated: Mapped[bool] = mapped_column(Boolean, default=False)
+    note: Mapped[str | None] = mapped_column(String(200))
+
+
 class BillLine(Base):
     __tablename__ = "bill_line"
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
@@ -422,6 +448,55 @@ class BillLine(Base):
     rate_version_id: Mapped[int | None] = mapped_column(ForeignKey("rate_schedule_version.id"))
 
     bill: Mapped[Bill] = relationship(back_populates="lines")
+
+
+class BillRun(Base):
+    """One cycle's bills for one period, from calculation to posting."""
+
+    __tablename__ = "bill_run"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    cycle_id: Mapped[int] = mapped_column(ForeignKey("billing_cycle.id"), index=True)
+    period_start: Mapped[date] = mapped_column(Date)
+    period_end: Mapped[date] = mapped_column(Date)
+    bill_date: Mapped[date] = mapped_column(Date)
+    due_date: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(20), default="created")
+    accounts_total: Mapped[int] = mapped_column(Integer, default=0)
+    accounts_done: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    calculated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    approved_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    posted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    posted_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+
+    cycle: Mapped[BillingCycle] = relationship()
+
+    __table_args__ = (
+        CheckConstraint(
+            "status in ('created', 'calculating', 'calculated', 'approved', 'posting', 'posted', 'cancelled')",
+            name="status",
+        ),
+        CheckConstraint("period_start < period_end", name="period"),
+    )
+
+
+class ReadImport(Base):
+    """One imported read file. The same file (by content) is imported once."""
+
+    __tablename__ = "read_import"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    file_name: Mapped[str] = mapped_column(String(200))
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    format: Mapped[str] = mapped_column(String(20))
+    layout: Mapped[str | None] = mapped_column(String(40))
+    imported_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    imported_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    lines_total: Mapped[int] = mapped_column(Integer, default=0)
+    reads_added: Mapped[int] = mapped_column(Integer, default=0)
+    reads_unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    exceptions: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Payment(Base):

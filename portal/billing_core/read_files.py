@@ -1,0 +1,262 @@
+"""Reading meter read files: CSV with a column mapping, fixed-width route files,
+and writing route files for handhelds. Parsing only: no database here.
+
+Layouts live in ``portal/data/read_layouts.json``; a CSV may also be read with
+an ad-hoc mapping (``meter_serial=MeterNo,value=Reading,read_at=When``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from .errors import InvalidInput
+
+LAYOUTS_FILE = Path(__file__).resolve().parent.parent / "data" / "read_layouts.json"
+SOURCES = ("handheld", "amr", "ami", "customer", "field", "estimate")
+DATE_FORMATS = (
+    "%Y-%m-%d",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d %H:%M",
+    "%m/%d/%Y",
+    "%m/%d/%Y %H:%M",
+    "%m/%d/%Y %H:%M:%S",
+    "%Y%m%d",
+)
+
+
+def layouts() -> dict[str, dict[str, Any]]:
+    return json.loads(LAYOUTS_FILE.read_text())
+
+
+def layout(name: str) -> dict[str, Any]:
+    known = layouts()
+    if name not in known:
+        raise InvalidInput(f"no read file layout named {name!r}; known: {', '.join(sorted(known))}", "layout")
+    return known[name]
+
+
+def parse_mapping(text: str) -> dict[str, str]:
+    """``meter_serial=MeterNo,value=Reading`` -> {"meter_serial": "MeterNo", ...}."""
+    mapping = {}
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
+        if "=" not in part:
+            raise InvalidInput(f"column mapping {part!r} needs the form field=Column", "mapping")
+        key, column = (x.strip() for x in part.split("=", 1))
+        if key not in ("meter_serial", "account_number", "value", "read_at", "source"):
+            raise InvalidInput(f"unknown field {key!r} in the column mapping", "mapping")
+        mapping[key] = column
+    return mapping
+
+
+@dataclass(frozen=True)
+class ParsedRead:
+    line: int
+    meter_serial: str | None
+    account_number: str | None
+    value: Decimal
+    read_on: date
+    source: str
+    raw: str
+
+
+@dataclass(frozen=True)
+class Rejected:
+    line: int
+    value: str
+    reason: str
+
+
+def parse(
+    content: bytes,
+    fmt: str,
+    layout_name: str | None = None,
+    mapping: Mapping[str, str] | None = None,
+    today: date | None = None,
+) -> tuple[list[ParsedRead], list[Rejected], int]:
+    """Every line of a read file, parsed or rejected with its reason. Returns (reads, rejected, lines)."""
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput("the file is not UTF-8 text", "file") from exc
+    spec = layout(layout_name) if layout_name else None
+    if spec is not None and spec["format"] != fmt:
+        raise InvalidInput(f"layout {layout_name} is for {spec['format']} files, not {fmt}", "layout")
+    if fmt == "csv":
+        columns = dict(spec["columns"]) if spec else {}
+        columns.update(mapping or {})
+        if not columns:
+            columns = layout("standard-csv")["columns"]
+        default_source = (spec or {}).get("default_source", "amr")
+        return _parse_csv(text, columns, default_source, today)
+    if fmt == "fixed":
+        if spec is None:
+            raise InvalidInput("a fixed-width file needs --layout (for example handheld-60)", "layout")
+        return _parse_fixed(text, spec, today)
+    raise InvalidInput(f"unknown format {fmt!r}: use csv or fixed", "format")
+
+
+def _parse_csv(
+    text: str, columns: Mapping[str, str], default_source: str, today: date | None
+) -> tuple[list[ParsedRead], list[Rejected], int]:
+    reader = csv.DictReader(io.StringIO(text))
+    header = reader.fieldnames or []
+    needed = [columns["value"], columns["read_at"]] if "value" in columns and "read_at" in columns else []
+    if not needed:
+        raise InvalidInput("the column mapping needs value and read_at", "mapping")
+    missing = [c for c in needed if c not in header]
+    if "meter_serial" not in columns and "account_number" not in columns:
+        raise InvalidInput("the column mapping needs meter_serial or account_number", "mapping")
+    ids = [columns[k] for k in ("meter_serial", "account_number") if k in columns]
+    if not any(c in header for c in ids):
+        missing += ids
+    if missing:
+        raise InvalidInput(f"the file has no column {', '.join(missing)} (it has {', '.join(header)})", "file")
+    reads, rejected, lines = [], [], 0
+    for row in reader:
+        lines += 1
+        line = reader.line_num
+        raw = ",".join(row.get(c) or "" for c in header)
+        serial = (row.get(columns.get("meter_serial", "")) or "").strip() or None
+        account = (row.get(columns.get("account_number", "")) or "").strip() or None
+        source = (row.get(columns.get("source", "")) or "").strip().lower() or default_source
+        result = _one(
+            line,
+            serial,
+            account,
+            row.get(columns["value"]) or "",
+            row.get(columns["read_at"]) or "",
+            source,
+            raw,
+            None,
+            today,
+        )
+        (reads if isinstance(result, ParsedRead) else rejected).append(result)
+    return reads, rejected, lines
+
+
+def _parse_fixed(
+    text: str, spec: Mapping[str, Any], today: date | None
+) -> tuple[list[ParsedRead], list[Rejected], int]:
+    fields = spec["fields"]
+    width = max(end for _start, end in fields.values())
+    reads, rejected, lines = [], [], 0
+    for n, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        lines += 1
+        if len(raw.rstrip("\n")) < width:
+            rejected.append(Rejected(n, raw.strip(), f"the record is {len(raw)} characters; the layout needs {width}"))
+            continue
+
+        def cut(name: str, record: str = raw) -> str:
+            start, end = fields[name]
+            return record[start:end].strip()
+
+        code = cut("read_code") if "read_code" in fields else ""
+        if code in spec.get("skip_read_codes", []):
+            continue  # no read taken (no access, can't locate): nothing to load
+        result = _one(
+            n,
+            cut("meter_serial") or None if "meter_serial" in fields else None,
+            cut("account_number") or None if "account_number" in fields else None,
+            cut("value"),
+            cut("read_date"),
+            spec.get("default_source", "handheld"),
+            raw.strip(),
+            spec.get("date_format"),
+            today,
+        )
+        (reads if isinstance(result, ParsedRead) else rejected).append(result)
+    return reads, rejected, lines
+
+
+def _one(
+    line: int,
+    serial: str | None,
+    account: str | None,
+    value_text: str,
+    when_text: str,
+    source: str,
+    raw: str,
+    date_format: str | None,
+    today: date | None,
+) -> ParsedRead | Rejected:
+    if not serial and not account:
+        return Rejected(line, raw, "no meter serial or account number")
+    try:
+        value = Decimal(value_text.strip().replace(",", ""))
+        if not value.is_finite():
+            raise InvalidOperation
+    except InvalidOperation:
+        return Rejected(line, value_text, "the read value is not a number")
+    if value < 0:
+        return Rejected(line, value_text, "the read value is negative")
+    when = _date(when_text, date_format)
+    if when is None:
+        return Rejected(line, when_text, "the read date is not a date (use YYYY-MM-DD)")
+    if today is not None and when > today:
+        return Rejected(line, when_text, "the read date is in the future")
+    if source not in SOURCES:
+        return Rejected(line, source, f"unknown read source; one of {', '.join(SOURCES)}")
+    return ParsedRead(line, serial.upper() if serial else None, account, value, when, source, raw)
+
+
+def _date(text: str, date_format: str | None) -> date | None:
+    text = (text or "").strip()
+    for fmt in ([date_format] if date_format else []) + list(DATE_FORMATS):
+        try:
+            return datetime.strptime(text, fmt).date()
+        except ValueError:
+            continue
+    try:
+        return datetime.fromisoformat(text).date()
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class RouteStop:
+    route: str
+    sequence: int
+    account_number: str
+    meter_serial: str
+    previous_value: Decimal
+    scheduled_on: date
+
+
+def write_route_file(stops: Iterable[RouteStop], layout_name: str = "handheld-60") -> str:
+    """A route file for handhelds, stops in walking order, fields where the layout puts them.
+    The value field carries the previous read (for the handheld's high/low check) and the read
+    code is blank, to be filled in the field."""
+    spec = layout(layout_name)
+    fields = spec["fields"]
+    width = max(end for _s, end in fields.values())
+    out = []
+    for stop in sorted(stops, key=lambda s: (s.route, s.sequence)):
+        record = [" "] * width
+        values = {
+            "route": stop.route,
+            "sequence": f"{stop.sequence:05d}",
+            "account_number": stop.account_number,
+            "meter_serial": stop.meter_serial,
+            "value": f"{stop.previous_value:f}",
+            "read_date": stop.scheduled_on.strftime(spec.get("date_format", "%Y%m%d")),
+            "read_code": "",
+        }
+        for name, (start, end) in fields.items():
+            text = str(values.get(name, ""))[: end - start]
+            record[start : start + len(text)] = text
+        out.append("".join(record))
+    return "\n".join(out) + ("\n" if out else "")
