@@ -190,6 +190,123 @@ def cmd_reads_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _actor(session, email: str | None, needed: bool = False):  # type: ignore[no-untyped-def]
+    from sqlalchemy import select
+
+    from .billing_core.models import User
+
+    if not email:
+        if needed:
+            raise InvalidInput("say who is acting with --as EMAIL (a staff sign-in)", "as")
+        return None
+    user = session.scalar(select(User).where(User.email == email.strip().lower()))
+    if user is None or user.role == "customer" or not user.active:
+        raise InvalidInput(f"no active staff sign-in {email}", "as")
+    return user
+
+
+def _run(session, run_id: int):  # type: ignore[no-untyped-def]
+    from .billing_core.models import BillRun
+
+    run = session.get(BillRun, run_id)
+    if run is None:
+        raise InvalidInput(f"no bill run {run_id}", "run")
+    return run
+
+
+def _bar(done: int, total: int, started: float) -> None:
+    import time
+
+    width = 30
+    filled = int(width * done / max(total, 1))
+    sys.stderr.write(
+        f"\r[{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,} accounts  {time.monotonic() - started:6.1f} s"
+    )
+    sys.stderr.flush()
+
+
+def cmd_bill_run(args: argparse.Namespace) -> int:
+    import time
+    from datetime import date
+
+    from .billing_core import bill_runs
+    from .templating import _money
+
+    with _engine() as engine:
+        factory = make_sessionmaker(engine)
+        if args.bill_run_command == "create":
+            with transaction(factory) as session:
+                run = bill_runs.create_run(
+                    session,
+                    args.cycle,
+                    date.fromisoformat(args.period_start),
+                    date.fromisoformat(args.period_end),
+                    bill_date=date.fromisoformat(args.bill_date) if args.bill_date else None,
+                    due_days=args.due_days,
+                    actor=_actor(session, args.as_user),
+                    actor_label="portal bill-run create",
+                )
+                print(
+                    f"Created bill run {run.id}: cycle {args.cycle}, {run.period_start} to {run.period_end}, "
+                    f"{run.accounts_total:,} accounts, bill date {run.bill_date}, due {run.due_date}."
+                )
+            return 0
+        if args.bill_run_command == "calculate":
+            with transaction(factory) as session:
+                run = _run(session, args.run)
+                ids = bill_runs.cycle_accounts(session, run.cycle_id)
+            started, done, held = time.monotonic(), 0, 0
+            for chunk in bill_runs.chunks(ids, args.chunk):
+                with transaction(factory) as session:
+                    step = bill_runs.calculate(session, _run(session, args.run), chunk)
+                done, held = done + step.accounts, held + step.held
+                _bar(done, len(ids), started)
+            sys.stderr.write("\n")
+            print(f"Calculated {done:,} drafts ({held:,} held) in {time.monotonic() - started:.1f} s.")
+            return 0
+        if args.bill_run_command == "register":
+            with factory() as session:
+                reg = bill_runs.register(session, _run(session, args.run))
+                print(
+                    f"Bill run {args.run} ({reg.run.status}): {reg.drafts:,} drafts, {reg.posted:,} posted, "
+                    f"{reg.held:,} held, total {_money(reg.total_cents)}"
+                )
+                for service, (n, cents) in sorted(reg.by_service.items()):
+                    print(f"  {service:<12} {n:>9,} lines  {_money(cents):>16}")
+                for name, cents in sorted(reg.by_rate.items()):
+                    print(f"  {name:<50} {_money(cents):>16}")
+                for klass, (n, cents) in sorted(reg.by_class.items()):
+                    print(f"  {klass:<22} {n:>9,} bills  {_money(cents):>16}")
+                for code, rows in sorted(reg.exceptions.items()):
+                    label = bill_runs.EXCEPTION_LABELS.get(code, code)
+                    print(
+                        f"  exception: {label}: {len(rows):,} ({', '.join(n for n, _ in rows[:5])}"
+                        f"{', ...' if len(rows) > 5 else ''})"
+                    )
+            return 0
+        if args.bill_run_command == "approve":
+            with transaction(factory) as session:
+                run = bill_runs.approve(session, _run(session, args.run), _actor(session, args.as_user, True))
+                print(f"Bill run {run.id} approved.")
+            return 0
+        if args.bill_run_command == "post":
+            with transaction(factory) as session:
+                run = _run(session, args.run)
+                ids = [b for b in bill_runs.cycle_accounts(session, run.cycle_id)]
+            started, done, held = time.monotonic(), 0, 0
+            for chunk in bill_runs.chunks(ids, args.chunk):
+                with transaction(factory) as session:
+                    step = bill_runs.post(session, _run(session, args.run), _actor(session, args.as_user, True), chunk)
+                done, held = done + len(chunk), held + step.held
+                _bar(done, len(ids), started)
+            sys.stderr.write("\n")
+            with factory() as session:
+                status = _run(session, args.run).status
+            print(f"Posted bill run {args.run}: {len(ids) - held:,} bills, {held:,} held; run is {status}.")
+            return 0
+    return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="portal", description="Utility billing portal")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -233,6 +350,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layout", help="a layout from portal/data/read_layouts.json (fixed-width files need one)")
     p.add_argument("--map", help="CSV columns: meter_serial=Col,account_number=Col,value=Col,read_at=Col,source=Col")
     p.set_defaults(func=cmd_reads_import)
+
+    runs = sub.add_parser("bill-run", help="bill runs").add_subparsers(dest="bill_run_command", required=True)
+    p = runs.add_parser("create", help="create a run for a cycle and period")
+    p.add_argument("--cycle", required=True)
+    p.add_argument("--period-start", required=True, help="YYYY-MM-DD, the first day billed")
+    p.add_argument("--period-end", required=True, help="YYYY-MM-DD, the day after the last day billed")
+    p.add_argument("--bill-date", help="YYYY-MM-DD (default: two days after the period)")
+    p.add_argument("--due-days", type=int, default=21)
+    p.add_argument("--as", dest="as_user", help="the staff sign-in doing this")
+    for name, text in (
+        ("calculate", "calculate draft bills"),
+        ("register", "print the billing register"),
+        ("approve", "approve a calculated run (supervisor)"),
+        ("post", "post an approved run"),
+    ):
+        p = runs.add_parser(name, help=text)
+        p.add_argument("run", type=int)
+        p.add_argument("--as", dest="as_user", help="the staff sign-in doing this")
+        p.add_argument("--chunk", type=int, default=500, help="accounts per transaction")
+    for p in runs.choices.values():
+        p.set_defaults(func=cmd_bill_run)
 
     p = sub.add_parser("serve", help="run the web portal")
     p.add_argument("--host", default="127.0.0.1")

@@ -1,0 +1,171 @@
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from portal.billing_core import bill_runs, posting, users
+from portal.billing_core.errors import InvalidInput
+from portal.billing_core.models import (
+    Account,
+    Bill,
+    BillLine,
+    BillUsage,
+    LedgerEntry,
+    Meter,
+    MeterRead,
+    RateSchedule,
+    RateScheduleVersion,
+)
+
+from .factories import district
+
+D = Decimal
+
+
+def office(session: Session, accounts: int = 3):  # type: ignore[no-untyped-def]
+    accts = district(session, accounts)
+    for meter in session.scalars(select(Meter).order_by(Meter.id)):
+        value = D(1000)
+        for month in range(5, 12):  # reads on the 5th, May to November
+            session.add(MeterRead(meter_id=meter.id, read_on=date(2026, month, 5), value=value, source="amr"))
+            value += 10 + meter.id
+    supervisor = users.create_user(session, "sup@x.org", "a long password", "supervisor")
+    specialist = users.create_user(session, "spec@x.org", "a long password", "specialist")
+    session.flush()
+    return accts, supervisor, specialist
+
+
+def test_a_run_from_drafts_to_posted_bills(session: Session) -> None:
+    accts, supervisor, specialist = office(session)
+    run = bill_runs.create_run(session, "C1", date(2026, 10, 5), date(2026, 11, 5), actor=specialist)
+    assert (run.accounts_total, run.bill_date, run.due_date) == (3, date(2026, 11, 7), date(2026, 11, 28))
+    step = bill_runs.calculate(session, run)
+    assert step.accounts == 3 and run.status == "calculated"
+    draft = session.scalar(select(Bill).where(Bill.account_id == accts[0].id))
+    assert draft.status == "draft" and draft.number is None
+    usage = session.scalar(select(BillUsage).where(BillUsage.bill_id == draft.id))
+    assert usage.quantity == D(11)  # meter 1 used 10 + 1 a month
+    # Water: $24.61 + 11 x $2.78 = $55.19; sewer $38.52.
+    assert draft.current_charges_cents == 2461 + 3058 + 3852
+    reg = bill_runs.register(session, run)
+    assert (reg.drafts, reg.held, reg.total_cents) == (
+        3,
+        0,
+        sum(b.current_charges_cents for b in session.scalars(select(Bill))),
+    )
+    assert set(reg.by_service) == {"water", "sewer"} and reg.by_class["RESIDENTIAL_SINGLE"][0] == 3
+    with pytest.raises(bill_runs.NotAllowed):
+        bill_runs.approve(session, run, specialist)
+    with pytest.raises(InvalidInput, match="approve it before posting"):
+        bill_runs.post(session, run, supervisor)
+    bill_runs.approve(session, run, supervisor)
+    step = bill_runs.post(session, run, supervisor)
+    assert step.accounts == 3 and run.status == "posted"
+    posted = session.scalars(select(Bill).order_by(Bill.id)).all()
+    assert all(b.status == "posted" and b.number == f"{b.id:09d}" and b.ledger_transaction_id for b in posted)
+    assert session.scalar(select(func.sum(LedgerEntry.amount_cents))) == 0
+    for b in posted:
+        assert posting.account_balance(session, b.account_id) == b.total_due_cents == b.current_charges_cents
+    # A post that is run again (as after a worker died) bills nobody twice.
+    entries = session.scalar(select(func.count(LedgerEntry.id)))
+    run.status = "posting"
+    assert bill_runs.post(session, run, supervisor).accounts == 0
+    assert session.scalar(select(func.count(LedgerEntry.id))) == entries
+
+
+def test_calculating_again_replaces_drafts_instead_of_adding(session: Session) -> None:
+    _, supervisor, specialist = office(session)
+    run = bill_runs.create_run(session, "C1", date(2026, 10, 5), date(2026, 11, 5), actor=specialist)
+    bill_runs.calculate(session, run)
+    bill_runs.calculate(session, run)
+    assert session.scalar(select(func.count(Bill.id))) == 3
+    assert session.scalar(select(func.count(BillLine.id))) == 9
+
+
+def test_missing_reads_are_estimated_or_held(session: Session) -> None:
+    accts, supervisor, specialist = office(session)
+    meter1 = session.scalar(select(Meter).where(Meter.serial == "T000001"))
+    session.execute(
+        MeterRead.__table__.delete().where(MeterRead.read_on == date(2026, 11, 5), MeterRead.meter_id == meter1.id)
+    )
+    new_meter = session.scalar(select(Meter).where(Meter.serial == "T000002"))
+    session.execute(MeterRead.__table__.delete().where(MeterRead.meter_id == new_meter.id))
+    run = bill_runs.create_run(session, "C1", date(2026, 10, 5), date(2026, 11, 5), actor=specialist)
+    bill_runs.calculate(session, run)
+    estimated = session.scalar(select(Bill).where(Bill.account_id == accts[0].id))
+    assert estimated.estimated and "estimated" in estimated.exceptions
+    est_read = session.scalar(select(MeterRead).where(MeterRead.meter_id == meter1.id, MeterRead.source == "estimate"))
+    assert est_read.status == "estimated" and "average of the last 3 periods" in est_read.note
+    held = session.scalar(select(Bill).where(Bill.account_id == accts[1].id))
+    assert "missing_read" in held.exceptions and held.current_charges_cents == 0
+    reg = bill_runs.register(session, run)
+    assert reg.held == 1 and [n for n, _ in reg.exceptions["missing_read"]] == [accts[1].number]
+    bill_runs.approve(session, run, supervisor)
+    step = bill_runs.post(session, run, supervisor)
+    assert (step.accounts, step.held, run.status) == (2, 1, "posted")
+    assert session.scalar(select(Bill.status).where(Bill.id == held.id)) == "draft"
+
+
+def test_a_rate_change_inside_the_period_splits_the_bill(session: Session) -> None:
+    accts, supervisor, specialist = office(session, 1)
+    water = session.scalar(select(RateSchedule).where(RateSchedule.code == "W"))
+    old = session.scalar(select(RateScheduleVersion).where(RateScheduleVersion.schedule_id == water.id))
+    new_def = {
+        "unit": "CCF",
+        "components": [
+            {"type": "fixed", "description": "Water service charge", "amount": "31.00"},
+            {"type": "uniform", "description": "Water usage", "price": "3.10"},
+        ],
+    }
+    new = RateScheduleVersion(schedule_id=water.id, effective_on=date(2026, 10, 20), definition=new_def)
+    session.add(new)
+    session.flush()
+    run = bill_runs.create_run(session, "C1", date(2026, 10, 5), date(2026, 11, 5), actor=specialist)
+    bill_runs.calculate(session, run)
+    lines = session.scalars(select(BillLine).where(BillLine.service_type == "water").order_by(BillLine.sequence)).all()
+    assert {line.rate_version_id for line in lines} == {old.id, new.id}
+    assert any("10/05 to 10/19, 15 days" in line.description for line in lines)
+    assert any("10/20 to 11/04, 16 days" in line.description for line in lines)
+
+
+def test_runs_cannot_overlap_and_need_a_real_period(session: Session) -> None:
+    _, _, specialist = office(session, 1)
+    bill_runs.create_run(session, "C1", date(2026, 10, 5), date(2026, 11, 5), actor=specialist)
+    with pytest.raises(InvalidInput, match="already covers cycle C1"):
+        bill_runs.create_run(session, "C1", date(2026, 10, 20), date(2026, 11, 20), actor=specialist)
+    with pytest.raises(InvalidInput, match="must end after it starts"):
+        bill_runs.create_run(session, "C1", date(2026, 12, 5), date(2026, 12, 5), actor=specialist)
+    with pytest.raises(InvalidInput, match="no billing cycle"):
+        bill_runs.create_run(session, "C9", date(2026, 12, 5), date(2027, 1, 5), actor=specialist)
+    assert session.scalar(select(func.count(Account.id))) == 1
+
+
+def test_a_held_read_is_reviewed_then_billed(session: Session) -> None:
+    from portal.billing_core import read_review
+
+    accts, supervisor, specialist = office(session, 2)
+    meter = session.scalar(select(Meter).where(Meter.serial == "T000001"))
+    nov = session.scalar(
+        select(MeterRead).where(MeterRead.meter_id == meter.id, MeterRead.read_on == date(2026, 11, 5))
+    )
+    nov.status, nov.exception, nov.value = "exception", "high", nov.value + 200
+    run = bill_runs.create_run(session, "C1", date(2026, 10, 5), date(2026, 11, 5), actor=specialist)
+    bill_runs.calculate(session, run)
+    bill_runs.approve(session, run, supervisor)
+    assert bill_runs.post(session, run, supervisor).held == 1 and run.status == "posted"
+    assert read_review.queue(session) == [nov]
+    cashier = users.create_user(session, "cash@x.org", "a long password", "cashier")
+    with pytest.raises(InvalidInput, match="only billing specialists"):
+        read_review.approve(session, nov, cashier)
+    with pytest.raises(InvalidInput, match="say why"):
+        read_review.correct(session, nov, nov.value - 200, "", specialist)
+    read_review.correct(session, nov, nov.value - 195, "digits transposed on the handheld", specialist)
+    assert nov.status == "approved" and read_review.queue(session) == []
+    bill_runs.calculate(session, run, [accts[0].id])
+    assert bill_runs.post(session, run, supervisor).accounts == 1
+    bill = session.scalar(select(Bill).where(Bill.account_id == accts[0].id))
+    assert bill.status == "posted"
+    usage = session.scalar(select(BillUsage).where(BillUsage.bill_id == bill.id))
+    assert usage.quantity == D(16)  # 11 a month, plus the 5 the corrected read added
