@@ -225,8 +225,65 @@ def _bar(done: int, total: int, started: float) -> None:
     sys.stderr.flush()
 
 
-def cmd_bill_run(args: argparse.Namespace) -> int:
+def _run_step(args: argparse.Namespace, factory) -> int:  # type: ignore[no-untyped-def]
+    """Calculate or post a run in chunks: as jobs for the workers (PostgreSQL), or here."""
     import time
+
+    from sqlalchemy import func, select
+
+    from .billing_core import bill_runs
+    from .billing_core.models import Bill
+    from .jobs import dispatch
+
+    settings = _settings()
+    with transaction(factory) as session:
+        run = _run(session, args.run)
+        actor = _actor(session, args.as_user, needed=args.bill_run_command == "post")
+        if args.bill_run_command == "post" and actor.role not in bill_runs.APPROVERS:
+            raise bill_runs.NotAllowed("only a billing supervisor posts a bill run")
+        if args.bill_run_command == "post" and run.status not in ("approved", "posting", "posted"):
+            raise InvalidInput(f"run {run.id} is {run.status}; approve it before posting", "status")
+        total = run.accounts_total
+    started = time.monotonic()
+    in_process = args.in_process or not settings.is_postgres
+    chunks = dispatch(
+        settings,
+        args.run,
+        args.bill_run_command,
+        actor.id if actor else None,
+        args.chunk,
+        in_process=in_process,
+        progress=lambda done, all_: _bar(done, all_, started),
+    )
+    if not in_process:
+        print(f"Queued {chunks} jobs for the workers (start them with `portal worker`).", file=sys.stderr)
+        while True:
+            with factory() as session:
+                wanted = ("draft", "posted") if args.bill_run_command == "calculate" else ("posted",)
+                done = (
+                    session.scalar(
+                        select(func.count(Bill.id)).where(Bill.bill_run_id == args.run, Bill.status.in_(wanted))
+                    )
+                    or 0
+                )
+                status = _run(session, args.run).status
+            _bar(done, total, started)
+            if status in ("calculated", "posted") or (args.bill_run_command == "calculate" and done >= total):
+                break
+            if not args.wait:
+                break
+            time.sleep(0.5)
+    sys.stderr.write("\n")
+    with factory() as session:
+        reg = bill_runs.register(session, _run(session, args.run))
+    print(
+        f"Bill run {args.run} is {reg.run.status}: {reg.drafts:,} drafts ({reg.held:,} held), "
+        f"{reg.posted:,} posted, in {time.monotonic() - started:.1f} s."
+    )
+    return 0
+
+
+def cmd_bill_run(args: argparse.Namespace) -> int:
     from datetime import date
 
     from .billing_core import bill_runs
@@ -251,19 +308,8 @@ def cmd_bill_run(args: argparse.Namespace) -> int:
                     f"{run.accounts_total:,} accounts, bill date {run.bill_date}, due {run.due_date}."
                 )
             return 0
-        if args.bill_run_command == "calculate":
-            with transaction(factory) as session:
-                run = _run(session, args.run)
-                ids = bill_runs.cycle_accounts(session, run.cycle_id)
-            started, done, held = time.monotonic(), 0, 0
-            for chunk in bill_runs.chunks(ids, args.chunk):
-                with transaction(factory) as session:
-                    step = bill_runs.calculate(session, _run(session, args.run), chunk)
-                done, held = done + step.accounts, held + step.held
-                _bar(done, len(ids), started)
-            sys.stderr.write("\n")
-            print(f"Calculated {done:,} drafts ({held:,} held) in {time.monotonic() - started:.1f} s.")
-            return 0
+        if args.bill_run_command in ("calculate", "post"):
+            return _run_step(args, factory)
         if args.bill_run_command == "register":
             with factory() as session:
                 reg = bill_runs.register(session, _run(session, args.run))
@@ -288,21 +334,6 @@ def cmd_bill_run(args: argparse.Namespace) -> int:
             with transaction(factory) as session:
                 run = bill_runs.approve(session, _run(session, args.run), _actor(session, args.as_user, True))
                 print(f"Bill run {run.id} approved.")
-            return 0
-        if args.bill_run_command == "post":
-            with transaction(factory) as session:
-                run = _run(session, args.run)
-                ids = [b for b in bill_runs.cycle_accounts(session, run.cycle_id)]
-            started, done, held = time.monotonic(), 0, 0
-            for chunk in bill_runs.chunks(ids, args.chunk):
-                with transaction(factory) as session:
-                    step = bill_runs.post(session, _run(session, args.run), _actor(session, args.as_user, True), chunk)
-                done, held = done + len(chunk), held + step.held
-                _bar(done, len(ids), started)
-            sys.stderr.write("\n")
-            with factory() as session:
-                status = _run(session, args.run).status
-            print(f"Posted bill run {args.run}: {len(ids) - held:,} bills, {held:,} held; run is {status}.")
             return 0
     return 2
 
@@ -368,7 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = runs.add_parser(name, help=text)
         p.add_argument("run", type=int)
         p.add_argument("--as", dest="as_user", help="the staff sign-in doing this")
-        p.add_argument("--chunk", type=int, default=500, help="accounts per transaction")
+        p.add_argument("--chunk", type=int, default=500, help="accounts per job")
+        p.add_argument("--in-process", action="store_true", help="do the work here, not on the workers")
+        p.add_argument("--no-wait", dest="wait", action="store_false", help="queue the jobs and return")
     for p in runs.choices.values():
         p.set_defaults(func=cmd_bill_run)
 

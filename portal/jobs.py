@@ -1,18 +1,32 @@
 """The job queue. Batch work runs as procrastinate jobs kept in PostgreSQL and
 executed by ``portal worker`` processes (the Procfile's ``worker``); start more
 of them, on more machines, to go faster. On SQLite there is no queue: the same
-job functions are called in-process by the code that would have deferred them.
+job functions are called in-process by ``dispatch``.
+
+A bill run step is split into chunks of accounts, one job each. Every job is
+safe to run again: calculating replaces the chunk's drafts, posting skips
+bills already posted. A job that dies half way is simply run again.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
-from procrastinate import App, PsycopgConnector
+from procrastinate import App, PsycopgConnector, SyncPsycopgConnector
 
+from .billing_core import bill_runs
+from .billing_core.models import BillRun, User
+from .db import make_engine, make_sessionmaker, transaction
 from .settings import Settings
 
 log = logging.getLogger(__name__)
+CHUNK_ACCOUNTS = 500
+
+# Tasks are declared on an app without a connection; the worker and the
+# deferring code give it one from DATABASE_URL.
+app = App(connector=PsycopgConnector(), import_paths=["portal.jobs"])
 
 
 def conninfo(database_url: str) -> str:
@@ -20,18 +34,95 @@ def conninfo(database_url: str) -> str:
     return database_url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
-def make_app(settings: Settings) -> App:
-    if not settings.is_postgres:
-        raise RuntimeError("the job queue needs PostgreSQL; on SQLite jobs run in-process")
-    return App(connector=PsycopgConnector(conninfo=conninfo(settings.database_url)), import_paths=["portal.jobs"])
+_engines: dict[str, Any] = {}
 
 
-def run_worker(settings: Settings, concurrency: int = 1) -> int:
+def _sessions(database_url: str):  # type: ignore[no-untyped-def]
+    engine = _engines.get(database_url)
+    if engine is None:
+        engine = _engines[database_url] = make_engine(database_url)
+    return make_sessionmaker(engine)
+
+
+# Jobs carry ids only; a worker reaches the database named by its own DATABASE_URL.
+
+
+@app.task(name="bill_run.calculate_chunk", queue="billing", retry=3)
+def calculate_chunk(run_id: int, account_ids: list[int]) -> int:
+    return _calculate(Settings.from_env().database_url, run_id, account_ids)
+
+
+@app.task(name="bill_run.post_chunk", queue="billing", retry=3)
+def post_chunk(run_id: int, account_ids: list[int], actor_id: int) -> int:
+    return _post(Settings.from_env().database_url, run_id, account_ids, actor_id)
+
+
+def _calculate(database_url: str, run_id: int, account_ids: list[int]) -> int:
+    with transaction(_sessions(database_url)) as session:
+        run = session.get(BillRun, run_id)
+        if run is None:
+            return 0
+        return bill_runs.calculate(session, run, account_ids).accounts
+
+
+def _post(database_url: str, run_id: int, account_ids: list[int], actor_id: int) -> int:
+    with transaction(_sessions(database_url)) as session:
+        run = session.get(BillRun, run_id)
+        actor = session.get(User, actor_id)
+        if run is None or actor is None:
+            return 0
+        return bill_runs.post(session, run, actor, account_ids).accounts
+
+
+def dispatch(
+    settings: Settings,
+    run_id: int,
+    step: str,
+    actor_id: int | None = None,
+    chunk: int = CHUNK_ACCOUNTS,
+    in_process: bool | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Split a run's step into chunks: defer them as jobs (PostgreSQL) or run them here.
+    Returns the number of chunks."""
+    factory = _sessions(settings.database_url)
+    with factory() as session:
+        run = session.get(BillRun, run_id)
+        if run is None:
+            raise bill_runs.InvalidInput(f"no bill run {run_id}", "run")
+        ids = bill_runs.cycle_accounts(session, run.cycle_id)
+    parts = bill_runs.chunks(ids, chunk)
+    if in_process is None:
+        in_process = not settings.is_postgres
+    if in_process:
+        done = 0
+        for part in parts:
+            if step == "calculate":
+                _calculate(settings.database_url, run_id, part)
+            else:
+                assert actor_id is not None
+                _post(settings.database_url, run_id, part, actor_id)
+            done += len(part)
+            if progress:
+                progress(done, len(ids))
+        return len(parts)
+    connector = SyncPsycopgConnector(conninfo=conninfo(settings.database_url))
+    with app.replace_connector(connector) as deferring, deferring.open():
+        for part in parts:
+            if step == "calculate":
+                deferring.configure_task("bill_run.calculate_chunk").defer(run_id=run_id, account_ids=part)
+            else:
+                deferring.configure_task("bill_run.post_chunk").defer(
+                    run_id=run_id, account_ids=part, actor_id=actor_id
+                )
+    return len(parts)
+
+
+def run_worker(settings: Settings, concurrency: int = 1, wait: bool = True) -> int:
     if not settings.is_postgres:
         print("DATABASE_URL is SQLite: jobs run inside the portal process, so no worker is needed.")
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    app = make_app(settings)
-    with app.open():
-        app.run_worker(concurrency=concurrency)
+    with app.replace_connector(PsycopgConnector(conninfo=conninfo(settings.database_url))) as worker_app:
+        worker_app.run_worker(concurrency=concurrency, wait=wait, install_signal_handlers=wait)
     return 0

@@ -141,7 +141,7 @@ def calculate(
             session.scalars(select(Bill.account_id).where(Bill.bill_run_id == run.id, Bill.status == "draft"))
         )
         ids = [i for i in ids if i in held_ids]
-    else:
+    elif run.status == "created":
         run.status = "calculating"
     _drop_drafts(session, run, ids)
     accounts = session.scalars(
@@ -155,11 +155,24 @@ def calculate(
         bill = _draft(session, run, account, versions, rules)
         held += any(code in HOLDING for code in (bill.exceptions or "").split(","))
     session.flush()
+    # Chunks of one run may be calculated side by side by several workers. Only this
+    # last step takes the run's row lock, and it counts what has been committed once
+    # it holds it, so the last chunk to finish sees every other one and closes the step.
+    _lock(session, run)
+    if not after_posting and run.status not in ("calculating", "calculated"):
+        # Approved (or cancelled) while this chunk was working: its drafts must not land.
+        raise InvalidInput(f"run {run.id} became {run.status} while this chunk was calculated", "status")
     run.accounts_done = session.scalar(select(func.count(Bill.id)).where(Bill.bill_run_id == run.id)) or 0
     if not after_posting and run.accounts_done >= run.accounts_total:
         run.status = "calculated"
         run.calculated_at = utcnow()
     return RunStep(run, len(accounts), held)
+
+
+def _lock(session: Session, run: BillRun) -> None:
+    # NO KEY UPDATE: inserting bills takes KEY SHARE on the run row, which this must not wait on.
+    session.execute(select(BillRun.id).where(BillRun.id == run.id).with_for_update(key_share=True))
+    session.refresh(run)
 
 
 def _drop_drafts(session: Session, run: BillRun, account_ids: Sequence[int]) -> None:
@@ -476,7 +489,7 @@ def post(session: Session, run: BillRun, actor: User, account_ids: Iterable[int]
         raise NotAllowed("only a billing supervisor posts a bill run")
     if run.status not in ("approved", "posting", "posted"):
         raise InvalidInput(f"run {run.id} is {run.status}; approve it before posting", "status")
-    if run.status != "posted":
+    if run.status == "approved":
         run.status = "posting"
     stmt = select(Bill).where(Bill.bill_run_id == run.id, Bill.status == "draft").options(selectinload(Bill.lines))
     if account_ids is not None:
@@ -488,6 +501,8 @@ def post(session: Session, run: BillRun, actor: User, account_ids: Iterable[int]
             continue
         _post_bill(session, bill, actor)
         done += 1
+    session.flush()
+    _lock(session, run)
     remaining = session.scalar(select(func.count(Bill.id)).where(Bill.bill_run_id == run.id, Bill.status == "draft"))
     held_total = sum(
         1
