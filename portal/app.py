@@ -21,7 +21,7 @@ from .csrf import CSRFMiddleware
 from .db import make_engine, make_sessionmaker
 from .settings import Settings
 from .templating import make_templates
-from .views import auth, customer, rates, staff
+from .views import auth, billing, customer, rates, staff
 from .web import Forbidden, PageNotFound, SignInRequired, sign_in_url
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,15 @@ ROUTES = [
     Route("/staff", staff.search),
     Route("/staff/accounts/{number}", staff.account_view),
     Route("/staff/accounts/{number}/bills/{bill}", staff.bill_view),
+    Route("/staff/reads", billing.review_queue),
+    Route("/staff/reads/{read:int}", billing.review_action, methods=["POST"]),
+    Route("/staff/reads/upload", billing.read_upload_page, methods=["GET"]),
+    Route("/staff/reads/upload", billing.read_upload, methods=["POST"]),
+    Route("/staff/bill-runs", billing.run_list, methods=["GET"]),
+    Route("/staff/bill-runs", billing.run_create, methods=["POST"]),
+    Route("/staff/bill-runs/{run:int}", billing.run_view, methods=["GET"]),
+    Route("/staff/bill-runs/{run:int}", billing.run_action, methods=["POST"]),
+    Route("/staff/meters/{serial}", billing.meter_view),
     Route("/staff/rates", rates.schedule_list),
     Route("/staff/rates/versions/{version:int}", rates.version_view),
     Route("/staff/rates/calculator", rates.calculator),

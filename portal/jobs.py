@@ -93,7 +93,7 @@ def dispatch(
         ids = bill_runs.cycle_accounts(session, run.cycle_id)
     parts = bill_runs.chunks(ids, chunk)
     if in_process is None:
-        in_process = not settings.is_postgres
+        in_process = settings.jobs_in_process or not settings.is_postgres
     if in_process:
         done = 0
         for part in parts:

@@ -43,6 +43,8 @@ class Settings:
     smtp_from: str = "billing@example.org"
     smtp_starttls: bool = False
     public_url: str = "http://localhost:8000"
+    #: Run batch jobs inside the portal process even on PostgreSQL (small offices, tests).
+    jobs_in_process: bool = False
 
     @property
     def tz(self) -> ZoneInfo:
@@ -81,6 +83,7 @@ class Settings:
             smtp_from=env.get("SMTP_FROM", defaults.smtp_from),
             smtp_starttls=_bool(env.get("SMTP_STARTTLS"), False),
             public_url=env.get("PUBLIC_URL", defaults.public_url),
+            jobs_in_process=_bool(env.get("PORTAL_JOBS_IN_PROCESS"), False),
         )
 
 

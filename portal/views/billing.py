@@ -1,0 +1,335 @@
+"""Staff pages for reads and bill runs: review queue, read upload, runs with their register."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import date
+from decimal import Decimal, InvalidOperation
+
+from sqlalchemy import select
+from sqlalchemy.orm import joinedload
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .. import jobs
+from ..billing_core import bill_runs, read_files, read_review
+from ..billing_core.errors import InvalidInput
+from ..billing_core.models import Account, BillingCycle, BillRun, Meter, MeterRead, Service
+from ..billing_core.read_import import import_reads
+from ..billing_core.reads import ReadException, consumption
+from ..web import Forbidden, PageNotFound, db, redirect, remote_addr, require_staff, today
+
+MAX_READ_FILE = 20 * 1024 * 1024
+RUNNERS = ("specialist", "supervisor", "admin")
+
+
+def _templates(request: Request):  # type: ignore[no-untyped-def]
+    return request.app.state.templates
+
+
+# --------------------------------------------------------------------------- reads
+
+
+def review_queue(request: Request) -> Response:
+    with db(request) as session:
+        user = require_staff(request, session)
+        queue = read_review.queue(session)
+        previous = {}
+        accounts = {}
+        for read in queue:
+            previous[read.id] = session.scalar(
+                select(MeterRead)
+                .where(MeterRead.meter_id == read.meter_id, MeterRead.read_on < read.read_on)
+                .order_by(MeterRead.read_on.desc())
+                .limit(1)
+            )
+            accounts[read.id] = session.scalar(
+                select(Account.number)
+                .join(Service, Service.account_id == Account.id)
+                .where(Service.meter_id == read.meter_id)
+                .limit(1)
+            )
+        labels = {e.value: e.plain for e in ReadException}
+        return _templates(request).TemplateResponse(
+            request,
+            "staff/reads.html",
+            {
+                "queue": queue,
+                "previous": previous,
+                "accounts": accounts,
+                "labels": labels,
+                "can_review": user.role in read_review.REVIEWERS,
+                "errors": {},
+                "done": request.query_params.get("done"),
+            },
+        )
+
+
+async def review_action(request: Request) -> Response:
+    form = await request.form()
+    action = str(form.get("action", ""))
+    value_text = str(form.get("value", "")).strip()
+    reason = str(form.get("reason", "")).strip()[:250]
+    return await run_in_threadpool(_review, request, int(request.path_params["read"]), action, value_text, reason)
+
+
+def _review(request: Request, read_id: int, action: str, value_text: str, reason: str) -> Response:
+    with db(request) as session:
+        user = require_staff(request, session)
+        if user.role not in read_review.REVIEWERS:
+            raise Forbidden("Only billing specialists and supervisors review reads.")
+        read = session.scalar(select(MeterRead).where(MeterRead.id == read_id).options(joinedload(MeterRead.meter)))
+        if read is None:
+            raise PageNotFound()
+        try:
+            if action == "approve":
+                read_review.approve(session, read, user, reason, remote_addr(request))
+            elif action == "reread":
+                read_review.order_reread(session, read, user, reason, remote_addr(request))
+            elif action == "correct":
+                try:
+                    value = Decimal(value_text)
+                except InvalidOperation as exc:
+                    raise InvalidInput("Enter the corrected read as a number.", "value") from exc
+                read_review.correct(session, read, value, reason, user, remote_addr(request))
+            else:
+                raise InvalidInput("Choose approve, correct or order a re-read.", "action")
+        except InvalidInput as exc:
+            session.rollback()
+            return _templates(request).TemplateResponse(
+                request, "staff/_read_error.html", {"message": exc.message, "read_id": read_id}, status_code=400
+            )
+    return redirect(f"/staff/reads?done={action}")
+
+
+def read_upload_page(request: Request) -> Response:
+    with db(request) as session:
+        require_staff(request, session)
+    return _templates(request).TemplateResponse(
+        request,
+        "staff/read_upload.html",
+        {"layouts": read_files.layouts(), "report": None, "errors": {}, "form": {"format": "csv"}},
+    )
+
+
+async def read_upload(request: Request) -> Response:
+    form = await request.form()
+    upload = form.get("read_file")
+    values = {
+        "format": str(form.get("format", "csv")),
+        "layout": str(form.get("layout", "")),
+        "mapping": str(form.get("mapping", "")).strip()[:300],
+    }
+    errors: dict[str, str] = {}
+    content, name = b"", ""
+    if not isinstance(upload, UploadFile) or not upload.filename:
+        errors["read_file"] = "Choose a read file to upload."
+    else:
+        name = upload.filename.rsplit("/", 1)[-1][:200]
+        content = await upload.read(MAX_READ_FILE + 1)
+        if len(content) > MAX_READ_FILE:
+            errors["read_file"] = "That file is over 20 MB; split it by route."
+    await form.close()
+    return await run_in_threadpool(_read_upload, request, name, content, values, errors)
+
+
+def _read_upload(request: Request, name: str, content: bytes, values: dict, errors: dict) -> Response:
+    with db(request) as session:
+        user = require_staff(request, session)
+        if user.role not in read_review.REVIEWERS:
+            raise Forbidden("Only billing specialists and supervisors load reads.")
+        report = None
+        if not errors:
+            try:
+                mapping = read_files.parse_mapping(values["mapping"]) if values["mapping"] else None
+                report = import_reads(
+                    session,
+                    content,
+                    name,
+                    values["format"],
+                    layout_name=values["layout"] or None,
+                    mapping=mapping,
+                    today=today(request),
+                    actor=user,
+                    remote_addr=remote_addr(request),
+                )
+            except InvalidInput as exc:
+                errors[exc.field if exc.field in ("format", "layout", "mapping") else "read_file"] = exc.message
+        status = 400 if errors or (report and not report.ok) else 200
+        return _templates(request).TemplateResponse(
+            request,
+            "staff/read_upload.html",
+            {"layouts": read_files.layouts(), "report": report, "errors": errors, "form": values},
+            status_code=status,
+        )
+
+
+# --------------------------------------------------------------------------- bill runs
+
+
+def run_list(request: Request) -> Response:
+    with db(request) as session:
+        user = require_staff(request, session)
+        runs = session.scalars(select(BillRun).options(joinedload(BillRun.cycle)).order_by(BillRun.id.desc())).all()
+        cycles = session.scalars(select(BillingCycle).order_by(BillingCycle.code)).all()
+        return _templates(request).TemplateResponse(
+            request,
+            "staff/bill_runs.html",
+            {"runs": runs, "cycles": cycles, "can_run": user.role in RUNNERS, "errors": {}, "form": {}},
+        )
+
+
+async def run_create(request: Request) -> Response:
+    form = await request.form()
+    values = {k: str(form.get(k, "")).strip()[:20] for k in ("cycle", "period_start", "period_end")}
+    return await run_in_threadpool(_run_create, request, values)
+
+
+def _run_create(request: Request, values: dict[str, str]) -> Response:
+    errors: dict[str, str] = {}
+    parsed: dict[str, date] = {}
+    for key in ("period_start", "period_end"):
+        try:
+            parsed[key] = date.fromisoformat(values[key])
+        except ValueError:
+            errors[key] = "Enter the date as YYYY-MM-DD."
+    with db(request) as session:
+        user = require_staff(request, session)
+        if user.role not in RUNNERS:
+            raise Forbidden("Only billing specialists and supervisors start bill runs.")
+        if not errors:
+            try:
+                run = bill_runs.create_run(
+                    session, values["cycle"], parsed["period_start"], parsed["period_end"], actor=user
+                )
+                return redirect(f"/staff/bill-runs/{run.id}")
+            except InvalidInput as exc:
+                errors[exc.field if exc.field in values else "cycle"] = exc.message
+        runs = session.scalars(select(BillRun).options(joinedload(BillRun.cycle)).order_by(BillRun.id.desc())).all()
+        cycles = session.scalars(select(BillingCycle).order_by(BillingCycle.code)).all()
+        return _templates(request).TemplateResponse(
+            request,
+            "staff/bill_runs.html",
+            {"runs": runs, "cycles": cycles, "can_run": True, "errors": errors, "form": values},
+            status_code=400,
+        )
+
+
+def run_view(request: Request) -> Response:
+    with db(request) as session:
+        user = require_staff(request, session)
+        run = session.scalar(
+            select(BillRun).where(BillRun.id == request.path_params["run"]).options(joinedload(BillRun.cycle))
+        )
+        if run is None:
+            raise PageNotFound()
+        register = bill_runs.register(session, run)
+        busy = run.status in ("calculating", "posting") and register.drafts + register.posted < run.accounts_total
+        template = "staff/_bill_run_status.html" if request.headers.get("HX-Request") else "staff/bill_run.html"
+        response = _templates(request).TemplateResponse(
+            request,
+            template,
+            {
+                "run": run,
+                "register": register,
+                "labels": bill_runs.EXCEPTION_LABELS,
+                "busy": busy,
+                "can_run": user.role in RUNNERS,
+                "can_approve": user.role in bill_runs.APPROVERS,
+                "message": request.query_params.get("message"),
+            },
+        )
+        response.headers["Vary"] = "HX-Request"
+        return response
+
+
+async def run_action(request: Request) -> Response:
+    form = await request.form()
+    action = str(form.get("action", ""))
+    return await run_in_threadpool(_run_action, request, int(request.path_params["run"]), action)
+
+
+def _run_action(request: Request, run_id: int, action: str) -> Response:
+    settings = request.app.state.settings
+    with db(request) as session:
+        user = require_staff(request, session)
+        run = session.get(BillRun, run_id)
+        if run is None:
+            raise PageNotFound()
+        if action == "calculate" and user.role not in RUNNERS:
+            raise Forbidden("Only billing specialists and supervisors calculate bill runs.")
+        if action in ("approve", "post") and user.role not in bill_runs.APPROVERS:
+            raise Forbidden("Only a billing supervisor approves and posts bill runs.")
+        try:
+            if action == "approve":
+                bill_runs.approve(session, run, user)
+                return redirect(f"/staff/bill-runs/{run_id}?message=approved")
+            if action == "post" and run.status not in ("approved", "posting", "posted"):
+                raise InvalidInput("Approve the run before posting it.", "status")
+            if action == "calculate" and run.status not in ("created", "calculating", "calculated"):
+                raise InvalidInput("This run is approved; it is no longer calculated.", "status")
+            if action not in ("calculate", "post"):
+                raise InvalidInput("Unknown action.", "action")
+            user_id = user.id
+        except (InvalidInput, bill_runs.NotAllowed) as exc:
+            return redirect(f"/staff/bill-runs/{run_id}?message={getattr(exc, 'message', str(exc))}")
+    # The portal's own database (tests and single-machine installs hand the app its engine).
+    url = request.app.state.engine.url.render_as_string(hide_password=False)
+    jobs.dispatch(dataclasses.replace(settings, database_url=url), run_id, action, user_id)
+    return redirect(f"/staff/bill-runs/{run_id}?message={action}")
+
+
+def meter_view(request: Request) -> Response:
+    with db(request) as session:
+        require_staff(request, session)
+        meter = session.scalar(select(Meter).where(Meter.serial == request.path_params["serial"]))
+        if meter is None:
+            raise PageNotFound()
+        history = session.scalars(
+            select(MeterRead).where(MeterRead.meter_id == meter.id).order_by(MeterRead.read_on.desc()).limit(25)
+        ).all()
+        uses = []
+        ordered = list(reversed(history))
+        for older, newer in zip(ordered, ordered[1:], strict=False):
+            try:
+                q = consumption(older.value, newer.value, meter.dials, meter.multiplier).quantity
+            except InvalidInput:
+                q = None
+            uses.append((newer.read_on, q))
+        return _templates(request).TemplateResponse(
+            request,
+            "staff/meter.html",
+            {"meter": meter, "reads": history, "uses": uses[-13:], "chart": usage_chart(uses[-13:], meter.unit)},
+        )
+
+
+def usage_chart(uses: list[tuple[date, Decimal | None]], unit: str) -> str:
+    """A server-rendered SVG bar chart (the table beside it carries the same figures)."""
+    if not uses:
+        return ""
+    width, height, pad = 640, 220, 32
+    top = max((q for _d, q in uses if q is not None), default=Decimal(1)) or Decimal(1)
+    bar = (width - pad * 2) / len(uses)
+    parts = [
+        f'<svg viewBox="0 0 {width} {height}" role="img" aria-labelledby="chart-title" class="chart">',
+        f'<title id="chart-title">Use per read period, in {unit}</title>',
+        f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" stroke="#4a5560"/>',
+    ]
+    for i, (day, q) in enumerate(uses):
+        x = pad + i * bar + 4
+        h = 0 if q is None else int((height - pad * 2) * q / top)
+        y = height - pad - h
+        parts.append(f'<rect x="{x:.0f}" y="{y}" width="{bar - 8:.0f}" height="{h}" fill="#0b5394"/>')
+        parts.append(
+            f'<text x="{x + (bar - 8) / 2:.0f}" y="{height - pad + 14}" font-size="11" '
+            f'text-anchor="middle">{day:%b}</text>'
+        )
+        if q is not None:
+            parts.append(
+                f'<text x="{x + (bar - 8) / 2:.0f}" y="{y - 4}" font-size="11" '
+                f'text-anchor="middle">{q.normalize():f}</text>'
+            )
+    parts.append("</svg>")
+    return "".join(parts)

@@ -1,0 +1,127 @@
+"""Staff pages for reads and bill runs."""
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+from starlette.testclient import TestClient
+
+from portal.app import create_app
+from portal.billing_core import users
+from portal.billing_core.models import Bill, BillRun, Meter, MeterRead
+from portal.settings import Settings
+from tests.db.factories import district
+
+from .conftest import CLOCK, csrf_from, sign_in
+
+PASSWORD = "a long password"
+
+
+@pytest.fixture
+def office(engine: Engine) -> Engine:
+    with Session(engine) as s, s.begin():
+        district(s, 2)
+        for meter in s.scalars(select(Meter).order_by(Meter.id)):
+            value = Decimal(1000)
+            for month in range(5, 12):
+                s.add(MeterRead(meter_id=meter.id, read_on=date(2026, month, 5), value=value, source="amr"))
+                value += 10
+        high = s.scalar(select(MeterRead).where(MeterRead.read_on == date(2026, 11, 5)).order_by(MeterRead.id))
+        high.status, high.exception, high.value = "exception", "high", high.value + 100
+        for role in ("cashier", "specialist", "supervisor"):
+            users.create_user(s, f"{role}@x.org", PASSWORD, role)
+    return engine
+
+
+@pytest.fixture
+def client(office: Engine) -> TestClient:
+    settings = Settings(secret_key="t", jobs_in_process=True)
+    return TestClient(create_app(settings, engine=office, clock=CLOCK), base_url="https://testserver")
+
+
+def post(client: TestClient, url: str, data: dict, page: str = "/staff/reads", **kw):  # type: ignore[no-untyped-def]
+    token = csrf_from(client.get(page).text)
+    return client.post(url, data={"csrf_token": token, **data}, follow_redirects=False, **kw)
+
+
+def test_review_queue_approve_and_correct(client: TestClient, office: Engine) -> None:
+    sign_in(client, "specialist@x.org", PASSWORD)
+    page = client.get("/staff/reads")
+    (read,) = page.context["queue"]
+    assert "Use is much higher than this account" in page.text
+    bad = post(client, f"/staff/reads/{read.id}", {"action": "correct", "value": "1065", "reason": ""})
+    assert bad.status_code == 400 and "say why the read is corrected" in bad.text
+    ok = post(client, f"/staff/reads/{read.id}", {"action": "correct", "value": "1065", "reason": "misread dial"})
+    assert ok.status_code == 303
+    with Session(office) as s:
+        fixed = s.get(MeterRead, read.id)
+        assert (fixed.value, fixed.status, fixed.note) == (Decimal(1065), "approved", "Corrected: misread dial")
+    assert client.get("/staff/reads").context["queue"] == []
+
+
+def test_a_cashier_cannot_review_reads(client: TestClient, office: Engine) -> None:
+    sign_in(client, "cashier@x.org", PASSWORD)
+    read = client.get("/staff/reads").context["queue"][0]
+    assert post(client, f"/staff/reads/{read.id}", {"action": "approve"}).status_code == 403
+
+
+def test_read_upload_reports_every_bad_line_and_loads_nothing(client: TestClient, office: Engine) -> None:
+    sign_in(client, "specialist@x.org", PASSWORD)
+    bad = b"meter_serial,read_value,read_time\nT000002,1075,2026-11-20\nNOPE,5,2026-11-20\nT000002,x,2026-11-21\n"
+    response = post(client, "/staff/reads/upload", {"format": "csv"}, files={"read_file": ("bad.csv", bad, "text/csv")})
+    assert response.status_code == 400
+    assert [(r.line, r.reason) for r in response.context["report"].rejected] == [
+        (3, "no meter with this serial"),
+        (4, "the read value is not a number"),
+    ]
+    with Session(office) as s:
+        assert s.scalar(select(func.count(MeterRead.id)).where(MeterRead.read_on == date(2026, 11, 20))) == 0
+    good = b"meter_serial,read_value,read_time\nT000002,1075,2026-11-20\n"
+    response = post(
+        client, "/staff/reads/upload", {"format": "csv"}, files={"read_file": ("good.csv", good, "text/csv")}
+    )
+    assert response.status_code == 200 and "Loaded 1 reads" in response.text
+
+
+def test_bill_run_pages_from_start_to_posted(client: TestClient, office: Engine) -> None:
+    sign_in(client, "specialist@x.org", PASSWORD)
+    wrong = post(
+        client,
+        "/staff/bill-runs",
+        {"cycle": "C1", "period_start": "Oct 5", "period_end": "2026-11-05"},
+        page="/staff/bill-runs",
+    )
+    assert wrong.status_code == 400 and wrong.context["errors"]["period_start"] == "Enter the date as YYYY-MM-DD."
+    made = post(
+        client,
+        "/staff/bill-runs",
+        {"cycle": "C1", "period_start": "2026-10-05", "period_end": "2026-11-05"},
+        page="/staff/bill-runs",
+    )
+    assert made.status_code == 303
+    url = made.headers["location"]
+    assert post(client, url, {"action": "calculate"}, page=url).status_code == 303
+    page = client.get(url)
+    assert page.context["run"].status == "calculated"
+    assert page.context["register"].held == 1 and "Read waiting for review" in page.text
+    assert post(client, url, {"action": "approve"}, page=url).status_code == 403  # a specialist cannot approve
+    fragment = client.get(url, headers={"HX-Request": "true"})
+    assert fragment.template.name == "staff/_bill_run_status.html" and "<html" not in fragment.text
+    client.post("/sign-out", data={"csrf_token": csrf_from(client.get(url).text)})
+    sign_in(client, "supervisor@x.org", PASSWORD)
+    assert post(client, url, {"action": "approve"}, page=url).status_code == 303
+    assert post(client, url, {"action": "post"}, page=url).status_code == 303
+    with Session(office) as s:
+        run = s.scalar(select(BillRun))
+        assert run.status == "posted"
+        assert s.scalar(select(func.count(Bill.id)).where(Bill.status == "posted")) == 1
+
+
+def test_meter_page_has_a_chart_and_the_same_figures_in_a_table(client: TestClient) -> None:
+    sign_in(client, "cashier@x.org", PASSWORD)
+    page = client.get("/staff/meters/T000002")
+    assert page.status_code == 200 and "<svg" in page.text
+    assert [q for _d, q in page.context["uses"]] == [Decimal(10)] * 6
+    assert client.get("/staff/meters/NOPE").status_code == 404
