@@ -150,9 +150,10 @@ def calculate(
         .options(selectinload(Account.services).selectinload(Service.meter), selectinload(Account.premise))
     ).all()
     versions = _versions(session)
+    data = _prefetch(session, run, accounts)
     held = 0
     for account in accounts:
-        bill = _draft(session, run, account, versions, rules)
+        bill = _draft(session, run, account, versions, rules, data)
         held += any(code in HOLDING for code in (bill.exceptions or "").split(","))
     session.flush()
     # Chunks of one run may be calculated side by side by several workers. Only this
@@ -197,12 +198,66 @@ class _Use:
     rows: list[BillUsage] = field(default_factory=list)
 
 
-def _draft(session: Session, run: BillRun, account: Account, versions: dict[int, list], rules: reads.Rules) -> Bill:
+@dataclass
+class _Prefetched:
+    """What a chunk's drafts need, read in a few queries instead of several per account."""
+
+    reads: dict[int, list[MeterRead]]
+    balances: dict[int, int]
+    last_charges: dict[int, int]
+
+
+def _prefetch(session: Session, run: BillRun, accounts: Sequence[Account]) -> _Prefetched:
+    ids = [a.id for a in accounts]
+    meter_ids = {s.meter_id for a in accounts for s in a.services if s.meter_id is not None}
+    by_meter: dict[int, list[MeterRead]] = defaultdict(list)
+    if meter_ids:
+        since = run.period_start - timedelta(days=430)
+        for read in session.scalars(
+            select(MeterRead)
+            .where(MeterRead.meter_id.in_(meter_ids), MeterRead.read_on >= since)
+            .order_by(MeterRead.meter_id, MeterRead.read_on)
+        ):
+            by_meter[read.meter_id].append(read)
+    balances = dict(
+        session.execute(
+            select(LedgerEntry.account_id, func.sum(LedgerEntry.amount_cents))
+            .where(LedgerEntry.account_id.in_(ids))
+            .group_by(LedgerEntry.account_id)
+        ).all()
+    )
+    last = (
+        select(Bill.account_id, func.max(Bill.bill_date).label("last"))
+        .where(Bill.account_id.in_(ids), Bill.status == "posted")
+        .group_by(Bill.account_id)
+        .subquery()
+    )
+    last_charges = dict(
+        session.execute(
+            select(Bill.account_id, func.max(Bill.current_charges_cents))
+            .join(last, (last.c.account_id == Bill.account_id) & (last.c.last == Bill.bill_date))
+            .where(Bill.status == "posted")
+            .group_by(Bill.account_id)
+        ).all()
+    )
+    return _Prefetched(
+        by_meter, {k: int(v or 0) for k, v in balances.items()}, {k: int(v or 0) for k, v in last_charges.items()}
+    )
+
+
+def _draft(
+    session: Session,
+    run: BillRun,
+    account: Account,
+    versions: dict[int, list],
+    rules: reads.Rules,
+    data: _Prefetched,
+) -> Bill:
     exceptions: list[str] = []
     use = _Use()
     meters = {s.meter.id: s.meter for s in account.services if s.meter is not None and _in_period(s, run)}
     for meter in meters.values():
-        _meter_use(session, run, meter, use, rules)
+        _meter_use(session, run, meter, use, rules, data.reads.get(meter.id, []))
     exceptions += use.exceptions
     lines: list[rating.LineDraft] = []
     days = (run.period_end - run.period_start).days
@@ -237,15 +292,10 @@ def _draft(session: Session, run: BillRun, account: Account, versions: dict[int,
         exceptions.append("zero")
     if current < 0:
         exceptions.append("negative")
-    last = session.scalar(
-        select(Bill.current_charges_cents)
-        .where(Bill.account_id == account.id, Bill.status == "posted")
-        .order_by(Bill.bill_date.desc())
-        .limit(1)
-    )
+    last = data.last_charges.get(account.id)
     if last and current and (current > last * LARGE_CHANGE or current * LARGE_CHANGE < last):
         exceptions.append("large_change")
-    balance = posting.account_balance(session, account.id)
+    balance = data.balances.get(account.id, 0)
     bill = Bill(
         account_id=account.id,
         bill_run_id=run.id,
@@ -274,11 +324,8 @@ def _draft(session: Session, run: BillRun, account: Account, versions: dict[int,
             for n, line in enumerate(lines, start=1)
         ],
     )
+    bill.usages = use.rows
     session.add(bill)
-    session.flush()
-    for row in use.rows:
-        row.bill_id = bill.id
-        session.add(row)
     return bill
 
 
@@ -290,29 +337,17 @@ def _water_meter_size(account: Account) -> str | None:
     return next((s.meter.size for s in account.services if s.meter is not None), None)
 
 
-def _meter_use(session: Session, run: BillRun, meter: Meter, use: _Use, rules: reads.Rules) -> None:
+def _meter_use(
+    session: Session, run: BillRun, meter: Meter, use: _Use, rules: reads.Rules, meter_reads: list[MeterRead]
+) -> None:
     window = timedelta(days=READ_WINDOW_DAYS)
-    current = session.scalar(
-        select(MeterRead)
-        .where(
-            MeterRead.meter_id == meter.id,
-            MeterRead.read_on > run.period_start + window,
-            MeterRead.read_on <= run.period_end + window,
-        )
-        .order_by(MeterRead.read_on.desc())
-        .limit(1)
-    )
-    previous = session.scalar(
-        select(MeterRead)
-        .where(
-            MeterRead.meter_id == meter.id,
-            MeterRead.read_on <= (current.read_on - timedelta(days=1) if current else run.period_start + window),
-        )
-        .order_by(MeterRead.read_on.desc())
-        .limit(1)
-    )
+    in_window = [r for r in meter_reads if run.period_start + window < r.read_on <= run.period_end + window]
+    current = in_window[-1] if in_window else None
+    cutoff = current.read_on - timedelta(days=1) if current else run.period_start + window
+    earlier = [r for r in meter_reads if r.read_on <= cutoff]
+    previous = earlier[-1] if earlier else None
     if current is None:
-        history = _history(session, meter, run.period_start)
+        history = _history(meter, [r for r in meter_reads if r.read_on <= run.period_start])
         try:
             guess = reads.estimate(run.period_start, run.period_end, history)
         except InvalidInput:
@@ -320,7 +355,7 @@ def _meter_use(session: Session, run: BillRun, meter: Meter, use: _Use, rules: r
             use.rows.append(
                 BillUsage(
                     meter_id=meter.id,
-                    previous_read_id=previous.id if previous else None,
+                    previous_read=previous,
                     previous_value=previous.value if previous else None,
                     quantity=Decimal(0),
                     note="No read and no history to estimate from; order a read",
@@ -338,7 +373,6 @@ def _meter_use(session: Session, run: BillRun, meter: Meter, use: _Use, rules: r
             note=f"Estimated: {guess.method}"[:300],
         )
         session.add(current)
-        session.flush()
         use.estimated = True
     if current.status == "exception":
         use.exceptions.append("read_review")
@@ -348,7 +382,7 @@ def _meter_use(session: Session, run: BillRun, meter: Meter, use: _Use, rules: r
         use.rows.append(
             BillUsage(
                 meter_id=meter.id,
-                current_read_id=current.id,
+                current_read=current,
                 current_value=current.value,
                 quantity=Decimal(0),
                 note="First read of this meter",
@@ -364,8 +398,8 @@ def _meter_use(session: Session, run: BillRun, meter: Meter, use: _Use, rules: r
     use.rows.append(
         BillUsage(
             meter_id=meter.id,
-            previous_read_id=previous.id,
-            current_read_id=current.id,
+            previous_read=previous,
+            current_read=current,
             previous_value=previous.value,
             current_value=current.value,
             quantity=got.quantity,
@@ -375,14 +409,8 @@ def _meter_use(session: Session, run: BillRun, meter: Meter, use: _Use, rules: r
     )
 
 
-def _history(session: Session, meter: Meter, before: date) -> list[reads.Period]:
-    rows = session.scalars(
-        select(MeterRead)
-        .where(MeterRead.meter_id == meter.id, MeterRead.read_on <= before)
-        .order_by(MeterRead.read_on.desc())
-        .limit(14)
-    ).all()
-    ordered = list(reversed(rows))
+def _history(meter: Meter, rows: list[MeterRead]) -> list[reads.Period]:
+    ordered = rows[-14:]
     out = []
     for a, b in zip(ordered, ordered[1:], strict=False):
         try:
@@ -494,13 +522,15 @@ def post(session: Session, run: BillRun, actor: User, account_ids: Iterable[int]
     stmt = select(Bill).where(Bill.bill_run_id == run.id, Bill.status == "draft").options(selectinload(Bill.lines))
     if account_ids is not None:
         stmt = stmt.where(Bill.account_id.in_(list(account_ids)))
-    done = held = 0
+    held = 0
+    ready: list[Bill] = []
     for bill in session.scalars(stmt.order_by(Bill.account_id)).all():
         if any(code in HOLDING for code in (bill.exceptions or "").split(",")):
             held += 1
-            continue
-        _post_bill(session, bill, actor)
-        done += 1
+        else:
+            ready.append(bill)
+    _post_bills(session, ready, actor)
+    done = len(ready)
     session.flush()
     _lock(session, run)
     remaining = session.scalar(select(func.count(Bill.id)).where(Bill.bill_run_id == run.id, Bill.status == "draft"))
@@ -519,48 +549,59 @@ def post(session: Session, run: BillRun, actor: User, account_ids: Iterable[int]
     return RunStep(run, done, held)
 
 
-def _post_bill(session: Session, bill: Bill, actor: User | None) -> None:
-    by_service: dict[str, int] = defaultdict(int)
-    for line in bill.lines:
-        by_service[line.service_type] += line.amount_cents
-    last_bill_date = session.scalar(
-        select(func.max(Bill.bill_date)).where(Bill.account_id == bill.account_id, Bill.status == "posted")
+def _post_bills(session: Session, bills: list[Bill], actor: User | None) -> None:
+    """Post drafts together: three grouped queries for the accounts' figures, one flush for
+    all the ledger transactions, then the bills' numbers and totals."""
+    if not bills:
+        return
+    ids = [b.account_id for b in bills]
+    balances = dict(
+        session.execute(
+            select(LedgerEntry.account_id, func.sum(LedgerEntry.amount_cents))
+            .where(LedgerEntry.account_id.in_(ids))
+            .group_by(LedgerEntry.account_id)
+        ).all()
     )
-    balance = posting.account_balance(session, bill.account_id)
-    credits_since = 0
-    if last_bill_date is not None:
-        credits_since = -int(
-            session.scalar(
-                select(func.coalesce(func.sum(LedgerEntry.amount_cents), 0))
-                .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
-                .where(
-                    LedgerEntry.account_id == bill.account_id,
-                    LedgerEntry.amount_cents < 0,
-                    LedgerTransaction.effective_on >= last_bill_date,
-                )
-            )
-            or 0
-        )
-    txn = None
-    if any(by_service.values()):
-        txn = posting.post(
-            session,
-            ledger.bill_transaction(
+    last_bill = (
+        select(Bill.account_id, func.max(Bill.bill_date).label("last"))
+        .where(Bill.account_id.in_(ids), Bill.status == "posted")
+        .group_by(Bill.account_id)
+        .subquery()
+    )
+    credits = dict(
+        session.execute(
+            select(LedgerEntry.account_id, func.sum(LedgerEntry.amount_cents))
+            .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
+            .join(last_bill, last_bill.c.account_id == LedgerEntry.account_id)
+            .where(LedgerEntry.amount_cents < 0, LedgerTransaction.effective_on >= last_bill.c.last)
+            .group_by(LedgerEntry.account_id)
+        ).all()
+    )
+    txns: dict[int, LedgerTransaction] = {}
+    for bill in bills:
+        by_service: dict[str, int] = defaultdict(int)
+        for line in bill.lines:
+            by_service[line.service_type] += line.amount_cents
+        if any(by_service.values()):
+            txn = ledger.bill_transaction(
                 bill.account_id,
                 bill.bill_date,
                 bill.due_date,
                 dict(by_service),
                 memo=f"Bill for {bill.period_start:%m/%d/%Y} to {bill.period_end - timedelta(days=1):%m/%d/%Y}",
-            ),
-            bill.account_id,
-            actor.id if actor else None,
-        )
-    bill.number = f"{bill.id:09d}"
-    bill.previous_balance_cents = balance + credits_since
-    bill.payments_since_cents = credits_since
-    bill.total_due_cents = balance + bill.current_charges_cents
-    bill.ledger_transaction_id = txn.id if txn else None
-    bill.status = "posted"
+            )
+            txns[bill.id] = posting.stage(session, txn, bill.account_id, actor.id if actor else None)
+    session.flush()
+    for bill in bills:
+        balance = int(balances.get(bill.account_id) or 0)
+        credits_since = -int(credits.get(bill.account_id) or 0)
+        txn_row = txns.get(bill.id)
+        bill.number = f"{bill.id:09d}"
+        bill.previous_balance_cents = balance + credits_since
+        bill.payments_since_cents = credits_since
+        bill.total_due_cents = balance + bill.current_charges_cents
+        bill.ledger_transaction_id = txn_row.id if txn_row else None
+        bill.status = "posted"
 
 
 def _summary(reg: Register) -> dict:

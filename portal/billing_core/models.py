@@ -410,6 +410,7 @@ class Bill(Base):
 
     account: Mapped[Account] = relationship()
     lines: Mapped[list[BillLine]] = relationship(back_populates="bill", order_by="BillLine.sequence")
+    usages: Mapped[list[BillUsage]] = relationship(order_by="BillUsage.id")
 
     __table_args__ = (
         Index("ix_bill_account_id_bill_date", "account_id", "bill_date"),
@@ -432,6 +433,10 @@ class BillUsage(Base):
     quantity: Mapped[Decimal] = mapped_column(Quantity)
     estimated: Mapped[bool] = mapped_column(Boolean, default=False)
     note: Mapped[str | None] = mapped_column(String(200))
+
+    meter: Mapped[Meter] = relationship()
+    previous_read: Mapped[MeterRead | None] = relationship(foreign_keys=[previous_read_id])
+    current_read: Mapped[MeterRead | None] = relationship(foreign_keys=[current_read_id])
 
 
 class BillLine(Base):

@@ -20,6 +20,19 @@ def post(
     posted_by_id: int | None = None,
 ) -> LedgerTransaction:
     """Check the transaction balances, then write it and its entries."""
+    row = stage(session, txn, account_id, posted_by_id)
+    session.flush()
+    return row
+
+
+def stage(
+    session: Session,
+    txn: ledger.Transaction,
+    account_id: int | None,
+    posted_by_id: int | None = None,
+) -> LedgerTransaction:
+    """Check the transaction balances and add it to the session; the caller flushes
+    (posting many at once writes them in one batch)."""
     ledger.check_balanced(txn)
     row = LedgerTransaction(
         kind=txn.kind.value,
@@ -40,7 +53,6 @@ def post(
         ],
     )
     session.add(row)
-    session.flush()
     return row
 
 
