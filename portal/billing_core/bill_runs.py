@@ -219,19 +219,8 @@ def _prefetch(session: Session, run: BillRun, accounts: Sequence[Account]) -> _P
             .order_by(MeterRead.meter_id, MeterRead.read_on)
         ):
             by_meter[read.meter_id].append(read)
-    balances = dict(
-        session.execute(
-            select(LedgerEntry.account_id, func.sum(LedgerEntry.amount_cents))
-            .where(LedgerEntry.account_id.in_(ids))
-            .group_by(LedgerEntry.account_id)
-        ).all()
-    )
-    last = (
-        select(Bill.account_id, func.max(Bill.bill_date).label("last"))
-        .where(Bill.account_id.in_(ids), Bill.status == "posted")
-        .group_by(Bill.account_id)
-        .subquery()
-    )
+    balances = _balances(session, ids)
+    last = _last_bill_dates(ids)
     last_charges = dict(
         session.execute(
             select(Bill.account_id, func.max(Bill.current_charges_cents))
@@ -240,8 +229,26 @@ def _prefetch(session: Session, run: BillRun, accounts: Sequence[Account]) -> _P
             .group_by(Bill.account_id)
         ).all()
     )
-    return _Prefetched(
-        by_meter, {k: int(v or 0) for k, v in balances.items()}, {k: int(v or 0) for k, v in last_charges.items()}
+    return _Prefetched(by_meter, balances, {k: int(v or 0) for k, v in last_charges.items()})
+
+
+def _balances(session: Session, account_ids: Sequence[int]) -> dict[int, int]:
+    """Each account's balance: the sum of its ledger entries, in one grouped query."""
+    rows = session.execute(
+        select(LedgerEntry.account_id, func.sum(LedgerEntry.amount_cents))
+        .where(LedgerEntry.account_id.in_(account_ids))
+        .group_by(LedgerEntry.account_id)
+    ).all()
+    return {account_id: int(total or 0) for account_id, total in rows}
+
+
+def _last_bill_dates(account_ids: Sequence[int]):  # type: ignore[no-untyped-def]
+    """A subquery: each account's latest posted bill date (columns account_id, last)."""
+    return (
+        select(Bill.account_id, func.max(Bill.bill_date).label("last"))
+        .where(Bill.account_id.in_(account_ids), Bill.status == "posted")
+        .group_by(Bill.account_id)
+        .subquery()
     )
 
 
@@ -555,19 +562,8 @@ def _post_bills(session: Session, bills: list[Bill], actor: User | None) -> None
     if not bills:
         return
     ids = [b.account_id for b in bills]
-    balances = dict(
-        session.execute(
-            select(LedgerEntry.account_id, func.sum(LedgerEntry.amount_cents))
-            .where(LedgerEntry.account_id.in_(ids))
-            .group_by(LedgerEntry.account_id)
-        ).all()
-    )
-    last_bill = (
-        select(Bill.account_id, func.max(Bill.bill_date).label("last"))
-        .where(Bill.account_id.in_(ids), Bill.status == "posted")
-        .group_by(Bill.account_id)
-        .subquery()
-    )
+    balances = _balances(session, ids)
+    last_bill = _last_bill_dates(ids)
     credits = dict(
         session.execute(
             select(LedgerEntry.account_id, func.sum(LedgerEntry.amount_cents))
@@ -593,7 +589,7 @@ def _post_bills(session: Session, bills: list[Bill], actor: User | None) -> None
             txns[bill.id] = posting.stage(session, txn, bill.account_id, actor.id if actor else None)
     session.flush()
     for bill in bills:
-        balance = int(balances.get(bill.account_id) or 0)
+        balance = balances.get(bill.account_id, 0)
         credits_since = -int(credits.get(bill.account_id) or 0)
         txn_row = txns.get(bill.id)
         bill.number = f"{bill.id:09d}"
