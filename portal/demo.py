@@ -46,6 +46,7 @@ CHINO_FILE = DATA / "chino-2017-10-01.owrs"
 DEMO_PASSWORD = "demo-password-2026"
 MONTHS = 24
 BATCH_ACCOUNTS = 2000
+REFERENCE_TABLES = ("billing_cycle", "route", "rate_schedule", "rate_schedule_version")
 BULK_TABLES = (
     "customer",
     "premise",
@@ -715,23 +716,7 @@ class _Builder:
         if self.engine.dialect.name != "postgresql":
             return
         with self.engine.begin() as conn:
-            for table in (
-                "billing_cycle",
-                "route",
-                "rate_schedule",
-                "rate_schedule_version",
-                "customer",
-                "premise",
-                "meter",
-                "account",
-                "service",
-                "meter_read",
-                "ledger_transaction",
-                "ledger_entry",
-                "bill",
-                "bill_line",
-                "payment",
-            ):
+            for table in REFERENCE_TABLES + BULK_TABLES:
                 conn.execute(
                     text(
                         f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
