@@ -44,6 +44,7 @@ ROUTES = [
     Route("/staff", staff.search),
     Route("/staff/accounts/{number}", staff.account_view),
     Route("/staff/accounts/{number}/bills/{bill}", staff.bill_view),
+    Route("/staff/accounts/{number}/bills/{bill}/void", staff.void_bill, methods=["POST"]),
     Route("/staff/reads", billing.review_queue),
     Route("/staff/reads/{read:int}", billing.review_action, methods=["POST"]),
     Route("/staff/reads/upload", billing.read_upload_page, methods=["GET"]),

@@ -45,6 +45,17 @@ READ_WINDOW_DAYS = 7
 LARGE_CHANGE = Decimal(2)
 
 
+@dataclass(frozen=True)
+class _Rebill:
+    """The period and dates a rebill is drafted for (no run of its own)."""
+
+    id: int | None
+    period_start: date
+    period_end: date
+    bill_date: date
+    due_date: date
+
+
 class NotAllowed(BillingError):
     """The signed-in person's role does not allow this step."""
 
@@ -207,7 +218,7 @@ class _Prefetched:
     last_charges: dict[int, int]
 
 
-def _prefetch(session: Session, run: BillRun, accounts: Sequence[Account]) -> _Prefetched:
+def _prefetch(session: Session, run: BillRun | _Rebill, accounts: Sequence[Account]) -> _Prefetched:
     ids = [a.id for a in accounts]
     meter_ids = {s.meter_id for a in accounts for s in a.services if s.meter_id is not None}
     by_meter: dict[int, list[MeterRead]] = defaultdict(list)
@@ -254,7 +265,7 @@ def _last_bill_dates(account_ids: Sequence[int]):  # type: ignore[no-untyped-def
 
 def _draft(
     session: Session,
-    run: BillRun,
+    run: BillRun | _Rebill,
     account: Account,
     versions: dict[int, list],
     rules: reads.Rules,
@@ -336,7 +347,7 @@ def _draft(
     return bill
 
 
-def _in_period(service: Service, run: BillRun) -> bool:
+def _in_period(service: Service, run: BillRun | _Rebill) -> bool:
     return service.started_on < run.period_end and (service.ended_on is None or service.ended_on > run.period_start)
 
 
@@ -607,3 +618,60 @@ def _summary(reg: Register) -> dict:
         "total_cents": reg.total_cents,
         "exceptions": {k: len(v) for k, v in reg.exceptions.items()},
     }
+
+
+# --------------------------------------------------------------------------- void and rebill
+
+
+def void_and_rebill(
+    session: Session,
+    bill: Bill,
+    actor: User,
+    reason: str,
+    today: date,
+    due_days: int = 21,
+    remote_addr: str | None = None,
+) -> Bill:
+    """Void a posted bill (its transaction reversed, linked to it) and post a corrected one for
+    the same period from today's reads and rates. All in the caller's transaction: if the new
+    bill cannot be made (a read still held, a rate that fails), nothing changes."""
+    if actor.role not in APPROVERS:
+        raise NotAllowed("only a billing supervisor voids and rebills a bill")
+    if not (reason or "").strip():
+        raise InvalidInput("say why the bill is voided", "reason")
+    if bill.status != "posted":
+        raise InvalidInput(f"bill {bill.number or bill.id} is {bill.status}; only a posted bill is voided", "status")
+    if bill.ledger_transaction_id is not None:
+        posting.reverse(
+            session, bill.ledger_transaction_id, today, f"Void of bill {bill.number}: {reason.strip()}", actor.id
+        )
+    bill.status = "voided"
+    account = session.scalar(
+        select(Account)
+        .where(Account.id == bill.account_id)
+        .options(selectinload(Account.services).selectinload(Service.meter), selectinload(Account.premise))
+    )
+    assert account is not None
+    period = _Rebill(bill.bill_run_id, bill.period_start, bill.period_end, today, today + timedelta(days=due_days))
+    # Reads this period: the ones the voided bill used may have been corrected since.
+    session.flush()
+    new = _draft(session, period, account, _versions(session), reads.Rules(), _prefetch(session, period, [account]))
+    held = [c for c in (new.exceptions or "").split(",") if c in HOLDING]
+    if held:
+        raise InvalidInput(
+            "the new bill cannot be made yet: " + ", ".join(EXCEPTION_LABELS.get(c, c).lower() for c in held),
+            "reads",
+        )
+    session.flush()
+    _post_bills(session, [new], actor)
+    audit.record(
+        session,
+        "bill.void_rebill",
+        actor=actor,
+        entity_type="bill",
+        entity_id=bill.id,
+        before={"number": bill.number, "charges_cents": bill.current_charges_cents},
+        after={"new_number": new.number, "charges_cents": new.current_charges_cents, "reason": reason.strip()},
+        remote_addr=remote_addr,
+    )
+    return new

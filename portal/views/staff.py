@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..billing_core import accounts
+from ..billing_core import accounts, bill_runs
+from ..billing_core.errors import InvalidInput
 from ..billing_core.models import Account, MeterRead, Service
-from ..web import PageNotFound, db, require_staff, today
+from ..web import Forbidden, PageNotFound, db, redirect, remote_addr, require_staff, today
 
 
 def search(request: Request) -> Response:
@@ -62,7 +64,7 @@ def account_view(request: Request) -> Response:
 
 def bill_view(request: Request) -> Response:
     with db(request) as session:
-        require_staff(request, session)
+        user = require_staff(request, session)
         account = session.scalar(select(Account).where(Account.number == request.path_params["number"]))
         if account is None:
             raise PageNotFound()
@@ -70,5 +72,55 @@ def bill_view(request: Request) -> Response:
         if bill is None:
             raise PageNotFound()
         return request.app.state.templates.TemplateResponse(
-            request, "staff/bill.html", {"account": account, "bill": bill, "groups": accounts.lines_by_service(bill)}
+            request,
+            "staff/bill.html",
+            {
+                "account": account,
+                "bill": bill,
+                "groups": accounts.lines_by_service(bill),
+                "can_void": user.role in bill_runs.APPROVERS,
+                "void_error": None,
+                "reason": "",
+            },
         )
+
+
+async def void_bill(request: Request) -> Response:
+    form = await request.form()
+    reason = str(form.get("reason", "")).strip()[:250]
+    return await run_in_threadpool(_void_bill, request, reason)
+
+
+def _void_bill(request: Request, reason: str) -> Response:
+    number, bill_number = request.path_params["number"], request.path_params["bill"]
+    with db(request) as session:
+        user = require_staff(request, session)
+        if user.role not in bill_runs.APPROVERS:
+            raise Forbidden("Only a billing supervisor voids and rebills a bill.")
+        account = session.scalar(select(Account).where(Account.number == number))
+        bill = accounts.bill_with_lines(session, account.id, bill_number) if account else None
+        if bill is None:
+            raise PageNotFound()
+        try:
+            with session.begin_nested():  # all of it, or none of it
+                new = bill_runs.void_and_rebill(
+                    session, bill, user, reason, today(request), remote_addr=remote_addr(request)
+                )
+        except InvalidInput as exc:
+            session.expire_all()
+            bill = accounts.bill_with_lines(session, account.id, bill_number)
+            return request.app.state.templates.TemplateResponse(
+                request,
+                "staff/bill.html",
+                {
+                    "account": account,
+                    "bill": bill,
+                    "groups": accounts.lines_by_service(bill),
+                    "can_void": True,
+                    "void_error": exc.message,
+                    "reason": reason,
+                },
+                status_code=400,
+            )
+        new_number = new.number
+    return redirect(f"/staff/accounts/{number}/bills/{new_number}")

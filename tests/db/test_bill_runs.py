@@ -169,3 +169,32 @@ def test_a_held_read_is_reviewed_then_billed(session: Session) -> None:
     assert bill.status == "posted"
     usage = session.scalar(select(BillUsage).where(BillUsage.bill_id == bill.id))
     assert usage.quantity == D(16)  # 11 a month, plus the 5 the corrected read added
+
+
+def test_void_and_rebill_reverses_the_old_bill_and_posts_a_corrected_one(session: Session) -> None:
+    from portal.billing_core.models import LedgerTransaction
+
+    accts, supervisor, specialist = office(session, 1)
+    run = bill_runs.create_run(session, "C1", date(2026, 10, 5), date(2026, 11, 5), actor=specialist)
+    bill_runs.calculate(session, run)
+    bill_runs.approve(session, run, supervisor)
+    bill_runs.post(session, run, supervisor)
+    old = session.scalar(select(Bill).where(Bill.status == "posted"))
+    # The November read was wrong by 10 units; it is corrected, then the bill is redone.
+    nov = session.scalar(select(MeterRead).where(MeterRead.read_on == date(2026, 11, 5)))
+    nov.value -= 10
+    with pytest.raises(bill_runs.NotAllowed):
+        bill_runs.void_and_rebill(session, old, specialist, "misread", date(2026, 11, 20))
+    with pytest.raises(InvalidInput, match="say why"):
+        bill_runs.void_and_rebill(session, old, supervisor, " ", date(2026, 11, 20))
+    new = bill_runs.void_and_rebill(session, old, supervisor, "misread meter", date(2026, 11, 20))
+    assert old.status == "voided" and new.status == "posted" and new.number != old.number
+    assert old.current_charges_cents - new.current_charges_cents == 10 * 278  # 10 CCF at $2.78
+    reversal = session.scalar(
+        select(LedgerTransaction).where(LedgerTransaction.reverses_id == old.ledger_transaction_id)
+    )
+    assert reversal is not None and "misread meter" in reversal.memo
+    assert posting.account_balance(session, accts[0].id) == new.current_charges_cents == new.total_due_cents
+    assert session.scalar(select(func.sum(LedgerEntry.amount_cents))) == 0
+    with pytest.raises(InvalidInput, match="only a posted bill is voided"):
+        bill_runs.void_and_rebill(session, old, supervisor, "again", date(2026, 11, 20))

@@ -10,7 +10,7 @@ from starlette.testclient import TestClient
 
 from portal.app import create_app
 from portal.billing_core import users
-from portal.billing_core.models import Bill, BillRun, Meter, MeterRead
+from portal.billing_core.models import Account, Bill, BillRun, Meter, MeterRead
 from portal.settings import Settings
 from tests.db.factories import district
 
@@ -125,3 +125,29 @@ def test_meter_page_has_a_chart_and_the_same_figures_in_a_table(client: TestClie
     assert page.status_code == 200 and "<svg" in page.text
     assert [q for _d, q in page.context["uses"]] == [Decimal(10)] * 6
     assert client.get("/staff/meters/NOPE").status_code == 404
+
+
+def test_a_supervisor_voids_and_rebills_from_the_bill_page(client: TestClient, office: Engine) -> None:
+    sign_in(client, "supervisor@x.org", PASSWORD)
+    made = post(
+        client,
+        "/staff/bill-runs",
+        {"cycle": "C1", "period_start": "2026-10-05", "period_end": "2026-11-05"},
+        page="/staff/bill-runs",
+    )
+    url = made.headers["location"]
+    post(client, url, {"action": "calculate"}, page=url)
+    post(client, url, {"action": "approve"}, page=url)
+    post(client, url, {"action": "post"}, page=url)
+    with Session(office) as s:
+        bill = s.scalar(select(Bill).where(Bill.status == "posted"))
+        number = s.scalar(select(Account.number).where(Account.id == bill.account_id))
+    page_url = f"/staff/accounts/{number}/bills/{bill.number}"
+    assert "Void and rebill" in client.get(page_url).text
+    missing = post(client, page_url + "/void", {"reason": ""}, page=page_url)
+    assert missing.status_code == 400 and "say why the bill is voided" in missing.text
+    done = post(client, page_url + "/void", {"reason": "customer disputed the read"}, page=page_url)
+    assert done.status_code == 303
+    with Session(office) as s:
+        assert s.get(Bill, bill.id).status == "voided"
+        assert s.scalar(select(func.count(Bill.id)).where(Bill.status == "posted")) == 1
