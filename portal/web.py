@@ -90,6 +90,15 @@ def require_rate_editor(user: User) -> None:
         raise Forbidden("Only billing supervisors and administrators change rates.")
 
 
+def flash(request: Request, message: str) -> None:
+    """A message for the next page this person sees (kept in their signed session, never in the URL)."""
+    request.session["flash"] = message[:300]
+
+
+def pop_flash(request: Request) -> str | None:
+    return request.session.pop("flash", None)
+
+
 def redirect(url: str) -> Response:
     """303 See Other: after a POST the browser follows it with a GET."""
     return RedirectResponse(url, status_code=303)

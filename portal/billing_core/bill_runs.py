@@ -216,11 +216,22 @@ class _Prefetched:
     reads: dict[int, list[MeterRead]]
     balances: dict[int, int]
     last_charges: dict[int, int]
+    removed: dict[int, list[Meter]]
 
 
 def _prefetch(session: Session, run: BillRun | _Rebill, accounts: Sequence[Account]) -> _Prefetched:
     ids = [a.id for a in accounts]
+    removed: dict[int, list[Meter]] = defaultdict(list)
+    for meter in session.scalars(
+        select(Meter).where(
+            Meter.premise_id.in_([a.premise_id for a in accounts]),
+            Meter.removed_on > run.period_start,
+            Meter.removed_on <= run.period_end,
+        )
+    ):
+        removed[meter.premise_id].append(meter)
     meter_ids = {s.meter_id for a in accounts for s in a.services if s.meter_id is not None}
+    meter_ids |= {m.id for ms in removed.values() for m in ms}
     by_meter: dict[int, list[MeterRead]] = defaultdict(list)
     if meter_ids:
         since = run.period_start - timedelta(days=430)
@@ -240,7 +251,7 @@ def _prefetch(session: Session, run: BillRun | _Rebill, accounts: Sequence[Accou
             .group_by(Bill.account_id)
         ).all()
     )
-    return _Prefetched(by_meter, balances, {k: int(v or 0) for k, v in last_charges.items()})
+    return _Prefetched(by_meter, balances, {k: int(v or 0) for k, v in last_charges.items()}, removed)
 
 
 def _balances(session: Session, account_ids: Sequence[int]) -> dict[int, int]:
@@ -274,6 +285,10 @@ def _draft(
     exceptions: list[str] = []
     use = _Use()
     meters = {s.meter.id: s.meter for s in account.services if s.meter is not None and _in_period(s, run)}
+    # A meter exchanged during the period served the premise until its final read: its use counts too.
+    for old in data.removed.get(account.premise_id, []):
+        if run.period_start < old.removed_on <= run.period_end and meters:
+            meters.setdefault(old.id, old)
     for meter in meters.values():
         _meter_use(session, run, meter, use, rules, data.reads.get(meter.id, []))
     exceptions += use.exceptions

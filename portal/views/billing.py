@@ -19,7 +19,7 @@ from ..billing_core.errors import InvalidInput
 from ..billing_core.models import Account, BillingCycle, BillRun, Meter, MeterRead, Service
 from ..billing_core.read_import import import_reads
 from ..billing_core.reads import ReadException, consumption
-from ..web import Forbidden, PageNotFound, db, redirect, remote_addr, require_staff, today
+from ..web import Forbidden, PageNotFound, db, flash, pop_flash, redirect, remote_addr, require_staff, today
 
 MAX_READ_FILE = 20 * 1024 * 1024
 RUNNERS = ("specialist", "supervisor", "admin")
@@ -238,7 +238,7 @@ def run_view(request: Request) -> Response:
                 "busy": busy,
                 "can_run": user.role in RUNNERS,
                 "can_approve": user.role in bill_runs.APPROVERS,
-                "message": request.query_params.get("message"),
+                "message": pop_flash(request),
             },
         )
         response.headers["Vary"] = "HX-Request"
@@ -265,7 +265,8 @@ def _run_action(request: Request, run_id: int, action: str) -> Response:
         try:
             if action == "approve":
                 bill_runs.approve(session, run, user)
-                return redirect(f"/staff/bill-runs/{run_id}?message=approved")
+                flash(request, "Run approved.")
+                return redirect(f"/staff/bill-runs/{run_id}")
             if action == "post" and run.status not in ("approved", "posting", "posted"):
                 raise InvalidInput("Approve the run before posting it.", "status")
             if action == "calculate" and run.status not in ("created", "calculating", "calculated"):
@@ -274,16 +275,18 @@ def _run_action(request: Request, run_id: int, action: str) -> Response:
                 raise InvalidInput("Unknown action.", "action")
             user_id = user.id
         except (InvalidInput, bill_runs.NotAllowed) as exc:
-            return redirect(f"/staff/bill-runs/{run_id}?message={getattr(exc, 'message', str(exc))}")
+            flash(request, f"Nothing was done: {getattr(exc, 'message', str(exc))}")
+            return redirect(f"/staff/bill-runs/{run_id}")
     # The portal's own database (tests and single-machine installs hand the app its engine).
     url = request.app.state.engine.url.render_as_string(hide_password=False)
     jobs.dispatch(dataclasses.replace(settings, database_url=url), run_id, action, user_id)
-    return redirect(f"/staff/bill-runs/{run_id}?message={action}")
+    flash(request, {"calculate": "Calculation started.", "post": "Posting started."}[action])
+    return redirect(f"/staff/bill-runs/{run_id}")
 
 
 def meter_view(request: Request) -> Response:
     with db(request) as session:
-        require_staff(request, session)
+        user = require_staff(request, session)
         meter = session.scalar(select(Meter).where(Meter.serial == request.path_params["serial"]))
         if meter is None:
             raise PageNotFound()
@@ -298,10 +301,20 @@ def meter_view(request: Request) -> Response:
             except InvalidInput:
                 q = None
             uses.append((newer.read_on, q))
+        from ..billing_core.meters import FIELD_ROLES, MOVES
+
         return _templates(request).TemplateResponse(
             request,
             "staff/meter.html",
-            {"meter": meter, "reads": history, "uses": uses[-13:], "chart": usage_chart(uses[-13:], meter.unit)},
+            {
+                "meter": meter,
+                "reads": history,
+                "uses": uses[-13:],
+                "chart": usage_chart(uses[-13:], meter.unit),
+                "can_change": user.role in FIELD_ROLES,
+                "moves": sorted(MOVES.get(meter.status, set()) - {"installed", "removed"}),
+                "message": pop_flash(request),
+            },
         )
 
 
@@ -333,3 +346,45 @@ def usage_chart(uses: list[tuple[date, Decimal | None]], unit: str) -> str:
             )
     parts.append("</svg>")
     return "".join(parts)
+
+
+async def meter_action(request: Request) -> Response:
+    form = await request.form()
+    values = {
+        k: str(form.get(k, "")).strip()[:40] for k in ("action", "to", "new_serial", "on", "final_read", "first_read")
+    }
+    return await run_in_threadpool(_meter_action, request, request.path_params["serial"], values)
+
+
+def _meter_action(request: Request, serial: str, values: dict[str, str]) -> Response:
+    from ..billing_core import meters
+
+    with db(request) as session:
+        user = require_staff(request, session)
+        if user.role not in meters.FIELD_ROLES:
+            raise Forbidden("Only billing specialists and supervisors change meters.")
+        meter = session.scalar(select(Meter).where(Meter.serial == serial))
+        if meter is None:
+            raise PageNotFound()
+        try:
+            try:
+                on = date.fromisoformat(values["on"]) if values["on"] else today(request)
+            except ValueError as exc:
+                raise InvalidInput("Enter the date as YYYY-MM-DD.", "on") from exc
+            with session.begin_nested():
+                if values["action"] == "exchange":
+                    new = session.scalar(select(Meter).where(Meter.serial == values["new_serial"].upper()))
+                    if new is None:
+                        raise InvalidInput(f"No meter with serial {values['new_serial']}.", "new_serial")
+                    try:
+                        final, first = Decimal(values["final_read"]), Decimal(values["first_read"] or "0")
+                    except InvalidOperation as exc:
+                        raise InvalidInput("Enter the reads as numbers.", "final_read") from exc
+                    meters.exchange(session, meter, new, on, final, first, user)
+                else:
+                    meters.move(session, meter, values["to"], user, on)
+        except InvalidInput as exc:
+            flash(request, f"Nothing was changed: {exc.message}")
+            return redirect(f"/staff/meters/{serial}")
+    flash(request, "Meter updated.")
+    return redirect(f"/staff/meters/{serial}")

@@ -198,3 +198,44 @@ def test_void_and_rebill_reverses_the_old_bill_and_posts_a_corrected_one(session
     assert session.scalar(select(func.sum(LedgerEntry.amount_cents))) == 0
     with pytest.raises(InvalidInput, match="only a posted bill is voided"):
         bill_runs.void_and_rebill(session, old, supervisor, "again", date(2026, 11, 20))
+
+
+def test_a_meter_exchanged_mid_period_bills_the_use_on_both_meters(session: Session) -> None:
+    from portal.billing_core import meters
+
+    accts, supervisor, specialist = office(session, 1)
+    old = session.scalar(select(Meter).where(Meter.serial == "T000001"))
+    new = Meter(serial="N000001", size='5/8"', dials=4, status="in_stock")
+    session.add(new)
+    session.flush()
+    # October 5 read is 1000 + 5 x 11 = 1055; the old meter reads 1061 when it comes out on October 20.
+    session.execute(MeterRead.__table__.delete().where(MeterRead.read_on == date(2026, 11, 5)))
+    with pytest.raises(InvalidInput, match="below the last read"):
+        meters.exchange(session, old, new, date(2026, 10, 20), D(1000), D(0), specialist)
+    meters.exchange(session, old, new, date(2026, 10, 20), D(1061), D(0), specialist)
+    assert (old.status, new.status, new.premise_id) == ("removed", "installed", old.premise_id)
+    session.add(MeterRead(meter_id=new.id, read_on=date(2026, 11, 5), value=D(7), source="amr"))
+    session.flush()
+    run = bill_runs.create_run(session, "C1", date(2026, 10, 5), date(2026, 11, 5), actor=specialist)
+    bill_runs.calculate(session, run)
+    bill = session.scalar(select(Bill).where(Bill.account_id == accts[0].id))
+    usages = sorted((u.meter_id, u.quantity) for u in bill.usages)
+    assert usages == [(old.id, D(6)), (new.id, D(7))] and bill.exceptions is None
+    with pytest.raises(InvalidInput, match="not in stock"):
+        meters.exchange(session, new, new, date(2026, 11, 20), D(8), D(0), specialist)
+
+
+def test_meter_states(session: Session) -> None:
+    from portal.billing_core import meters
+
+    _, supervisor, specialist = office(session, 1)
+    spare = Meter(serial="S1", size='1"', status="in_stock")
+    session.add(spare)
+    session.flush()
+    meters.move(session, spare, "in_test", specialist, date(2026, 11, 1))
+    meters.move(session, spare, "retired", supervisor, date(2026, 11, 2))
+    with pytest.raises(InvalidInput, match="cannot become in stock"):
+        meters.move(session, spare, "in_stock", supervisor, date(2026, 11, 3))
+    cashier = users.create_user(session, "c@x.org", "a long password", "cashier")
+    with pytest.raises(InvalidInput, match="only billing specialists"):
+        meters.move(session, spare, "in_test", cashier, date(2026, 11, 3))

@@ -151,3 +151,28 @@ def test_a_supervisor_voids_and_rebills_from_the_bill_page(client: TestClient, o
     with Session(office) as s:
         assert s.get(Bill, bill.id).status == "voided"
         assert s.scalar(select(func.count(Bill.id)).where(Bill.status == "posted")) == 1
+
+
+def test_meter_exchange_from_the_meter_page(client: TestClient, office: Engine) -> None:
+    with Session(office) as s, s.begin():
+        s.add(Meter(serial="NEW1", size='5/8"', status="in_stock"))
+    sign_in(client, "specialist@x.org", PASSWORD)
+    page = client.get("/staff/meters/T000002")
+    assert "Exchange meter T000002" in page.text
+    bad = post(
+        client,
+        "/staff/meters/T000002",
+        {"action": "exchange", "new_serial": "NOPE", "on": "2026-11-10", "final_read": "1070", "first_read": "0"},
+        page="/staff/meters/T000002",
+    )
+    assert "Nothing was changed: No meter with serial NOPE." in client.get(bad.headers["location"]).text
+    ok = post(
+        client,
+        "/staff/meters/T000002",
+        {"action": "exchange", "new_serial": "new1", "on": "2026-11-10", "final_read": "1070", "first_read": "0"},
+        page="/staff/meters/T000002",
+    )
+    assert "Meter updated." in client.get(ok.headers["location"]).text
+    with Session(office) as s:
+        assert s.scalar(select(Meter.status).where(Meter.serial == "T000002")) == "removed"
+        assert s.scalar(select(Meter.status).where(Meter.serial == "NEW1")) == "installed"

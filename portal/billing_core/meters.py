@@ -1,0 +1,118 @@
+"""Meter inventory: states and the moves between them, install and exchange.
+
+States: in stock -> installed -> removed -> in test -> in stock again, or retired.
+An exchange records the old meter's final read and the new meter's first read on
+the same day, moves the premise's services to the new meter, and leaves the old
+one removed; the bill for that period adds the use on both meters.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from . import audit
+from .errors import InvalidInput
+from .models import Meter, MeterRead, Premise, Service, User
+
+MOVES = {
+    "in_stock": {"installed", "in_test", "retired"},
+    "installed": {"removed"},
+    "removed": {"in_test", "in_stock", "retired"},
+    "in_test": {"in_stock", "retired"},
+    "retired": set(),
+}
+FIELD_ROLES = ("specialist", "supervisor", "admin")
+
+
+def _check(actor: User) -> None:
+    if actor.role not in FIELD_ROLES:
+        raise InvalidInput("only billing specialists and supervisors change meters", "role")
+
+
+def move(session: Session, meter: Meter, to: str, actor: User, on: date, note: str = "") -> None:
+    """Change a meter's state (not install or remove: those go with reads)."""
+    _check(actor)
+    if to not in MOVES.get(meter.status, set()) or to in ("installed", "removed"):
+        raise InvalidInput(
+            f"a meter that is {meter.status.replace('_', ' ')} cannot become {to.replace('_', ' ')} this way", "status"
+        )
+    before = meter.status
+    meter.status = to
+    if note:
+        meter.location_notes = note[:300] if to == "in_stock" else meter.location_notes
+    audit.record(
+        session,
+        "meter.move",
+        actor=actor,
+        entity_type="meter",
+        entity_id=meter.serial,
+        before={"status": before},
+        after={"status": to, "on": on.isoformat(), "note": note},
+    )
+
+
+def _read(session: Session, meter: Meter, on: date, value: Decimal, note: str) -> MeterRead:
+    if value < 0 or value >= Decimal(10) ** meter.dials:
+        raise InvalidInput(f"a {meter.dials}-dial meter reads 0 to {Decimal(10) ** meter.dials - 1}", "value")
+    clash = session.scalar(select(MeterRead).where(MeterRead.meter_id == meter.id, MeterRead.read_on == on))
+    if clash is not None:
+        raise InvalidInput(f"meter {meter.serial} already has a read on {on:%m/%d/%Y}", "on")
+    read = MeterRead(meter_id=meter.id, read_on=on, value=value, source="field", status="approved", note=note)
+    session.add(read)
+    return read
+
+
+def exchange(
+    session: Session,
+    old: Meter,
+    new: Meter,
+    on: date,
+    final_read: Decimal,
+    first_read: Decimal,
+    actor: User,
+    note: str = "",
+) -> None:
+    """Take ``old`` out and put ``new`` in its place, reads recorded for both."""
+    _check(actor)
+    if old.status != "installed" or old.premise_id is None:
+        raise InvalidInput(f"meter {old.serial} is not installed", "old")
+    if new.status != "in_stock":
+        raise InvalidInput(f"meter {new.serial} is {new.status.replace('_', ' ')}, not in stock", "new")
+    last = session.scalar(
+        select(MeterRead).where(MeterRead.meter_id == old.id).order_by(MeterRead.read_on.desc()).limit(1)
+    )
+    if last is not None and (on <= last.read_on):
+        raise InvalidInput(
+            f"the exchange must come after meter {old.serial}'s last read ({last.read_on:%m/%d/%Y})", "on"
+        )
+    if last is not None and final_read < last.value:
+        raise InvalidInput(
+            f"the final read {final_read} is below the last read {last.value.normalize():f}", "final_read"
+        )
+    _read(session, old, on, final_read, "Final read at exchange")
+    _read(session, new, on, first_read, "First read at exchange")
+    premise = session.get(Premise, old.premise_id)
+    new.premise_id, new.installed_on, new.status = old.premise_id, on, "installed"
+    new.location_notes = new.location_notes or old.location_notes
+    old.status, old.removed_on = "removed", on
+    for service in session.scalars(select(Service).where(Service.meter_id == old.id)):
+        service.meter_id = new.id
+    audit.record(
+        session,
+        "meter.exchange",
+        actor=actor,
+        entity_type="meter",
+        entity_id=old.serial,
+        before={"meter": old.serial, "final_read": str(final_read)},
+        after={
+            "meter": new.serial,
+            "first_read": str(first_read),
+            "on": on.isoformat(),
+            "premise": premise.one_line if premise else None,
+            "note": note,
+        },
+    )
