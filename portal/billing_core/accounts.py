@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session, joinedload, selectinload
@@ -13,6 +14,7 @@ from .models import (
     Account,
     Bill,
     BillLine,
+    BillUsage,
     Customer,
     LedgerEntry,
     LedgerTransaction,
@@ -161,3 +163,57 @@ def search(session: Session, query: str, limit: int = 50) -> list[Account]:
 
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+VOLUME_UNITS = ("CCF", "kgal", "kL", "gal")
+
+
+@dataclass(frozen=True)
+class BillDocument:
+    """Everything a printed bill shows."""
+
+    account: Account
+    bill: Bill
+    groups: list[tuple[str, list[BillLine], int]]
+    usages: list
+    history: list[tuple[date, Decimal]]
+    past_due_cents: int
+    scan_line: str
+
+
+def bill_document(session: Session, account: Account, bill: Bill, as_of: date) -> BillDocument:
+    from .numbers import scan_line
+
+    # Use per period from the water lines billed by volume (every bill has them; reads may be gone).
+    recent = session.execute(
+        select(Bill.id, Bill.period_end)
+        .where(Bill.account_id == account.id, Bill.status == "posted", Bill.bill_date <= bill.bill_date)
+        .order_by(Bill.period_end.desc())
+        .limit(13)
+    ).all()
+    used: dict[int, Decimal] = {bill_id: Decimal(0) for bill_id, _ in recent}
+    for bill_id, qty in session.execute(
+        select(BillLine.bill_id, BillLine.quantity).where(
+            BillLine.bill_id.in_(list(used)), BillLine.service_type == "water", BillLine.unit.in_(VOLUME_UNITS)
+        )
+    ):
+        used[bill_id] += qty
+    history = [(end, used[bill_id]) for bill_id, end in reversed(recent)]
+    summary = summarise(session, account, as_of)
+    return BillDocument(
+        account=account,
+        bill=bill,
+        groups=lines_by_service(bill),
+        usages=list(
+            session.scalars(
+                select(BillUsage)
+                .where(BillUsage.bill_id == bill.id)
+                .options(
+                    joinedload(BillUsage.meter), joinedload(BillUsage.previous_read), joinedload(BillUsage.current_read)
+                )
+            )
+        ),
+        history=history,
+        past_due_cents=max(summary.past_due_cents, 0),
+        scan_line=scan_line(account.number, bill.total_due_cents),
+    )

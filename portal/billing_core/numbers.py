@@ -31,3 +31,21 @@ def account_number(serial: int, width: int = 7) -> str:
 def normalise_account_number(text: str) -> str:
     """What a person types (spaces, dashes) reduced to the digits we store."""
     return "".join(ch for ch in (text or "") if ch.isdigit())
+
+
+def scan_line(account: str, amount_cents: int) -> str:
+    """The remittance stub's OCR line: account number, amount due in cents (10 digits), and a
+    Luhn check digit over both, so a lockbox machine catches a misread of either."""
+    digits = normalise_account_number(account)
+    amount = f"{max(amount_cents, 0):010d}"
+    return f"{digits} {amount} {luhn_digit(digits + amount)}"
+
+
+def scan_line_valid(line: str) -> bool:
+    parts = line.split()
+    return (
+        len(parts) == 3
+        and luhn_valid(parts[0])
+        and parts[2].isdigit()
+        and luhn_digit(parts[0] + parts[1]) == int(parts[2])
+    )

@@ -49,3 +49,23 @@ def bill_detail(request: Request) -> Response:
         return request.app.state.templates.TemplateResponse(
             request, "customer/bill.html", {"account": account, "bill": bill, "groups": accounts.lines_by_service(bill)}
         )
+
+
+def bill_document(request: Request) -> Response:
+    """The printable bill, for a bill on one of this customer's accounts."""
+    with db(request) as session:
+        user = require_customer(request, session)
+        account = accounts.account_for_user(session, user, request.path_params["number"])
+        bill = accounts.bill_with_lines(session, account.id, request.path_params["bill"]) if account else None
+        if bill is None:
+            raise PageNotFound()
+        return render_bill_document(request, session, account, bill)
+
+
+def render_bill_document(request: Request, session, account, bill) -> Response:  # type: ignore[no-untyped-def]
+    from ..charts import usage_chart
+
+    doc = accounts.bill_document(session, account, bill, today(request))
+    return request.app.state.templates.TemplateResponse(
+        request, "bill_document.html", {"doc": doc, "chart": usage_chart(doc.history, "CCF")}
+    )

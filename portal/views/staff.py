@@ -124,3 +124,15 @@ def _void_bill(request: Request, reason: str) -> Response:
             )
         new_number = new.number
     return redirect(f"/staff/accounts/{number}/bills/{new_number}")
+
+
+def bill_document(request: Request) -> Response:
+    from .customer import render_bill_document
+
+    with db(request) as session:
+        require_staff(request, session)
+        account = session.scalar(select(Account).where(Account.number == request.path_params["number"]))
+        bill = accounts.bill_with_lines(session, account.id, request.path_params["bill"]) if account else None
+        if bill is None:
+            raise PageNotFound()
+        return render_bill_document(request, session, account, bill)

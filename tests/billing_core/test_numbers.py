@@ -26,3 +26,15 @@ def test_a_mistyped_number_fails_the_check(typo: str) -> None:
 
 def test_normalise_strips_spaces_and_dashes() -> None:
     assert normalise_account_number(" 0000-0018 ") == "00000018"
+
+
+def test_scan_line_carries_account_amount_and_a_check_digit() -> None:
+    from portal.billing_core.numbers import scan_line, scan_line_valid
+
+    line = scan_line("00000018", 13626)
+    assert line.startswith("00000018 0000013626 ")
+    assert scan_line_valid(line)
+    account, amount, check = line.split()
+    assert not scan_line_valid(f"{account} {'0000013628'} {check}")  # a misread amount is caught
+    assert not scan_line_valid(f"00000026 {amount} {check}")
+    assert scan_line("00000018", -500).split()[1] == "0000000000"  # a credit balance owes nothing

@@ -79,3 +79,22 @@ def test_customers_cannot_open_staff_pages(client: TestClient) -> None:
     sign_in(client, "resident@demo.example")
     assert client.get("/staff?q=Oak").status_code == 404
     assert client.get("/staff/accounts/00000018").status_code == 404
+
+
+def test_the_printable_bill_has_a_stub_with_a_checked_scan_line(client: TestClient, demo_engine: Engine) -> None:
+    from portal.billing_core.numbers import scan_line_valid
+
+    sign_in(client, "resident@demo.example")
+    number = linked_numbers(demo_engine, "resident@demo.example")[0]
+    bills = client.get(f"/my/accounts/{number}").context["bills"]
+    page = client.get(f"/my/accounts/{number}/bills/{bills[0].number}/document")
+    assert page.status_code == 200 and page.template.name == "bill_document.html"
+    doc = page.context["doc"]
+    assert doc.scan_line.startswith(f"{number} {bills[0].total_due_cents:010d} ") and scan_line_valid(doc.scan_line)
+    assert len(doc.history) == 13 and all(q >= 0 for _d, q in doc.history)
+    assert "Return this part with your payment" in page.text and "<svg" in page.text
+    theirs = other_account(demo_engine, "resident@demo.example")
+    with Session(demo_engine) as s:
+        their_bill = s.scalar(select(Bill.number).join(Account).where(Account.number == theirs).limit(1))
+    assert client.get(f"/my/accounts/{theirs}/bills/{their_bill}/document").status_code == 404
+    assert client.get(f"/my/accounts/{number}/bills/{their_bill}/document").status_code == 404

@@ -66,6 +66,8 @@ def test_account_view_shows_everything_with_a_running_balance(client: TestClient
     bill = ctx["bills"][0]
     page = client.get(f"/staff/accounts/{number}/bills/{bill.number}")
     assert page.status_code == 200 and bill.number in page.text
+    document = client.get(f"/staff/accounts/{number}/bills/{bill.number}/document")
+    assert document.status_code == 200 and document.context["doc"].bill.number == bill.number
 
 
 def test_unknown_account_is_404(client: TestClient) -> None:
