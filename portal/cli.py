@@ -158,7 +158,8 @@ def cmd_reads_import(args: argparse.Namespace) -> int:
 
     settings = _settings()
     try:
-        content = open(args.file, "rb").read()
+        with open(args.file, "rb") as f:
+            content = f.read()
     except OSError as exc:
         print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 2
@@ -187,6 +188,25 @@ def cmd_reads_import(args: argparse.Namespace) -> int:
         f"{args.file}: {report.lines} lines, {report.added} reads added, {report.unchanged} already on record, "
         f"{report.exceptions} waiting for review."
     )
+    return 0
+
+
+def cmd_reads_route_file(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from .billing_core.read_files import write_route_file
+    from .billing_core.read_import import route_stops
+
+    with _engine() as engine, make_sessionmaker(engine)() as session:
+        stops = route_stops(session, args.cycle, date.fromisoformat(args.date), args.route)
+    if not stops:
+        print(
+            f"error: no installed meters on cycle {args.cycle}" + (f" route {args.route}" if args.route else ""),
+            file=sys.stderr,
+        )
+        return 2
+    sys.stdout.write(write_route_file(stops, args.layout))
+    print(f"{len(stops)} stops written in walking order.", file=sys.stderr)
     return 0
 
 
@@ -381,6 +401,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layout", help="a layout from portal/data/read_layouts.json (fixed-width files need one)")
     p.add_argument("--map", help="CSV columns: meter_serial=Col,account_number=Col,value=Col,read_at=Col,source=Col")
     p.set_defaults(func=cmd_reads_import)
+    p = reads_p.add_parser("route-file", help="write a route file for handhelds, stops in walking order")
+    p.add_argument("--cycle", required=True)
+    p.add_argument("--route", help="one route (default: every route of the cycle)")
+    p.add_argument("--date", required=True, help="the scheduled read date, YYYY-MM-DD")
+    p.add_argument("--layout", default="handheld-60")
+    p.set_defaults(func=cmd_reads_route_file)
 
     runs = sub.add_parser("bill-run", help="bill runs").add_subparsers(dest="bill_run_command", required=True)
     p = runs.add_parser("create", help="create a run for a cycle and period")

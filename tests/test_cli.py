@@ -72,3 +72,19 @@ def test_demo_prints_sign_ins_and_keeps_an_existing_district(env: Engine, capsys
     assert main(["demo", "--accounts", "12", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "Keeping the district already there" in out and "resident@demo.example" in out
+
+
+def test_route_file_out_and_back_in(env: Engine, capsys: pytest.CaptureFixture[str], tmp_path) -> None:  # type: ignore[no-untyped-def]
+    build_demo(env, accounts=12, seed=4, progress=False, today="2026-10-20")
+    capsys.readouterr()
+    assert main(["reads", "route-file", "--cycle", "C2", "--date", "2026-11-12"]) == 0
+    out = capsys.readouterr()
+    lines = out.out.splitlines()
+    assert len(lines) == 3 and "3 stops written in walking order." in out.err
+    assert [line[6:11] for line in lines] == ["00001", "00002", "00003"]
+    # The reader keys each new read over the previous one and a read code; the file loads.
+    filled = [line[:31] + f"{int(line[31:41]) + 9:<10}" + line[41:49] + "OK" for line in lines]
+    path = tmp_path / "route.txt"
+    path.write_text("\n".join(filled) + "\n")
+    assert main(["reads", "import", str(path), "--format", "fixed", "--layout", "handheld-60"]) == 0
+    assert "3 reads added" in capsys.readouterr().out

@@ -241,3 +241,37 @@ def validate_new_read(
         .limit(1)
     )
     return reads.validate(use.quantity, past, active=active in (None, "active"), rollover=use.rollover, rules=rules)
+
+
+def route_stops(session: Session, cycle_code: str, scheduled_on: date, route_code: str | None = None) -> list:
+    """The stops of a cycle's routes in walking order, each meter with its last read."""
+    from sqlalchemy import func
+
+    from .models import BillingCycle, Premise, Route
+    from .read_files import RouteStop
+
+    last = select(MeterRead.meter_id, func.max(MeterRead.read_on).label("day")).group_by(MeterRead.meter_id).subquery()
+    stmt = (
+        select(Route.code, Premise.walk_sequence, Account.number, Meter.serial, MeterRead.value)
+        .join(Premise, Premise.route_id == Route.id)
+        .join(BillingCycle, BillingCycle.id == Route.cycle_id)
+        .join(Account, Account.premise_id == Premise.id)
+        .join(Service, Service.account_id == Account.id)
+        .join(Meter, Meter.id == Service.meter_id)
+        .outerjoin(last, last.c.meter_id == Meter.id)
+        .outerjoin(MeterRead, (MeterRead.meter_id == Meter.id) & (MeterRead.read_on == last.c.day))
+        .where(BillingCycle.code == cycle_code, Account.status == "active", Meter.status == "installed")
+        .order_by(Route.code, Premise.walk_sequence, Meter.serial)
+    )
+    if route_code:
+        stmt = stmt.where(Route.code == route_code)
+    seen = set()
+    stops = []
+    for route, seq, number, serial, value in session.execute(stmt):
+        if serial in seen:
+            continue
+        seen.add(serial)
+        stops.append(
+            RouteStop(route, seq or 0, number, serial, value if value is not None else Decimal(0), scheduled_on)
+        )
+    return stops
