@@ -251,7 +251,7 @@ def write_route_file(stops: Iterable[RouteStop], layout_name: str = "handheld-60
             "sequence": f"{stop.sequence:05d}",
             "account_number": stop.account_number,
             "meter_serial": stop.meter_serial,
-            "value": f"{stop.previous_value:f}",
+            "value": f"{stop.previous_value.normalize():f}",
             "read_date": stop.scheduled_on.strftime(spec.get("date_format", "%Y%m%d")),
             "read_code": "",
         }
