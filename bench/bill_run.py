@@ -88,24 +88,29 @@ def main() -> None:
             pass
     settings = Settings(database_url=url)
     env = {**os.environ, "DATABASE_URL": url}
-    workers = [
-        subprocess.Popen(
-            [sys.executable, "-m", "portal.cli", "worker"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for _ in range(args.workers)
-    ]
+    in_process = args.workers == 0  # --workers 0: every chunk in this process (no queue)
+    workers = (
+        []
+        if in_process
+        else [
+            subprocess.Popen(
+                [sys.executable, "-m", "portal.cli", "worker"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for _ in range(args.workers)
+        ]
+    )
     try:
         t0 = time.monotonic()
-        dispatch(settings, run_id, "calculate", chunk=args.chunk, in_process=False)
+        dispatch(settings, run_id, "calculate", chunk=args.chunk, in_process=in_process)
         wait(engine, run_id, "calculated")
         t_calc = time.monotonic() - t0
         with Session(engine) as s, s.begin():
             bill_runs.approve(s, s.get(BillRun, run_id), s.get(User, supervisor_id))
         t1 = time.monotonic()
-        dispatch(settings, run_id, "post", supervisor_id, chunk=args.chunk, in_process=False)
+        dispatch(settings, run_id, "post", supervisor_id, chunk=args.chunk, in_process=in_process)
         wait(engine, run_id, "posted")
         t_post = time.monotonic() - t1
     finally:

@@ -673,6 +673,9 @@ class _Builder:
         finally:
             bulk.close()
         self.fix_sequences()
+        if self.engine.dialect.name == "postgresql":
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text("ANALYZE"))  # fresh statistics, or the planner guesses badly on new tables
         self.sign_ins({k: sorted(v) for k, v in picks.items()})
         self.result.accounts = self.n
         return self.result

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.orm import Session, selectinload
 
 from . import audit, ledger, posting, rating, reads
@@ -163,10 +163,12 @@ def calculate(
     versions = _versions(session)
     data = _prefetch(session, run, accounts)
     held = 0
+    drafts = []
     for account in accounts:
         bill = _draft(session, run, account, versions, rules, data)
         held += any(code in HOLDING for code in (bill.exceptions or "").split(","))
-    session.flush()
+        drafts.append(bill)
+    _insert_drafts(session, drafts)
     # Chunks of one run may be calculated side by side by several workers. Only this
     # last step takes the run's row lock, and it counts what has been committed once
     # it holds it, so the last chunk to finish sees every other one and closes the step.
@@ -179,6 +181,74 @@ def calculate(
         run.status = "calculated"
         run.calculated_at = utcnow()
     return RunStep(run, len(accounts), held)
+
+
+BILL_COLUMNS = (
+    "account_id",
+    "bill_run_id",
+    "period_start",
+    "period_end",
+    "bill_date",
+    "due_date",
+    "previous_balance_cents",
+    "payments_since_cents",
+    "current_charges_cents",
+    "total_due_cents",
+    "status",
+    "estimated",
+    "exceptions",
+)
+LINE_COLUMNS = (
+    "sequence",
+    "service_type",
+    "description",
+    "quantity",
+    "unit",
+    "unit_price",
+    "amount_cents",
+    "rate_version_id",
+)
+USAGE_COLUMNS = ("meter_id", "previous_value", "current_value", "quantity", "estimated", "note")
+
+
+def _insert_drafts(session: Session, drafts: list[Bill]) -> None:
+    """Write a chunk's drafts with three multi-row inserts instead of the unit of work."""
+    if not drafts:
+        return
+    session.flush()  # estimated reads made for this chunk get their ids
+    ids = _reserve_ids(session, "bill", len(drafts))
+    bills, lines, usages = [], [], []
+    for bill_id, bill in zip(ids, drafts, strict=True):
+        bills.append({"id": bill_id, **{c: getattr(bill, c) for c in BILL_COLUMNS}})
+        lines += [{"bill_id": bill_id, **{c: getattr(line, c) for c in LINE_COLUMNS}} for line in bill.lines]
+        usages += [
+            {
+                "bill_id": bill_id,
+                **{c: getattr(u, c) for c in USAGE_COLUMNS},
+                "previous_read_id": u.previous_read.id if u.previous_read else u.previous_read_id,
+                "current_read_id": u.current_read.id if u.current_read else u.current_read_id,
+                "estimated": bool(u.estimated),
+            }
+            for u in bill.usages
+        ]
+    session.execute(insert(Bill.__table__), bills)
+    if lines:
+        session.execute(insert(BillLine.__table__), lines)
+    if usages:
+        session.execute(insert(BillUsage.__table__), usages)
+
+
+def _reserve_ids(session: Session, table: str, n: int) -> list[int]:
+    if session.get_bind().dialect.name == "postgresql":
+        return list(
+            session.scalars(
+                text(f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, :n)"),
+                {"n": n},
+            )
+        )
+    # SQLite has one writer at a time, and this transaction is it.
+    top = session.scalar(text(f"SELECT COALESCE(MAX(id), 0) FROM {table}")) or 0
+    return list(range(top + 1, top + n + 1))
 
 
 def _lock(session: Session, run: BillRun) -> None:
@@ -233,14 +303,31 @@ def _prefetch(session: Session, run: BillRun | _Rebill, accounts: Sequence[Accou
     meter_ids = {s.meter_id for a in accounts for s in a.services if s.meter_id is not None}
     meter_ids |= {m.id for ms in removed.values() for m in ms}
     by_meter: dict[int, list[MeterRead]] = defaultdict(list)
-    if meter_ids:
-        since = run.period_start - timedelta(days=430)
+
+    def load(ids_: set[int], since: date) -> None:
         for read in session.scalars(
             select(MeterRead)
-            .where(MeterRead.meter_id.in_(meter_ids), MeterRead.read_on >= since)
+            .where(MeterRead.meter_id.in_(ids_), MeterRead.read_on >= since)
             .order_by(MeterRead.meter_id, MeterRead.read_on)
         ):
             by_meter[read.meter_id].append(read)
+
+    if meter_ids:
+        # The reads around this period; a year and more only for meters that need an estimate.
+        load(meter_ids, run.period_start - timedelta(days=45))
+        window_end = run.period_end + timedelta(days=READ_WINDOW_DAYS)
+        missing = {
+            m
+            for m in meter_ids
+            if not any(
+                run.period_start + timedelta(days=READ_WINDOW_DAYS) < r.read_on <= window_end
+                for r in by_meter.get(m, [])
+            )
+        }
+        if missing:
+            for m in missing:
+                by_meter.pop(m, None)
+            load(missing, run.period_start - timedelta(days=430))
     balances = _balances(session, ids)
     last = _last_bill_dates(ids)
     last_charges = dict(
@@ -358,7 +445,6 @@ def _draft(
         ],
     )
     bill.usages = use.rows
-    session.add(bill)
     return bill
 
 
@@ -590,16 +676,25 @@ def _post_bills(session: Session, bills: list[Bill], actor: User | None) -> None
     ids = [b.account_id for b in bills]
     balances = _balances(session, ids)
     last_bill = _last_bill_dates(ids)
+    # Credits since each account's last bill, reached through its own transactions (indexed by account).
     credits = dict(
         session.execute(
-            select(LedgerEntry.account_id, func.sum(LedgerEntry.amount_cents))
-            .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
-            .join(last_bill, last_bill.c.account_id == LedgerEntry.account_id)
-            .where(LedgerEntry.amount_cents < 0, LedgerTransaction.effective_on >= last_bill.c.last)
-            .group_by(LedgerEntry.account_id)
+            select(LedgerTransaction.account_id, func.sum(LedgerEntry.amount_cents))
+            .join(
+                LedgerEntry,
+                (LedgerEntry.transaction_id == LedgerTransaction.id)
+                & (LedgerEntry.account_id == LedgerTransaction.account_id),
+            )
+            .join(last_bill, last_bill.c.account_id == LedgerTransaction.account_id)
+            .where(
+                LedgerTransaction.account_id.in_(ids),
+                LedgerTransaction.effective_on >= last_bill.c.last,
+                LedgerEntry.amount_cents < 0,
+            )
+            .group_by(LedgerTransaction.account_id)
         ).all()
     )
-    txns: dict[int, LedgerTransaction] = {}
+    txns: dict[int, ledger.Transaction] = {}
     for bill in bills:
         by_service: dict[str, int] = defaultdict(int)
         for line in bill.lines:
@@ -612,17 +707,52 @@ def _post_bills(session: Session, bills: list[Bill], actor: User | None) -> None
                 dict(by_service),
                 memo=f"Bill for {bill.period_start:%m/%d/%Y} to {bill.period_end - timedelta(days=1):%m/%d/%Y}",
             )
-            txns[bill.id] = posting.stage(session, txn, bill.account_id, actor.id if actor else None)
-    session.flush()
+            ledger.check_balanced(txn)
+            txns[bill.id] = txn
+    # Transactions and entries in two multi-row inserts, ids reserved up front.
+    txn_ids = dict(zip(txns, _reserve_ids(session, "ledger_transaction", len(txns)), strict=True))
+    posted_at = utcnow()
+    actor_id = actor.id if actor else None
+    if txns:
+        session.execute(
+            insert(LedgerTransaction.__table__),
+            [
+                {
+                    "id": txn_ids[bill_id],
+                    "kind": t.kind.value,
+                    "account_id": t.entries[0].account_id,
+                    "effective_on": t.effective_date,
+                    "due_on": t.due_date,
+                    "memo": t.memo,
+                    "reverses_id": None,
+                    "posted_at": posted_at,
+                    "posted_by_id": actor_id,
+                }
+                for bill_id, t in txns.items()
+            ],
+        )
+        session.execute(
+            insert(LedgerEntry.__table__),
+            [
+                {
+                    "transaction_id": txn_ids[bill_id],
+                    "gl_account": e.gl_account,
+                    "account_id": e.account_id,
+                    "service_type": e.service,
+                    "amount_cents": e.amount_cents,
+                }
+                for bill_id, t in txns.items()
+                for e in t.entries
+            ],
+        )
     for bill in bills:
         balance = balances.get(bill.account_id, 0)
         credits_since = -int(credits.get(bill.account_id) or 0)
-        txn_row = txns.get(bill.id)
         bill.number = f"{bill.id:09d}"
         bill.previous_balance_cents = balance + credits_since
         bill.payments_since_cents = credits_since
         bill.total_due_cents = balance + bill.current_charges_cents
-        bill.ledger_transaction_id = txn_row.id if txn_row else None
+        bill.ledger_transaction_id = txn_ids.get(bill.id)
         bill.status = "posted"
 
 
@@ -671,6 +801,7 @@ def void_and_rebill(
     # Reads this period: the ones the voided bill used may have been corrected since.
     session.flush()
     new = _draft(session, period, account, _versions(session), reads.Rules(), _prefetch(session, period, [account]))
+    session.add(new)
     held = [c for c in (new.exceptions or "").split(",") if c in HOLDING]
     if held:
         raise InvalidInput(
