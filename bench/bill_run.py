@@ -1,9 +1,10 @@
 """One full cycle of a demo district calculated and posted by worker processes, on PostgreSQL.
 
     .venv/bin/python bench/bill_run.py --database postgresql://postgres@127.0.0.1/bench \
-        [--accounts 100000] [--workers 2] [--chunk 500] [--keep]
+        [--accounts 100000] [--cycles 1] [--workers 2] [--chunk 500] [--keep]
 
-Builds the district with `portal demo` (unless --keep finds one), loads a read
+Builds the district with `portal demo` (unless --keep finds one), its accounts
+in one billing cycle by default so that the cycle bills every account; loads a read
 for every meter of cycle C1 for the next period, creates the run, queues its
 chunks, starts --workers `portal worker` processes, and times calculation and
 posting until the run is posted. Then it copies the rows the run wrote (bills,
@@ -42,6 +43,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--database", required=True, help="PostgreSQL URL (the database is rebuilt unless --keep)")
     parser.add_argument("--accounts", type=int, default=100_000)
+    parser.add_argument("--cycles", type=int, default=1, help="billing cycles of the district; the run bills the first")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--chunk", type=int, default=500)
     parser.add_argument("--keep", action="store_true", help="reuse a district already in the database")
@@ -51,7 +53,9 @@ def main() -> None:
     today = date(2026, 10, 20)
     started = time.monotonic()
     try:
-        build_demo(engine, accounts=args.accounts, seed=1, progress=True, today=today, reset=not args.keep)
+        build_demo(
+            engine, accounts=args.accounts, seed=1, progress=True, today=today, reset=not args.keep, cycles=args.cycles
+        )
     except DemoExists:
         pass
     print(f"district ready in {time.monotonic() - started:.0f} s")

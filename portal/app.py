@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine
@@ -19,6 +20,7 @@ from starlette.staticfiles import StaticFiles
 from .billing_core.errors import NotFound
 from .csrf import CSRFMiddleware
 from .db import make_engine, make_sessionmaker
+from .documents import AsyncPrinter
 from .settings import Settings
 from .templating import make_templates
 from .views import auth, billing, customer, rates, staff
@@ -42,11 +44,13 @@ ROUTES = [
     Route("/my/accounts/{number}", customer.account_detail),
     Route("/my/accounts/{number}/bills/{bill}", customer.bill_detail),
     Route("/my/accounts/{number}/bills/{bill}/document", customer.bill_document),
+    Route("/my/accounts/{number}/bills/{bill}/pdf", customer.bill_pdf),
     Route("/staff", staff.search),
     Route("/staff/accounts/{number}", staff.account_view),
     Route("/staff/accounts/{number}/bills/{bill}", staff.bill_view),
     Route("/staff/accounts/{number}/bills/{bill}/void", staff.void_bill, methods=["POST"]),
     Route("/staff/accounts/{number}/bills/{bill}/document", staff.bill_document),
+    Route("/staff/accounts/{number}/bills/{bill}/pdf", staff.bill_pdf),
     Route("/staff/reads", billing.review_queue),
     Route("/staff/reads/{read:int}", billing.review_action, methods=["POST"]),
     Route("/staff/reads/upload", billing.read_upload_page, methods=["GET"]),
@@ -55,6 +59,7 @@ ROUTES = [
     Route("/staff/bill-runs", billing.run_create, methods=["POST"]),
     Route("/staff/bill-runs/{run:int}", billing.run_view, methods=["GET"]),
     Route("/staff/bill-runs/{run:int}", billing.run_action, methods=["POST"]),
+    Route("/staff/bill-runs/{run:int}/{kind:str}", billing.print_file_download, methods=["GET"]),
     Route("/staff/meters/{serial}", billing.meter_view, methods=["GET"]),
     Route("/staff/meters/{serial}", billing.meter_action, methods=["POST"]),
     Route("/staff/rates", rates.schedule_list),
@@ -108,8 +113,16 @@ def create_app(
 ) -> Starlette:
     settings = settings or Settings.from_env()
     engine = engine or make_engine(settings.database_url)
+    printer = AsyncPrinter(settings.chromium)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await printer.close()
+
     app = Starlette(
         routes=ROUTES,
+        lifespan=lifespan,
         middleware=[
             Middleware(
                 SessionMiddleware,
@@ -134,5 +147,6 @@ def create_app(
     app.state.engine = engine
     app.state.sessions = make_sessionmaker(engine)
     app.state.templates = make_templates()
+    app.state.printer = printer
     app.state.clock = clock or (lambda: datetime.now(UTC))
     return app

@@ -57,6 +57,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 today=args.today,
                 reset=args.reset,
                 workers=args.workers,
+                cycles=args.cycles,
             )
         except DemoExists as exc:
             print(f"Keeping the district already there: {exc}.")
@@ -234,13 +235,13 @@ def _run(session, run_id: int):  # type: ignore[no-untyped-def]
     return run
 
 
-def _bar(done: int, total: int, started: float) -> None:
+def _bar(done: int, total: int, started: float, what: str = "accounts") -> None:
     import time
 
     width = 30
     filled = int(width * done / max(total, 1))
     sys.stderr.write(
-        f"\r[{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,} accounts  {time.monotonic() - started:6.1f} s"
+        f"\r[{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,} {what}  {time.monotonic() - started:6.1f} s"
     )
     sys.stderr.flush()
 
@@ -303,6 +304,43 @@ def _run_step(args: argparse.Namespace, factory) -> int:  # type: ignore[no-unty
     return 0
 
 
+def _deliver(args: argparse.Namespace, factory) -> int:  # type: ignore[no-untyped-def]
+    """Deliver a posted run: render its print file and email paperless customers."""
+    import time
+
+    from .billing_core import delivery
+    from .billing_core.models import PrintFile
+    from .jobs import dispatch_delivery
+
+    settings = _settings()
+    with transaction(factory) as session:
+        run = _run(session, args.run)
+        pf = delivery.start(session, run, _actor(session, args.as_user, needed=True), part_size=args.part)
+        pf_id, mailed, emailed = pf.id, pf.bills_total, pf.emails_total
+    print(f"Run {args.run}: {mailed:,} bills to print, {emailed:,} to email.", file=sys.stderr)
+    started = time.monotonic()
+    in_process = args.in_process or not settings.is_postgres
+    jobs = dispatch_delivery(settings, pf_id, in_process=in_process, progress=lambda d, t: _bar(d, t, started, "jobs"))
+    if not in_process:
+        print(f"Queued {jobs} jobs for the workers (start them with `portal worker`).", file=sys.stderr)
+        while args.wait:
+            with factory() as session:
+                prog = delivery.progress(session, _run(session, args.run))
+            _bar(prog.parts_done + prog.emails_sent, (prog.print_file.parts_total or 0) + emailed, started, "steps")
+            if prog.done:
+                break
+            time.sleep(0.5)
+    sys.stderr.write("\n")
+    with factory() as session:
+        pf = session.get(PrintFile, pf_id)
+        seconds = time.monotonic() - started
+        print(f"Print file {pf.id} is {pf.status}: {pf.bills_total:,} bills ({pf.bills_total / seconds:,.0f} bills/s).")
+        if pf.pdf_path:
+            print(f"  PDF: {pf.pdf_path}")
+            print(f"  Mail-house extract: {pf.csv_path}")
+    return 0
+
+
 def cmd_bill_run(args: argparse.Namespace) -> int:
     from datetime import date
 
@@ -350,6 +388,8 @@ def cmd_bill_run(args: argparse.Namespace) -> int:
                         f"{', ...' if len(rows) > 5 else ''})"
                     )
             return 0
+        if args.bill_run_command == "deliver":
+            return _deliver(args, factory)
         if args.bill_run_command == "approve":
             with transaction(factory) as session:
                 run = bill_runs.approve(session, _run(session, args.run), _actor(session, args.as_user, True))
@@ -373,6 +413,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reset", action="store_true", help="drop everything in the database and rebuild")
     p.add_argument(
         "--workers", type=int, help="processes loading in parallel on PostgreSQL (default: one per core, at most 4)"
+    )
+    p.add_argument(
+        "--cycles", type=int, default=4, choices=range(1, 5), help="billing cycles the accounts are spread over"
     )
     p.set_defaults(func=cmd_demo)
 
@@ -428,6 +471,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--chunk", type=int, default=500, help="accounts per job")
         p.add_argument("--in-process", action="store_true", help="do the work here, not on the workers")
         p.add_argument("--no-wait", dest="wait", action="store_false", help="queue the jobs and return")
+    p = runs.add_parser("deliver", help="deliver a posted run: print file and paperless emails")
+    p.add_argument("run", type=int)
+    p.add_argument("--as", dest="as_user", help="the staff sign-in doing this")
+    p.add_argument("--part", type=int, default=200, help="bills per print-file slice (one job each)")
+    p.add_argument("--in-process", action="store_true", help="do the work here, not on the workers")
+    p.add_argument("--no-wait", dest="wait", action="store_false", help="queue the jobs and return")
     for p in runs.choices.values():
         p.set_defaults(func=cmd_bill_run)
 

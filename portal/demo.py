@@ -496,6 +496,7 @@ def build_demo(
     reset: bool = False,
     workers: int | None = None,
     chunk_accounts: int = BATCH_ACCOUNTS,
+    cycles: int = 4,
 ) -> DemoResult:
     """Build the district. On PostgreSQL, ``workers`` processes (default: one per
     core, at most 4) generate and load chunks side by side; the district is the
@@ -504,6 +505,8 @@ def build_demo(
     started = time.monotonic()
     if accounts < 1:
         raise ValueError("the demo needs at least one account")
+    if not 1 <= cycles <= 4:
+        raise ValueError("the demo has 1 to 4 billing cycles")
     upgrade(engine)
     if reset:
         reset_database(engine)
@@ -515,7 +518,7 @@ def build_demo(
         today = date.fromisoformat(today)
     if workers is None:
         workers = min(4, os.cpu_count() or 1)
-    result = _Builder(engine, accounts, seed, today, progress, chunk_accounts).run(max(1, workers))
+    result = _Builder(engine, accounts, seed, today, progress, chunk_accounts, cycles).run(max(1, workers))
     result.seconds = time.monotonic() - started
     return result
 
@@ -552,9 +555,17 @@ class _ChunkOutcome:
 
 class _Builder:
     def __init__(
-        self, engine: Engine, n: int, seed: int, today: date, progress: bool, chunk_accounts: int = BATCH_ACCOUNTS
+        self,
+        engine: Engine,
+        n: int,
+        seed: int,
+        today: date,
+        progress: bool,
+        chunk_accounts: int = BATCH_ACCOUNTS,
+        cycles: int = 4,
     ) -> None:
         self.engine, self.n, self.seed, self.today = engine, n, seed, today
+        self.cycle_count = cycles
         self.chunk_size = chunk_accounts
         self.url = engine.url.render_as_string(hide_password=False)
         self.progress = _Progress(n, progress)
@@ -567,9 +578,9 @@ class _Builder:
 
     # -- reference data -------------------------------------------------
     def plan_reference_data(self) -> None:
-        self.cycles = [(i, day) for i, day in enumerate((5, 12, 19, 26), start=1)]
+        self.cycles = [(i, day) for i, day in enumerate((5, 12, 19, 26)[: self.cycle_count], start=1)]
         # Routes of about 400 stops each, spread over the cycles.
-        routes_per_cycle = max(1, (self.n // 4 + 399) // 400)
+        routes_per_cycle = max(1, (self.n // self.cycle_count + 399) // 400)
         self.route_rows = []
         self.routes: dict[int, list[int]] = {}
         for cycle_id, _day in self.cycles:
@@ -750,9 +761,9 @@ class _Builder:
             if i < len(SHOWCASE):
                 klass_row = CLASSES[0]  # the demo sign-ins' accounts are single-family homes
             klass, _share, w_code, s_code, t_code = klass_row
-            cycle_id, read_day = self.cycles[i % 4]
+            cycle_id, read_day = self.cycles[i % self.cycle_count]
             route_list = self.routes[cycle_id]
-            route_id = route_list[(i // 4) % len(route_list)]
+            route_id = route_list[(i // self.cycle_count) % len(route_list)]
             # Premise.
             pid = mid = aid = i + 1
             street = f"{rng.randint(100, 16999)} {rng.choice(STREETS)} {rng.choice(SUFFIXES)}"

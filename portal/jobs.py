@@ -10,15 +10,18 @@ bills already posted. A job that dies half way is simply run again.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from procrastinate import App, PsycopgConnector, SyncPsycopgConnector
 
+from . import delivery
 from .billing_core import bill_runs
-from .billing_core.models import BillRun, User
+from .billing_core.models import BillRun, PrintFile, User
 from .db import make_engine, make_sessionmaker, transaction
+from .documents import AsyncPrinter
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -72,6 +75,60 @@ def _post(database_url: str, run_id: int, account_ids: list[int], actor_id: int)
         if run is None or actor is None:
             return 0
         return bill_runs.post(session, run, actor, account_ids).accounts
+
+
+_printer: AsyncPrinter | None = None
+
+
+@app.task(name="delivery.print_part", queue="delivery", retry=3)
+async def print_part(print_file_id: int, part: int) -> bool:
+    # An async task: the worker's one Chromium serves every slice it renders.
+    global _printer
+    settings = Settings.from_env()
+    if _printer is None:
+        _printer = AsyncPrinter(settings.chromium)
+    return await delivery.render_part(settings, _sessions(settings.database_url), _printer, print_file_id, part)
+
+
+@app.task(name="delivery.email_bills", queue="delivery", retry=3)
+def email_bills(print_file_id: int, bill_ids: list[int]) -> int:
+    settings = Settings.from_env()
+    return delivery.send_emails(settings, _sessions(settings.database_url), print_file_id, bill_ids)
+
+
+def dispatch_delivery(
+    settings: Settings,
+    print_file_id: int,
+    in_process: bool | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Split a print file into one job per slice, and its emails into batches. Returns the job count."""
+    factory = _sessions(settings.database_url)
+    with factory() as session:
+        pf = session.get(PrintFile, print_file_id)
+        if pf is None:
+            raise bill_runs.InvalidInput(f"no print file {print_file_id}", "print_file")
+        parts = list(range(pf.parts_total))
+        batches = delivery.email_batches(session, pf)
+    if in_process is None:
+        in_process = settings.jobs_in_process or not settings.is_postgres
+    total = len(parts) + len(batches)
+    if in_process:
+        asyncio.run(
+            delivery.render_parts(settings, factory, print_file_id, parts, progress and (lambda n: progress(n, total)))
+        )
+        for n, batch in enumerate(batches, start=len(parts) + 1):
+            delivery.send_emails(settings, factory, print_file_id, batch)
+            if progress:
+                progress(n, total)
+        return total
+    connector = SyncPsycopgConnector(conninfo=conninfo(settings.database_url))
+    with app.replace_connector(connector) as deferring, deferring.open():
+        for part in parts:
+            deferring.configure_task("delivery.print_part").defer(print_file_id=print_file_id, part=part)
+        for batch in batches:
+            deferring.configure_task("delivery.email_bills").defer(print_file_id=print_file_id, bill_ids=batch)
+    return total
 
 
 def dispatch(

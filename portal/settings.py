@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SQLITE_PATH = PROJECT_ROOT / "var" / "portal.sqlite3"
+DEFAULT_FILES_DIR = PROJECT_ROOT / "var" / "files"
 
 
 def _bool(value: str | None, default: bool) -> bool:
@@ -45,6 +46,10 @@ class Settings:
     public_url: str = "http://localhost:8000"
     #: Run batch jobs inside the portal process even on PostgreSQL (small offices, tests).
     jobs_in_process: bool = False
+    #: Where print files are written. Workers on other machines need it shared (a network volume).
+    files_dir: str = str(DEFAULT_FILES_DIR)
+    #: The Chromium that prints bills to PDF.
+    chromium: str = "/usr/bin/chromium"
 
     @property
     def tz(self) -> ZoneInfo:
@@ -84,6 +89,8 @@ class Settings:
             smtp_starttls=_bool(env.get("SMTP_STARTTLS"), False),
             public_url=env.get("PUBLIC_URL", defaults.public_url),
             jobs_in_process=_bool(env.get("PORTAL_JOBS_IN_PROCESS"), False),
+            files_dir=env.get("FILES_DIR", defaults.files_dir),
+            chromium=env.get("CHROMIUM", defaults.chromium),
         )
 
 

@@ -11,6 +11,7 @@ from starlette.templating import Jinja2Templates
 
 from . import csrf
 from .billing_core.money import format_money
+from .charts import usage_chart
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -46,6 +47,7 @@ def make_templates() -> Jinja2Templates:
     env.filters["shortdate"] = _short_date
     env.filters["qty"] = _quantity
     env.globals["htmx_file"] = HTMX_FILE
+    env.globals["usage_chart"] = usage_chart
     return templates
 
 

@@ -15,11 +15,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import Any, NamedTuple
 
-from sqlalchemy import delete, func, insert, select, text
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy.orm import Session
 
 from . import audit, ledger, posting, rating, reads
+from .bulk import among, custom_plans, insert_rows, reserve_ids, update_rows
 from .errors import BillingError, InvalidInput
 from .models import (
     Account,
@@ -32,6 +34,7 @@ from .models import (
     LedgerTransaction,
     Meter,
     MeterRead,
+    Premise,
     RateSchedule,
     RateScheduleVersion,
     Service,
@@ -43,6 +46,8 @@ APPROVERS = ("supervisor", "admin")
 HOLDING = ("missing_read", "read_review", "below_previous", "rating_error")
 READ_WINDOW_DAYS = 7
 LARGE_CHANGE = Decimal(2)
+#: How far back "the last bill" is looked for when checking for an unusually large change.
+LAST_BILL_DAYS = 100
 
 
 @dataclass(frozen=True)
@@ -154,21 +159,13 @@ def calculate(
         ids = [i for i in ids if i in held_ids]
     elif run.status == "created":
         run.status = "calculating"
+    custom_plans(session)
     _drop_drafts(session, run, ids)
-    accounts = session.scalars(
-        select(Account)
-        .where(Account.id.in_(ids))
-        .options(selectinload(Account.services).selectinload(Service.meter), selectinload(Account.premise))
-    ).all()
-    versions = _versions(session)
+    accounts = _load_accounts(session, ids)
     data = _prefetch(session, run, accounts)
-    held = 0
-    drafts = []
-    for account in accounts:
-        bill = _draft(session, run, account, versions, rules, data)
-        held += any(code in HOLDING for code in (bill.exceptions or "").split(","))
-        drafts.append(bill)
-    _insert_drafts(session, drafts)
+    drafts = [_draft(run, account, rules, data) for account in accounts]
+    held = sum(any(code in HOLDING for code in d.exceptions) for d in drafts)
+    _write_drafts(session, drafts, data)
     # Chunks of one run may be calculated side by side by several workers. Only this
     # last step takes the run's row lock, and it counts what has been committed once
     # it holds it, so the last chunk to finish sees every other one and closes the step.
@@ -183,7 +180,72 @@ def calculate(
     return RunStep(run, len(accounts), held)
 
 
+# What a calculation reads, as plain rows: loading ORM objects for every account,
+# service and read was most of a run's time.
+
+
+@dataclass(slots=True)
+class _Meter:
+    id: int
+    size: str | None
+    dials: int
+    multiplier: Decimal
+    removed_on: date | None = None
+
+
+@dataclass(slots=True)
+class _Service:
+    service_type: str
+    rate_schedule_id: int
+    meter: _Meter | None
+    options: dict
+    started_on: date
+    ended_on: date | None
+
+
+@dataclass(slots=True)
+class _Account:
+    id: int
+    premise_id: int
+    dwelling_units: int | None
+    services: list[_Service] = field(default_factory=list)
+
+
+class _Read(NamedTuple):
+    id: int | None
+    meter_id: int
+    read_on: date
+    value: Decimal
+    source: str
+    status: str
+    exception: str | None
+
+
+@dataclass(slots=True)
+class _Estimate:
+    """A read this calculation estimates; it gets its id when the drafts are written."""
+
+    meter_id: int
+    read_on: date
+    value: Decimal
+    note: str
+    id: int | None = None
+    source = "estimate"
+    status = "estimated"
+    exception = None
+
+
+@dataclass(slots=True)
+class _Draft:
+    account_id: int
+    bill: tuple  # BILL_COLUMNS, without the id
+    lines: list[tuple]  # LINE_COLUMNS, without bill_id
+    usages: list[list]  # USAGE_COLUMNS, without bill_id; reads as _Read or _Estimate
+    exceptions: list[str]
+
+
 BILL_COLUMNS = (
+    "id",
     "account_id",
     "bill_run_id",
     "period_start",
@@ -199,6 +261,7 @@ BILL_COLUMNS = (
     "exceptions",
 )
 LINE_COLUMNS = (
+    "bill_id",
     "sequence",
     "service_type",
     "description",
@@ -208,47 +271,101 @@ LINE_COLUMNS = (
     "amount_cents",
     "rate_version_id",
 )
-USAGE_COLUMNS = ("meter_id", "previous_value", "current_value", "quantity", "estimated", "note")
+USAGE_COLUMNS = (
+    "bill_id",
+    "meter_id",
+    "previous_read_id",
+    "current_read_id",
+    "previous_value",
+    "current_value",
+    "quantity",
+    "estimated",
+    "note",
+)
+READ_COLUMNS = ("id", "meter_id", "read_on", "value", "source", "status", "created_at", "note")
 
 
-def _insert_drafts(session: Session, drafts: list[Bill]) -> None:
-    """Write a chunk's drafts with three multi-row inserts instead of the unit of work."""
-    if not drafts:
-        return
-    session.flush()  # estimated reads made for this chunk get their ids
-    ids = _reserve_ids(session, "bill", len(drafts))
-    bills, lines, usages = [], [], []
-    for bill_id, bill in zip(ids, drafts, strict=True):
-        bills.append({"id": bill_id, **{c: getattr(bill, c) for c in BILL_COLUMNS}})
-        lines += [{"bill_id": bill_id, **{c: getattr(line, c) for c in LINE_COLUMNS}} for line in bill.lines]
-        usages += [
-            {
-                "bill_id": bill_id,
-                **{c: getattr(u, c) for c in USAGE_COLUMNS},
-                "previous_read_id": u.previous_read.id if u.previous_read else u.previous_read_id,
-                "current_read_id": u.current_read.id if u.current_read else u.current_read_id,
-                "estimated": bool(u.estimated),
-            }
-            for u in bill.usages
-        ]
-    session.execute(insert(Bill.__table__), bills)
-    if lines:
-        session.execute(insert(BillLine.__table__), lines)
-    if usages:
-        session.execute(insert(BillUsage.__table__), usages)
+def _load_accounts(session: Session, ids: Sequence[int]) -> list[_Account]:
+    accounts: dict[int, _Account] = {}
+    meters: dict[int, _Meter] = {}
+    for row in session.execute(
+        select(
+            Account.id,
+            Account.premise_id,
+            Premise.dwelling_units,
+            Service.id,
+            Service.service_type,
+            Service.rate_schedule_id,
+            Service.options,
+            Service.started_on,
+            Service.ended_on,
+            Meter.id,
+            Meter.size,
+            Meter.dials,
+            Meter.multiplier,
+        )
+        .join(Premise, Premise.id == Account.premise_id)
+        .outerjoin(Service, Service.account_id == Account.id)
+        .outerjoin(Meter, Meter.id == Service.meter_id)
+        .where(among(session, Account.id, ids))
+        .order_by(Account.id, Service.id)
+    ):
+        (aid, premise_id, units, sid, kind, schedule, options, started, ended, mid, size, dials, mult) = row
+        account = accounts.get(aid)
+        if account is None:
+            account = accounts[aid] = _Account(aid, premise_id, units)
+        if sid is None:
+            continue
+        meter = None
+        if mid is not None:
+            meter = meters.get(mid)
+            if meter is None:
+                meter = meters[mid] = _Meter(mid, size, dials, mult)
+        account.services.append(_Service(kind, schedule, meter, options or {}, started, ended))
+    return list(accounts.values())
 
 
-def _reserve_ids(session: Session, table: str, n: int) -> list[int]:
-    if session.get_bind().dialect.name == "postgresql":
-        return list(
-            session.scalars(
-                text(f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, :n)"),
-                {"n": n},
+def _drop_drafts(session: Session, run: BillRun, account_ids: Sequence[int]) -> None:
+    drafts = list(
+        session.scalars(
+            select(Bill.id).where(
+                among(session, Bill.account_id, account_ids), Bill.bill_run_id == run.id, Bill.status == "draft"
             )
         )
-    # SQLite has one writer at a time, and this transaction is it.
-    top = session.scalar(text(f"SELECT COALESCE(MAX(id), 0) FROM {table}")) or 0
-    return list(range(top + 1, top + n + 1))
+    )
+    if drafts:
+        session.execute(delete(BillLine).where(among(session, BillLine.bill_id, drafts)))
+        session.execute(delete(BillUsage).where(among(session, BillUsage.bill_id, drafts)))
+        session.execute(delete(Bill).where(among(session, Bill.id, drafts)))
+
+
+def _write_drafts(session: Session, drafts: list[_Draft], data: _Prefetched) -> list[int]:
+    """Write the drafts (and the reads estimated for them) in one batch per table. Returns the bills' ids."""
+    if not drafts:
+        return []
+    now = utcnow()
+    read_ids = reserve_ids(session, "meter_read", len(data.estimates))
+    for read_id, read in zip(read_ids, data.estimates, strict=True):
+        read.id = read_id
+    insert_rows(
+        session,
+        MeterRead.__table__,
+        READ_COLUMNS,
+        [(r.id, r.meter_id, r.read_on, r.value, r.source, r.status, now, r.note) for r in data.estimates],
+    )
+    data.estimates.clear()
+    ids = reserve_ids(session, "bill", len(drafts))
+    bills, lines, usages = [], [], []
+    for bill_id, draft in zip(ids, drafts, strict=True):
+        bills.append((bill_id, *draft.bill))
+        lines += [(bill_id, *line) for line in draft.lines]
+        for u in draft.usages:
+            previous, current = u[1], u[2]
+            usages.append((bill_id, u[0], previous and previous.id, current and current.id, *u[3:]))
+    insert_rows(session, Bill.__table__, BILL_COLUMNS, bills)
+    insert_rows(session, BillLine.__table__, LINE_COLUMNS, lines)
+    insert_rows(session, BillUsage.__table__, USAGE_COLUMNS, usages)
+    return ids
 
 
 def _lock(session: Session, run: BillRun) -> None:
@@ -257,17 +374,29 @@ def _lock(session: Session, run: BillRun) -> None:
     session.refresh(run)
 
 
-def _drop_drafts(session: Session, run: BillRun, account_ids: Sequence[int]) -> None:
-    drafts = select(Bill.id).where(Bill.bill_run_id == run.id, Bill.status == "draft", Bill.account_id.in_(account_ids))
-    session.execute(delete(BillLine).where(BillLine.bill_id.in_(drafts)))
-    session.execute(delete(BillUsage).where(BillUsage.bill_id.in_(drafts)))
-    session.execute(delete(Bill).where(Bill.id.in_(drafts.scalar_subquery())))
+# Raters live as long as the worker process: a version's answers stay true until
+# its definition changes, and the next chunk asks mostly the same questions.
+_RATERS: dict[int, rating.Rater] = {}
 
 
-def _versions(session: Session) -> dict[int, list[tuple[date, int, dict]]]:
-    out: dict[int, list[tuple[date, int, dict]]] = defaultdict(list)
-    for v in session.scalars(select(RateScheduleVersion).order_by(RateScheduleVersion.effective_on)):
-        out[v.schedule_id].append((v.effective_on, v.id, v.definition))
+def _raters(session: Session) -> dict[int, list[tuple[date, int, rating.Rater]]]:
+    """Each schedule's versions (effective date, id, rater), oldest first."""
+    out: dict[int, list[tuple[date, int, rating.Rater]]] = defaultdict(list)
+    for vid, schedule_id, effective_on, definition, service in session.execute(
+        select(
+            RateScheduleVersion.id,
+            RateScheduleVersion.schedule_id,
+            RateScheduleVersion.effective_on,
+            RateScheduleVersion.definition,
+            RateSchedule.service_type,
+        )
+        .join(RateSchedule, RateSchedule.id == RateScheduleVersion.schedule_id)
+        .order_by(RateScheduleVersion.effective_on)
+    ):
+        rater = _RATERS.get(vid)
+        if rater is None or rater.definition != definition or rater.service != service:
+            rater = _RATERS[vid] = rating.Rater(service, definition, vid)
+        out[schedule_id].append((effective_on, vid, rater))
     return out
 
 
@@ -276,128 +405,119 @@ class _Use:
     quantity: Decimal = Decimal(0)
     estimated: bool = False
     exceptions: list[str] = field(default_factory=list)
-    rows: list[BillUsage] = field(default_factory=list)
+    rows: list[list] = field(default_factory=list)
 
 
 @dataclass
 class _Prefetched:
     """What a chunk's drafts need, read in a few queries instead of several per account."""
 
-    reads: dict[int, list[MeterRead]]
+    reads: dict[int, list[_Read]]
     balances: dict[int, int]
     last_charges: dict[int, int]
-    removed: dict[int, list[Meter]]
+    removed: dict[int, list[_Meter]]
+    raters: dict[int, list[tuple[date, int, rating.Rater]]]
+    estimates: list[_Estimate] = field(default_factory=list)
 
 
-def _prefetch(session: Session, run: BillRun | _Rebill, accounts: Sequence[Account]) -> _Prefetched:
+def _prefetch(session: Session, run: BillRun | _Rebill, accounts: Sequence[_Account]) -> _Prefetched:
     ids = [a.id for a in accounts]
-    removed: dict[int, list[Meter]] = defaultdict(list)
-    for meter in session.scalars(
-        select(Meter).where(
-            Meter.premise_id.in_([a.premise_id for a in accounts]),
+    removed: dict[int, list[_Meter]] = defaultdict(list)
+    for mid, premise_id, size, dials, mult, removed_on in session.execute(
+        select(Meter.id, Meter.premise_id, Meter.size, Meter.dials, Meter.multiplier, Meter.removed_on).where(
+            among(session, Meter.premise_id, {a.premise_id for a in accounts}),
             Meter.removed_on > run.period_start,
             Meter.removed_on <= run.period_end,
         )
     ):
-        removed[meter.premise_id].append(meter)
-    meter_ids = {s.meter_id for a in accounts for s in a.services if s.meter_id is not None}
+        removed[premise_id].append(_Meter(mid, size, dials, mult, removed_on))
+    meter_ids = {s.meter.id for a in accounts for s in a.services if s.meter is not None}
     meter_ids |= {m.id for ms in removed.values() for m in ms}
-    by_meter: dict[int, list[MeterRead]] = defaultdict(list)
+    by_meter: dict[int, list[_Read]] = defaultdict(list)
 
     def load(ids_: set[int], since: date) -> None:
-        for read in session.scalars(
-            select(MeterRead)
-            .where(MeterRead.meter_id.in_(ids_), MeterRead.read_on >= since)
+        for row in session.execute(
+            select(
+                MeterRead.id,
+                MeterRead.meter_id,
+                MeterRead.read_on,
+                MeterRead.value,
+                MeterRead.source,
+                MeterRead.status,
+                MeterRead.exception,
+            )
+            .where(among(session, MeterRead.meter_id, ids_), MeterRead.read_on >= since)
             .order_by(MeterRead.meter_id, MeterRead.read_on)
         ):
-            by_meter[read.meter_id].append(read)
+            by_meter[row[1]].append(_Read(*row))
 
     if meter_ids:
         # The reads around this period; a year and more only for meters that need an estimate.
         load(meter_ids, run.period_start - timedelta(days=45))
+        window_start = run.period_start + timedelta(days=READ_WINDOW_DAYS)
         window_end = run.period_end + timedelta(days=READ_WINDOW_DAYS)
-        missing = {
-            m
-            for m in meter_ids
-            if not any(
-                run.period_start + timedelta(days=READ_WINDOW_DAYS) < r.read_on <= window_end
-                for r in by_meter.get(m, [])
-            )
-        }
+        missing = {m for m in meter_ids if not any(window_start < r.read_on <= window_end for r in by_meter.get(m, ()))}
         if missing:
             for m in missing:
                 by_meter.pop(m, None)
             load(missing, run.period_start - timedelta(days=430))
-    balances = _balances(session, ids)
-    last = _last_bill_dates(ids)
-    last_charges = dict(
-        session.execute(
-            select(Bill.account_id, func.max(Bill.current_charges_cents))
-            .join(last, (last.c.account_id == Bill.account_id) & (last.c.last == Bill.bill_date))
-            .where(Bill.status == "posted")
-            .group_by(Bill.account_id)
-        ).all()
-    )
-    return _Prefetched(by_meter, balances, {k: int(v or 0) for k, v in last_charges.items()}, removed)
+    # The last posted bill's charges, for "unusually large change": bills of the last few months.
+    last_charges: dict[int, int] = {}
+    for account_id, _bill_date, cents in session.execute(
+        select(Bill.account_id, Bill.bill_date, Bill.current_charges_cents)
+        .where(
+            among(session, Bill.account_id, ids),
+            Bill.status == "posted",
+            Bill.bill_date >= run.period_start - timedelta(days=LAST_BILL_DAYS),
+        )
+        .order_by(Bill.account_id, Bill.bill_date, Bill.id)
+    ):
+        last_charges[account_id] = int(cents)
+    return _Prefetched(by_meter, _balances(session, ids), last_charges, removed, _raters(session))
 
 
 def _balances(session: Session, account_ids: Sequence[int]) -> dict[int, int]:
     """Each account's balance: the sum of its ledger entries, in one grouped query."""
     rows = session.execute(
         select(LedgerEntry.account_id, func.sum(LedgerEntry.amount_cents))
-        .where(LedgerEntry.account_id.in_(account_ids))
+        .where(among(session, LedgerEntry.account_id, account_ids))
         .group_by(LedgerEntry.account_id)
     ).all()
     return {account_id: int(total or 0) for account_id, total in rows}
 
 
-def _last_bill_dates(account_ids: Sequence[int]):  # type: ignore[no-untyped-def]
-    """A subquery: each account's latest posted bill date (columns account_id, last)."""
-    return (
-        select(Bill.account_id, func.max(Bill.bill_date).label("last"))
-        .where(Bill.account_id.in_(account_ids), Bill.status == "posted")
-        .group_by(Bill.account_id)
-        .subquery()
-    )
+METERED = frozenset(("water", "sewer", "irrigation", "recycled"))
 
 
-def _draft(
-    session: Session,
-    run: BillRun | _Rebill,
-    account: Account,
-    versions: dict[int, list],
-    rules: reads.Rules,
-    data: _Prefetched,
-) -> Bill:
+def _draft(run: BillRun | _Rebill, account: _Account, rules: reads.Rules, data: _Prefetched) -> _Draft:
     exceptions: list[str] = []
     use = _Use()
     meters = {s.meter.id: s.meter for s in account.services if s.meter is not None and _in_period(s, run)}
     # A meter exchanged during the period served the premise until its final read: its use counts too.
-    for old in data.removed.get(account.premise_id, []):
-        if run.period_start < old.removed_on <= run.period_end and meters:
+    for old in data.removed.get(account.premise_id, ()):
+        if meters:
             meters.setdefault(old.id, old)
     for meter in meters.values():
-        _meter_use(session, run, meter, use, rules, data.reads.get(meter.id, []))
+        _meter_use(run, meter, use, rules, data.reads.get(meter.id, []), data.estimates)
     exceptions += use.exceptions
     lines: list[rating.LineDraft] = []
     days = (run.period_end - run.period_start).days
     if not any(code in ("missing_read", "below_previous") for code in exceptions):
+        water_size = next((s.meter.size for s in account.services if s.meter is not None), None)
         for service in account.services:
             if not _in_period(service, run):
                 continue
             usage = rating.Usage(
-                quantity=use.quantity
-                if service.service_type in ("water", "sewer", "irrigation", "recycled")
-                else Decimal(0),
-                meter_size=service.meter.size if service.meter else _water_meter_size(account),
-                options={k: str(v) for k, v in (service.options or {}).items()},
-                dwelling_units=account.premise.dwelling_units,
+                quantity=use.quantity if service.service_type in METERED else Decimal(0),
+                meter_size=service.meter.size if service.meter else water_size,
+                options={k: str(v) for k, v in service.options.items()},
+                dwelling_units=account.dwelling_units,
                 water_quantity=use.quantity,
             )
             try:
                 lines += rating.rate_period(
                     service.service_type,
-                    versions.get(service.rate_schedule_id, []),
+                    data.raters.get(service.rate_schedule_id, []),
                     usage,
                     run.period_start,
                     run.period_end,
@@ -416,55 +536,62 @@ def _draft(
     if last and current and (current > last * LARGE_CHANGE or current * LARGE_CHANGE < last):
         exceptions.append("large_change")
     balance = data.balances.get(account.id, 0)
-    bill = Bill(
-        account_id=account.id,
-        bill_run_id=run.id,
-        period_start=run.period_start,
-        period_end=run.period_end,
-        bill_date=run.bill_date,
-        due_date=run.due_date,
-        previous_balance_cents=balance,
-        payments_since_cents=0,
-        current_charges_cents=current,
-        total_due_cents=balance + current,
-        status="draft",
-        estimated=use.estimated,
-        exceptions=",".join(dict.fromkeys(exceptions)) or None,
-        lines=[
-            BillLine(
-                sequence=n,
-                service_type=line.service,
-                description=line.description[:200],
-                quantity=line.quantity,
-                unit=line.unit[:10],
-                unit_price=line.unit_price,
-                amount_cents=line.amount_cents,
-                rate_version_id=line.rate_version_id,
+    codes = list(dict.fromkeys(exceptions))
+    bill = (
+        account.id,
+        run.id,
+        run.period_start,
+        run.period_end,
+        run.bill_date,
+        run.due_date,
+        balance,
+        0,
+        current,
+        balance + current,
+        "draft",
+        use.estimated,
+        ",".join(codes) or None,
+    )
+    return _Draft(
+        account.id,
+        bill,
+        [
+            (
+                n,
+                line.service,
+                line.description[:200],
+                line.quantity,
+                line.unit[:10],
+                line.unit_price,
+                line.amount_cents,
+                line.rate_version_id,
             )
             for n, line in enumerate(lines, start=1)
         ],
+        use.rows,
+        codes,
     )
-    bill.usages = use.rows
-    return bill
 
 
-def _in_period(service: Service, run: BillRun | _Rebill) -> bool:
+def _in_period(service: _Service, run: BillRun | _Rebill) -> bool:
     return service.started_on < run.period_end and (service.ended_on is None or service.ended_on > run.period_start)
 
 
-def _water_meter_size(account: Account) -> str | None:
-    return next((s.meter.size for s in account.services if s.meter is not None), None)
-
-
 def _meter_use(
-    session: Session, run: BillRun, meter: Meter, use: _Use, rules: reads.Rules, meter_reads: list[MeterRead]
+    run: BillRun | _Rebill,
+    meter: _Meter,
+    use: _Use,
+    rules: reads.Rules,
+    meter_reads: list[_Read],
+    estimates: list[_Estimate],
 ) -> None:
     window = timedelta(days=READ_WINDOW_DAYS)
     in_window = [r for r in meter_reads if run.period_start + window < r.read_on <= run.period_end + window]
-    current = in_window[-1] if in_window else None
+    current: _Read | _Estimate | None = in_window[-1] if in_window else None
     cutoff = current.read_on - timedelta(days=1) if current else run.period_start + window
     earlier = [r for r in meter_reads if r.read_on <= cutoff]
     previous = earlier[-1] if earlier else None
+    # usage rows: meter, previous read, current read, previous value, current value, quantity, estimated, note
     if current is None:
         history = _history(meter, [r for r in meter_reads if r.read_on <= run.period_start])
         try:
@@ -472,41 +599,29 @@ def _meter_use(
         except InvalidInput:
             use.exceptions.append("missing_read")
             use.rows.append(
-                BillUsage(
-                    meter_id=meter.id,
-                    previous_read=previous,
-                    previous_value=previous.value if previous else None,
-                    quantity=Decimal(0),
-                    note="No read and no history to estimate from; order a read",
-                )
+                [
+                    meter.id,
+                    previous,
+                    None,
+                    previous.value if previous else None,
+                    None,
+                    Decimal(0),
+                    False,
+                    "No read and no history to estimate from; order a read",
+                ]
             )
             return
         base = previous.value if previous else Decimal(0)
         value = (base + guess.quantity) % (Decimal(10) ** meter.dials)
-        current = MeterRead(
-            meter_id=meter.id,
-            read_on=run.period_end,
-            value=value,
-            source="estimate",
-            status="estimated",
-            note=f"Estimated: {guess.method}"[:300],
-        )
-        session.add(current)
+        current = _Estimate(meter.id, run.period_end, value, f"Estimated: {guess.method}"[:300])
+        estimates.append(current)
         use.estimated = True
     if current.status == "exception":
         use.exceptions.append("read_review")
         if current.exception and "high" in current.exception:
             use.exceptions.append("high")
     if previous is None:
-        use.rows.append(
-            BillUsage(
-                meter_id=meter.id,
-                current_read=current,
-                current_value=current.value,
-                quantity=Decimal(0),
-                note="First read of this meter",
-            )
-        )
+        use.rows.append([meter.id, None, current, None, current.value, Decimal(0), False, "First read of this meter"])
         return
     try:
         got = reads.consumption(previous.value, current.value, meter.dials, meter.multiplier, rules)
@@ -515,20 +630,20 @@ def _meter_use(
         return
     use.quantity += got.quantity
     use.rows.append(
-        BillUsage(
-            meter_id=meter.id,
-            previous_read=previous,
-            current_read=current,
-            previous_value=previous.value,
-            current_value=current.value,
-            quantity=got.quantity,
-            estimated=current.source == "estimate",
-            note="Meter dials rolled over" if got.rollover else None,
-        )
+        [
+            meter.id,
+            previous,
+            current,
+            previous.value,
+            current.value,
+            got.quantity,
+            current.source == "estimate",
+            "Meter dials rolled over" if got.rollover else None,
+        ]
     )
 
 
-def _history(meter: Meter, rows: list[MeterRead]) -> list[reads.Period]:
+def _history(meter: _Meter, rows: list[_Read]) -> list[reads.Period]:
     ordered = rows[-14:]
     out = []
     for a, b in zip(ordered, ordered[1:], strict=False):
@@ -638,44 +753,98 @@ def post(session: Session, run: BillRun, actor: User, account_ids: Iterable[int]
         raise InvalidInput(f"run {run.id} is {run.status}; approve it before posting", "status")
     if run.status == "approved":
         run.status = "posting"
-    stmt = select(Bill).where(Bill.bill_run_id == run.id, Bill.status == "draft").options(selectinload(Bill.lines))
+    custom_plans(session)
+    stmt = select(*_POSTING).where(Bill.bill_run_id == run.id, Bill.status == "draft")
     if account_ids is not None:
-        stmt = stmt.where(Bill.account_id.in_(list(account_ids)))
+        stmt = stmt.where(among(session, Bill.account_id, account_ids))
     held = 0
-    ready: list[Bill] = []
-    for bill in session.scalars(stmt.order_by(Bill.account_id)).all():
-        if any(code in HOLDING for code in (bill.exceptions or "").split(",")):
+    ready = []
+    for row in session.execute(stmt.order_by(Bill.account_id)):
+        if _holding(row.exceptions):
             held += 1
         else:
-            ready.append(bill)
+            ready.append(row)
     _post_bills(session, ready, actor)
-    done = len(ready)
-    session.flush()
     _lock(session, run)
-    remaining = session.scalar(select(func.count(Bill.id)).where(Bill.bill_run_id == run.id, Bill.status == "draft"))
-    held_total = sum(
-        1
-        for (codes,) in session.execute(
-            select(Bill.exceptions).where(Bill.bill_run_id == run.id, Bill.status == "draft")
-        )
-        if any(c in HOLDING for c in (codes or "").split(","))
+    # Cheap at every chunk: the first draft that is not held ends the search.
+    unposted = session.scalar(
+        select(Bill.id).where(Bill.bill_run_id == run.id, Bill.status == "draft", _not_held()).limit(1)
     )
-    if remaining == held_total and run.status != "posted":
+    if unposted is None and run.status != "posted":
+        held_total = session.scalar(
+            select(func.count(Bill.id)).where(Bill.bill_run_id == run.id, Bill.status == "draft")
+        )
         run.status, run.posted_at, run.posted_by_id = "posted", utcnow(), actor.id
         audit.record(
             session, "bill_run.post", actor=actor, entity_type="bill_run", entity_id=run.id, after={"held": held_total}
         )
-    return RunStep(run, done, held)
+    return RunStep(run, len(ready), held)
 
 
-def _post_bills(session: Session, bills: list[Bill], actor: User | None) -> None:
-    """Post drafts together: three grouped queries for the accounts' figures, one flush for
-    all the ledger transactions, then the bills' numbers and totals."""
+_POSTING = (
+    Bill.id,
+    Bill.account_id,
+    Bill.exceptions,
+    Bill.period_start,
+    Bill.period_end,
+    Bill.bill_date,
+    Bill.due_date,
+    Bill.current_charges_cents,
+)
+
+
+def _holding(exceptions: str | None) -> bool:
+    return any(code in HOLDING for code in (exceptions or "").split(","))
+
+
+def _not_held():  # type: ignore[no-untyped-def]
+    """SQL for "this draft's exceptions hold none of HOLDING" (no code is part of another)."""
+    return or_(Bill.exceptions.is_(None), and_(*(Bill.exceptions.not_like(f"%{code}%") for code in HOLDING)))
+
+
+BILL_POSTED = (
+    "number",
+    "previous_balance_cents",
+    "payments_since_cents",
+    "total_due_cents",
+    "ledger_transaction_id",
+    "status",
+)
+TRANSACTION_COLUMNS = (
+    "id",
+    "kind",
+    "account_id",
+    "effective_on",
+    "due_on",
+    "memo",
+    "reverses_id",
+    "posted_at",
+    "posted_by_id",
+)
+ENTRY_COLUMNS = ("transaction_id", "gl_account", "account_id", "service_type", "amount_cents")
+
+
+def _post_bills(session: Session, bills: Sequence[Any], actor: User | None) -> None:
+    """Post drafts together (rows with the columns of _POSTING): a few grouped queries for
+    the accounts' figures, one batch of ledger transactions and entries, one update of the bills."""
     if not bills:
         return
+    bill_ids = [b.id for b in bills]
     ids = [b.account_id for b in bills]
+    by_bill: dict[int, dict[str, int]] = defaultdict(dict)
+    for bill_id, service, cents in session.execute(
+        select(BillLine.bill_id, BillLine.service_type, func.sum(BillLine.amount_cents))
+        .where(among(session, BillLine.bill_id, bill_ids))
+        .group_by(BillLine.bill_id, BillLine.service_type)
+    ):
+        by_bill[bill_id][service] = int(cents)
     balances = _balances(session, ids)
-    last_bill = _last_bill_dates(ids)
+    last_bill = (
+        select(Bill.account_id, func.max(Bill.bill_date).label("last"))
+        .where(among(session, Bill.account_id, ids), Bill.status == "posted")
+        .group_by(Bill.account_id)
+        .subquery()
+    )
     # Credits since each account's last bill, reached through its own transactions (indexed by account).
     credits = dict(
         session.execute(
@@ -687,7 +856,7 @@ def _post_bills(session: Session, bills: list[Bill], actor: User | None) -> None
             )
             .join(last_bill, last_bill.c.account_id == LedgerTransaction.account_id)
             .where(
-                LedgerTransaction.account_id.in_(ids),
+                among(session, LedgerTransaction.account_id, ids),
                 LedgerTransaction.effective_on >= last_bill.c.last,
                 LedgerEntry.amount_cents < 0,
             )
@@ -696,64 +865,61 @@ def _post_bills(session: Session, bills: list[Bill], actor: User | None) -> None
     )
     txns: dict[int, ledger.Transaction] = {}
     for bill in bills:
-        by_service: dict[str, int] = defaultdict(int)
-        for line in bill.lines:
-            by_service[line.service_type] += line.amount_cents
+        by_service = by_bill.get(bill.id, {})
         if any(by_service.values()):
             txn = ledger.bill_transaction(
                 bill.account_id,
                 bill.bill_date,
                 bill.due_date,
-                dict(by_service),
+                by_service,
                 memo=f"Bill for {bill.period_start:%m/%d/%Y} to {bill.period_end - timedelta(days=1):%m/%d/%Y}",
             )
             ledger.check_balanced(txn)
             txns[bill.id] = txn
-    # Transactions and entries in two multi-row inserts, ids reserved up front.
-    txn_ids = dict(zip(txns, _reserve_ids(session, "ledger_transaction", len(txns)), strict=True))
+    txn_ids = dict(zip(txns, reserve_ids(session, "ledger_transaction", len(txns)), strict=True))
     posted_at = utcnow()
     actor_id = actor.id if actor else None
-    if txns:
-        session.execute(
-            insert(LedgerTransaction.__table__),
-            [
-                {
-                    "id": txn_ids[bill_id],
-                    "kind": t.kind.value,
-                    "account_id": t.entries[0].account_id,
-                    "effective_on": t.effective_date,
-                    "due_on": t.due_date,
-                    "memo": t.memo,
-                    "reverses_id": None,
-                    "posted_at": posted_at,
-                    "posted_by_id": actor_id,
-                }
-                for bill_id, t in txns.items()
-            ],
-        )
-        session.execute(
-            insert(LedgerEntry.__table__),
-            [
-                {
-                    "transaction_id": txn_ids[bill_id],
-                    "gl_account": e.gl_account,
-                    "account_id": e.account_id,
-                    "service_type": e.service,
-                    "amount_cents": e.amount_cents,
-                }
-                for bill_id, t in txns.items()
-                for e in t.entries
-            ],
-        )
+    insert_rows(
+        session,
+        LedgerTransaction.__table__,
+        TRANSACTION_COLUMNS,
+        [
+            (txn_ids[bill_id], t.kind.value, t.entries[0].account_id, t.effective_date, t.due_date, t.memo, None)
+            + (posted_at, actor_id)
+            for bill_id, t in txns.items()
+        ],
+    )
+    insert_rows(
+        session,
+        LedgerEntry.__table__,
+        ENTRY_COLUMNS,
+        [
+            (txn_ids[bill_id], e.gl_account, e.account_id, e.service, e.amount_cents)
+            for bill_id, t in txns.items()
+            for e in t.entries
+        ],
+    )
+    updates = []
     for bill in bills:
         balance = balances.get(bill.account_id, 0)
         credits_since = -int(credits.get(bill.account_id) or 0)
-        bill.number = f"{bill.id:09d}"
-        bill.previous_balance_cents = balance + credits_since
-        bill.payments_since_cents = credits_since
-        bill.total_due_cents = balance + bill.current_charges_cents
-        bill.ledger_transaction_id = txn_ids.get(bill.id)
-        bill.status = "posted"
+        updates.append(
+            (
+                bill.id,
+                f"{bill.id:09d}",
+                balance + credits_since,
+                credits_since,
+                balance + bill.current_charges_cents,
+                txn_ids.get(bill.id),
+                "posted",
+            )
+        )
+    update_rows(session, Bill.__table__, BILL_POSTED, updates)
+    # Bills this session already holds as objects were changed behind its back.
+    posted = set(bill_ids)
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, Bill) and obj.id in posted:
+            session.expire(obj)
 
 
 def _summary(reg: Register) -> dict:
@@ -791,25 +957,22 @@ def void_and_rebill(
             session, bill.ledger_transaction_id, today, f"Void of bill {bill.number}: {reason.strip()}", actor.id
         )
     bill.status = "voided"
-    account = session.scalar(
-        select(Account)
-        .where(Account.id == bill.account_id)
-        .options(selectinload(Account.services).selectinload(Service.meter), selectinload(Account.premise))
-    )
-    assert account is not None
-    period = _Rebill(bill.bill_run_id, bill.period_start, bill.period_end, today, today + timedelta(days=due_days))
     # Reads this period: the ones the voided bill used may have been corrected since.
     session.flush()
-    new = _draft(session, period, account, _versions(session), reads.Rules(), _prefetch(session, period, [account]))
-    session.add(new)
-    held = [c for c in (new.exceptions or "").split(",") if c in HOLDING]
+    accounts = _load_accounts(session, [bill.account_id])
+    period = _Rebill(bill.bill_run_id, bill.period_start, bill.period_end, today, today + timedelta(days=due_days))
+    data = _prefetch(session, period, accounts)
+    draft = _draft(period, accounts[0], reads.Rules(), data)
+    held = [c for c in draft.exceptions if c in HOLDING]
     if held:
         raise InvalidInput(
             "the new bill cannot be made yet: " + ", ".join(EXCEPTION_LABELS.get(c, c).lower() for c in held),
             "reads",
         )
-    session.flush()
-    _post_bills(session, [new], actor)
+    (new_id,) = _write_drafts(session, [draft], data)
+    _post_bills(session, session.execute(select(*_POSTING).where(Bill.id == new_id)).all(), actor)
+    new = session.get(Bill, new_id)
+    assert new is not None
     audit.record(
         session,
         "bill.void_rebill",

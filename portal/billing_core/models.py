@@ -572,3 +572,55 @@ class AuditEvent(Base):
     detail: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_audit_event_entity", "entity_type", "entity_id"),)
+
+
+class PrintFile(Base):
+    """A run's mailed bills as one PDF in ZIP-code order, with a CSV extract for the mail house."""
+
+    __tablename__ = "print_file"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    bill_run_id: Mapped[int] = mapped_column(ForeignKey("bill_run.id"), index=True)
+    status: Mapped[str] = mapped_column(String(20), default="rendering")
+    bills_total: Mapped[int] = mapped_column(Integer, default=0)
+    emails_total: Mapped[int] = mapped_column(Integer, default=0)
+    parts_total: Mapped[int] = mapped_column(Integer, default=0)
+    part_size: Mapped[int] = mapped_column(Integer)
+    pdf_path: Mapped[str | None] = mapped_column(String(500))
+    csv_path: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (CheckConstraint("status in ('rendering', 'ready', 'failed')", name="status"),)
+
+
+class PrintFilePart(Base):
+    """One rendered slice of a print file; the last slice to finish joins them."""
+
+    __tablename__ = "print_file_part"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    print_file_id: Mapped[int] = mapped_column(ForeignKey("print_file.id"))
+    part: Mapped[int] = mapped_column(Integer)
+    bills: Mapped[int] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(String(500))
+    rendered_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("print_file_id", "part", name="uq_print_file_part"),)
+
+
+class BillDelivery(Base):
+    """How a posted bill reaches its customer: on paper in the print file, or by email."""
+
+    __tablename__ = "bill_delivery"
+    bill_id: Mapped[int] = mapped_column(ForeignKey("bill.id"), primary_key=True)
+    print_file_id: Mapped[int] = mapped_column(ForeignKey("print_file.id"))
+    channel: Mapped[str] = mapped_column(String(10))
+    #: Place in the print file (mail) or in the sending order (email).
+    sequence: Mapped[int] = mapped_column(Integer)
+    email_to: Mapped[str | None] = mapped_column(String(254))
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        CheckConstraint("channel in ('mail', 'email')", name="channel"),
+        Index("ix_bill_delivery_print_file_sequence", "print_file_id", "channel", "sequence"),
+    )

@@ -105,7 +105,7 @@ class Segment:
     usage_share: Decimal
     factor: Decimal
     version_id: int | None
-    definition: Mapping[str, Any]
+    definition: Mapping[str, Any] | Rater
 
     @property
     def days(self) -> int:
@@ -237,7 +237,7 @@ def rate(
 
 def rate_period(
     service: str,
-    versions: Sequence[tuple[date, int | None, Mapping[str, Any]]],
+    versions: Sequence[tuple[date, int | None, Mapping[str, Any] | Rater]],
     usage: Usage,
     start: date,
     end: date,
@@ -245,7 +245,7 @@ def rate_period(
 ) -> list[LineDraft]:
     """Lines for the period ``[start, end)``.
 
-    ``versions`` are (effective date, id, definition). The period is split at
+    ``versions`` are (effective date, id, definition or its ``Rater``). The period is split at
     every effective date inside it; each side is rated under its own version
     with its share of the days (usage shared the same way). When the period is
     shorter than a full one (move-in, move-out), ``full_period_days`` makes
@@ -253,16 +253,23 @@ def rate_period(
     segments = split_period(versions, start, end, full_period_days)
     lines: list[LineDraft] = []
     for seg in segments:
+        definition = seg.definition
+        if isinstance(definition, Rater):
+            # A bill run passes raters, which remember the answers to questions asked before.
+            if len(segments) == 1 and definition.service == service:
+                lines += definition.rate(usage, seg.factor, seg.days, seg.end)
+                continue
+            definition = definition.definition
         seg_usage = usage if len(segments) == 1 else _share_usage(usage, seg.usage_share)
         note = (
             "" if len(segments) == 1 else f"{seg.start:%m/%d} to {seg.end - timedelta(days=1):%m/%d}, {seg.days} days"
         )
-        lines += rate(service, seg.definition, seg_usage, seg.version_id, seg.factor, seg.days, note, seg.end)
+        lines += rate(service, definition, seg_usage, seg.version_id, seg.factor, seg.days, note, seg.end)
     return lines
 
 
 def split_period(
-    versions: Sequence[tuple[date, int | None, Mapping[str, Any]]],
+    versions: Sequence[tuple[date, int | None, Mapping[str, Any] | Rater]],
     start: date,
     end: date,
     full_period_days: int | None = None,

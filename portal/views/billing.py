@@ -5,16 +5,17 @@ from __future__ import annotations
 import dataclasses
 from datetime import date
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import FileResponse, Response
 
 from .. import jobs
-from ..billing_core import bill_runs, read_files, read_review
+from ..billing_core import bill_runs, delivery, read_files, read_review
 from ..billing_core.errors import InvalidInput
 from ..billing_core.models import Account, BillingCycle, BillRun, Meter, MeterRead, Service
 from ..billing_core.read_import import import_reads
@@ -239,6 +240,7 @@ def run_view(request: Request) -> Response:
                 "busy": busy,
                 "can_run": user.role in RUNNERS,
                 "can_approve": user.role in bill_runs.APPROVERS,
+                "delivery": delivery.progress(session, run),
                 "message": pop_flash(request),
             },
         )
@@ -259,7 +261,7 @@ def _run_action(request: Request, run_id: int, action: str) -> Response:
         run = session.get(BillRun, run_id)
         if run is None:
             raise PageNotFound()
-        if action == "calculate" and user.role not in RUNNERS:
+        if action in ("calculate", "deliver") and user.role not in RUNNERS:
             raise Forbidden("Only billing specialists and supervisors calculate bill runs.")
         if action in ("approve", "post") and user.role not in bill_runs.APPROVERS:
             raise Forbidden("Only a billing supervisor approves and posts bill runs.")
@@ -272,7 +274,9 @@ def _run_action(request: Request, run_id: int, action: str) -> Response:
                 raise InvalidInput("Approve the run before posting it.", "status")
             if action == "calculate" and run.status not in ("created", "calculating", "calculated"):
                 raise InvalidInput("This run is approved; it is no longer calculated.", "status")
-            if action not in ("calculate", "post"):
+            if action == "deliver":
+                print_file_id = delivery.start(session, run, user).id
+            elif action not in ("calculate", "post"):
                 raise InvalidInput("Unknown action.", "action")
             user_id = user.id
         except (InvalidInput, bill_runs.NotAllowed) as exc:
@@ -280,9 +284,30 @@ def _run_action(request: Request, run_id: int, action: str) -> Response:
             return redirect(f"/staff/bill-runs/{run_id}")
     # The portal's own database (tests and single-machine installs hand the app its engine).
     url = request.app.state.engine.url.render_as_string(hide_password=False)
-    jobs.dispatch(dataclasses.replace(settings, database_url=url), run_id, action, user_id)
+    settings = dataclasses.replace(settings, database_url=url)
+    if action == "deliver":
+        jobs.dispatch_delivery(settings, print_file_id)
+        flash(request, "Delivery started: the print file is being made and paperless customers emailed.")
+        return redirect(f"/staff/bill-runs/{run_id}")
+    jobs.dispatch(settings, run_id, action, user_id)
     flash(request, {"calculate": "Calculation started.", "post": "Posting started."}[action])
     return redirect(f"/staff/bill-runs/{run_id}")
+
+
+def print_file_download(request: Request) -> Response:
+    """The run's print file or mail-house extract, for staff only."""
+    kind = request.path_params["kind"]
+    if kind not in ("print-file.pdf", "mail-extract.csv"):
+        raise PageNotFound()
+    with db(request) as session:
+        require_staff(request, session)
+        run = session.get(BillRun, request.path_params["run"])
+        pf = delivery.progress(session, run).print_file if run else None
+        path = (pf.pdf_path if kind == "print-file.pdf" else pf.csv_path) if pf and pf.status == "ready" else None
+        if path is None or not Path(path).is_file():
+            raise PageNotFound()
+    media = "application/pdf" if path.endswith(".pdf") else "text/csv"
+    return FileResponse(path, media_type=media, filename=Path(path).name, headers={"Cache-Control": "no-store"})
 
 
 def meter_view(request: Request) -> Response:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from .. import documents
 from ..billing_core import accounts
+from ..billing_core.accounts import BillDocument
+from ..billing_core.models import Account, Bill
 from ..web import PageNotFound, db, require_customer, today
 
 
@@ -54,18 +59,42 @@ def bill_detail(request: Request) -> Response:
 def bill_document(request: Request) -> Response:
     """The printable bill, for a bill on one of this customer's accounts."""
     with db(request) as session:
-        user = require_customer(request, session)
-        account = accounts.account_for_user(session, user, request.path_params["number"])
-        bill = accounts.bill_with_lines(session, account.id, request.path_params["bill"]) if account else None
-        if bill is None:
-            raise PageNotFound()
-        return render_bill_document(request, session, account, bill)
+        account, bill = _my_bill(request, session)
+        doc = accounts.bill_document(session, account, bill, today(request))
+        return render_bill_document(request, doc, f"/my/accounts/{account.number}/bills/{bill.number}/pdf")
 
 
-def render_bill_document(request: Request, session, account, bill) -> Response:  # type: ignore[no-untyped-def]
-    from ..charts import usage_chart
+async def bill_pdf(request: Request) -> Response:
+    """The same bill as a PDF file to keep or print."""
 
-    doc = accounts.bill_document(session, account, bill, today(request))
-    return request.app.state.templates.TemplateResponse(
-        request, "bill_document.html", {"doc": doc, "chart": usage_chart(doc.history, "CCF")}
+    def build() -> BillDocument:
+        with db(request) as session:
+            account, bill = _my_bill(request, session)
+            return accounts.bill_document(session, account, bill, today(request))
+
+    return await pdf_response(request, await run_in_threadpool(build))
+
+
+def _my_bill(request: Request, session: Session) -> tuple[Account, Bill]:
+    user = require_customer(request, session)
+    account = accounts.account_for_user(session, user, request.path_params["number"])
+    bill = accounts.bill_with_lines(session, account.id, request.path_params["bill"]) if account else None
+    if account is None or bill is None:
+        raise PageNotFound()
+    return account, bill
+
+
+def render_bill_document(request: Request, doc: BillDocument, pdf_url: str) -> Response:
+    return request.app.state.templates.TemplateResponse(request, "bill_document.html", {"doc": doc, "pdf_url": pdf_url})
+
+
+async def pdf_response(request: Request, doc: BillDocument) -> Response:
+    settings = request.app.state.settings
+    html = documents.bill_html(request.app.state.templates.env, settings, doc)
+    pdf = await request.app.state.printer.pdf(html)
+    name = f"bill-{doc.account.number}-{doc.bill.number or doc.bill.id}.pdf"
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "private, no-store"},
     )

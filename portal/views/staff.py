@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from sqlalchemy import select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import Session, selectinload
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ..billing_core import accounts, bill_runs
 from ..billing_core.errors import InvalidInput
-from ..billing_core.models import Account, MeterRead, Service
+from ..billing_core.models import Account, Bill, MeterRead, Service
 from ..web import Forbidden, PageNotFound, db, redirect, remote_addr, require_staff, today
 
 
@@ -130,9 +130,26 @@ def bill_document(request: Request) -> Response:
     from .customer import render_bill_document
 
     with db(request) as session:
-        require_staff(request, session)
-        account = session.scalar(select(Account).where(Account.number == request.path_params["number"]))
-        bill = accounts.bill_with_lines(session, account.id, request.path_params["bill"]) if account else None
-        if bill is None:
-            raise PageNotFound()
-        return render_bill_document(request, session, account, bill)
+        account, bill = _staff_bill(request, session)
+        doc = accounts.bill_document(session, account, bill, today(request))
+        return render_bill_document(request, doc, f"/staff/accounts/{account.number}/bills/{bill.number}/pdf")
+
+
+async def bill_pdf(request: Request) -> Response:
+    from .customer import pdf_response
+
+    def build() -> accounts.BillDocument:
+        with db(request) as session:
+            account, bill = _staff_bill(request, session)
+            return accounts.bill_document(session, account, bill, today(request))
+
+    return await pdf_response(request, await run_in_threadpool(build))
+
+
+def _staff_bill(request: Request, session: Session) -> tuple[Account, Bill]:
+    require_staff(request, session)
+    account = session.scalar(select(Account).where(Account.number == request.path_params["number"]))
+    bill = accounts.bill_with_lines(session, account.id, request.path_params["bill"]) if account else None
+    if account is None or bill is None:
+        raise PageNotFound()
+    return account, bill

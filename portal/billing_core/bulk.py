@@ -1,0 +1,85 @@
+"""Writing many rows in one go, inside the caller's transaction.
+
+On PostgreSQL rows go in with COPY and updates with one ``UPDATE ... FROM
+unnest(...)``; on SQLite (one writer, no network) an ``executemany`` is as fast.
+Rows are tuples in the order of ``columns``; every column the table needs must
+be given, since COPY applies no Python-side defaults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import BigInteger, ColumnElement, Table, any_, bindparam, insert, literal, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import Session
+
+
+def reserve_ids(session: Session, table: str, n: int) -> list[int]:
+    """``n`` fresh primary keys for ``table``, taken before the rows are written."""
+    if n <= 0:
+        return []
+    if session.get_bind().dialect.name == "postgresql":
+        return list(
+            session.scalars(
+                text(f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, :n)"),
+                {"n": n},
+            )
+        )
+    # SQLite has one writer at a time, and this transaction is it.
+    top = session.scalar(text(f"SELECT COALESCE(MAX(id), 0) FROM {table}")) or 0
+    return list(range(top + 1, top + n + 1))
+
+
+def among(session: Session, column: ColumnElement, ids: Iterable[int]) -> ColumnElement[bool]:
+    """``column IN (ids)``; on PostgreSQL ``column = ANY(array)``, one parameter however many
+    ids, so the driver parses the statement once instead of once per chunk."""
+    values = list(ids)
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(literal(values, ARRAY(BigInteger())))
+    return column.in_(values)
+
+
+def custom_plans(session: Session) -> None:
+    """Plan each statement for its own ids (PostgreSQL, this transaction only). The driver
+    prepares statements it sees often, and a generic plan for ``= ANY(array)`` cannot know
+    the array holds 500 ids, not millions: it chose sequential scans of the biggest tables."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+
+
+def insert_rows(session: Session, table: Table, columns: Sequence[str], rows: Sequence[tuple]) -> None:
+    if not rows:
+        return
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        raw = connection.connection.driver_connection
+        with raw.cursor() as cursor, cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+    session.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in rows])
+
+
+def update_rows(session: Session, table: Table, columns: Sequence[str], rows: Sequence[tuple]) -> None:
+    """Set ``columns`` on the rows whose ``id`` is each tuple's first item."""
+    if not rows:
+        return
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        names = ["id", *columns]
+        types = [table.c[n].type.compile(dialect=connection.dialect) for n in names]
+        unnest = ", ".join(f"%s::{t}[]" for t in types)
+        sets = ", ".join(f"{c} = v.{c}" for c in columns)
+        arrays = [list(col) for col in zip(*rows, strict=True)]
+        raw = connection.connection.driver_connection
+        with raw.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table.name} AS t SET {sets} FROM unnest({unnest}) AS v({', '.join(names)}) WHERE t.id = v.id",
+                arrays,
+            )
+        return
+    stmt = update(table).where(table.c.id == bindparam("_id")).values({c: bindparam(f"_{c}") for c in columns})
+    session.execute(
+        stmt, [{"_id": row[0], **{f"_{c}": v for c, v in zip(columns, row[1:], strict=True)}} for row in rows]
+    )

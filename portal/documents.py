@@ -1,0 +1,84 @@
+"""Bills as documents: the HTML view, the PDF and a run's print file come from one
+template (``_bill_document.html``). Headless Chromium, driven by Playwright, prints
+the HTML to PDF; the browser is started once per process and reused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment
+
+from .billing_core.accounts import BillDocument
+from .settings import Settings
+
+STATIC = Path(__file__).resolve().parent / "static"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PDF_OPTIONS: dict[str, Any] = {
+    "format": "Letter",
+    "print_background": True,
+    "margin": {"top": "0.4in", "bottom": "0.35in", "left": "0.5in", "right": "0.5in"},
+}
+
+
+def bill_css() -> str:
+    return (STATIC / "bill.css").read_text(encoding="utf-8")
+
+
+def bill_html(env: Environment, settings: Settings, doc: BillDocument) -> str:
+    """One bill as a self-contained page (styles inline, chart inline): nothing to fetch."""
+    return env.get_template("bill_document.html").render(
+        doc=doc, print_css=bill_css(), agency_name=settings.agency_name, agency_phone=settings.agency_phone
+    )
+
+
+def batch_html(env: Environment, settings: Settings, docs: Sequence[BillDocument]) -> str:
+    """Many bills in one document, each starting a new sheet."""
+    return env.get_template("print_batch.html").render(
+        docs=docs, print_css=bill_css(), agency_name=settings.agency_name, agency_phone=settings.agency_phone
+    )
+
+
+class AsyncPrinter:
+    """One Chromium for the life of a process (the web app, a worker), started on the first
+    PDF asked for. Each PDF gets its own page, so several can be printed side by side."""
+
+    def __init__(self, chromium: str) -> None:
+        self.chromium = chromium
+        self._playwright: Any = None
+        self._browser: Any = None
+        self._lock = asyncio.Lock()
+
+    async def pdf(self, html: str) -> bytes:
+        async with self._lock:
+            if self._browser is None or not self._browser.is_connected():
+                from playwright.async_api import async_playwright
+
+                if self._playwright is None:
+                    self._playwright = await async_playwright().start()
+                self._browser = await self._playwright.chromium.launch(
+                    executable_path=self.chromium, args=CHROMIUM_ARGS
+                )
+        page = await self._browser.new_page()
+        try:
+            await page.set_content(html, wait_until="load")
+            return await page.pdf(**PDF_OPTIONS)
+        finally:
+            await page.close()
+
+    async def close(self) -> None:
+        if self._browser is not None:
+            await self._browser.close()
+        if self._playwright is not None:
+            await self._playwright.stop()
+        self._browser = self._playwright = None
