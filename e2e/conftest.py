@@ -7,7 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from portal.app import create_app
 from portal.db import make_engine
 from portal.demo import build_demo
 from portal.settings import Settings
+from tests.smtp import smtp_server
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -37,6 +38,8 @@ class LiveServer:
     url: str
     #: Where the server keeps its data, for tests that look something up first.
     database_url: str
+    #: What the portal's SMTP server has received.
+    inbox: list = field(default_factory=list)
 
 
 def _free_port() -> int:
@@ -51,7 +54,16 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     url = f"sqlite:///{db}"
     engine = make_engine(url)
     build_demo(engine, accounts=60, seed=11, progress=False, today=TODAY)
-    settings = Settings(database_url=url, secret_key="e2e", development=True)
+    smtp = smtp_server()
+    smtp_port, inbox = smtp.__enter__()
+    settings = Settings(
+        database_url=url,
+        secret_key="e2e",
+        development=True,
+        files_dir=str(tmp_path_factory.mktemp("files")),
+        smtp_host="127.0.0.1",
+        smtp_port=smtp_port,
+    )
     app = create_app(settings, engine=engine, clock=lambda: datetime(2026, 11, 22, 18, tzinfo=UTC))
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -62,10 +74,11 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         if time.monotonic() > deadline:
             raise RuntimeError("the portal did not start")
         time.sleep(0.05)
-    yield LiveServer(f"http://127.0.0.1:{port}", url)
+    yield LiveServer(f"http://127.0.0.1:{port}", url, inbox)
     server.should_exit = True
     thread.join(timeout=10)
     engine.dispose()
+    smtp.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,7 @@ from portal.billing_core.models import Account, Meter, MeterRead, Service, User,
 from portal.db import make_engine
 from portal.demo import build_demo
 from portal.settings import Settings
+from tests.smtp import smtp_server
 
 from .conftest import LiveServer, _free_port
 from .test_first_slice import sign_in
@@ -33,8 +34,19 @@ def district(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     url = f"sqlite:///{tmp_path_factory.mktemp('run') / 'portal.sqlite3'}"
     engine = make_engine(url)
     build_demo(engine, accounts=40, seed=11, progress=False, today="2026-10-20")
+    smtp = smtp_server()
+    smtp_port, inbox = smtp.__enter__()
+    settings = replace(
+        Settings(),
+        database_url=url,
+        secret_key="e2e",
+        development=True,
+        files_dir=str(tmp_path_factory.mktemp("files")),
+        smtp_host="127.0.0.1",
+        smtp_port=smtp_port,
+    )
     app = create_app(
-        replace(Settings(), database_url=url, secret_key="e2e", development=True),
+        settings,
         engine=engine,
         clock=lambda: datetime(2026, 11, 22, 18, tzinfo=UTC),
     )
@@ -44,10 +56,11 @@ def district(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     thread.start()
     while not server.started:
         time.sleep(0.05)
-    yield LiveServer(f"http://127.0.0.1:{port}", url)
+    yield LiveServer(f"http://127.0.0.1:{port}", url, inbox)
     server.should_exit = True
     thread.join(timeout=10)
     engine.dispose()
+    smtp.__exit__(None, None, None)
 
 
 def read_file(server: LiveServer, tmp_path: Path) -> tuple[Path, str, str]:
@@ -135,6 +148,17 @@ def test_from_read_file_to_the_customers_new_bill(page: Page, district: LiveServ
     expect(page.get_by_role("status")).to_contain_text("Run approved")
     page.get_by_role("button", name=re.compile("Post run")).click()
     expect(page.get_by_role("definition").filter(has_text=re.compile("^Posted$"))).to_be_visible()
+    # Delivery: the print file for paper bills, an email for paperless accounts.
+    page.get_by_role("button", name=re.compile("Deliver bills")).click()
+    expect(page.get_by_role("status")).to_contain_text("Delivery started")
+    with page.expect_download() as got:
+        page.get_by_role("link", name=re.compile("Download the print file")).click()
+    assert got.value.suggested_filename.endswith(".pdf")
+    assert Path(got.value.path()).read_bytes().startswith(b"%PDF")
+    with page.expect_download() as got:
+        page.get_by_role("link", name=re.compile("mail-house extract")).click()
+    assert Path(got.value.path()).read_text().startswith("sequence,account_number")
+    assert any("bill is ready" in m["Subject"] for m in district.inbox)
     sign_out(page)
     # The customer sees the new bill and opens the printable bill with its stub.
     sign_in(page, district, "resident@demo.example")
@@ -144,3 +168,6 @@ def test_from_read_file_to_the_customers_new_bill(page: Page, district: LiveServ
     page.get_by_role("link", name="Printable bill with payment stub").click()
     expect(page.get_by_role("heading", name="Return this part with your payment")).to_be_visible()
     expect(page.get_by_label("Scan line")).to_contain_text(resident)
+    with page.expect_download() as got:
+        page.get_by_role("link", name="Download this bill (PDF)").click()
+    assert Path(got.value.path()).read_bytes().startswith(b"%PDF")

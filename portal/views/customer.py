@@ -67,12 +67,12 @@ def bill_document(request: Request) -> Response:
 async def bill_pdf(request: Request) -> Response:
     """The same bill as a PDF file to keep or print."""
 
-    def build() -> BillDocument:
+    def build() -> tuple[str, str]:
         with db(request) as session:
             account, bill = _my_bill(request, session)
-            return accounts.bill_document(session, account, bill, today(request))
+            return bill_pdf_html(request, accounts.bill_document(session, account, bill, today(request)))
 
-    return await pdf_response(request, await run_in_threadpool(build))
+    return await pdf_response(request, *await run_in_threadpool(build))
 
 
 def _my_bill(request: Request, session: Session) -> tuple[Account, Bill]:
@@ -88,11 +88,14 @@ def render_bill_document(request: Request, doc: BillDocument, pdf_url: str) -> R
     return request.app.state.templates.TemplateResponse(request, "bill_document.html", {"doc": doc, "pdf_url": pdf_url})
 
 
-async def pdf_response(request: Request, doc: BillDocument) -> Response:
-    settings = request.app.state.settings
-    html = documents.bill_html(request.app.state.templates.env, settings, doc)
+def bill_pdf_html(request: Request, doc: BillDocument) -> tuple[str, str]:
+    """The bill's self-contained HTML for printing, and the PDF's file name (inside the session)."""
+    html = documents.bill_html(request.app.state.templates.env, request.app.state.settings, doc)
+    return html, f"bill-{doc.account.number}-{doc.bill.number or doc.bill.id}.pdf"
+
+
+async def pdf_response(request: Request, html: str, name: str) -> Response:
     pdf = await request.app.state.printer.pdf(html)
-    name = f"bill-{doc.account.number}-{doc.bill.number or doc.bill.id}.pdf"
     return Response(
         pdf,
         media_type="application/pdf",

@@ -136,14 +136,14 @@ def bill_document(request: Request) -> Response:
 
 
 async def bill_pdf(request: Request) -> Response:
-    from .customer import pdf_response
+    from .customer import bill_pdf_html, pdf_response
 
-    def build() -> accounts.BillDocument:
+    def build() -> tuple[str, str]:
         with db(request) as session:
             account, bill = _staff_bill(request, session)
-            return accounts.bill_document(session, account, bill, today(request))
+            return bill_pdf_html(request, accounts.bill_document(session, account, bill, today(request)))
 
-    return await pdf_response(request, await run_in_threadpool(build))
+    return await pdf_response(request, *await run_in_threadpool(build))
 
 
 def _staff_bill(request: Request, session: Session) -> tuple[Account, Bill]:

@@ -1,0 +1,34 @@
+"""A real SMTP server for tests (aiosmtpd), keeping what it receives."""
+
+from __future__ import annotations
+
+import email
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from email.message import Message
+
+from aiosmtpd.controller import Controller
+
+
+class _Inbox:
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]  # noqa: N802
+        self.messages.append(email.message_from_bytes(envelope.content))
+        return "250 OK"
+
+
+@contextmanager
+def smtp_server() -> Iterator[tuple[int, list[Message]]]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    inbox = _Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield port, inbox.messages
+    finally:
+        controller.stop()
