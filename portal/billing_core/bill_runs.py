@@ -59,6 +59,8 @@ class _Rebill:
     period_end: date
     bill_date: date
     due_date: date
+    #: A full period's days, when this one is shorter (a final bill): fixed charges prorate by it.
+    full_days: int | None = None
 
 
 class NotAllowed(BillingError):
@@ -501,7 +503,7 @@ def _draft(run: BillRun | _Rebill, account: _Account, rules: reads.Rules, data: 
         _meter_use(run, meter, use, rules, data.reads.get(meter.id, []), data.estimates)
     exceptions += use.exceptions
     lines: list[rating.LineDraft] = []
-    days = (run.period_end - run.period_start).days
+    days = getattr(run, "full_days", None) or (run.period_end - run.period_start).days
     if not any(code in ("missing_read", "below_previous") for code in exceptions):
         water_size = next((s.meter.size for s in account.services if s.meter is not None), None)
         for service in account.services:
@@ -585,7 +587,8 @@ def _meter_use(
     meter_reads: list[_Read],
     estimates: list[_Estimate],
 ) -> None:
-    window = timedelta(days=READ_WINDOW_DAYS)
+    # A short period (a final bill) looks no further back than half its length for its read.
+    window = timedelta(days=min(READ_WINDOW_DAYS, (run.period_end - run.period_start).days // 2))
     in_window = [r for r in meter_reads if run.period_start + window < r.read_on <= run.period_end + window]
     current: _Read | _Estimate | None = in_window[-1] if in_window else None
     cutoff = current.read_on - timedelta(days=1) if current else run.period_start + window
@@ -984,3 +987,72 @@ def void_and_rebill(
         remote_addr=remote_addr,
     )
     return new
+
+
+# --------------------------------------------------------------------------- final bills
+
+FULL_PERIOD_DAYS = 30
+
+
+def final_bill(
+    session: Session,
+    account: Account,
+    stop_on: date,
+    final_reads: dict[int, Decimal],
+    actor: User,
+    today: date,
+    due_days: int = 21,
+) -> Bill:
+    """Stop an account's service on ``stop_on`` (the first day without it) and post its final
+    bill: from the end of the last bill to the stop date, fixed charges prorated by days, use
+    from the final read of each meter. All in the caller's transaction: nothing changes when
+    the bill cannot be made (a read below the last one, a meter with no read)."""
+    if actor.role not in APPROVERS + ("specialist",):
+        raise NotAllowed("only billing staff make final bills")
+    if account.status != "active":
+        raise InvalidInput(f"account {account.number} is {account.status}; only an active account is stopped", "status")
+    last_end = session.scalar(
+        select(func.max(Bill.period_end)).where(Bill.account_id == account.id, Bill.status == "posted")
+    )
+    services = session.scalars(select(Service).where(Service.account_id == account.id, Service.ended_on.is_(None)))
+    services = list(services)
+    start = last_end or min((s.started_on for s in services), default=stop_on)
+    if stop_on <= start:
+        raise InvalidInput(f"the stop date must be after {start:%m/%d/%Y}, the end of the last bill", "stop_on")
+    meters = {s.meter_id for s in services if s.meter_id is not None}
+    missing = meters - set(final_reads)
+    if missing:
+        raise InvalidInput("enter the final read of every meter", "final_read")
+    for meter_id in meters:
+        session.add(
+            MeterRead(
+                meter_id=meter_id, read_on=stop_on, value=final_reads[meter_id], source="field", note="Final read"
+            )
+        )
+    for service in services:
+        service.ended_on = stop_on
+    session.flush()
+    accounts = _load_accounts(session, [account.id])
+    period = _Rebill(None, start, stop_on, today, today + timedelta(days=due_days), FULL_PERIOD_DAYS)
+    data = _prefetch(session, period, accounts)
+    draft = _draft(period, accounts[0], reads.Rules(), data)
+    held = [c for c in draft.exceptions if c in HOLDING]
+    if held:
+        raise InvalidInput(
+            "the final bill cannot be made: " + ", ".join(EXCEPTION_LABELS.get(c, c).lower() for c in held),
+            "final_read",
+        )
+    (bill_id,) = _write_drafts(session, [draft], data)
+    _post_bills(session, session.execute(select(*_POSTING).where(Bill.id == bill_id)).all(), actor)
+    account.status, account.closed_on = "final", stop_on
+    bill = session.get(Bill, bill_id)
+    assert bill is not None
+    audit.record(
+        session,
+        "account.final_bill",
+        actor=actor,
+        entity_type="account",
+        entity_id=account.id,
+        after={"stop_on": str(stop_on), "bill": bill.number, "charges_cents": bill.current_charges_cents},
+    )
+    return bill
