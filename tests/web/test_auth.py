@@ -90,3 +90,9 @@ def test_cookie_is_not_secure_only_in_development(demo_engine: Engine) -> None:
     with TestClient(app) as c:
         response = sign_in(c, "resident@demo.example")
         assert "secure" not in response.headers["set-cookie"].lower()
+
+
+def test_htmx_runs_with_eval_and_script_tags_off(client) -> None:  # type: ignore[no-untyped-def]
+    """The vendored htmx contains eval (for hx-on and js: values); every page turns it off."""
+    page = client.get("/sign-in")
+    assert """<meta name="htmx-config" content='{"allowEval": false, "allowScriptTags": false""" in page.text
