@@ -1,9 +1,10 @@
 """Bill PDFs and a run's print file, on PostgreSQL.
 
     .venv/bin/python bench/print_file.py --database postgresql://postgres@127.0.0.1/bench_print \\
-        [--accounts 8000] [--workers 2] [--part 200]
+        [--accounts 20000] [--workers 2] [--part 200]
 
-Builds a demo district (its accounts in four cycles), bills cycle C1 in-process,
+Builds a demo district (its accounts in four cycles: 5,000 bills in cycle C1 at the
+default size), bills cycle C1 in-process,
 then times (1) one bill's PDF on demand with a warm browser, the way the portal
 serves it, and (2) delivering the run: every mailed bill rendered in slices by
 --workers `portal worker` processes and joined into one PDF in ZIP order, plus
@@ -43,9 +44,10 @@ from portal.templating import make_templates  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--database", required=True, help="PostgreSQL URL (rebuilt)")
-    parser.add_argument("--accounts", type=int, default=8000)
+    parser.add_argument("--accounts", type=int, default=20000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--part", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=1, help="jobs each worker runs at once")
     args = parser.parse_args()
     url = normalise_database_url(args.database)
     engine = make_engine(url)
@@ -92,7 +94,7 @@ def main() -> None:
         times = []
         for html in htmls:
             t = time.perf_counter()
-            await printer.pdf(html)
+            await printer.pdf(html, tagged=True)
             times.append(time.perf_counter() - t)
         await printer.close()
         return times
@@ -110,7 +112,7 @@ def main() -> None:
     env_vars = {**os.environ, "DATABASE_URL": url, "FILES_DIR": files}
     workers = [
         subprocess.Popen(
-            [sys.executable, "-m", "portal.cli", "worker"],
+            [sys.executable, "-m", "portal.cli", "worker", "--concurrency", str(args.concurrency)],
             env=env_vars,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

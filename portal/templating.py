@@ -11,7 +11,7 @@ from starlette.templating import Jinja2Templates
 
 from . import csrf
 from .billing_core.money import format_money
-from .charts import usage_chart
+from .charts import LABEL_WIDTH, usage_bars, usage_chart, usage_labels
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -48,6 +48,9 @@ def make_templates() -> Jinja2Templates:
     env.filters["qty"] = _quantity
     env.globals["htmx_file"] = HTMX_FILE
     env.globals["usage_chart"] = usage_chart
+    env.globals["usage_bars"] = usage_bars
+    env.globals["usage_labels"] = usage_labels
+    env.globals["label_width"] = LABEL_WIDTH
     return templates
 
 

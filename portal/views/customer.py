@@ -95,7 +95,7 @@ def bill_pdf_html(request: Request, doc: BillDocument) -> tuple[str, str]:
 
 
 async def pdf_response(request: Request, html: str, name: str) -> Response:
-    pdf = await request.app.state.printer.pdf(html)
+    pdf = await request.app.state.printer.pdf(html, tagged=True)
     return Response(
         pdf,
         media_type="application/pdf",
