@@ -47,6 +47,7 @@ ROUTES = [
     Route("/my/accounts/{number}/bills/{bill}/pdf", customer.bill_pdf),
     Route("/staff", staff.search),
     Route("/staff/accounts/{number}", staff.account_view),
+    Route("/staff/accounts/{number}/stop", staff.stop_service, methods=["POST"]),
     Route("/staff/accounts/{number}/bills/{bill}", staff.bill_view),
     Route("/staff/accounts/{number}/bills/{bill}/void", staff.void_bill, methods=["POST"]),
     Route("/staff/accounts/{number}/bills/{bill}/document", staff.bill_document),

@@ -398,6 +398,56 @@ def cmd_bill_run(args: argparse.Namespace) -> int:
     return 2
 
 
+def cmd_account_stop(args: argparse.Namespace) -> int:
+    """Stop an account's service and post its final bill (what the staff account page does)."""
+    from datetime import date
+    from decimal import Decimal, InvalidOperation
+
+    from sqlalchemy import select
+
+    from .billing_core import bill_runs, customers
+    from .billing_core.models import Account, Meter, Service
+    from .templating import _money
+
+    try:
+        stop_on = date.fromisoformat(args.on)
+    except ValueError as exc:
+        raise InvalidInput("give --on as YYYY-MM-DD", "on") from exc
+    given: dict[str, Decimal] = {}
+    for item in args.read:
+        serial, _, value = item.partition("=")
+        try:
+            given[serial.strip().upper()] = Decimal(value)
+        except InvalidOperation as exc:
+            raise InvalidInput(f"give each --read as SERIAL=VALUE, not {item!r}", "read") from exc
+    with _engine() as engine, transaction(make_sessionmaker(engine)) as session:
+        actor = _actor(session, args.as_user, True)
+        account = session.scalar(select(Account).where(Account.number == args.account))
+        if account is None:
+            raise InvalidInput(f"no account {args.account}", "account")
+        meters = session.execute(
+            select(Meter.serial, Meter.id)
+            .join(Service, Service.meter_id == Meter.id)
+            .where(Service.account_id == account.id, Service.ended_on.is_(None))
+        ).all()
+        unknown = set(given) - {serial for serial, _ in meters}
+        if unknown:
+            raise InvalidInput(f"meter {sorted(unknown)[0]} is not on account {args.account}", "read")
+        forward = customers.parse_mailing_address(
+            args.forward_street or "", args.forward_city or "", args.forward_state or "", args.forward_zip or ""
+        )
+        if forward is not None:
+            customers.set_mailing_address(session, account.customer, forward, actor, None)
+        reads = {meter_id: given[serial] for serial, meter_id in meters if serial in given}
+        bill = bill_runs.final_bill(session, account, stop_on, reads, actor, date.today())
+        print(
+            f"Account {account.number} is final from {stop_on}. Final bill {bill.number}: "
+            f"{bill.period_start} to {bill.period_end}, charges {_money(bill.current_charges_cents)}, "
+            f"total due {_money(bill.total_due_cents)} by {bill.due_date}."
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="portal", description="Utility billing portal")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -479,6 +529,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-wait", dest="wait", action="store_false", help="queue the jobs and return")
     for p in runs.choices.values():
         p.set_defaults(func=cmd_bill_run)
+
+    acct = sub.add_parser("account", help="accounts").add_subparsers(dest="account_command", required=True)
+    p = acct.add_parser("stop", help="stop service and post the final bill")
+    p.add_argument("account", help="account number")
+    p.add_argument("--on", required=True, help="YYYY-MM-DD, the first day without service")
+    p.add_argument("--read", action="append", default=[], metavar="SERIAL=VALUE", help="a final read, for each meter")
+    p.add_argument("--forward-street", help="forwarding address for the final bill: street")
+    p.add_argument("--forward-city")
+    p.add_argument("--forward-state", help="two letters")
+    p.add_argument("--forward-zip")
+    p.add_argument("--as", dest="as_user", required=True, help="the staff sign-in doing this")
+    p.set_defaults(func=cmd_account_stop)
 
     p = sub.add_parser("serve", help="run the web portal")
     p.add_argument("--host", default="127.0.0.1")

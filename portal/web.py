@@ -30,6 +30,18 @@ class Forbidden(Exception):
         self.message = message
 
 
+class FormState:
+    """What a form was filled in with, and a message for each field that was wrong, to
+    show the form again with each message next to its field."""
+
+    def __init__(self, values: dict[str, str] | None = None) -> None:
+        self.values: dict[str, str] = dict(values or {})
+        self.errors: dict[str, str] = {}
+
+    def get(self, name: str, default: str = "") -> str:
+        return self.values.get(name, default)
+
+
 RATE_EDITORS = frozenset({Role.SUPERVISOR.value, Role.ADMIN.value})
 
 

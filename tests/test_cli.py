@@ -88,3 +88,53 @@ def test_route_file_out_and_back_in(env: Engine, capsys: pytest.CaptureFixture[s
     path.write_text("\n".join(filled) + "\n")
     assert main(["reads", "import", str(path), "--format", "fixed", "--layout", "handheld-60"]) == 0
     assert "3 reads added" in capsys.readouterr().out
+
+
+def test_account_stop_posts_the_final_bill_and_explains_bad_input(
+    env: Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import func
+
+    from portal.billing_core.models import Account, Bill, Meter, MeterRead, Service
+
+    build_demo(env, accounts=3, seed=1, progress=False, today="2026-11-22")
+    with Session(env) as s:
+        account = s.scalar(select(Account).where(Account.status == "active").order_by(Account.id))
+        serials = s.scalars(
+            select(Meter.serial).join(Service, Service.meter_id == Meter.id).where(Service.account_id == account.id)
+        ).all()
+        last_end = s.scalar(select(func.max(Bill.period_end)).where(Bill.account_id == account.id))
+        last = {
+            serial: s.scalar(
+                select(func.max(MeterRead.value))
+                .join(Meter, Meter.id == MeterRead.meter_id)
+                .where(Meter.serial == serial)
+            )
+            for serial in serials
+        }
+    stop = [
+        "account",
+        "stop",
+        account.number,
+        "--on",
+        str(last_end + timedelta(days=10)),
+        "--as",
+        "specialist@demo.example",
+    ]
+    reads = [f"--read={serial}={value + 3}" for serial, value in last.items()]
+    capsys.readouterr()
+    assert main([*stop]) == 2
+    assert "enter the final read of every meter" in capsys.readouterr().err
+    assert main([*stop, "--read=NOPE=1"]) == 2
+    assert "meter NOPE is not on account" in capsys.readouterr().err
+    assert main([*stop, *reads, "--forward-street", "1 Main St"]) == 2
+    assert "Enter the city." in capsys.readouterr().err
+    with Session(env) as s:
+        assert s.get(Account, account.id).status == "active"
+    assert main([*stop, *reads]) == 0
+    out = capsys.readouterr().out
+    assert f"Account {account.number} is final from {last_end + timedelta(days=10)}. Final bill" in out
+    with Session(env) as s:
+        assert s.get(Account, account.id).status == "final"

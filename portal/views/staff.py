@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import date
+from decimal import Decimal, InvalidOperation
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..billing_core import accounts, bill_runs
+from ..billing_core import accounts, bill_runs, customers
 from ..billing_core.errors import InvalidInput
-from ..billing_core.models import Account, Bill, MeterRead, Service
-from ..web import Forbidden, PageNotFound, db, redirect, remote_addr, require_staff, today
+from ..billing_core.models import Account, Bill, Meter, MeterRead, Service, User
+from ..web import Forbidden, FormState, PageNotFound, db, redirect, remote_addr, require_staff, today
+
+FINAL_BILLERS = bill_runs.APPROVERS + ("specialist",)
 
 
 def search(request: Request) -> Response:
@@ -27,39 +32,110 @@ def search(request: Request) -> Response:
 
 def account_view(request: Request) -> Response:
     with db(request) as session:
-        require_staff(request, session)
-        account = session.scalars(
-            select(Account)
-            .where(Account.number == request.path_params["number"])
-            .options(
-                selectinload(Account.services).selectinload(Service.meter),
-                selectinload(Account.services).selectinload(Service.rate_schedule),
-            )
-        ).first()
-        if account is None:
-            raise PageNotFound()
-        # One meter may serve several services (water and sewer by volume): list it once.
-        meters = list({s.meter.id: s.meter for s in account.services if s.meter is not None}.values())
-        last_reads = {
-            m.id: session.scalars(
-                select(MeterRead).where(MeterRead.meter_id == m.id).order_by(MeterRead.read_on.desc()).limit(3)
-            ).all()
-            for m in meters
-        }
-        as_of = today(request)
-        return request.app.state.templates.TemplateResponse(
-            request,
-            "staff/account.html",
-            {
-                "account": account,
-                "summary": accounts.summarise(session, account, as_of),
-                "meters": meters,
-                "last_reads": last_reads,
-                "bills": accounts.bills_for_account(session, account.id, limit=24),
-                "ledger": accounts.ledger_with_running_balance(session, account.id),
-                "as_of": as_of,
-            },
+        user = require_staff(request, session)
+        return _account_page(request, session, user, _account(session, request.path_params["number"]))
+
+
+def _account(session: Session, number: str) -> Account:
+    account = session.scalars(
+        select(Account)
+        .where(Account.number == number)
+        .options(
+            selectinload(Account.services).selectinload(Service.meter),
+            selectinload(Account.services).selectinload(Service.rate_schedule),
         )
+    ).first()
+    if account is None:
+        raise PageNotFound()
+    return account
+
+
+def _account_page(
+    request: Request, session: Session, user: User, account: Account, stop_form: FormState | None = None
+) -> Response:
+    # One meter may serve several services (water and sewer by volume): list it once.
+    meters = list({s.meter.id: s.meter for s in account.services if s.meter is not None}.values())
+    last_reads = {
+        m.id: session.scalars(
+            select(MeterRead).where(MeterRead.meter_id == m.id).order_by(MeterRead.read_on.desc()).limit(3)
+        ).all()
+        for m in meters
+    }
+    as_of = today(request)
+    return request.app.state.templates.TemplateResponse(
+        request,
+        "staff/account.html",
+        {
+            "account": account,
+            "summary": accounts.summarise(session, account, as_of),
+            "meters": meters,
+            "active_meters": _meters(account),
+            "last_reads": last_reads,
+            "bills": accounts.bills_for_account(session, account.id, limit=24),
+            "ledger": accounts.ledger_with_running_balance(session, account.id),
+            "as_of": as_of,
+            "can_stop": user.role in FINAL_BILLERS and account.status == "active",
+            "stop_form": stop_form or FormState({"stop_on": as_of.isoformat()}),
+        },
+        status_code=400 if stop_form and stop_form.errors else 200,
+    )
+
+
+def _meters(account: Account) -> list[Meter]:
+    """The meters of the account's services still running: each needs a final read."""
+    return list({s.meter.id: s.meter for s in account.services if s.meter is not None and s.ended_on is None}.values())
+
+
+STOP_FIELDS = ("stop_on", "mailing_line1", "mailing_city", "mailing_state", "mailing_zip")
+
+
+async def stop_service(request: Request) -> Response:
+    """Stop an account's service and post its final bill, from the final reads entered here;
+    a forwarding address, when given, is where the final bill goes."""
+    form = await request.form()
+    values = {k: str(v).strip()[:200] for k, v in form.items() if k in STOP_FIELDS or k.startswith("read-")}
+    return await run_in_threadpool(_stop_service, request, values)
+
+
+def _stop_service(request: Request, values: dict[str, str]) -> Response:
+    number = request.path_params["number"]
+    with db(request) as session:
+        user = require_staff(request, session)
+        if user.role not in FINAL_BILLERS:
+            raise Forbidden("Only billing specialists and supervisors stop service and make final bills.")
+        account = _account(session, number)
+        state = FormState(values)
+        try:
+            try:
+                stop_on = date.fromisoformat(values.get("stop_on", ""))
+            except ValueError as exc:
+                raise InvalidInput("Enter the stop date as YYYY-MM-DD.", "stop_on") from exc
+            reads: dict[int, Decimal] = {}
+            for meter in _meters(account):
+                field = f"read-{meter.id}"
+                try:
+                    reads[meter.id] = Decimal(values.get(field, ""))
+                except InvalidOperation as exc:
+                    raise InvalidInput(f"Enter the final read of meter {meter.serial} as a number.", field) from exc
+                if not reads[meter.id].is_finite() or reads[meter.id] < 0:
+                    raise InvalidInput(f"Enter the final read of meter {meter.serial} as a number.", field)
+            forward = customers.parse_mailing_address(
+                values.get("mailing_line1", ""),
+                values.get("mailing_city", ""),
+                values.get("mailing_state", ""),
+                values.get("mailing_zip", ""),
+            )
+            with session.begin_nested():  # the reads, the final bill and the address, or none of them
+                if forward is not None:
+                    customers.set_mailing_address(session, account.customer, forward, user, remote_addr(request))
+                bill = bill_runs.final_bill(session, account, stop_on, reads, user, today(request))
+                bill_number = bill.number
+        except InvalidInput as exc:
+            session.expire_all()
+            field = exc.field if exc.field in STOP_FIELDS or (exc.field or "").startswith("read-") else "final"
+            state.errors[field] = exc.message[:1].upper() + exc.message[1:]
+            return _account_page(request, session, user, _account(session, number), state)
+    return redirect(f"/staff/accounts/{number}/bills/{bill_number}")
 
 
 def bill_view(request: Request) -> Response:

@@ -1,5 +1,6 @@
 """Staff pages for reads and bill runs."""
 
+import re
 from datetime import date
 from decimal import Decimal
 
@@ -9,8 +10,8 @@ from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
 from portal.app import create_app
-from portal.billing_core import users
-from portal.billing_core.models import Account, Bill, BillRun, Meter, MeterRead
+from portal.billing_core import bill_runs, users
+from portal.billing_core.models import Account, AuditEvent, Bill, BillRun, Meter, MeterRead, Service
 from portal.settings import Settings
 from tests.db.factories import district
 
@@ -176,3 +177,86 @@ def test_meter_exchange_from_the_meter_page(client: TestClient, office: Engine) 
     with Session(office) as s:
         assert s.scalar(select(Meter.status).where(Meter.serial == "T000002")) == "removed"
         assert s.scalar(select(Meter.status).where(Meter.serial == "NEW1")) == "installed"
+
+
+def billed_cycle(office: Engine) -> str:
+    """Cycle C1 billed to November 5; the number of an account whose read was not held."""
+    with Session(office) as s, s.begin():
+        supervisor = s.scalar(select(users.User).where(users.User.email == "supervisor@x.org"))
+        run = bill_runs.create_run(s, "C1", date(2026, 10, 5), date(2026, 11, 5))
+        s.execute(MeterRead.__table__.update().where(MeterRead.status == "exception").values(status="approved"))
+        bill_runs.calculate(s, run)
+        bill_runs.approve(s, run, supervisor)
+        bill_runs.post(s, run, supervisor)
+        return s.scalars(select(Account.number).order_by(Account.id)).all()[1]
+
+
+def test_a_specialist_stops_service_with_final_reads_and_a_forwarding_address(
+    client: TestClient, office: Engine
+) -> None:
+    number = billed_cycle(office)
+    with Session(office) as s:
+        account = s.scalar(select(Account).where(Account.number == number))
+        meter = s.scalar(
+            select(Meter).join(Service, Service.meter_id == Meter.id).where(Service.account_id == account.id)
+        )
+        reads_before = s.scalar(select(func.count(MeterRead.id)))
+    sign_in(client, "specialist@x.org", PASSWORD)
+    page_url = f"/staff/accounts/{number}"
+    page = client.get(page_url)
+    assert "Stop service and send the final bill" in page.text
+    assert f'<label for="read-{meter.id}">Final read of meter {meter.serial}' in page.text
+    url = f"{page_url}/stop"
+    good = {"stop_on": "2026-11-20", f"read-{meter.id}": "1065"}
+    wrong = [
+        ({**good, "stop_on": "20/11/2026"}, "stop_on", "Enter the stop date as YYYY-MM-DD."),
+        ({**good, f"read-{meter.id}": "ten"}, f"read-{meter.id}", f"Enter the final read of meter {meter.serial}"),
+        ({**good, f"read-{meter.id}": "1000"}, "final", "read below"),
+        ({**good, "stop_on": "2026-11-01"}, "stop_on", "The stop date must be after 11/05/2026"),
+        ({**good, "mailing_line1": "9 Elm St", "mailing_state": "CA"}, "mailing_city", "Enter the city."),
+        (
+            {**good, "mailing_line1": "9 Elm St", "mailing_city": "Ames", "mailing_state": "Iowa"},
+            "mailing_state",
+            "two letters",
+        ),
+    ]
+    for data, field, message in wrong:
+        answer = post(client, url, data, page=page_url)
+        assert answer.status_code == 400, data
+        error = re.search(rf'<p class="field-error" id="{field}-error"[^>]*>([^<]*)</p>', answer.text)
+        assert error and message in error.group(1), (field, answer.text[:0])
+        assert 'aria-invalid="true"' in answer.text or field == "final"
+    with Session(office) as s:  # nothing was written by any of them
+        account = s.scalar(select(Account).where(Account.number == number))
+        assert account.status == "active" and account.customer.mailing_line1 is None
+        assert s.scalar(select(func.count(MeterRead.id))) == reads_before
+    done = post(
+        client,
+        url,
+        {**good, "mailing_line1": "9 Elm St", "mailing_city": "Ames", "mailing_state": "ia", "mailing_zip": "50010"},
+        page=page_url,
+    )
+    assert done.status_code == 303
+    final = client.get(done.headers["location"])
+    assert final.status_code == 200 and final.context["bill"].period_end == date(2026, 11, 20)
+    with Session(office) as s:
+        account = s.scalar(select(Account).where(Account.number == number))
+        assert (account.status, account.closed_on) == ("final", date(2026, 11, 20))
+        c = account.customer
+        assert (c.mailing_line1, c.mailing_city, c.mailing_state, c.mailing_zip) == ("9 Elm St", "Ames", "IA", "50010")
+        bill = s.scalar(select(Bill).where(Bill.account_id == account.id, Bill.bill_run_id.is_(None)))
+        assert (bill.period_start, bill.period_end, bill.status) == (date(2026, 11, 5), date(2026, 11, 20), "posted")
+        actions = set(s.scalars(select(AuditEvent.action).where(AuditEvent.actor_id.is_not(None))))
+        assert {"account.final_bill", "customer.mailing_address"} <= actions
+    assert "Stop service and send the final bill" not in client.get(page_url).text  # it is final now
+
+
+def test_a_cashier_cannot_stop_service(client: TestClient, office: Engine) -> None:
+    number = billed_cycle(office)
+    sign_in(client, "cashier@x.org", PASSWORD)
+    page_url = f"/staff/accounts/{number}"
+    assert "Stop service and send the final bill" not in client.get(page_url).text
+    answer = post(client, f"{page_url}/stop", {"stop_on": "2026-11-20"}, page=page_url)
+    assert answer.status_code == 403
+    with Session(office) as s:
+        assert s.scalar(select(Account.status).where(Account.number == number)) == "active"
