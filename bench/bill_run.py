@@ -63,6 +63,9 @@ def main() -> None:
     with Session(engine) as s, s.begin():
         run = s.scalar(select(BillRun).where(BillRun.status != "cancelled").order_by(BillRun.id.desc()))
         if run is None or run.status == "posted":
+            # A new district bills October 5 to November 5; with --keep, the month after the last run.
+            start = run.period_end if run is not None else date(2026, 10, 5)
+            end = date(start.year + start.month // 12, start.month % 12 + 1, start.day)
             meters = s.execute(
                 select(Meter.id, func.max(MeterRead.value))
                 .join(MeterRead, MeterRead.meter_id == Meter.id)
@@ -76,7 +79,7 @@ def main() -> None:
                 [
                     {
                         "meter_id": m,
-                        "read_on": date(2026, 11, 5),
+                        "read_on": end,
                         "value": v + Decimal(8 + m % 9),
                         "source": "amr",
                         "status": "valid",
@@ -84,7 +87,7 @@ def main() -> None:
                     for m, v in meters
                 ],
             )
-            run = bill_runs.create_run(s, "C1", date(2026, 10, 5), date(2026, 11, 5))
+            run = bill_runs.create_run(s, "C1", start, end)
         run_id, total = run.id, run.accounts_total
         supervisor = s.scalar(select(User).where(User.email == "supervisor@demo.example"))
         supervisor_id = supervisor.id
