@@ -536,6 +536,10 @@ class User(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_sign_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: When the person showed they read mail at ``email`` (a link we sent them was opened).
+    email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The language of the pages and emails: "en" or "es".
+    language: Mapped[str] = mapped_column(String(5), default="en", server_default="en")
 
     accounts: Mapped[list[Account]] = relationship(secondary="user_account_link", order_by="Account.number")
 
@@ -624,3 +628,32 @@ class BillDelivery(Base):
         CheckConstraint("channel in ('mail', 'email')", name="channel"),
         Index("ix_bill_delivery_print_file_sequence", "print_file_id", "channel", "sequence"),
     )
+
+
+class UserToken(Base):
+    """A single-use link sent by email (confirm the address, reset the password). Only a
+    hash of the token is kept; the token itself exists only in the email."""
+
+    __tablename__ = "user_token"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
+    purpose: Mapped[str] = mapped_column(String(20))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (CheckConstraint("purpose in ('verify_email', 'reset_password')", name="purpose"),)
+
+
+class AuthFailure(Base):
+    """One failed attempt (a wrong password, a wrong account-linking fact), counted per
+    key over a window to slow down guessing: ``email:<address>``, ``ip:<address>``,
+    ``link:<user id>``, ``account:<number>``."""
+
+    __tablename__ = "auth_failure"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    key: Mapped[str] = mapped_column(String(300))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_auth_failure_key_at", "key", "at"),)

@@ -2,16 +2,50 @@
 
 from __future__ import annotations
 
+import hashlib
+import math
+
+from itsdangerous import BadSignature, URLSafeSerializer
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
 from .. import csrf
-from ..billing_core import audit, users
+from ..billing_core import audit, throttle, users
 from ..billing_core.models import Role, User
 from ..web import db, now, redirect, remote_addr, safe_next, signed_in_user
 
 GENERIC_FAILURE = "That email and password do not match our records. Check them and try again."
+DEVICE_COOKIE = "portal_device"
+DEVICE_DAYS = 400
+
+
+def _too_many(wait_seconds: int) -> str:
+    minutes = max(1, math.ceil(wait_seconds / 60))
+    return (
+        f"Too many tries. To keep your account safe, please wait {minutes} minute{'s' if minutes != 1 else ''} "
+        f"and try again, or call customer service."
+    )
+
+
+def _devices(request: Request) -> URLSafeSerializer:
+    return URLSafeSerializer(request.app.state.settings.secret_key, salt="known-device")
+
+
+def _email_mark(email: str) -> str:
+    return hashlib.sha256(users.normalise_email(email).encode()).hexdigest()[:32]
+
+
+def known_marks(request: Request) -> list[str]:
+    """The sign-ins this browser has completed before (hashes of their email addresses)."""
+    raw = request.cookies.get(DEVICE_COOKIE)
+    if not raw:
+        return []
+    try:
+        marks = _devices(request).loads(raw)
+    except BadSignature:
+        return []
+    return [m for m in marks if isinstance(m, str)][:5] if isinstance(marks, list) else []
 
 
 def home(request: Request) -> Response:
@@ -39,25 +73,53 @@ async def sign_in(request: Request) -> Response:
     email = str(form.get("email", ""))[:254]
     password = str(form.get("password", ""))[:1024]
     next_url = str(form.get("next", ""))
-    user_id, role = await run_in_threadpool(_check, request, email, password)
+    marks = known_marks(request)
+    user_id, role, wait = await run_in_threadpool(_check, request, email, password, _email_mark(email) in marks)
     if user_id is None:
         return request.app.state.templates.TemplateResponse(
             request,
             "sign_in.html",
-            {"next": next_url, "email": email, "error": GENERIC_FAILURE},
-            status_code=400,
+            {"next": next_url, "email": email, "error": _too_many(wait) if wait else GENERIC_FAILURE},
+            status_code=429 if wait else 400,
         )
     # A fresh session on sign-in: nothing from before carries over.
     request.session.clear()
     request.session["user_id"] = user_id
     csrf.rotate(request)
     default = "/staff" if Role(role).is_staff else "/my"
-    return redirect(safe_next(next_url, default))
+    response = redirect(safe_next(next_url, default))
+    # Remember that this browser signed in to this address (see billing_core/throttle.py).
+    mark = _email_mark(email)
+    response.set_cookie(
+        DEVICE_COOKIE,
+        _devices(request).dumps([mark, *[m for m in marks if m != mark]][:5]),
+        max_age=DEVICE_DAYS * 86400,
+        httponly=True,
+        secure=not request.app.state.settings.development,
+        samesite="lax",
+    )
+    return response
 
 
-def _check(request: Request, email: str, password: str) -> tuple[int | None, str | None]:
+def _check(request: Request, email: str, password: str, known_device: bool) -> tuple[int | None, str | None, int]:
+    """(user id, role, 0) on success; (None, None, seconds to wait) when throttled; else
+    (None, None, 0). A throttled attempt does not check the password at all."""
+    at = now(request)
+    by_email, by_address = throttle.email_key(email), throttle.address_key(remote_addr(request))
     with db(request) as session:
-        user = users.authenticate(session, email, password, now(request))
+        wait = throttle.retry_after(session, by_address, throttle.PER_ADDRESS, at)
+        if wait is None and not known_device:
+            wait = throttle.retry_after(session, by_email, throttle.PER_EMAIL, at)
+        if wait is not None:
+            audit.record(
+                session,
+                "sign_in.throttled",
+                actor_label=users.normalise_email(email),
+                remote_addr=remote_addr(request),
+                detail="too many failed attempts",
+            )
+            return None, None, int(wait.total_seconds())
+        user = users.authenticate(session, email, password, at)
         audit.record(
             session,
             "sign_in.success" if user else "sign_in.failure",
@@ -68,7 +130,11 @@ def _check(request: Request, email: str, password: str) -> tuple[int | None, str
             remote_addr=remote_addr(request),
             detail=None if user else "wrong email or password",
         )
-        return (user.id, user.role) if user else (None, None)
+        if user is None:
+            throttle.record(session, [by_email, by_address], at)
+            return None, None, 0
+        throttle.clear(session, by_email)
+        return user.id, user.role, 0
 
 
 async def sign_out(request: Request) -> Response:

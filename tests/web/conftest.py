@@ -5,12 +5,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, delete, select
 from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
 from portal.app import create_app
-from portal.billing_core.models import Account, User, UserAccountLink
+from portal.billing_core.models import Account, AuthFailure, User, UserAccountLink
 from portal.demo import DEMO_PASSWORD
 from portal.settings import Settings
 
@@ -24,6 +24,14 @@ def client(demo_engine: Engine) -> Iterator[TestClient]:
     app = create_app(SETTINGS, engine=demo_engine, clock=CLOCK)
     with TestClient(app, base_url="https://testserver") as c:
         yield c
+    forget_failed_sign_ins(demo_engine)
+
+
+def forget_failed_sign_ins(engine: Engine) -> None:
+    """The demo district is shared by every test: a test's failed sign-ins must not
+    slow down the next test's."""
+    with Session(engine) as s, s.begin():
+        s.execute(delete(AuthFailure))
 
 
 def csrf_from(html: str) -> str:

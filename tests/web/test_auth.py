@@ -3,11 +3,12 @@ from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
 from portal.app import create_app
+from portal.billing_core import throttle
 from portal.billing_core.models import AuditEvent
 from portal.settings import Settings
 from portal.views.auth import GENERIC_FAILURE
 
-from .conftest import CLOCK, csrf_from, sign_in
+from .conftest import CLOCK, SETTINGS, csrf_from, forget_failed_sign_ins, sign_in
 
 
 def events(engine: Engine, action: str, label: str) -> list[AuditEvent]:
@@ -96,3 +97,54 @@ def test_htmx_runs_with_eval_and_script_tags_off(client) -> None:  # type: ignor
     """The vendored htmx contains eval (for hx-on and js: values); every page turns it off."""
     page = client.get("/sign-in")
     assert """<meta name="htmx-config" content='{"allowEval": false, "allowScriptTags": false""" in page.text
+
+
+def _client(demo_engine: Engine, address: str) -> TestClient:
+    return TestClient(
+        create_app(SETTINGS, engine=demo_engine, clock=CLOCK), base_url="https://testserver", client=(address, 5000)
+    )
+
+
+def test_guessing_a_password_is_slowed_but_the_owner_still_signs_in(demo_engine: Engine) -> None:
+    owner, attacker, stranger = (
+        _client(demo_engine, "10.0.0.1"),
+        _client(demo_engine, "10.0.0.2"),
+        _client(demo_engine, "10.0.0.3"),
+    )
+    try:
+        assert sign_in(owner, "resident@demo.example").status_code == 303  # this browser is now known
+        for _ in range(throttle.PER_EMAIL):
+            assert sign_in(attacker, "resident@demo.example", "wrong guess").status_code == 400
+        # Even the right password is refused now from a browser that never signed in here...
+        blocked = sign_in(stranger, "resident@demo.example")
+        assert blocked.status_code == 429 and "Too many tries" in blocked.text and "15 minutes" in blocked.text
+        assert "user_id" not in stranger.cookies.get("portal_session", "")
+        # ...but the owner's own browser still gets in.
+        assert sign_in(owner, "resident@demo.example").status_code == 303
+        assert owner.get("/my").status_code == 200
+        with Session(demo_engine) as s:
+            assert s.scalar(select(AuditEvent).where(AuditEvent.action == "sign_in.throttled"))
+    finally:
+        forget_failed_sign_ins(demo_engine)
+
+
+def test_one_network_address_cannot_try_many_email_addresses(demo_engine: Engine) -> None:
+    guesser = _client(demo_engine, "10.0.0.9")
+    try:
+        for n in range(throttle.PER_ADDRESS):
+            assert sign_in(guesser, f"person{n}@example.org", "wrong guess").status_code == 400
+        assert sign_in(guesser, "resident@demo.example").status_code == 429
+        assert sign_in(_client(demo_engine, "10.0.0.10"), "resident@demo.example").status_code == 303
+    finally:
+        forget_failed_sign_ins(demo_engine)
+
+
+def test_a_forged_known_device_mark_counts_for_nothing(demo_engine: Engine) -> None:
+    attacker = _client(demo_engine, "10.0.0.11")
+    try:
+        for _ in range(throttle.PER_EMAIL):
+            sign_in(attacker, "resident@demo.example", "wrong guess")
+        attacker.cookies.set("portal_device", "WyJhYmMiXQ.forged", domain="testserver")
+        assert sign_in(attacker, "resident@demo.example").status_code == 429
+    finally:
+        forget_failed_sign_ins(demo_engine)
