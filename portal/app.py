@@ -21,6 +21,7 @@ from .billing_core.errors import NotFound
 from .csrf import CSRFMiddleware
 from .db import make_engine, make_sessionmaker
 from .documents import AsyncPrinter
+from .security_headers import SecurityHeadersMiddleware
 from .settings import Settings
 from .templating import make_templates
 from .views import auth, billing, customer, rates, staff
@@ -125,6 +126,7 @@ def create_app(
         routes=ROUTES,
         lifespan=lifespan,
         middleware=[
+            Middleware(SecurityHeadersMiddleware),
             Middleware(
                 SessionMiddleware,
                 secret_key=settings.secret_key,

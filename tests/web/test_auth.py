@@ -148,3 +148,11 @@ def test_a_forged_known_device_mark_counts_for_nothing(demo_engine: Engine) -> N
         assert sign_in(attacker, "resident@demo.example").status_code == 429
     finally:
         forget_failed_sign_ins(demo_engine)
+
+
+def test_the_browser_is_told_never_to_eval_or_run_scripts_from_elsewhere(client) -> None:  # type: ignore[no-untyped-def]
+    for path in ("/sign-in", "/no-such-page", "/static/portal.css"):
+        policy = client.get(path).headers["content-security-policy"]
+        directives = dict(d.strip().split(" ", 1) for d in policy.split(";"))
+        assert directives["script-src"] == "'self'" and "unsafe-eval" not in policy
+        assert directives["frame-ancestors"] == "'none'"
