@@ -21,10 +21,13 @@ from .billing_core.errors import NotFound
 from .csrf import CSRFMiddleware
 from .db import make_engine, make_sessionmaker
 from .documents import AsyncPrinter
-from .security_headers import SecurityHeadersMiddleware
+from .gateway import PaymentGateway
+from .gateway import from_settings as gateway_from_settings
+from .i18n import LanguageMiddleware, gettext
+from .security_headers import SecurityHeadersMiddleware, content_security_policy
 from .settings import Settings
 from .templating import make_templates
-from .views import auth, billing, customer, rates, staff
+from .views import auth, billing, customer, payments, rates, signup, staff
 from .web import Forbidden, PageNotFound, SignInRequired, sign_in_url
 
 log = logging.getLogger(__name__)
@@ -41,8 +44,25 @@ ROUTES = [
     Route("/sign-in", auth.sign_in_page, methods=["GET"]),
     Route("/sign-in", auth.sign_in, methods=["POST"]),
     Route("/sign-out", auth.sign_out, methods=["POST"]),
+    Route("/sign-up", signup.sign_up_page, methods=["GET"]),
+    Route("/sign-up", signup.sign_up, methods=["POST"]),
+    Route("/confirm-email", signup.confirm_email_page, methods=["GET"]),
+    Route("/confirm-email", signup.confirm_email, methods=["POST"]),
+    Route("/forgot-password", signup.forgot_password_page, methods=["GET"]),
+    Route("/forgot-password", signup.forgot_password, methods=["POST"]),
+    Route("/reset-password", signup.reset_password_page, methods=["GET"]),
+    Route("/reset-password", signup.reset_password, methods=["POST"]),
+    Route("/language", signup.set_language, methods=["POST"]),
+    Route("/my/link", signup.link_page, methods=["GET"]),
+    Route("/my/link", signup.link, methods=["POST"]),
     Route("/my", customer.my_accounts),
     Route("/my/accounts/{number}", customer.account_detail),
+    Route("/my/accounts/{number}/pay", payments.pay_page, methods=["GET"]),
+    Route("/my/accounts/{number}/pay", payments.pay_start, methods=["POST"]),
+    Route("/my/accounts/{number}/pay/{attempt}", payments.pay_method_page, methods=["GET"]),
+    Route("/my/accounts/{number}/pay/{attempt}", payments.pay_charge, methods=["POST"]),
+    Route("/my/accounts/{number}/payments/{payment}", payments.receipt),
+    Route("/webhooks/stripe", payments.webhook, methods=["POST"]),
     Route("/my/accounts/{number}/bills/{bill}", customer.bill_detail),
     Route("/my/accounts/{number}/bills/{bill}/document", customer.bill_document),
     Route("/my/accounts/{number}/bills/{bill}/pdf", customer.bill_pdf),
@@ -81,7 +101,10 @@ def _page(request: Request, status: int, title: str, message: str) -> Response:
 
 async def _not_found(request: Request, exc: Exception) -> Response:
     return _page(
-        request, 404, "Page not found", "We could not find that page. It may have moved, or the link may be wrong."
+        request,
+        404,
+        gettext("Page not found"),
+        gettext("We could not find that page. It may have moved, or the link may be wrong."),
     )
 
 
@@ -98,13 +121,13 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
         return await _not_found(request, exc)
-    return _page(request, exc.status_code, "Something went wrong", str(exc.detail))
+    return _page(request, exc.status_code, gettext("Something went wrong"), str(exc.detail))
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s", request.url.path, exc_info=exc)
     return PlainTextResponse(
-        "Sorry, something went wrong on our side. Please try again in a few minutes.", status_code=500
+        gettext("Sorry, something went wrong on our side. Please try again in a few minutes."), status_code=500
     )
 
 
@@ -112,6 +135,7 @@ def create_app(
     settings: Settings | None = None,
     engine: Engine | None = None,
     clock: Callable[[], datetime] | None = None,
+    gateway: PaymentGateway | None = None,
 ) -> Starlette:
     settings = settings or Settings.from_env()
     engine = engine or make_engine(settings.database_url)
@@ -126,7 +150,7 @@ def create_app(
         routes=ROUTES,
         lifespan=lifespan,
         middleware=[
-            Middleware(SecurityHeadersMiddleware),
+            Middleware(SecurityHeadersMiddleware, policy=content_security_policy(settings)),
             Middleware(
                 SessionMiddleware,
                 secret_key=settings.secret_key,
@@ -135,6 +159,7 @@ def create_app(
                 same_site="lax",
                 https_only=not settings.development,
             ),
+            Middleware(LanguageMiddleware),
             Middleware(CSRFMiddleware, exempt_paths=("/webhooks/",)),
         ],
         exception_handlers={
@@ -151,5 +176,6 @@ def create_app(
     app.state.sessions = make_sessionmaker(engine)
     app.state.templates = make_templates()
     app.state.printer = printer
+    app.state.gateway = gateway if gateway is not None else gateway_from_settings(settings)
     app.state.clock = clock or (lambda: datetime.now(UTC))
     return app

@@ -17,9 +17,9 @@ from typing import Any
 
 from procrastinate import App, PsycopgConnector, SyncPsycopgConnector
 
-from . import delivery
-from .billing_core import bill_runs
-from .billing_core.models import BillRun, PrintFile, User
+from . import delivery, emails
+from .billing_core import bill_runs, users
+from .billing_core.models import BillRun, PrintFile, User, utcnow
 from .db import make_engine, make_sessionmaker, transaction
 from .documents import AsyncPrinter
 from .settings import Settings
@@ -173,6 +173,105 @@ def dispatch(
                     run_id=run_id, account_ids=part, actor_id=actor_id
                 )
     return len(parts)
+
+
+# --- Emails to one person (sign-up, password reset, receipts) ---------------------------
+
+
+@app.task(name="email.account", queue="email", retry=3)
+def account_email(user_id: int, kind: str) -> bool:
+    settings = Settings.from_env()
+    return send_account_email(settings, _sessions(settings.database_url), user_id, kind)
+
+
+ACCOUNT_EMAILS = ("confirm_email", "reset_password", "already_registered")
+
+
+def send_account_email(settings: Settings, factory, user_id: int, kind: str) -> bool:  # type: ignore[no-untyped-def]
+    """Write and send one sign-in email. A link's token is made here, in the job, so it
+    exists only in the email; the database keeps its hash. Sent again, it makes a new
+    link and the old one stops working."""
+    if kind not in ACCOUNT_EMAILS:
+        raise ValueError(f"unknown account email {kind!r}")
+    with transaction(factory) as session:
+        user = session.get(User, user_id)
+        if user is None or not user.active:
+            return False
+        to, language = user.email, user.language
+        if kind == "confirm_email":
+            token = users.issue_token(session, user, users.VERIFY_EMAIL, utcnow())
+            context = {"url": emails.link(settings, f"/confirm-email?token={token}")}
+        elif kind == "reset_password":
+            token = users.issue_token(session, user, users.RESET_PASSWORD, utcnow())
+            context = {"url": emails.link(settings, f"/reset-password?token={token}")}
+        else:
+            context = {
+                "sign_in_url": emails.link(settings, "/sign-in"),
+                "reset_url": emails.link(settings, "/forgot-password"),
+            }
+    emails.send(settings, emails.build(settings, to, language, kind, **context))
+    return True
+
+
+@app.task(name="email.receipt", queue="email", retry=3)
+def receipt_email(payment_id: int) -> bool:
+    settings = Settings.from_env()
+    return send_receipt(settings, _sessions(settings.database_url), payment_id)
+
+
+def send_receipt(settings: Settings, factory, payment_id: int) -> bool:  # type: ignore[no-untyped-def]
+    """Email the receipt of a posted payment, once, to whoever paid (else the customer)."""
+    from sqlalchemy import update
+
+    from .billing_core.models import Account, Customer, Payment
+
+    with transaction(factory) as session:
+        payment = session.get(Payment, payment_id)
+        if payment is None or payment.status != "posted" or payment.receipt_sent_at is not None:
+            return False
+        account = session.get(Account, payment.account_id)
+        customer = session.get(Customer, account.customer_id)
+        payer = session.get(User, payment.user_id) if payment.user_id else None
+        to = payer.email if payer else customer.email
+        if not to:
+            return False
+        language = payer.language if payer else customer.preferred_language
+        message = emails.build(
+            settings,
+            to,
+            language,
+            "receipt",
+            payment=payment,
+            account=account,
+            url=emails.link(settings, f"/my/accounts/{account.number}/payments/{payment.id}"),
+        )
+    emails.send(settings, message)
+    with transaction(factory) as session:
+        session.execute(
+            update(Payment)
+            .where(Payment.id == payment_id, Payment.receipt_sent_at.is_(None))
+            .values(receipt_sent_at=utcnow())
+        )
+    return True
+
+
+JOBS: dict[str, Callable[..., Any]] = {"email.account": send_account_email, "email.receipt": send_receipt}
+
+
+def defer(settings: Settings, name: str, sessions=None, **kwargs: Any) -> None:  # type: ignore[no-untyped-def]
+    """Run one job: queued for a worker on PostgreSQL, or here and now on SQLite (after
+    the caller's transaction has committed), with the caller's ``sessions``. Here and now,
+    a failure is logged and does not reach the person: what they asked for was recorded,
+    and they can ask again."""
+    if settings.jobs_in_process or not settings.is_postgres:
+        try:
+            JOBS[name](settings, sessions or _sessions(settings.database_url), **kwargs)
+        except Exception:
+            log.exception("job %s failed in-process", name)
+        return
+    connector = SyncPsycopgConnector(conninfo=conninfo(settings.database_url))
+    with app.replace_connector(connector) as deferring, deferring.open():
+        deferring.configure_task(name).defer(**kwargs)
 
 
 def run_worker(settings: Settings, concurrency: int = 1, wait: bool = True) -> int:

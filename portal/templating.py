@@ -6,10 +6,11 @@ from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
+from babel.dates import format_date
 from starlette.requests import Request
 from starlette.templating import Jinja2Templates
 
-from . import csrf
+from . import csrf, i18n
 from .billing_core.money import format_money
 from .charts import LABEL_WIDTH, usage_bars, usage_chart, usage_labels
 
@@ -23,9 +24,10 @@ def _money(cents: int | None) -> str:
 
 
 def _date(value: date | datetime | None) -> str:
+    """ "November 22, 2026" in English, "22 de noviembre de 2026" in Spanish."""
     if value is None:
         return ""
-    return f"{value:%B} {value.day}, {value.year}"
+    return format_date(value, "long", locale=i18n.language())
 
 
 def _short_date(value: date | None) -> str:
@@ -42,6 +44,15 @@ def _quantity(value: Decimal | None) -> str:
 def make_templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=str(TEMPLATES), context_processors=[_context])
     env = templates.env
+    env.add_extension("jinja2.ext.i18n")
+    env.install_gettext_callables(  # type: ignore[attr-defined]
+        lambda message: i18n.translations(i18n.language()).gettext(message),
+        lambda singular, plural, n: i18n.translations(i18n.language()).ngettext(singular, plural, n),
+        newstyle=True,
+    )
+    env.globals["current_language"] = i18n.language
+    env.globals["languages"] = i18n.LANGUAGES
+    env.globals["service_name"] = i18n.service_name
     env.filters["money"] = _money
     env.filters["longdate"] = _date
     env.filters["shortdate"] = _short_date

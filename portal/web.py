@@ -11,6 +11,8 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from . import i18n
+from .billing_core.errors import InvalidInput
 from .billing_core.models import Role, User
 
 
@@ -72,11 +74,37 @@ def signed_in_user(request: Request, session: Session) -> User | None:
     if not user_id:
         return None
     user = session.get(User, user_id)
-    if user is None or not user.active:
+    if user is None or not user.active or _signed_in_before_password_change(request, user):
         request.session.clear()
         return None
     request.state.user = user
     return user
+
+
+def _signed_in_before_password_change(request: Request, user: User) -> bool:
+    if user.password_changed_at is None:
+        return False
+    signed_in_at = request.session.get("signed_in_at")
+    try:
+        return signed_in_at is None or datetime.fromisoformat(signed_in_at) < user.password_changed_at
+    except (TypeError, ValueError):
+        return True
+
+
+def start_session(request: Request, user: User) -> None:
+    """A fresh session for ``user``: nothing from before carries over but the language."""
+    from . import csrf
+
+    request.session.clear()
+    request.session["user_id"] = user.id
+    request.session["signed_in_at"] = now(request).isoformat()
+    request.session["lang"] = user.language
+    csrf.rotate(request)
+
+
+def error_text(exc: InvalidInput) -> str:
+    """An error from the billing core in the reader's language."""
+    return i18n.gettext(exc.template, **exc.params)
 
 
 def require_customer(request: Request, session: Session) -> User:

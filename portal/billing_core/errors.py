@@ -7,12 +7,22 @@ class BillingError(Exception):
     """Base for every error the billing core raises on purpose."""
 
 
-class InvalidInput(BillingError):
-    """Input that cannot be accepted; ``field`` names what was wrong."""
+def N_(message: str) -> str:  # noqa: N802 - the usual name for "mark for translation"
+    """Marks a message for the translation catalogs; the web layer translates it when shown."""
+    return message
 
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
+
+class InvalidInput(BillingError):
+    """Input that cannot be accepted; ``field`` names what was wrong.
+
+    ``message`` may hold ``%(name)s`` placeholders filled from ``params``: the web layer
+    translates the message first, then fills them in (``str(exc)`` is the English text)."""
+
+    def __init__(self, message: str, field: str | None = None, **params: object) -> None:
+        super().__init__(message % params if params else message)
+        self.template = message
+        self.params = params
+        self.message = message % params if params else message
         self.field = field
 
 

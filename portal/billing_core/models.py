@@ -318,6 +318,8 @@ class Account(Base):
     closed_on: Mapped[date | None] = mapped_column(Date)
     autopay: Mapped[bool] = mapped_column(Boolean, default=False)
     paperless: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: The account as a customer at the payment processor (a Stripe Customer id).
+    processor_customer_id: Mapped[str | None] = mapped_column(String(100))
 
     customer: Mapped[Customer] = relationship(back_populates="accounts")
     premise: Mapped[Premise] = relationship()
@@ -516,6 +518,20 @@ class Payment(Base):
     status: Mapped[str] = mapped_column(String(20), default="posted")
     ledger_transaction_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_transaction.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: Who paid online (a customer sign-in), or the staff member who took it.
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    #: The processor's id for the payment (a Stripe PaymentIntent).
+    processor_id: Mapped[str | None] = mapped_column(String(100), unique=True)
+    #: Sent with the create call, so a repeated request makes one payment, not two.
+    idempotency_key: Mapped[str | None] = mapped_column(String(100), unique=True)
+    #: The processor's own word for where the payment stands ("processing", "succeeded", ...).
+    processor_status: Mapped[str | None] = mapped_column(String(40))
+    #: "Visa •••• 4242": brand and last four digits only, never a card or account number.
+    method_label: Mapped[str | None] = mapped_column(String(80))
+    failure_message: Mapped[str | None] = mapped_column(String(300))
+    settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: When the receipt email went out (once).
+    receipt_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         CheckConstraint("amount_cents > 0", name="positive"),
@@ -540,6 +556,8 @@ class User(Base):
     email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: The language of the pages and emails: "en" or "es".
     language: Mapped[str] = mapped_column(String(5), default="en", server_default="en")
+    #: Sessions signed in before this are no longer accepted (a password change signs out elsewhere).
+    password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     accounts: Mapped[list[Account]] = relationship(secondary="user_account_link", order_by="Account.number")
 
@@ -657,3 +675,16 @@ class AuthFailure(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("ix_auth_failure_key_at", "key", "at"),)
+
+
+class ProcessorEvent(Base):
+    """A webhook event from the payment processor, kept so each is acted on once."""
+
+    __tablename__ = "processor_event"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(100), unique=True)
+    type: Mapped[str] = mapped_column(String(60))
+    object_id: Mapped[str | None] = mapped_column(String(100))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: What the portal did with it ("posted payment 12", "ignored: unknown payment", ...).
+    outcome: Mapped[str | None] = mapped_column(String(200))

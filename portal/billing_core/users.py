@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
-from datetime import datetime
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from .errors import InvalidInput
-from .models import Account, Role, User, UserAccountLink
+from . import throttle
+from .errors import N_, InvalidInput
+from .models import Account, Bill, Premise, Role, User, UserAccountLink, UserToken, utcnow
 from .numbers import normalise_account_number
 
 # argon2-cffi's defaults are argon2id with RFC 9106's low-memory profile.
@@ -33,7 +37,20 @@ def normalise_email(email: str) -> str:
 
 def validate_new_password(password: str) -> None:
     if len(password or "") < MIN_PASSWORD:
-        raise InvalidInput(f"Use at least {MIN_PASSWORD} characters for the password.", "password")
+        raise InvalidInput(N_("Use at least %(min)s characters for the password."), "password", min=MIN_PASSWORD)
+    if len(password) > 1024:
+        raise InvalidInput(N_("Use at most 1,024 characters for the password."), "password")
+
+
+def validate_email(email: str) -> str:
+    email = normalise_email(email)
+    if not EMAIL_RE.match(email) or len(email) > 254:
+        raise InvalidInput(N_("Enter an email address like name@example.org."), "email")
+    return email
+
+
+def user_by_email(session: Session, email: str) -> User | None:
+    return session.scalar(select(User).where(func.lower(User.email) == normalise_email(email)))
 
 
 def create_user(
@@ -44,9 +61,7 @@ def create_user(
     account_number: str | None = None,
     display_name: str | None = None,
 ) -> User:
-    email = normalise_email(email)
-    if not EMAIL_RE.match(email):
-        raise InvalidInput("Enter an email address like name@example.org.", "email")
+    email = validate_email(email)
     try:
         role_enum = Role(role)
     except ValueError as exc:
@@ -63,7 +78,14 @@ def create_user(
             raise InvalidInput(f"No account numbered {account_number}.", "account")
     elif account_number:
         raise InvalidInput("Only customer sign-ins are linked to an account.", "account")
-    user = User(email=email, password_hash=hash_password(password), role=role_enum.value, display_name=display_name)
+    user = User(
+        email=email,
+        password_hash=hash_password(password),
+        role=role_enum.value,
+        display_name=display_name,
+        # Made by the office, which checked the address.
+        email_verified_at=utcnow(),
+    )
     session.add(user)
     session.flush()
     if account is not None:
@@ -73,8 +95,9 @@ def create_user(
 
 
 def authenticate(session: Session, email: str, password: str, now: datetime) -> User | None:
-    """The active user with this email and password, or None. Same work either way."""
-    user = session.scalar(select(User).where(func.lower(User.email) == normalise_email(email)))
+    """The active user with this email and password, or None. Same work either way.
+    The caller checks ``email_verified_at`` before letting a new sign-up in."""
+    user = user_by_email(session, email)
     stored = user.password_hash if user is not None and user.password_hash else _DUMMY_HASH
     try:
         _hasher.verify(stored, password or "")
@@ -87,3 +110,210 @@ def authenticate(session: Session, email: str, password: str, now: datetime) -> 
         user.password_hash = hash_password(password)
     user.last_sign_in_at = now
     return user
+
+
+# --- Signing up, confirming the address, resetting the password -------------------------
+
+VERIFY_EMAIL = "verify_email"
+RESET_PASSWORD = "reset_password"
+TOKEN_LIFETIME = {VERIFY_EMAIL: timedelta(days=2), RESET_PASSWORD: timedelta(hours=1)}
+
+
+@dataclass(frozen=True)
+class SignUp:
+    """What a sign-up did. ``new`` is False when the address already had a sign-in: the
+    page says the same either way, and the email tells the owner what happened."""
+
+    user: User
+    new: bool
+
+
+def sign_up(session: Session, email: str, password: str, language: str, name: str | None = None) -> SignUp:
+    """A customer sign-in with no account linked yet, waiting for its address to be
+    confirmed. An address that already has a sign-in is left as it is."""
+    email = validate_email(email)
+    validate_new_password(password)
+    existing = user_by_email(session, email)
+    if existing is not None:
+        _hasher.hash(password)  # the same work as a new sign-up: the answer takes as long
+        return SignUp(existing, new=False)
+    user = User(
+        email=email,
+        password_hash=hash_password(password),
+        role=Role.CUSTOMER.value,
+        display_name=(name or "").strip()[:200] or None,
+        language=language,
+    )
+    session.add(user)
+    session.flush()
+    return SignUp(user, new=True)
+
+
+def _token_hash(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def issue_token(session: Session, user: User, purpose: str, now: datetime) -> str:
+    """A new single-use link token for ``purpose``; earlier unused ones stop working.
+    Only its hash is stored: the token itself goes into the email and nowhere else."""
+    if purpose not in TOKEN_LIFETIME:
+        raise ValueError(f"unknown token purpose {purpose!r}")
+    session.execute(
+        update(UserToken)
+        .where(UserToken.user_id == user.id, UserToken.purpose == purpose, UserToken.used_at.is_(None))
+        .values(used_at=now)
+    )
+    raw = secrets.token_urlsafe(32)
+    session.add(
+        UserToken(
+            user_id=user.id,
+            purpose=purpose,
+            token_hash=_token_hash(raw),
+            created_at=now,
+            expires_at=now + TOKEN_LIFETIME[purpose],
+        )
+    )
+    session.flush()
+    return raw
+
+
+def valid_token(session: Session, raw: str, purpose: str, now: datetime) -> UserToken | None:
+    if not raw or len(raw) > 200:
+        return None
+    token = session.scalar(
+        select(UserToken).where(UserToken.token_hash == _token_hash(raw), UserToken.purpose == purpose)
+    )
+    if token is None or token.used_at is not None or token.expires_at <= now:
+        return None
+    return token
+
+
+def confirm_email(session: Session, raw: str, now: datetime) -> User | None:
+    """Use a confirmation link: the address is confirmed and the sign-in may be used."""
+    token = valid_token(session, raw, VERIFY_EMAIL, now)
+    if token is None:
+        return None
+    token.used_at = now
+    user = session.get(User, token.user_id)
+    if user is None or not user.active:
+        return None
+    if user.email_verified_at is None:
+        user.email_verified_at = now
+    return user
+
+
+def reset_password(session: Session, raw: str, password: str, now: datetime) -> User:
+    """Use a reset link to set a new password. Opening the link also shows the person reads
+    mail at the address, so it confirms it. Failed sign-ins counted against it are cleared."""
+    token = valid_token(session, raw, RESET_PASSWORD, now)
+    if token is None:
+        raise InvalidInput(N_("This link has expired or was already used. Ask for a new one."), "token")
+    validate_new_password(password)
+    user = session.get(User, token.user_id)
+    if user is None or not user.active:
+        raise InvalidInput(N_("This link has expired or was already used. Ask for a new one."), "token")
+    token.used_at = now
+    user.password_hash = hash_password(password)
+    user.password_changed_at = now
+    if user.email_verified_at is None:
+        user.email_verified_at = now
+    throttle.clear(session, throttle.email_key(user.email))
+    return user
+
+
+def change_password(session: Session, user: User, current: str, new: str, now: datetime) -> None:
+    try:
+        _hasher.verify(user.password_hash or _DUMMY_HASH, current or "")
+    except (VerifyMismatchError, VerificationError, InvalidHashError) as exc:
+        raise InvalidInput(N_("That is not your current password."), "current_password") from exc
+    validate_new_password(new)
+    user.password_hash = hash_password(new)
+    user.password_changed_at = now
+
+
+# --- Linking an account with facts printed on its bill ---------------------------------
+
+LINK_PER_USER = 5
+LINK_PER_ACCOUNT = 10
+LINK_FAILED = N_(
+    "We could not match those details to an account. Check the account number, the ZIP code of the "
+    "service address and the amount due on your latest bill, and try again."
+)
+
+
+def link_user_key(user: User) -> str:
+    return f"link:{user.id}"
+
+
+def link_account_key(number: str) -> str:
+    return f"account:{number}"
+
+
+@dataclass(frozen=True)
+class LinkAttempt:
+    account: Account | None
+    #: Set when the attempt was refused without checking: too many failures lately.
+    retry_after: timedelta | None = None
+
+
+def parse_amount(text: str) -> int | None:
+    """ "$1,234.56", "1234.5" or "12" as cents; None when it is not an amount."""
+    cleaned = (text or "").strip().replace("$", "").replace(",", "").replace(" ", "")
+    if not re.fullmatch(r"-?\d{1,9}(\.\d{1,2})?", cleaned):
+        return None
+    whole, _dot, frac = cleaned.lstrip("-").partition(".")
+    cents = int(whole) * 100 + int((frac + "00")[:2])
+    return -cents if cleaned.startswith("-") else cents
+
+
+def link_account(
+    session: Session, user: User, account_number: str, service_zip: str, amount_due: str, now: datetime
+) -> LinkAttempt:
+    """Link an account to a customer sign-in when the account number, the service address's
+    ZIP code and the amount due on the latest bill all match. Every mismatch reads the same,
+    and failures are counted per sign-in and per account to stop guessing."""
+    if user.role != Role.CUSTOMER.value:
+        raise InvalidInput(N_("Only customer sign-ins link accounts."), "account_number")
+    number = normalise_account_number(account_number)
+    if not number:
+        raise InvalidInput(N_("Enter the account number printed on your bill."), "account_number")
+    zip5 = re.sub(r"\D", "", service_zip or "")[:5]
+    if len(zip5) != 5:
+        raise InvalidInput(N_("Enter the 5-digit ZIP code of the service address."), "service_zip")
+    cents = parse_amount(amount_due)
+    if cents is None:
+        raise InvalidInput(N_("Enter the amount due from your latest bill, like 84.20."), "amount_due")
+    keys = [link_user_key(user), link_account_key(number)]
+    for key, limit in zip(keys, (LINK_PER_USER, LINK_PER_ACCOUNT)):
+        wait = throttle.retry_after(session, key, limit, now)
+        if wait is not None:
+            return LinkAttempt(None, wait)
+    found = session.execute(
+        select(Account, Premise.zip).join(Premise, Premise.id == Account.premise_id).where(Account.number == number)
+    ).first()
+    matched = None
+    account = found[0] if found else None
+    if account is not None and (found[1] or "")[:5] == zip5:
+        latest = session.scalar(
+            select(Bill.total_due_cents)
+            .where(Bill.account_id == account.id, Bill.status == "posted")
+            .order_by(Bill.bill_date.desc(), Bill.id.desc())
+            .limit(1)
+        )
+        if latest is not None and latest == cents:
+            matched = account
+    if matched is None:
+        throttle.record(session, keys, now)
+        return LinkAttempt(None)
+    if session.get(UserAccountLink, (user.id, matched.id)) is None:
+        session.add(UserAccountLink(user_id=user.id, account_id=matched.id, linked_at=now))
+        session.flush()
+    throttle.clear(session, link_user_key(user))
+    return LinkAttempt(matched)
+
+
+def unlink_account(session: Session, user: User, account: Account) -> None:
+    link = session.get(UserAccountLink, (user.id, account.id))
+    if link is not None:
+        session.delete(link)
+        session.flush()

@@ -10,21 +10,28 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .. import csrf
+from .. import i18n, jobs
 from ..billing_core import audit, throttle, users
 from ..billing_core.models import Role, User
-from ..web import db, now, redirect, remote_addr, safe_next, signed_in_user
+from ..i18n import N_, gettext
+from ..web import db, now, redirect, remote_addr, safe_next, signed_in_user, start_session
 
-GENERIC_FAILURE = "That email and password do not match our records. Check them and try again."
+GENERIC_FAILURE = N_("That email and password do not match our records. Check them and try again.")
+NOT_CONFIRMED = N_(
+    "Please confirm your email address first. We just sent a new link to %(email)s: open it, then sign in."
+)
 DEVICE_COOKIE = "portal_device"
 DEVICE_DAYS = 400
 
 
-def _too_many(wait_seconds: int) -> str:
+def too_many(wait_seconds: int) -> str:
     minutes = max(1, math.ceil(wait_seconds / 60))
-    return (
-        f"Too many tries. To keep your account safe, please wait {minutes} minute{'s' if minutes != 1 else ''} "
-        f"and try again, or call customer service."
+    return i18n.ngettext(
+        "Too many tries. To keep your account safe, please wait %(num)s minute and try again, "
+        "or call customer service.",
+        "Too many tries. To keep your account safe, please wait %(num)s minutes and try again, "
+        "or call customer service.",
+        minutes,
     )
 
 
@@ -74,19 +81,23 @@ async def sign_in(request: Request) -> Response:
     password = str(form.get("password", ""))[:1024]
     next_url = str(form.get("next", ""))
     marks = known_marks(request)
-    user_id, role, wait = await run_in_threadpool(_check, request, email, password, _email_mark(email) in marks)
-    if user_id is None:
-        return request.app.state.templates.TemplateResponse(
-            request,
-            "sign_in.html",
-            {"next": next_url, "email": email, "error": _too_many(wait) if wait else GENERIC_FAILURE},
-            status_code=429 if wait else 400,
+    user, wait = await run_in_threadpool(_check, request, email, password, _email_mark(email) in marks)
+    if user is not None and user.email_verified_at is None:
+        # The right password, but the address was never confirmed: send the link again.
+        jobs.defer(
+            request.app.state.settings,
+            "email.account",
+            request.app.state.sessions,
+            user_id=user.id,
+            kind="confirm_email",
         )
-    # A fresh session on sign-in: nothing from before carries over.
-    request.session.clear()
-    request.session["user_id"] = user_id
-    csrf.rotate(request)
-    default = "/staff" if Role(role).is_staff else "/my"
+        error = gettext(NOT_CONFIRMED, email=user.email)
+        return _sign_in_again(request, next_url, email, error, 400)
+    if user is None:
+        error = too_many(wait) if wait else gettext(GENERIC_FAILURE)
+        return _sign_in_again(request, next_url, email, error, 429 if wait else 400)
+    start_session(request, user)
+    default = "/staff" if Role(user.role).is_staff else "/my"
     response = redirect(safe_next(next_url, default))
     # Remember that this browser signed in to this address (see billing_core/throttle.py).
     mark = _email_mark(email)
@@ -101,9 +112,15 @@ async def sign_in(request: Request) -> Response:
     return response
 
 
-def _check(request: Request, email: str, password: str, known_device: bool) -> tuple[int | None, str | None, int]:
-    """(user id, role, 0) on success; (None, None, seconds to wait) when throttled; else
-    (None, None, 0). A throttled attempt does not check the password at all."""
+def _sign_in_again(request: Request, next_url: str, email: str, error: str, status: int) -> Response:
+    return request.app.state.templates.TemplateResponse(
+        request, "sign_in.html", {"next": next_url, "email": email, "error": error}, status_code=status
+    )
+
+
+def _check(request: Request, email: str, password: str, known_device: bool) -> tuple[User | None, int]:
+    """(user, 0) on success; (None, seconds to wait) when throttled; else (None, 0).
+    A throttled attempt does not check the password at all."""
     at = now(request)
     by_email, by_address = throttle.email_key(email), throttle.address_key(remote_addr(request))
     with db(request) as session:
@@ -118,7 +135,7 @@ def _check(request: Request, email: str, password: str, known_device: bool) -> t
                 remote_addr=remote_addr(request),
                 detail="too many failed attempts",
             )
-            return None, None, int(wait.total_seconds())
+            return None, int(wait.total_seconds())
         user = users.authenticate(session, email, password, at)
         audit.record(
             session,
@@ -132,9 +149,9 @@ def _check(request: Request, email: str, password: str, known_device: bool) -> t
         )
         if user is None:
             throttle.record(session, [by_email, by_address], at)
-            return None, None, 0
+            return None, 0
         throttle.clear(session, by_email)
-        return user.id, user.role, 0
+        return user, 0
 
 
 async def sign_out(request: Request) -> Response:

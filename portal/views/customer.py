@@ -8,10 +8,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .. import documents
-from ..billing_core import accounts
+from ..billing_core import accounts, payments
 from ..billing_core.accounts import BillDocument
 from ..billing_core.models import Account, Bill
-from ..web import PageNotFound, db, require_customer, today
+from ..web import PageNotFound, db, pop_flash, require_customer, today
 
 
 def my_accounts(request: Request) -> Response:
@@ -20,7 +20,7 @@ def my_accounts(request: Request) -> Response:
         as_of = today(request)
         summaries = [accounts.summarise(session, a, as_of) for a in accounts.accounts_for_user(session, user)]
         return request.app.state.templates.TemplateResponse(
-            request, "customer/home.html", {"summaries": summaries, "as_of": as_of}
+            request, "customer/home.html", {"summaries": summaries, "as_of": as_of, "flash": pop_flash(request)}
         )
 
 
@@ -37,6 +37,7 @@ def account_detail(request: Request) -> Response:
             {
                 "summary": accounts.summarise(session, account, as_of),
                 "bills": accounts.bills_for_account(session, account.id),
+                "payments": payments.recent(session, account.id),
                 "as_of": as_of,
             },
         )

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -13,15 +14,29 @@ from portal.app import create_app
 from portal.billing_core.models import Account, AuthFailure, User, UserAccountLink
 from portal.demo import DEMO_PASSWORD
 from portal.settings import Settings
+from tests.smtp import smtp_server
 
 # The demo was built "today" = 2026-11-22; the portal's clock agrees.
 CLOCK = lambda: datetime(2026, 11, 22, 18, 0, tzinfo=UTC)  # noqa: E731
 SETTINGS = Settings(secret_key="test-secret", development=False, agency_name="Demo Water District")
 
 
+@pytest.fixture(scope="session")
+def smtp() -> Iterator[tuple[int, list]]:
+    """One SMTP server for the web tests; tests read what arrived for their own address."""
+    with smtp_server() as (port, inbox):
+        yield port, inbox
+
+
 @pytest.fixture
-def client(demo_engine: Engine) -> Iterator[TestClient]:
-    app = create_app(SETTINGS, engine=demo_engine, clock=CLOCK)
+def inbox(smtp: tuple[int, list]) -> list:
+    return smtp[1]
+
+
+@pytest.fixture
+def client(demo_engine: Engine, smtp: tuple[int, list]) -> Iterator[TestClient]:
+    settings = dataclasses.replace(SETTINGS, smtp_host="127.0.0.1", smtp_port=smtp[0])
+    app = create_app(settings, engine=demo_engine, clock=CLOCK)
     with TestClient(app, base_url="https://testserver") as c:
         yield c
     forget_failed_sign_ins(demo_engine)
@@ -66,3 +81,15 @@ def other_account(engine: Engine, email: str) -> str:
     mine = set(linked_numbers(engine, email))
     with Session(engine) as s:
         return next(n for n in s.scalars(select(Account.number).order_by(Account.number)) if n not in mine)
+
+
+def mail_to(inbox: list, address: str) -> list:
+    return [m for m in inbox if m["To"] == address]
+
+
+def link_in(message, path: str) -> str:  # type: ignore[no-untyped-def]
+    """The path and query of the first link to ``path`` in an email."""
+    body = message.get_content() if hasattr(message, "get_content") else message.get_payload(decode=True).decode()
+    match = re.search(r"https?://[^/\s]+(" + re.escape(path) + r"[^\s]*)", body)
+    assert match, f"no link to {path} in: {body}"
+    return match.group(1)

@@ -1,0 +1,298 @@
+"""Signing up, confirming the address, resetting a password, linking an account, language.
+
+Every answer that could tell a stranger whether an address has a sign-in reads the same
+either way; what differs goes into the email, which only the address's owner reads.
+"""
+
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .. import i18n, jobs
+from ..billing_core import audit, throttle, users
+from ..billing_core.errors import InvalidInput
+from ..billing_core.models import User
+from ..i18n import gettext
+from ..web import (
+    FormState,
+    db,
+    error_text,
+    flash,
+    now,
+    pop_flash,
+    redirect,
+    remote_addr,
+    require_customer,
+    safe_next,
+    signed_in_user,
+    start_session,
+)
+from .auth import too_many
+
+SIGN_UP_FIELDS = ("email", "name")
+
+
+def _render(request: Request, template: str, context: dict, status: int = 200) -> Response:
+    return request.app.state.templates.TemplateResponse(request, template, context, status_code=status)
+
+
+def _send(request: Request, user_id: int, kind: str) -> None:
+    jobs.defer(request.app.state.settings, "email.account", request.app.state.sessions, user_id=user_id, kind=kind)
+
+
+# --- Sign up ---------------------------------------------------------------------------
+
+
+def sign_up_page(request: Request) -> Response:
+    return _render(request, "account/sign_up.html", {"form": FormState()})
+
+
+async def sign_up(request: Request) -> Response:
+    data = await request.form()
+    form = FormState({k: str(data.get(k, ""))[:254] for k in SIGN_UP_FIELDS})
+    password = str(data.get("password", ""))[:2048]
+    if password != str(data.get("password_again", ""))[:2048]:
+        form.errors["password_again"] = gettext("The two passwords are not the same. Type the same one twice.")
+    if not form.errors:
+        result = await run_in_threadpool(_sign_up, request, form, password)
+        if result is not None:
+            user_id, new = result
+            await run_in_threadpool(_send, request, user_id, "confirm_email" if new else "already_registered")
+            return _render(request, "account/check_email.html", {"email": users.normalise_email(form.get("email"))})
+    return _render(request, "account/sign_up.html", {"form": form}, 400)
+
+
+def _sign_up(request: Request, form: FormState, password: str) -> tuple[int, bool] | None:
+    try:
+        with db(request) as session:
+            result = users.sign_up(session, form.get("email"), password, i18n.language(), form.get("name"))
+            if result.new:
+                audit.record(
+                    session,
+                    "user.sign_up",
+                    actor=result.user,
+                    entity_type="user",
+                    entity_id=result.user.id,
+                    remote_addr=remote_addr(request),
+                )
+            elif result.user.email_verified_at is None:
+                # Signed up before and never confirmed: the confirmation link again.
+                return result.user.id, True
+            return result.user.id, result.new
+    except InvalidInput as exc:
+        form.errors[exc.field or "email"] = error_text(exc)
+        return None
+
+
+def confirm_email_page(request: Request) -> Response:
+    token = request.query_params.get("token", "")
+    with db(request) as session:
+        valid = users.valid_token(session, token, users.VERIFY_EMAIL, now(request)) is not None
+    return _render(request, "account/confirm_email.html", {"token": token, "valid": valid}, 200 if valid else 400)
+
+
+async def confirm_email(request: Request) -> Response:
+    token = str((await request.form()).get("token", ""))
+
+    def confirm() -> User | None:
+        with db(request) as session:
+            user = users.confirm_email(session, token, now(request))
+            if user is not None:
+                audit.record(
+                    session,
+                    "user.email_confirmed",
+                    actor=user,
+                    entity_type="user",
+                    entity_id=user.id,
+                    remote_addr=remote_addr(request),
+                )
+            return user
+
+    user = await run_in_threadpool(confirm)
+    if user is None:
+        return _render(request, "account/confirm_email.html", {"token": "", "valid": False}, 400)
+    start_session(request, user)
+    flash(request, gettext("Your email address is confirmed. Next, link your account."))
+    return redirect("/my/link")
+
+
+# --- Forgotten password ------------------------------------------------------------------
+
+
+def forgot_password_page(request: Request) -> Response:
+    return _render(request, "account/forgot_password.html", {"form": FormState(), "sent": False})
+
+
+async def forgot_password(request: Request) -> Response:
+    form = FormState({"email": str((await request.form()).get("email", ""))[:254]})
+    try:
+        users.validate_email(form.get("email"))
+    except InvalidInput as exc:
+        form.errors["email"] = error_text(exc)
+        return _render(request, "account/forgot_password.html", {"form": form, "sent": False}, 400)
+
+    def find() -> tuple[int | None, int | None]:
+        with db(request) as session:
+            at = now(request)
+            # Asking for links is slowed like signing in, so nobody floods a mailbox.
+            key = throttle.address_key(remote_addr(request))
+            wait = throttle.retry_after(session, key, throttle.PER_ADDRESS, at)
+            if wait is not None:
+                return None, int(wait.total_seconds())
+            throttle.record(session, [key], at)
+            user = users.user_by_email(session, form.get("email"))
+            audit.record(
+                session,
+                "user.reset_requested",
+                actor=user,
+                actor_label=users.normalise_email(form.get("email")),
+                remote_addr=remote_addr(request),
+            )
+            return (user.id if user is not None and user.active else None), None
+
+    user_id, wait = await run_in_threadpool(find)
+    if wait is not None:
+        form.errors["email"] = too_many(wait)
+        return _render(request, "account/forgot_password.html", {"form": form, "sent": False}, 429)
+    if user_id is not None:
+        await run_in_threadpool(_send, request, user_id, "reset_password")
+    return _render(request, "account/forgot_password.html", {"form": form, "sent": True})
+
+
+def reset_password_page(request: Request) -> Response:
+    token = request.query_params.get("token", "")
+    with db(request) as session:
+        valid = users.valid_token(session, token, users.RESET_PASSWORD, now(request)) is not None
+    return _render(
+        request,
+        "account/reset_password.html",
+        {"token": token, "valid": valid, "form": FormState()},
+        200 if valid else 400,
+    )
+
+
+async def reset_password(request: Request) -> Response:
+    data = await request.form()
+    token = str(data.get("token", ""))
+    password = str(data.get("password", ""))[:2048]
+    form = FormState()
+    if password != str(data.get("password_again", ""))[:2048]:
+        form.errors["password_again"] = gettext("The two passwords are not the same. Type the same one twice.")
+        return _render(request, "account/reset_password.html", {"token": token, "valid": True, "form": form}, 400)
+
+    def reset() -> User | InvalidInput:
+        try:
+            with db(request) as session:
+                user = users.reset_password(session, token, password, now(request))
+                audit.record(
+                    session,
+                    "user.password_reset",
+                    actor=user,
+                    entity_type="user",
+                    entity_id=user.id,
+                    remote_addr=remote_addr(request),
+                )
+                return user
+        except InvalidInput as exc:
+            return exc
+
+    result = await run_in_threadpool(reset)
+    if isinstance(result, InvalidInput):
+        valid = result.field != "token"
+        form.errors[result.field or "password"] = error_text(result)
+        return _render(request, "account/reset_password.html", {"token": token, "valid": valid, "form": form}, 400)
+    start_session(request, result)
+    flash(request, gettext("Your new password is set, and you are signed in."))
+    return redirect("/my")
+
+
+# --- Linking an account ------------------------------------------------------------------
+
+LINK_FIELDS = ("account_number", "service_zip", "amount_due")
+
+
+def link_page(request: Request) -> Response:
+    with db(request) as session:
+        require_customer(request, session)
+        return _render(request, "customer/link.html", {"form": FormState(), "flash": pop_flash(request)})
+
+
+async def link(request: Request) -> Response:
+    data = await request.form()
+    form = FormState({k: str(data.get(k, ""))[:40] for k in LINK_FIELDS})
+
+    def attempt() -> str | None:
+        with db(request) as session:
+            user = require_customer(request, session)
+            try:
+                result = users.link_account(
+                    session,
+                    user,
+                    form.get("account_number"),
+                    form.get("service_zip"),
+                    form.get("amount_due"),
+                    now(request),
+                )
+            except InvalidInput as exc:
+                form.errors[exc.field or "account_number"] = error_text(exc)
+                return None
+            if result.retry_after is not None:
+                form.errors["account_number"] = too_many(int(result.retry_after.total_seconds()))
+            elif result.account is None:
+                form.errors["account_number"] = gettext(users.LINK_FAILED)
+            audit.record(
+                session,
+                "account.linked" if result.account else "account.link_failed",
+                actor=user,
+                entity_type="account",
+                entity_id=result.account.id if result.account else None,
+                remote_addr=remote_addr(request),
+                detail=None if result.account else f"tried account number {form.get('account_number')[:20]}",
+            )
+            return result.account.number if result.account else None
+
+    number = await run_in_threadpool(attempt)
+    if number is None:
+        return _render(request, "customer/link.html", {"form": form, "flash": None}, 400)
+    flash(request, gettext("Account %(number)s is now linked to your sign-in.", number=number))
+    return redirect(f"/my/accounts/{number}")
+
+
+# --- Language ----------------------------------------------------------------------------
+
+
+async def set_language(request: Request) -> Response:
+    """Switch the pages' language; remembered for the sign-in, or in a cookie for a visitor."""
+    data = await request.form()
+    code = i18n.supported(str(data.get("lang", ""))) or i18n.DEFAULT
+    target = safe_next(str(data.get("next", "")), "/")
+
+    def remember() -> None:
+        with db(request) as session:
+            user = signed_in_user(request, session)
+            if user is not None and user.language != code:
+                audit.record(
+                    session,
+                    "user.language",
+                    actor=user,
+                    entity_type="user",
+                    entity_id=user.id,
+                    before={"language": user.language},
+                    after={"language": code},
+                )
+                user.language = code
+
+    await run_in_threadpool(remember)
+    request.session["lang"] = code
+    response = redirect(target)
+    response.set_cookie(
+        i18n.COOKIE,
+        code,
+        max_age=400 * 86400,
+        httponly=True,
+        samesite="lax",
+        secure=not request.app.state.settings.development,
+    )
+    return response
