@@ -19,6 +19,7 @@ from portal.app import create_app
 from portal.db import make_engine
 from portal.demo import build_demo
 from portal.settings import Settings
+from tests.localstripe import PUBLISHABLE_KEY, SECRET_KEY, WEBHOOK_SECRET, localstripe
 from tests.smtp import smtp_server
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
@@ -40,6 +41,8 @@ class LiveServer:
     database_url: str
     #: What the portal's SMTP server has received.
     inbox: list = field(default_factory=list)
+    #: The localstripe server standing in for Stripe (its Stripe.js and webhooks included).
+    stripe_url: str = ""
 
 
 def _free_port() -> int:
@@ -56,6 +59,10 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     build_demo(engine, accounts=60, seed=11, progress=False, today=TODAY)
     smtp = smtp_server()
     smtp_port, inbox = smtp.__enter__()
+    stripe_cm = localstripe()
+    stripe = stripe_cm.__enter__()
+    port = _free_port()
+    stripe.register_webhook("portal", f"http://127.0.0.1:{port}/webhooks/stripe")
     settings = Settings(
         database_url=url,
         secret_key="e2e",
@@ -63,9 +70,13 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         files_dir=str(tmp_path_factory.mktemp("files")),
         smtp_host="127.0.0.1",
         smtp_port=smtp_port,
+        stripe_secret_key=SECRET_KEY,
+        stripe_publishable_key=PUBLISHABLE_KEY,
+        stripe_webhook_secret=WEBHOOK_SECRET,
+        stripe_api_base=stripe.url,
+        stripe_js_url=stripe.js_url,
     )
     app = create_app(settings, engine=engine, clock=lambda: datetime(2026, 11, 22, 18, tzinfo=UTC))
-    port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -74,11 +85,12 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         if time.monotonic() > deadline:
             raise RuntimeError("the portal did not start")
         time.sleep(0.05)
-    yield LiveServer(f"http://127.0.0.1:{port}", url, inbox)
+    yield LiveServer(f"http://127.0.0.1:{port}", url, inbox, stripe.url)
     server.should_exit = True
     thread.join(timeout=10)
     engine.dispose()
     smtp.__exit__(None, None, None)
+    stripe_cm.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="session")
