@@ -8,10 +8,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .. import documents
-from ..billing_core import accounts, payments
-from ..billing_core.accounts import BillDocument
+from ..billing_core import accounts, audit, delinquency, payments
+from ..billing_core.accounts import AccountSummary, BillDocument
 from ..billing_core.models import Account, Bill
-from ..web import PageNotFound, db, pop_flash, require_customer, today
+from ..i18n import gettext
+from ..web import PageNotFound, db, flash, pop_flash, redirect, remote_addr, require_customer, today
 
 
 def my_accounts(request: Request) -> Response:
@@ -20,8 +21,21 @@ def my_accounts(request: Request) -> Response:
         as_of = today(request)
         summaries = [accounts.summarise(session, a, as_of) for a in accounts.accounts_for_user(session, user)]
         return request.app.state.templates.TemplateResponse(
-            request, "customer/home.html", {"summaries": summaries, "as_of": as_of, "flash": pop_flash(request)}
+            request,
+            "customer/home.html",
+            {
+                "summaries": summaries,
+                "outlooks": {s.account.number: outlook_for(s, as_of) for s in summaries},
+                "as_of": as_of,
+                "flash": pop_flash(request),
+            },
         )
+
+
+def outlook_for(summary: AccountSummary, as_of) -> delinquency.Outlook:  # type: ignore[no-untyped-def]
+    return delinquency.outlook(
+        summary.balance_cents, summary.past_due_cents, summary.aging.oldest_past_due, summary.due_date, as_of
+    )
 
 
 def account_detail(request: Request) -> Response:
@@ -31,11 +45,14 @@ def account_detail(request: Request) -> Response:
         if account is None:
             raise PageNotFound()
         as_of = today(request)
+        summary = accounts.summarise(session, account, as_of)
         return request.app.state.templates.TemplateResponse(
             request,
             "customer/account.html",
             {
-                "summary": accounts.summarise(session, account, as_of),
+                "summary": summary,
+                "outlook": outlook_for(summary, as_of),
+                "flash": pop_flash(request),
                 "bills": accounts.bills_for_account(session, account.id),
                 "payments": payments.recent(session, account.id),
                 "as_of": as_of,
@@ -102,3 +119,39 @@ async def pdf_response(request: Request, html: str, name: str) -> Response:
         media_type="application/pdf",
         headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "private, no-store"},
     )
+
+
+async def paperless(request: Request) -> Response:
+    """Turn paperless billing on or off. Bill-ready emails go to the customer's email on
+    file; when there is none, the sign-in's address becomes it."""
+    on = str((await request.form()).get("paperless", "")) == "on"
+
+    def change() -> str:
+        with db(request) as session:
+            user = require_customer(request, session)
+            account = accounts.account_for_user(session, user, request.path_params["number"])
+            if account is None:
+                raise PageNotFound()
+            before = {"paperless": account.paperless, "email": account.customer.email}
+            account.paperless = on
+            if on and not account.customer.email:
+                account.customer.email = user.email
+            audit.record(
+                session,
+                "account.paperless",
+                actor=user,
+                entity_type="account",
+                entity_id=account.id,
+                before=before,
+                after={"paperless": on, "email": account.customer.email},
+                remote_addr=remote_addr(request),
+            )
+            if on:
+                return gettext(
+                    "Paperless billing is on. We will email %(email)s when a bill is ready.",
+                    email=account.customer.email,
+                )
+            return gettext("Paperless billing is off. Your next bills will come by mail.")
+
+    flash(request, await run_in_threadpool(change))
+    return redirect(f"/my/accounts/{request.path_params['number']}")

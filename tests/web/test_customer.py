@@ -98,3 +98,46 @@ def test_the_printable_bill_has_a_stub_with_a_checked_scan_line(client: TestClie
         their_bill = s.scalar(select(Bill.number).join(Account).where(Account.number == theirs).limit(1))
     assert client.get(f"/my/accounts/{theirs}/bills/{their_bill}/document").status_code == 404
     assert client.get(f"/my/accounts/{number}/bills/{their_bill}/document").status_code == 404
+
+
+def test_the_dashboard_says_what_happens_next(client: TestClient, demo_engine: Engine) -> None:
+    sign_in(client, "pastdue@demo.example")
+    home = client.get("/my")
+    (summary,) = home.context["summaries"]
+    outlook = home.context["outlooks"][summary.account.number]
+    assert outlook.state == "past_due" and outlook.earliest_shutoff.weekday() < 5
+    assert (outlook.earliest_shutoff - summary.aging.oldest_past_due).days >= 60
+    assert "cannot be shut off for nonpayment before" in home.text
+    assert "payment plan of up to 12 months" in home.text
+    sign_in(client, "resident@demo.example")
+    home = client.get("/my")
+    assert "shut off" not in home.text
+    assert "Paperless billing is" in home.text and "Autopay is" in home.text
+
+
+def test_paperless_on_and_off_is_audited(client: TestClient, demo_engine: Engine) -> None:
+    from portal.billing_core.models import AuditEvent
+
+    from .conftest import csrf_from
+
+    sign_in(client, "resident@demo.example")
+    number = linked_numbers(demo_engine, "resident@demo.example")[0]
+    with Session(demo_engine) as s:
+        was = s.scalar(select(Account.paperless).where(Account.number == number))
+    page = client.get(f"/my/accounts/{number}")
+    for value in ("off" if was else "on", "on" if was else "off"):
+        response = client.post(
+            f"/my/accounts/{number}/paperless", data={"csrf_token": csrf_from(page.text), "paperless": value}
+        )
+        assert response.status_code == 200 and "Paperless billing is " + value in response.text
+        with Session(demo_engine) as s:
+            assert s.scalar(select(Account.paperless).where(Account.number == number)) is (value == "on")
+    with Session(demo_engine) as s:
+        assert s.scalar(select(AuditEvent.id).where(AuditEvent.action == "account.paperless")) is not None
+    other = other_account(demo_engine, "resident@demo.example")
+    assert (
+        client.post(
+            f"/my/accounts/{other}/paperless", data={"csrf_token": csrf_from(page.text), "paperless": "on"}
+        ).status_code
+        == 404
+    )
