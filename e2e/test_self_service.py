@@ -81,6 +81,11 @@ def pay_by_card(page: Page, card_number: str) -> None:
     page.get_by_label("Debit or credit card").check()
     page.get_by_role("button", name="Continue").click()
     expect(page.get_by_role("heading", name=re.compile(r"^Pay \$[\d,.]+ by card$"))).to_be_visible()
+    fill_card(page, card_number)
+    page.get_by_role("button", name=re.compile(r"^Pay \$")).click()
+
+
+def fill_card(page: Page, card_number: str) -> None:
     # localstripe's stand-in card Element: plain inputs named by placeholder.
     card = page.locator("#card-element")
     card.get_by_placeholder("number").fill(card_number)
@@ -88,7 +93,6 @@ def pay_by_card(page: Page, card_number: str) -> None:
     card.get_by_placeholder("exp_year").fill("30")
     card.get_by_placeholder("cvc").fill("123")
     card.get_by_placeholder("postal_code").fill("91710")
-    page.get_by_role("button", name=re.compile(r"^Pay \$")).click()
 
 
 def test_a_new_resident_signs_up_links_and_pays_by_card(page: Page, live_server: LiveServer) -> None:

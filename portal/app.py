@@ -27,7 +27,7 @@ from .i18n import LanguageMiddleware, gettext
 from .security_headers import SecurityHeadersMiddleware, content_security_policy
 from .settings import Settings
 from .templating import make_templates
-from .views import auth, billing, customer, payments, rates, signup, staff
+from .views import auth, autopay, billing, customer, payments, rates, signup, staff
 from .web import Forbidden, PageNotFound, SignInRequired, sign_in_url
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,11 @@ ROUTES = [
     Route("/my/accounts/{number}/pay/{attempt}", payments.pay_method_page, methods=["GET"]),
     Route("/my/accounts/{number}/pay/{attempt}", payments.pay_charge, methods=["POST"]),
     Route("/my/accounts/{number}/payments/{payment}", payments.receipt),
+    Route("/my/accounts/{number}/autopay", autopay.autopay_page, methods=["GET"]),
+    Route("/my/accounts/{number}/autopay", autopay.autopay_start, methods=["POST"]),
+    Route("/my/accounts/{number}/autopay/cancel", autopay.autopay_cancel, methods=["POST"]),
+    Route("/my/accounts/{number}/autopay/{attempt}", autopay.autopay_method_page, methods=["GET"]),
+    Route("/my/accounts/{number}/autopay/{attempt}", autopay.autopay_confirm, methods=["POST"]),
     Route("/webhooks/stripe", payments.webhook, methods=["POST"]),
     Route("/my/accounts/{number}/bills/{bill}", customer.bill_detail),
     Route("/my/accounts/{number}/bills/{bill}/document", customer.bill_document),

@@ -448,6 +448,27 @@ def cmd_account_stop(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_autopay_run(args: argparse.Namespace) -> int:
+    """Take the autopay drafts due on a day (a worker does this every hour on its own)."""
+    from datetime import date, datetime
+
+    from .gateway import from_settings
+    from .jobs import dispatch_autopay
+
+    settings = _settings()
+    try:
+        as_of = date.fromisoformat(args.on) if args.on else datetime.now(settings.tz).date()
+    except ValueError as exc:
+        raise InvalidInput("give --on as YYYY-MM-DD", "on") from exc
+    gateway = from_settings(settings)
+    if gateway is None:
+        print("error: autopay needs the payment processor: set STRIPE_SECRET_KEY", file=sys.stderr)
+        return 2
+    count = dispatch_autopay(settings, as_of, gateway)
+    print(f"{count} autopay drafts for {as_of}.")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="portal", description="Utility billing portal")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -541,6 +562,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--forward-zip")
     p.add_argument("--as", dest="as_user", required=True, help="the staff sign-in doing this")
     p.set_defaults(func=cmd_account_stop)
+
+    pay = sub.add_parser("autopay", help="autopay drafts").add_subparsers(dest="autopay_command", required=True)
+    p = pay.add_parser("run", help="take the drafts due on a day (workers do this hourly by themselves)")
+    p.add_argument("--on", help="the day, YYYY-MM-DD (default: today in the agency's time zone)")
+    p.set_defaults(func=cmd_autopay_run)
 
     p = sub.add_parser("serve", help="run the web portal")
     p.add_argument("--host", default="127.0.0.1")

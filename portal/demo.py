@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from .billing_core import ledger, rating, references
@@ -703,6 +703,7 @@ class _Builder:
             with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 conn.execute(text("ANALYZE"))  # fresh statistics, or the planner guesses badly on new tables
         self.sign_ins({k: sorted(v) for k, v in picks.items()})
+        self.autopay_enrollments()
         self.result.accounts = self.n
         return self.result
 
@@ -1246,6 +1247,31 @@ class _Builder:
         return tid
 
     # -- sign-ins -------------------------------------------------------------
+    def autopay_enrollments(self) -> None:
+        """Accounts on autopay signed up on paper before the portal: their authorization is
+        on file at the office, and no card or bank account is saved with the processor."""
+        from .billing_core.models import AutopayEnrollment
+
+        with Session(self.engine) as session, session.begin():
+            rows = session.execute(select(Account.id, Account.opened_on).where(Account.autopay.is_(True))).all()
+            if rows:
+                session.execute(
+                    insert(AutopayEnrollment),
+                    [
+                        {
+                            "account_id": account_id,
+                            "status": "active",
+                            "method_kind": "us_bank_account",
+                            "method_label": "Bank account (paper form)",
+                            "authorization_version": "paper",
+                            "authorization_text": "Signed paper autopay form, kept at the office.",
+                            "authorization_language": "en",
+                            "authorized_at": datetime(opened_on.year, opened_on.month, opened_on.day, 12, tzinfo=UTC),
+                        }
+                        for account_id, opened_on in rows
+                    ],
+                )
+
     def sign_ins(self, picks: dict[str, list[int]]) -> None:
         from sqlalchemy.orm import sessionmaker
 

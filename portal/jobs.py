@@ -17,11 +17,12 @@ from typing import Any
 
 from procrastinate import App, PsycopgConnector, SyncPsycopgConnector
 
-from . import delivery, emails
+from . import autopay, delivery, emails
 from .billing_core import bill_runs, users
 from .billing_core.models import BillRun, PrintFile, User, utcnow
 from .db import make_engine, make_sessionmaker, transaction
 from .documents import AsyncPrinter
+from .gateway import from_settings as gateway_from_settings
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -255,7 +256,71 @@ def send_receipt(settings: Settings, factory, payment_id: int) -> bool:  # type:
     return True
 
 
-JOBS: dict[str, Callable[..., Any]] = {"email.account": send_account_email, "email.receipt": send_receipt}
+# --- Autopay -----------------------------------------------------------------------------
+
+
+@app.periodic(cron="0 * * * *")
+@app.task(name="autopay.daily", queue="autopay", queueing_lock="autopay.daily")
+def autopay_daily(timestamp: int) -> int:
+    """Every hour (drafting is idempotent, so a missed hour or a second worker is harmless):
+    today's drafts, in the agency's calendar, split into chunks for the workers."""
+    from datetime import datetime
+
+    settings = Settings.from_env()
+    as_of = datetime.fromtimestamp(timestamp, settings.tz).date()
+    return dispatch_autopay(settings, as_of, gateway_from_settings(settings))
+
+
+@app.task(name="autopay.draft_bills", queue="autopay", retry=3)
+def autopay_draft_bills(bill_ids: list[int], as_of: str) -> dict[str, int]:
+    from datetime import date
+
+    settings = Settings.from_env()
+    return autopay.draft_bills(
+        settings, _sessions(settings.database_url), gateway_from_settings(settings), bill_ids, date.fromisoformat(as_of)
+    )
+
+
+def dispatch_autopay(settings: Settings, as_of, gateway, sessions=None, in_process: bool | None = None) -> int:  # type: ignore[no-untyped-def]
+    """Find the bills autopay takes on ``as_of`` and draft them: in chunks as jobs
+    (PostgreSQL) or here and now (SQLite). Returns the number of bills."""
+    if gateway is None:
+        log.warning("autopay: no payment processor is configured, so no drafts are made")
+        return 0
+    factory = sessions or _sessions(settings.database_url)
+    bill_ids = autopay.due(settings, factory, as_of)
+    if in_process is None:
+        in_process = settings.jobs_in_process or not settings.is_postgres
+    chunks = [bill_ids[i : i + autopay.CHUNK] for i in range(0, len(bill_ids), autopay.CHUNK)]
+    if in_process:
+        for chunk in chunks:
+            autopay.draft_bills(settings, factory, gateway, chunk, as_of)
+        return len(bill_ids)
+    connector = SyncPsycopgConnector(conninfo=conninfo(settings.database_url))
+    with app.replace_connector(connector) as deferring, deferring.open():
+        for chunk in chunks:
+            deferring.configure_task("autopay.draft_bills").defer(bill_ids=chunk, as_of=as_of.isoformat())
+    return len(bill_ids)
+
+
+@app.task(name="email.autopay_failed", queue="email", retry=3)
+def autopay_failed_email(payment_id: int) -> bool:
+    settings = Settings.from_env()
+    return autopay.notify_failure(settings, _sessions(settings.database_url), payment_id)
+
+
+@app.task(name="email.autopay_enrolled", queue="email", retry=3)
+def autopay_enrolled_email(enrollment_id: int) -> bool:
+    settings = Settings.from_env()
+    return autopay.send_enrolled(settings, _sessions(settings.database_url), enrollment_id)
+
+
+JOBS: dict[str, Callable[..., Any]] = {
+    "email.account": send_account_email,
+    "email.receipt": send_receipt,
+    "email.autopay_failed": autopay.notify_failure,
+    "email.autopay_enrolled": autopay.send_enrolled,
+}
 
 
 def defer(settings: Settings, name: str, sessions=None, **kwargs: Any) -> None:  # type: ignore[no-untyped-def]

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.templating import Jinja2Templates
 
 from . import csrf, i18n
+from .billing_core.autopay import draft_date as autopay_draft_date
 from .billing_core.money import format_money
 from .charts import LABEL_WIDTH, usage_bars, usage_chart, usage_labels
 
@@ -58,6 +59,7 @@ def make_templates() -> Jinja2Templates:
     env.filters["shortdate"] = _short_date
     env.filters["qty"] = _quantity
     env.globals["htmx_file"] = HTMX_FILE
+    env.globals["autopay_draft_on"] = lambda bill: autopay_draft_date(bill.bill_date, bill.due_date)
     env.globals["usage_chart"] = usage_chart
     env.globals["usage_bars"] = usage_bars
     env.globals["usage_labels"] = usage_labels

@@ -28,6 +28,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -532,6 +533,8 @@ class Payment(Base):
     settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: When the receipt email went out (once).
     receipt_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: For an autopay draft that failed: when the customer was told (once).
+    failure_notice_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         CheckConstraint("amount_cents > 0", name="positive"),
@@ -688,3 +691,44 @@ class ProcessorEvent(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     #: What the portal did with it ("posted payment 12", "ignored: unknown payment", ...).
     outcome: Mapped[str | None] = mapped_column(String(200))
+
+
+class AutopayEnrollment(Base):
+    """A standing authorization to take each bill from a saved card or bank account.
+
+    The processor keeps the card or bank details; we keep its id for the saved method
+    and what the customer agreed to: the authorization text as shown, its version, when
+    and from which network address. Replaced or cancelled enrollments stay as history.
+    """
+
+    __tablename__ = "autopay_enrollment"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    #: "card" or "us_bank_account".
+    method_kind: Mapped[str] = mapped_column(String(20))
+    #: The processor's saved payment method (a Stripe PaymentMethod id), never a number.
+    payment_method_id: Mapped[str | None] = mapped_column(String(100))
+    method_label: Mapped[str | None] = mapped_column(String(80))
+    #: The SetupIntent that saved the method for use when the customer is not there.
+    setup_id: Mapped[str | None] = mapped_column(String(100), unique=True)
+    authorization_version: Mapped[str] = mapped_column(String(20))
+    authorization_text: Mapped[str] = mapped_column(Text)
+    authorization_language: Mapped[str] = mapped_column(String(5), default="en")
+    authorized_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    authorized_from: Mapped[str | None] = mapped_column(String(64))
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+
+    __table_args__ = (
+        CheckConstraint("status in ('active', 'cancelled', 'replaced')", name="status"),
+        CheckConstraint("method_kind in ('card', 'us_bank_account')", name="method_kind"),
+        Index(
+            "uq_autopay_enrollment_active_account",
+            "account_id",
+            unique=True,
+            sqlite_where=text("status = 'active'"),
+            postgresql_where=text("status = 'active'"),
+        ),
+    )

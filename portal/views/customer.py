@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .. import documents
-from ..billing_core import accounts, audit, delinquency, payments
+from ..billing_core import accounts, audit, autopay, delinquency, payments
 from ..billing_core.accounts import AccountSummary, BillDocument
 from ..billing_core.models import Account, Bill
 from ..i18n import gettext
@@ -20,12 +20,16 @@ def my_accounts(request: Request) -> Response:
         user = require_customer(request, session)
         as_of = today(request)
         summaries = [accounts.summarise(session, a, as_of) for a in accounts.accounts_for_user(session, user)]
+        tz = request.app.state.settings.tz
         return request.app.state.templates.TemplateResponse(
             request,
             "customer/home.html",
             {
                 "summaries": summaries,
                 "outlooks": {s.account.number: outlook_for(s, as_of) for s in summaries},
+                "autopays": {
+                    s.account.number: autopay.outlook(session, s.account, s.balance_cents, as_of, tz) for s in summaries
+                },
                 "as_of": as_of,
                 "flash": pop_flash(request),
             },
@@ -52,6 +56,9 @@ def account_detail(request: Request) -> Response:
             {
                 "summary": summary,
                 "outlook": outlook_for(summary, as_of),
+                "autopay_outlook": autopay.outlook(
+                    session, account, summary.balance_cents, as_of, request.app.state.settings.tz
+                ),
                 "flash": pop_flash(request),
                 "bills": accounts.bills_for_account(session, account.id),
                 "payments": payments.recent(session, account.id),

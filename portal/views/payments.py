@@ -38,7 +38,7 @@ def gateway(request: Request) -> PaymentGateway | None:
     return request.app.state.gateway
 
 
-def _my_account(request: Request, session: Session) -> tuple[User, Account]:
+def my_account(request: Request, session: Session) -> tuple[User, Account]:
     user = require_customer(request, session)
     account = accounts.account_for_user(session, user, request.path_params["number"])
     if account is None:
@@ -55,16 +55,16 @@ def _context(session: Session, account: Account, as_of: date) -> dict:
 
 def pay_page(request: Request) -> Response:
     with db(request) as session:
-        _user, account = _my_account(request, session)
+        _user, account = my_account(request, session)
         context = _context(session, account, today(request))
     form = FormState({"choice": "balance", "method": CARD, "attempt": secrets.token_urlsafe(18)})
     message = pop_flash(request)
     if message:
         form.errors["choice"] = message
-    return _render(request, "customer/pay.html", {**context, "form": form, "available": gateway(request) is not None})
+    return render(request, "customer/pay.html", {**context, "form": form, "available": gateway(request) is not None})
 
 
-def _render(request: Request, template: str, context: dict, status: int = 200) -> Response:
+def render(request: Request, template: str, context: dict, status: int = 200) -> Response:
     return request.app.state.templates.TemplateResponse(request, template, context, status_code=status)
 
 
@@ -75,7 +75,7 @@ async def pay_start(request: Request) -> Response:
 
     def start() -> tuple[str | None, dict]:
         with db(request) as session:
-            user, account = _my_account(request, session)
+            user, account = my_account(request, session)
             context = _context(session, account, today(request))
             if processor is None:
                 form.errors["choice"] = gettext("Online payment is not available right now.")
@@ -93,13 +93,7 @@ async def pay_start(request: Request) -> Response:
             if form.errors:
                 return None, context
             try:
-                if not account.processor_customer_id:
-                    account.processor_customer_id = processor.ensure_customer(
-                        email=user.email,
-                        name=account.customer.name,
-                        account_number=account.number,
-                        idempotency_key=f"customer-account-{account.id}",
-                    )
+                processor_customer(processor, account, user)
                 setup = processor.create_setup(
                     customer=account.processor_customer_id,
                     kind=form.get("method"),
@@ -119,8 +113,20 @@ async def pay_start(request: Request) -> Response:
 
     number, context = await run_in_threadpool(start)
     if number is None:
-        return _render(request, "customer/pay.html", {**context, "form": form, "available": processor is not None}, 400)
+        return render(request, "customer/pay.html", {**context, "form": form, "available": processor is not None}, 400)
     return redirect(f"/my/accounts/{number}/pay/{form.get('attempt')}")
+
+
+def processor_customer(processor: PaymentGateway, account: Account, user: User) -> str:
+    """The account's customer record at the processor, made the first time it is needed."""
+    if not account.processor_customer_id:
+        account.processor_customer_id = processor.ensure_customer(
+            email=user.email,
+            name=account.customer.name,
+            account_number=account.number,
+            idempotency_key=f"customer-account-{account.id}",
+        )
+    return account.processor_customer_id
 
 
 def _attempt(request: Request, account: Account) -> dict:
@@ -133,7 +139,7 @@ def _attempt(request: Request, account: Account) -> dict:
 def pay_method_page(request: Request) -> Response:
     processor = gateway(request)
     with db(request) as session:
-        _user, account = _my_account(request, session)
+        _user, account = my_account(request, session)
         attempt = _attempt(request, account)
     if processor is None:
         raise PageNotFound()
@@ -141,7 +147,7 @@ def pay_method_page(request: Request) -> Response:
         setup = processor.retrieve_setup(attempt["setup"])
     except GatewayError:
         raise PageNotFound() from None
-    return _render(
+    return render(
         request,
         "customer/pay_method.html",
         {
@@ -162,7 +168,7 @@ async def pay_charge(request: Request) -> Response:
 
     def charge() -> dict:
         with db(request) as session:
-            user, account = _my_account(request, session)
+            user, account = my_account(request, session)
             attempt = _attempt(request, account)
             if processor is None:
                 raise PageNotFound()
@@ -218,14 +224,14 @@ async def pay_charge(request: Request) -> Response:
 
 def receipt(request: Request) -> Response:
     with db(request) as session:
-        _user, account = _my_account(request, session)
+        _user, account = my_account(request, session)
         payment = session.scalar(
             select(Payment).where(Payment.id == _int(request.path_params["payment"]), Payment.account_id == account.id)
         )
         if payment is None:
             raise PageNotFound()
         template = "customer/_payment_status.html" if request.headers.get("HX-Request") else "customer/receipt.html"
-        response = _render(request, template, {"account": account, "payment": payment})
+        response = render(request, template, {"account": account, "payment": payment})
         response.headers["Vary"] = "HX-Request"
         response.headers["Cache-Control"] = "private, no-store"
         return response
@@ -258,25 +264,35 @@ async def webhook(request: Request) -> Response:
     except BadSignature:
         return PlainTextResponse("bad signature", status_code=400)
     try:
-        outcome, receipt_for = await run_in_threadpool(_handle_event, request, processor, event)
+        outcome, email = await run_in_threadpool(_handle_event, request, processor, event)
     except IntegrityError:
         # The same event delivered twice at the same moment: the other delivery has it.
         return PlainTextResponse("duplicate")
-    if receipt_for is not None:
+    if email is not None:
         await run_in_threadpool(
-            jobs.defer, request.app.state.settings, "email.receipt", request.app.state.sessions, payment_id=receipt_for
+            jobs.defer, request.app.state.settings, email[0], request.app.state.sessions, payment_id=email[1]
         )
     return PlainTextResponse(outcome)
 
 
-def _handle_event(request: Request, processor: PaymentGateway, event) -> tuple[str, int | None]:  # type: ignore[no-untyped-def]
+def _email_for(payment: Payment, change: str) -> tuple[str, int] | None:
+    """The email a change sends: a receipt when posted; for autopay, a notice when the
+    draft failed or the bank returned it (the bill is open again)."""
+    if change == "posted":
+        return "email.receipt", payment.id
+    if change in ("failed", "returned") and payment.channel == "autopay":
+        return "email.autopay_failed", payment.id
+    return None
+
+
+def _handle_event(request: Request, processor: PaymentGateway, event) -> tuple[str, tuple[str, int] | None]:  # type: ignore[no-untyped-def]
     with db(request) as session:
         if session.scalar(select(ProcessorEvent.id).where(ProcessorEvent.event_id == event.id)) is not None:
             return "already handled", None
         record = ProcessorEvent(event_id=event.id, type=event.type, object_id=event.object_id, received_at=now(request))
         session.add(record)
         session.flush()  # a second delivery running at the same moment stops here (unique event id)
-        outcome, receipt_for = "ignored", None
+        outcome, email = "ignored", None
         if event.type in PAYMENT_EVENTS:
             payment = session.scalar(select(Payment).where(Payment.processor_id == event.object_id).with_for_update())
             if payment is None:
@@ -295,8 +311,7 @@ def _handle_event(request: Request, processor: PaymentGateway, event) -> tuple[s
                     failure=intent.failure_message,
                 )
                 outcome = f"payment {payment.id}: {applied.change or 'no change'}"
-                if applied.change == "posted":
-                    receipt_for = payment.id
+                email = _email_for(payment, applied.change)
         elif event.type == "charge.dispute.created" and event.payment_intent:
             payment = session.scalar(
                 select(Payment).where(Payment.processor_id == event.payment_intent).with_for_update()
@@ -306,5 +321,6 @@ def _handle_event(request: Request, processor: PaymentGateway, event) -> tuple[s
             else:
                 applied = payments.return_payment(session, payment, today(request), event.reason or "disputed")
                 outcome = f"payment {payment.id}: {applied.change or 'no change'}"
+                email = _email_for(payment, applied.change)
         record.outcome = outcome[:200]
-        return outcome, receipt_for
+        return outcome, email

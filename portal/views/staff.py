@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..billing_core import accounts, bill_runs, customers
+from ..billing_core import accounts, autopay, bill_runs, customers
 from ..billing_core.errors import InvalidInput
 from ..billing_core.models import Account, Bill, Meter, MeterRead, Service, User
 from ..web import Forbidden, FormState, PageNotFound, db, redirect, remote_addr, require_staff, today
@@ -68,6 +68,7 @@ def _account_page(
         {
             "account": account,
             "summary": accounts.summarise(session, account, as_of),
+            "enrollment": autopay.active_enrollment(session, account.id),
             "meters": meters,
             "active_meters": _meters(account),
             "last_reads": last_reads,

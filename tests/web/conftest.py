@@ -87,9 +87,13 @@ def mail_to(inbox: list, address: str) -> list:
     return [m for m in inbox if m["To"] == address]
 
 
+def body_of(message) -> str:  # type: ignore[no-untyped-def]
+    return message.get_content() if hasattr(message, "get_content") else message.get_payload(decode=True).decode()
+
+
 def link_in(message, path: str) -> str:  # type: ignore[no-untyped-def]
     """The path and query of the first link to ``path`` in an email."""
-    body = message.get_content() if hasattr(message, "get_content") else message.get_payload(decode=True).decode()
+    body = body_of(message)
     match = re.search(r"https?://[^/\s]+(" + re.escape(path) + r"[^\s]*)", body)
     assert match, f"no link to {path} in: {body}"
     return match.group(1)
