@@ -27,7 +27,7 @@ from .i18n import LanguageMiddleware, gettext
 from .security_headers import SecurityHeadersMiddleware, content_security_policy
 from .settings import Settings
 from .templating import make_templates
-from .views import auth, autopay, billing, customer, payments, rates, signup, staff
+from .views import arrangements, auth, autopay, billing, customer, payments, queues, rates, requests, signup, staff
 from .web import Forbidden, PageNotFound, SignInRequired, sign_in_url
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,14 @@ ROUTES = [
     Route("/my/accounts/{number}/autopay/{attempt}", autopay.autopay_method_page, methods=["GET"]),
     Route("/my/accounts/{number}/autopay/{attempt}", autopay.autopay_confirm, methods=["POST"]),
     Route("/webhooks/stripe", payments.webhook, methods=["POST"]),
+    Route("/my/accounts/{number}/arrangement", arrangements.arrangement_page, methods=["GET"]),
+    Route("/my/accounts/{number}/arrangement", arrangements.arrangement_submit, methods=["POST"]),
+    Route("/my/accounts/{number}/arrangement/{request}/withdraw", arrangements.arrangement_withdraw, methods=["POST"]),
+    Route("/my/requests", requests.requests_page),
+    Route("/my/requests/new/{kind}", requests.new_request_page, methods=["GET"]),
+    Route("/my/requests/new/{kind}", requests.new_request, methods=["POST"]),
+    Route("/my/requests/{request}", requests.request_detail),
+    Route("/my/requests/{request}/cancel", requests.request_cancel, methods=["POST"]),
     Route("/my/accounts/{number}/bills/{bill}", customer.bill_detail),
     Route("/my/accounts/{number}/bills/{bill}/document", customer.bill_document),
     Route("/my/accounts/{number}/bills/{bill}/pdf", customer.bill_pdf),
@@ -79,6 +87,12 @@ ROUTES = [
     Route("/staff/accounts/{number}/bills/{bill}/void", staff.void_bill, methods=["POST"]),
     Route("/staff/accounts/{number}/bills/{bill}/document", staff.bill_document),
     Route("/staff/accounts/{number}/bills/{bill}/pdf", staff.bill_pdf),
+    Route("/staff/requests", queues.request_queue),
+    Route("/staff/requests/{request}", queues.request_view, methods=["GET"]),
+    Route("/staff/requests/{request}", queues.request_action, methods=["POST"]),
+    Route("/staff/arrangements", queues.arrangement_queue),
+    Route("/staff/arrangements/{request}", queues.arrangement_view, methods=["GET"]),
+    Route("/staff/arrangements/{request}", queues.arrangement_action, methods=["POST"]),
     Route("/staff/reads", billing.review_queue),
     Route("/staff/reads/{read:int}", billing.review_action, methods=["POST"]),
     Route("/staff/reads/upload", billing.read_upload_page, methods=["GET"]),

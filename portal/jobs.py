@@ -315,7 +315,70 @@ def autopay_enrolled_email(enrollment_id: int) -> bool:
     return autopay.send_enrolled(settings, _sessions(settings.database_url), enrollment_id)
 
 
+# --- Answers to what customers asked for online -------------------------------------------
+
+
+@app.task(name="email.request_update", queue="email", retry=3)
+def request_update_email(request_id: int) -> bool:
+    settings = Settings.from_env()
+    return send_request_update(settings, _sessions(settings.database_url), request_id)
+
+
+def send_request_update(settings: Settings, factory, request_id: int) -> bool:  # type: ignore[no-untyped-def]
+    """Tell the customer what staff did with their start, stop or transfer request."""
+    from .billing_core.models import ServiceRequest
+
+    with factory() as session:
+        item = session.get(ServiceRequest, request_id)
+        user = session.get(User, item.user_id) if item else None
+        if item is None or user is None:
+            return False
+        message = emails.build(
+            settings,
+            item.contact_email,
+            user.language,
+            "request_update",
+            item=item,
+            url=emails.link(settings, f"/my/requests/{item.id}"),
+        )
+    emails.send(settings, message)
+    return True
+
+
+@app.task(name="email.arrangement_decision", queue="email", retry=3)
+def arrangement_decision_email(request_id: int) -> bool:
+    settings = Settings.from_env()
+    return send_arrangement_decision(settings, _sessions(settings.database_url), request_id)
+
+
+def send_arrangement_decision(settings: Settings, factory, request_id: int) -> bool:  # type: ignore[no-untyped-def]
+    """Tell the customer whether their payment plan was approved, with its payments."""
+    from .billing_core import arrangements
+    from .billing_core.models import Account, ArrangementRequest
+
+    with factory() as session:
+        item = session.get(ArrangementRequest, request_id)
+        if item is None or item.status not in ("approved", "declined"):
+            return False
+        user = session.get(User, item.user_id)
+        account = session.get(Account, item.account_id)
+        message = emails.build(
+            settings,
+            user.email,
+            user.language,
+            "arrangement_decision",
+            item=item,
+            account=account,
+            plan=arrangements.schedule(item.total_cents, item.down_payment_cents, item.installments, item.first_due_on),
+            url=emails.link(settings, f"/my/accounts/{account.number}/arrangement"),
+        )
+    emails.send(settings, message)
+    return True
+
+
 JOBS: dict[str, Callable[..., Any]] = {
+    "email.request_update": send_request_update,
+    "email.arrangement_decision": send_arrangement_decision,
     "email.account": send_account_email,
     "email.receipt": send_receipt,
     "email.autopay_failed": autopay.notify_failure,

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.templating import Jinja2Templates
 
 from . import csrf, i18n
+from .billing_core.arrangements import schedule as arrangement_schedule
 from .billing_core.autopay import draft_date as autopay_draft_date
 from .billing_core.money import format_money
 from .charts import LABEL_WIDTH, usage_bars, usage_chart, usage_labels
@@ -59,6 +60,9 @@ def make_templates() -> Jinja2Templates:
     env.filters["shortdate"] = _short_date
     env.filters["qty"] = _quantity
     env.globals["htmx_file"] = HTMX_FILE
+    env.globals["current_plan"] = lambda r: arrangement_schedule(
+        r.total_cents, r.down_payment_cents, r.installments, r.first_due_on
+    )
     env.globals["autopay_draft_on"] = lambda bill: autopay_draft_date(bill.bill_date, bill.due_date)
     env.globals["usage_chart"] = usage_chart
     env.globals["usage_bars"] = usage_bars

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from . import audit
-from .errors import InvalidInput
+from .errors import N_, InvalidInput
 from .models import Customer, User
 
 US_STATES = frozenset(
@@ -26,25 +26,27 @@ class MailingAddress:
     zip: str
 
 
-def parse_mailing_address(line1: str, city: str, state: str, zip_code: str) -> MailingAddress | None:
+def parse_mailing_address(
+    line1: str, city: str, state: str, zip_code: str, prefix: str = "mailing"
+) -> MailingAddress | None:
     """A mailing address from a form, or None when every part is blank. A partly filled
     address is an error on the first part missing, so a bill is never mailed to half an
-    address."""
+    address. Errors name the fields ``<prefix>_line1``, ``_city``, ``_state``, ``_zip``."""
     parts = [p.strip() for p in (line1, city, state, zip_code)]
     if not any(parts):
         return None
     line1, city, state, zip_code = parts
     state = state.upper()
     if not line1:
-        raise InvalidInput("Enter the street address.", "mailing_line1")
+        raise InvalidInput(N_("Enter the street address."), f"{prefix}_line1")
     if len(line1) > 200:
-        raise InvalidInput("The street address is too long (200 characters at most).", "mailing_line1")
+        raise InvalidInput(N_("The street address is too long (200 characters at most)."), f"{prefix}_line1")
     if not city or len(city) > 100:
-        raise InvalidInput("Enter the city.", "mailing_city")
+        raise InvalidInput(N_("Enter the city."), f"{prefix}_city")
     if state not in US_STATES:
-        raise InvalidInput("Enter the state as two letters, for example CA.", "mailing_state")
+        raise InvalidInput(N_("Enter the state as two letters, for example CA."), f"{prefix}_state")
     if not ZIP.fullmatch(zip_code):
-        raise InvalidInput("Enter the ZIP code as five digits (or ZIP+4, 12345-6789).", "mailing_zip")
+        raise InvalidInput(N_("Enter the ZIP code as five digits (or ZIP+4, 12345-6789)."), f"{prefix}_zip")
     return MailingAddress(line1, city, state, zip_code)
 
 

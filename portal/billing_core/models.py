@@ -732,3 +732,80 @@ class AutopayEnrollment(Base):
             postgresql_where=text("status = 'active'"),
         ),
     )
+
+
+class ServiceRequest(Base):
+    """A customer's request to start, stop or transfer (stop here, start there) service,
+    worked by staff from a queue. The customer sees its status and the message staff leave."""
+
+    __tablename__ = "service_request"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    status: Mapped[str] = mapped_column(String(20), default="submitted")
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
+    #: The account to stop (stop and transfer); none for a start.
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("account.id"), index=True)
+    stop_on: Mapped[date | None] = mapped_column(Date)
+    start_on: Mapped[date | None] = mapped_column(Date)
+    #: Where service starts (start and transfer).
+    service_line1: Mapped[str | None] = mapped_column(String(200))
+    service_line2: Mapped[str | None] = mapped_column(String(100))
+    service_city: Mapped[str | None] = mapped_column(String(100))
+    service_state: Mapped[str | None] = mapped_column(String(2))
+    service_zip: Mapped[str | None] = mapped_column(String(10))
+    #: Where the final bill goes (stop and transfer).
+    forward_line1: Mapped[str | None] = mapped_column(String(200))
+    forward_city: Mapped[str | None] = mapped_column(String(100))
+    forward_state: Mapped[str | None] = mapped_column(String(2))
+    forward_zip: Mapped[str | None] = mapped_column(String(10))
+    contact_name: Mapped[str] = mapped_column(String(200))
+    contact_phone: Mapped[str | None] = mapped_column(String(40))
+    contact_email: Mapped[str] = mapped_column(String(254))
+    #: Identity facts for a new service: date of birth and the last four of a photo ID.
+    birth_date: Mapped[date | None] = mapped_column(Date)
+    id_last4: Mapped[str | None] = mapped_column(String(4))
+    #: "owner" or "tenant" at the new address.
+    occupancy: Mapped[str | None] = mapped_column(String(10))
+    #: The deposit the policy asks, as told to the customer when they asked (0: none).
+    deposit_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: What staff tell the customer (when it is scheduled, why it was declined).
+    message: Mapped[str | None] = mapped_column(String(500))
+    #: Staff's own notes, never shown to the customer.
+    staff_note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    handled_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+
+    __table_args__ = (
+        CheckConstraint("kind in ('start', 'stop', 'transfer')", name="kind"),
+        CheckConstraint("status in ('submitted', 'scheduled', 'completed', 'declined', 'cancelled')", name="status"),
+        CheckConstraint("occupancy is null or occupancy in ('owner', 'tenant')", name="occupancy"),
+        Index("ix_service_request_status_created", "status", "created_at"),
+    )
+
+
+class ArrangementRequest(Base):
+    """A customer's proposal to pay what is owed in installments; staff approve or decline it."""
+
+    __tablename__ = "arrangement_request"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    status: Mapped[str] = mapped_column(String(20), default="submitted")
+    #: What the plan covers: the balance when asked.
+    total_cents: Mapped[int] = mapped_column(BigInteger)
+    down_payment_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    installments: Mapped[int] = mapped_column(Integer)
+    #: When the first installment is due; the others fall on the same day of each later month.
+    first_due_on: Mapped[date] = mapped_column(Date)
+    reason: Mapped[str | None] = mapped_column(String(1000))
+    message: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+
+    __table_args__ = (
+        CheckConstraint("status in ('submitted', 'approved', 'declined', 'withdrawn')", name="status"),
+        CheckConstraint("installments between 1 and 60", name="installments"),
+        CheckConstraint("total_cents > 0 and down_payment_cents >= 0", name="amounts"),
+    )

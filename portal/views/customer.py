@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .. import documents
-from ..billing_core import accounts, audit, autopay, delinquency, payments
+from ..billing_core import accounts, arrangements, audit, autopay, delinquency, payments
 from ..billing_core.accounts import AccountSummary, BillDocument
 from ..billing_core.models import Account, Bill
 from ..i18n import gettext
@@ -27,6 +27,7 @@ def my_accounts(request: Request) -> Response:
             {
                 "summaries": summaries,
                 "outlooks": {s.account.number: outlook_for(s, as_of) for s in summaries},
+                "plans": {s.account.number: arrangements.open_for(session, s.account.id) for s in summaries},
                 "autopays": {
                     s.account.number: autopay.outlook(session, s.account, s.balance_cents, as_of, tz) for s in summaries
                 },
@@ -56,6 +57,7 @@ def account_detail(request: Request) -> Response:
             {
                 "summary": summary,
                 "outlook": outlook_for(summary, as_of),
+                "plan": arrangements.open_for(session, account.id),
                 "autopay_outlook": autopay.outlook(
                     session, account, summary.balance_cents, as_of, request.app.state.settings.tz
                 ),

@@ -11,10 +11,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..billing_core import accounts, autopay, bill_runs, customers
+from ..billing_core import accounts, autopay, bill_runs, customers, service_requests
 from ..billing_core.errors import InvalidInput
 from ..billing_core.models import Account, Bill, Meter, MeterRead, Service, User
-from ..web import Forbidden, FormState, PageNotFound, db, redirect, remote_addr, require_staff, today
+from ..web import Forbidden, FormState, PageNotFound, db, now, redirect, remote_addr, require_staff, today
 
 FINAL_BILLERS = bill_runs.APPROVERS + ("specialist",)
 
@@ -131,6 +131,7 @@ def _stop_service(request: Request, values: dict[str, str]) -> Response:
                     customers.set_mailing_address(session, account.customer, forward, user, remote_addr(request))
                 bill = bill_runs.final_bill(session, account, stop_on, reads, user, today(request))
                 bill_number = bill.number
+                service_requests.complete_stops_for(session, account, user, now(request))
         except InvalidInput as exc:
             session.expire_all()
             field = exc.field if exc.field in STOP_FIELDS or (exc.field or "").startswith("read-") else "final"

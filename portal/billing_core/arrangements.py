@@ -1,0 +1,223 @@
+"""Payment arrangements the customer proposes: the balance in monthly installments within
+the office's policy, sent to staff for a decision.
+
+The proposal is checked against the policy before it is sent (so staff only see plans they
+may approve), and the installments are exact: integer cents, the odd cents on the first
+installments, adding up to the balance to the cent.
+"""
+
+from __future__ import annotations
+
+import calendar
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from . import audit, delinquency
+from .errors import N_, InvalidInput
+from .models import Account, ArrangementRequest, User
+from .users import parse_amount
+
+
+@dataclass(frozen=True)
+class Policy:
+    max_months: int = delinquency.DEFAULT.max_plan_months
+    min_installment_cents: int = 1_000
+    #: The first installment is due within this many days.
+    first_due_within_days: int = 30
+
+
+POLICY = Policy()
+
+
+def add_months(day: date, months: int) -> date:
+    month = day.month - 1 + months
+    year, month = day.year + month // 12, month % 12 + 1
+    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def schedule(total_cents: int, down_cents: int, installments: int, first_due: date) -> list[tuple[date, int]]:
+    """Each installment's due date and amount; they add up to ``total_cents - down_cents``."""
+    rest = total_cents - down_cents
+    base, odd = divmod(rest, installments)
+    return [(add_months(first_due, i), base + (1 if i < odd else 0)) for i in range(installments)]
+
+
+@dataclass(frozen=True)
+class Proposal:
+    total_cents: int
+    down_cents: int
+    installments: int
+    first_due: date
+    reason: str
+
+    @property
+    def plan(self) -> list[tuple[date, int]]:
+        return schedule(self.total_cents, self.down_cents, self.installments, self.first_due)
+
+
+class ProposalErrors(Exception):
+    def __init__(self, errors: dict[str, InvalidInput]) -> None:
+        super().__init__("; ".join(e.message for e in errors.values()))
+        self.errors = errors
+
+
+def check(
+    balance_cents: int,
+    installments: str,
+    down_payment: str,
+    first_due: str,
+    reason: str,
+    today: date,
+    policy: Policy = POLICY,
+) -> Proposal:
+    """A proposal from the form's text, or every problem with it by field."""
+    errors: dict[str, InvalidInput] = {}
+    if balance_cents <= 0:
+        raise ProposalErrors(
+            {"installments": InvalidInput(N_("There is nothing to pay on this account."), "installments")}
+        )
+    try:
+        months = int(installments)
+        if not 2 <= months <= policy.max_months:
+            raise ValueError
+    except ValueError:
+        months = 0
+        errors["installments"] = InvalidInput(
+            N_("Choose from 2 to %(max)s monthly payments."), "installments", max=policy.max_months
+        )
+    down = parse_amount(down_payment) if down_payment.strip() else 0
+    if down is None or down < 0:
+        errors["down_payment"] = InvalidInput(N_("Enter the amount in dollars and cents, like 25.00."), "down_payment")
+        down = 0
+    elif down >= balance_cents:
+        errors["down_payment"] = InvalidInput(
+            N_("That pays it all: you can pay the whole balance online instead."), "down_payment"
+        )
+    try:
+        first = date.fromisoformat(first_due.strip())
+        if not today < first <= today + timedelta(days=policy.first_due_within_days):
+            errors["first_due"] = InvalidInput(
+                N_("Choose a day in the next %(days)s days."), "first_due", days=policy.first_due_within_days
+            )
+    except ValueError:
+        first = today
+        errors["first_due"] = InvalidInput(N_("Enter the date as year-month-day, for example 2026-12-15."), "first_due")
+    if months and "down_payment" not in errors and (balance_cents - down) // months < policy.min_installment_cents:
+        errors["installments"] = InvalidInput(
+            N_("Each payment must be at least %(amount)s. Choose fewer payments."),
+            "installments",
+            amount=f"${policy.min_installment_cents / 100:.2f}",
+        )
+    if len(reason) > 1000:
+        errors["reason"] = InvalidInput(N_("Please keep this under 1,000 characters."), "reason")
+    if errors:
+        raise ProposalErrors(errors)
+    return Proposal(balance_cents, down, months, first, reason.strip())
+
+
+def open_for(session: Session, account_id: int) -> ArrangementRequest | None:
+    return session.scalar(
+        select(ArrangementRequest).where(
+            ArrangementRequest.account_id == account_id, ArrangementRequest.status.in_(("submitted", "approved"))
+        )
+    )
+
+
+def for_account(session: Session, account_id: int) -> list[ArrangementRequest]:
+    return list(
+        session.scalars(
+            select(ArrangementRequest)
+            .where(ArrangementRequest.account_id == account_id)
+            .order_by(ArrangementRequest.id.desc())
+        )
+    )
+
+
+def submit(
+    session: Session, account: Account, user: User, proposal: Proposal, now: datetime, remote_addr: str | None
+) -> ArrangementRequest:
+    if open_for(session, account.id) is not None:
+        raise InvalidInput(N_("This account already has a payment plan or a request waiting."), "installments")
+    request = ArrangementRequest(
+        account_id=account.id,
+        user_id=user.id,
+        status="submitted",
+        total_cents=proposal.total_cents,
+        down_payment_cents=proposal.down_cents,
+        installments=proposal.installments,
+        first_due_on=proposal.first_due,
+        reason=proposal.reason or None,
+        created_at=now,
+    )
+    session.add(request)
+    session.flush()
+    audit.record(
+        session,
+        "arrangement.requested",
+        actor=user,
+        entity_type="arrangement_request",
+        entity_id=request.id,
+        after={
+            "account": account.number,
+            "total_cents": proposal.total_cents,
+            "down_payment_cents": proposal.down_cents,
+            "installments": proposal.installments,
+            "first_due_on": proposal.first_due.isoformat(),
+        },
+        remote_addr=remote_addr,
+    )
+    return request
+
+
+def decide(
+    session: Session, request: ArrangementRequest, staff: User, approve: bool, message: str, now: datetime
+) -> None:
+    if request.status != "submitted":
+        raise InvalidInput(f"This request is already {request.status}.", "decision")
+    message = message.strip()[:500]
+    if not approve and not message:
+        raise InvalidInput(
+            "Tell the customer why the plan is declined, and what they could ask for instead.", "message"
+        )
+    request.status = "approved" if approve else "declined"
+    request.message = message or None
+    request.decided_at, request.decided_by_id = now, staff.id
+    audit.record(
+        session,
+        f"arrangement.{request.status}",
+        actor=staff,
+        entity_type="arrangement_request",
+        entity_id=request.id,
+        before={"status": "submitted"},
+        after={"status": request.status, "message": request.message},
+    )
+
+
+def withdraw(session: Session, request: ArrangementRequest, user: User, now: datetime) -> None:
+    if request.status != "submitted":
+        raise InvalidInput(N_("Staff already decided on this request. Call us to change the plan."), "decision")
+    request.status = "withdrawn"
+    request.decided_at = now
+    audit.record(
+        session,
+        "arrangement.withdrawn",
+        actor=user,
+        entity_type="arrangement_request",
+        entity_id=request.id,
+        before={"status": "submitted"},
+        after={"status": "withdrawn"},
+    )
+
+
+def queue(session: Session, status: str = "submitted") -> list[ArrangementRequest]:
+    return list(
+        session.scalars(
+            select(ArrangementRequest)
+            .where(ArrangementRequest.status == status)
+            .order_by(ArrangementRequest.created_at, ArrangementRequest.id)
+            .limit(500)
+        )
+    )

@@ -1,0 +1,303 @@
+"""Start, stop and transfer of service, as the customer asks for them and staff work them.
+
+A request is checked whole before anything is written: every field's problem is reported
+at once (``RequestErrors``), and a request with any problem writes nothing. Staff move a
+request on from a queue (scheduled, completed, declined) with a message the customer
+sees; the customer may cancel it while it is still only submitted. Stopping an account's
+service from the staff account page completes its open stop or transfer request.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from . import audit, customers
+from .errors import N_, InvalidInput
+from .models import Account, AccountStatus, ServiceRequest, User
+
+KINDS = ("start", "stop", "transfer")
+OPEN = ("submitted", "scheduled")
+#: How far ahead a customer may ask for a start or stop date.
+MAX_DAYS_AHEAD = 60
+PHONE = re.compile(r"\+?[\d\s().-]{10,20}")
+
+
+@dataclass(frozen=True)
+class DepositPolicy:
+    """When a new service asks for a deposit (California practice: only of tenants new to
+    the utility; owners and customers with a good record here pay none)."""
+
+    tenant_cents: int = 10_000
+    #: A linked account this old, with nothing past due, shows a good record.
+    good_record_months: int = 12
+
+
+DEPOSIT = DepositPolicy()
+
+
+class RequestErrors(Exception):
+    """Every problem with a request, by field: nothing was written."""
+
+    def __init__(self, errors: dict[str, InvalidInput]) -> None:
+        super().__init__("; ".join(e.message for e in errors.values()))
+        self.errors = errors
+
+
+@dataclass
+class Form:
+    """What the customer typed, as text."""
+
+    values: dict[str, str]
+
+    def get(self, name: str) -> str:
+        return self.values.get(name, "").strip()
+
+
+def _date(form: Form, name: str, today: date, errors: dict[str, InvalidInput]) -> date | None:
+    text = form.get(name)
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        errors[name] = InvalidInput(N_("Enter the date as year-month-day, for example 2026-12-15."), name)
+        return None
+    if day < today:
+        errors[name] = InvalidInput(N_("Choose today or a later day."), name)
+    elif day > today + timedelta(days=MAX_DAYS_AHEAD):
+        errors[name] = InvalidInput(
+            N_("Choose a day within %(days)s days. For a later date, ask again nearer the time."),
+            name,
+            days=MAX_DAYS_AHEAD,
+        )
+    return day
+
+
+def _address(form: Form, prefix: str, errors: dict[str, InvalidInput]) -> customers.MailingAddress | None:
+    try:
+        address = customers.parse_mailing_address(
+            form.get(f"{prefix}_line1"),
+            form.get(f"{prefix}_city"),
+            form.get(f"{prefix}_state"),
+            form.get(f"{prefix}_zip"),
+            prefix=prefix,
+        )
+    except InvalidInput as exc:
+        errors[exc.field or f"{prefix}_line1"] = exc
+        return None
+    if address is None:
+        errors[f"{prefix}_line1"] = InvalidInput(N_("Enter the street address."), f"{prefix}_line1")
+    return address
+
+
+def deposit_for(session: Session, user: User, occupancy: str, today: date, policy: DepositPolicy = DEPOSIT) -> int:
+    """The deposit a new service asks of this customer, in cents."""
+    from . import accounts
+
+    if occupancy != "tenant":
+        return 0
+    cutoff = today - timedelta(days=round(policy.good_record_months * 30.44))
+    for account in accounts.accounts_for_user(session, user):
+        if account.opened_on <= cutoff and accounts.summarise(session, account, today).past_due_cents <= 0:
+            return 0
+    return policy.tenant_cents
+
+
+def submit(
+    session: Session, user: User, kind: str, form: Form, today: date, now: datetime, remote_addr: str | None
+) -> ServiceRequest:
+    """Check a request whole and write it, or raise ``RequestErrors`` and write nothing."""
+    from . import accounts
+
+    if kind not in KINDS:
+        raise ValueError(f"unknown request kind {kind!r}")
+    errors: dict[str, InvalidInput] = {}
+    request = ServiceRequest(kind=kind, status="submitted", user_id=user.id, created_at=now, updated_at=now)
+
+    name = form.get("contact_name")
+    if not name or len(name) > 200:
+        errors["contact_name"] = InvalidInput(N_("Enter your full name."), "contact_name")
+    phone = form.get("contact_phone")
+    if not PHONE.fullmatch(phone) or len(re.sub(r"\D", "", phone)) < 10:
+        errors["contact_phone"] = InvalidInput(
+            N_("Enter a phone number with its area code, for example (555) 010-2000."), "contact_phone"
+        )
+    request.contact_name, request.contact_phone, request.contact_email = name[:200], phone[:40], user.email
+
+    if kind in ("stop", "transfer"):
+        account = accounts.account_for_user(session, user, form.get("account"))
+        if account is None:
+            errors["account"] = InvalidInput(N_("Choose one of your accounts."), "account")
+        elif account.status != AccountStatus.ACTIVE.value:
+            errors["account"] = InvalidInput(N_("Service on this account has already stopped."), "account")
+        elif session.scalar(
+            select(ServiceRequest.id).where(
+                ServiceRequest.account_id == account.id,
+                ServiceRequest.kind.in_(("stop", "transfer")),
+                ServiceRequest.status.in_(OPEN),
+            )
+        ):
+            errors["account"] = InvalidInput(
+                N_("There is already a request to stop service on this account. You can see it under My requests."),
+                "account",
+            )
+        request.account_id = account.id if account else None
+        request.stop_on = _date(form, "stop_on", today, errors)
+        forward = _address(form, "forward", errors)
+        if forward:
+            request.forward_line1, request.forward_city = forward.line1, forward.city
+            request.forward_state, request.forward_zip = forward.state, forward.zip
+
+    if kind in ("start", "transfer"):
+        request.start_on = _date(form, "start_on", today, errors)
+        if (
+            kind == "transfer"
+            and request.start_on
+            and request.stop_on
+            and request.start_on < request.stop_on - timedelta(days=30)
+        ):
+            errors["start_on"] = InvalidInput(
+                N_("Start the new service no more than 30 days before the old one stops."), "start_on"
+            )
+        service = _address(form, "service", errors)
+        if service:
+            request.service_line1, request.service_city = service.line1, service.city
+            request.service_state, request.service_zip = service.state, service.zip
+        request.service_line2 = form.get("service_line2")[:100] or None
+        occupancy = form.get("occupancy")
+        if occupancy not in ("owner", "tenant"):
+            errors["occupancy"] = InvalidInput(N_("Tell us whether you own or rent the home."), "occupancy")
+        request.occupancy = occupancy if occupancy in ("owner", "tenant") else None
+        if kind == "start":
+            # Identity for someone new to us: checked by staff against a photo ID.
+            try:
+                born = date.fromisoformat(form.get("birth_date"))
+                if born > today.replace(year=today.year - 18) or born.year < 1900:
+                    errors["birth_date"] = InvalidInput(
+                        N_("The account holder must be 18 or older. Check the date of birth."), "birth_date"
+                    )
+                request.birth_date = born
+            except ValueError:
+                errors["birth_date"] = InvalidInput(
+                    N_("Enter the date as year-month-day, for example 1985-04-30."), "birth_date"
+                )
+            last4 = form.get("id_last4")
+            if not re.fullmatch(r"[0-9A-Za-z]{4}", last4):
+                errors["id_last4"] = InvalidInput(
+                    N_("Enter the last 4 characters of your driver's license or state ID."), "id_last4"
+                )
+            request.id_last4 = last4.upper()[:4]
+        if request.occupancy:
+            request.deposit_cents = deposit_for(session, user, request.occupancy, today)
+
+    if errors:
+        raise RequestErrors(errors)
+    session.add(request)
+    session.flush()
+    audit.record(
+        session,
+        "service_request.submitted",
+        actor=user,
+        entity_type="service_request",
+        entity_id=request.id,
+        after={
+            "kind": kind,
+            "account": request.account_id,
+            "stop_on": str(request.stop_on or ""),
+            "start_on": str(request.start_on or ""),
+            "deposit_cents": request.deposit_cents,
+        },
+        remote_addr=remote_addr,
+    )
+    return request
+
+
+def for_user(session: Session, user: User) -> list[ServiceRequest]:
+    return list(
+        session.scalars(
+            select(ServiceRequest).where(ServiceRequest.user_id == user.id).order_by(ServiceRequest.id.desc())
+        )
+    )
+
+
+def one_for_user(session: Session, user: User, request_id: str) -> ServiceRequest | None:
+    """A request by id, only if this sign-in made it."""
+    try:
+        rid = int(request_id)
+    except ValueError:
+        return None
+    return session.scalar(select(ServiceRequest).where(ServiceRequest.id == rid, ServiceRequest.user_id == user.id))
+
+
+def cancel(session: Session, request: ServiceRequest, user: User, now: datetime) -> None:
+    if request.status != "submitted":
+        raise InvalidInput(N_("Staff are already working on this request. Call us to change it."), "status")
+    _move(session, request, "cancelled", user, now, None)
+
+
+#: What staff may do next with a request in each state.
+TRANSITIONS = {
+    "submitted": ("scheduled", "completed", "declined"),
+    "scheduled": ("completed", "declined"),
+}
+
+
+def handle(
+    session: Session, request: ServiceRequest, action: str, staff: User, now: datetime, message: str, note: str
+) -> None:
+    """Staff move a request on. Declining needs a reason the customer will read."""
+    if action not in TRANSITIONS.get(request.status, ()):
+        raise InvalidInput(f"A {request.status} request cannot be marked {action}.", "action")
+    message = message.strip()[:500]
+    if action == "declined" and not message:
+        raise InvalidInput("Tell the customer why the request is declined.", "message")
+    if note.strip():
+        stamp = f"{now:%Y-%m-%d %H:%M} {staff.email}: {note.strip()}"
+        request.staff_note = f"{request.staff_note}\n{stamp}" if request.staff_note else stamp
+    _move(session, request, action, staff, now, message or request.message)
+
+
+def _move(
+    session: Session, request: ServiceRequest, status: str, actor: User, now: datetime, message: str | None
+) -> None:
+    before = request.status
+    request.status = status
+    request.message = message
+    request.updated_at = now
+    if actor.role != "customer":
+        request.handled_by_id = actor.id
+    audit.record(
+        session,
+        f"service_request.{status}",
+        actor=actor,
+        entity_type="service_request",
+        entity_id=request.id,
+        before={"status": before},
+        after={"status": status, "message": message},
+    )
+
+
+def complete_stops_for(session: Session, account: Account, staff: User, now: datetime) -> int:
+    """Service on the account was stopped by staff: its open stop requests are done."""
+    done = 0
+    for request in session.scalars(
+        select(ServiceRequest).where(
+            ServiceRequest.account_id == account.id,
+            ServiceRequest.kind.in_(("stop", "transfer")),
+            ServiceRequest.status.in_(OPEN),
+        )
+    ):
+        _move(session, request, "completed", staff, now, request.message)
+        done += 1
+    return done
+
+
+def queue(session: Session, statuses: tuple[str, ...] = OPEN, kind: str | None = None) -> list[ServiceRequest]:
+    """The staff queue: oldest first, so nobody waits longest by accident."""
+    stmt = select(ServiceRequest).where(ServiceRequest.status.in_(statuses))
+    if kind in KINDS:
+        stmt = stmt.where(ServiceRequest.kind == kind)
+    return list(session.scalars(stmt.order_by(ServiceRequest.created_at, ServiceRequest.id).limit(500)))

@@ -1,0 +1,203 @@
+"""Start, stop and transfer requests: checked whole (every problem next to its field,
+nothing written), seen by the customer with their status, worked by staff from a queue."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+from starlette.testclient import TestClient
+
+from portal.app import create_app
+from portal.billing_core.models import AuditEvent, ServiceRequest
+from portal.demo import build_demo
+from tests.db.test_demo import TODAY
+
+from .conftest import CLOCK, SETTINGS, body_of, csrf_from, linked_numbers, mail_to, sign_in
+
+EMAIL = "resident@demo.example"
+FORWARD = {"forward_line1": "12 Elm St", "forward_city": "Reno", "forward_state": "NV", "forward_zip": "89501"}
+NEW_HOME = {
+    "service_line1": "400 Canyon Rd",
+    "service_city": "Chino",
+    "service_state": "CA",
+    "service_zip": "91710",
+    "occupancy": "tenant",
+}
+CONTACT = {"contact_name": "Pat Resident", "contact_phone": "(555) 010-7788"}
+
+
+@pytest.fixture
+def district(engine: Engine) -> Engine:
+    build_demo(engine, accounts=6, seed=5, progress=False, today=TODAY)
+    return engine
+
+
+@pytest.fixture
+def client(district: Engine, smtp) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+    config = dataclasses.replace(SETTINGS, smtp_host="127.0.0.1", smtp_port=smtp[0])
+    with TestClient(create_app(config, engine=district, clock=CLOCK), base_url="https://testserver") as c:
+        yield c
+
+
+def ask(client: TestClient, kind: str, **fields: str):  # type: ignore[no-untyped-def]
+    page = client.get(f"/my/requests/new/{kind}")
+    assert page.status_code == 200
+    return client.post(
+        f"/my/requests/new/{kind}", data={"csrf_token": csrf_from(page.text), **fields}, follow_redirects=False
+    )
+
+
+def count(engine: Engine) -> int:
+    with Session(engine) as s:
+        return s.scalar(select(func.count(ServiceRequest.id)))
+
+
+def day(offset: int) -> str:
+    return (TODAY + timedelta(days=offset)).isoformat()
+
+
+def test_a_stop_request_with_mistakes_says_each_next_to_its_field_and_writes_nothing(
+    client: TestClient, district: Engine
+) -> None:
+    sign_in(client, EMAIL)
+    (number, *_) = linked_numbers(district, EMAIL)
+    response = ask(
+        client,
+        "stop",
+        account=number,
+        stop_on=day(-3),
+        forward_line1="12 Elm St",
+        forward_city="Reno",
+        forward_state="Nevada",
+        forward_zip="89501",
+        contact_name="",
+        contact_phone="12",
+    )
+    assert response.status_code == 400
+    errors = response.context["form"].errors
+    assert set(errors) == {"stop_on", "forward_state", "contact_name", "contact_phone"}
+    assert "today or a later day" in errors["stop_on"] and "two letters" in errors["forward_state"]
+    assert 'aria-invalid="true"' in response.text and "Nothing was sent" in response.text
+    assert count(district) == 0
+
+
+def test_a_stop_request_is_seen_by_staff_worked_and_its_status_shown(
+    client: TestClient, district: Engine, inbox: list
+) -> None:
+    sign_in(client, EMAIL)
+    (number, *_) = linked_numbers(district, EMAIL)
+    response = ask(client, "stop", account=number, stop_on=day(10), **FORWARD, **CONTACT)
+    assert response.status_code == 303
+    detail = response.headers["location"]
+    page = client.get(detail)
+    assert "Received: waiting for our staff" in page.text and "12 Elm St, Reno, NV 89501" in page.text
+    # The same account cannot be asked to stop twice while the first request is open.
+    again = ask(client, "stop", account=number, stop_on=day(12), **FORWARD, **CONTACT)
+    assert again.status_code == 400 and "already a request" in again.context["form"].errors["account"]
+
+    client.cookies.clear()
+    sign_in(client, "csr@demo.example")
+    queue = client.get("/staff/requests")
+    request_id = detail.rsplit("/", 1)[1]
+    assert f'href="/staff/requests/{request_id}"' in queue.text
+    page = client.get(f"/staff/requests/{request_id}")
+    token = csrf_from(page.text)
+    # Declining needs a message for the customer.
+    refused = client.post(f"/staff/requests/{request_id}", data={"csrf_token": token, "action": "declined"})
+    assert refused.status_code == 400 and "why" in refused.context["form"].errors["message"]
+    done = client.post(
+        f"/staff/requests/{request_id}",
+        data={"csrf_token": token, "action": "scheduled", "message": "We read your meter on the 2nd.", "note": "ok"},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303
+    update = [m for m in mail_to(inbox, EMAIL) if m["Subject"] == f"Your request No. {request_id}: an update"][-1]
+    assert "Scheduled" in body_of(update) and "We read your meter on the 2nd." in body_of(update)
+
+    client.cookies.clear()
+    sign_in(client, EMAIL)
+    page = client.get(detail)
+    assert "Scheduled" in page.text and "We read your meter on the 2nd." in page.text
+    assert "ok" not in page.text.split("What you asked for")[0].split("Message from our staff")[0][-20:]
+    assert "Cancel this request" not in page.text  # staff already have it
+    with Session(district) as s:
+        actions = set(s.scalars(select(AuditEvent.action).where(AuditEvent.entity_type == "service_request")))
+        assert {"service_request.submitted", "service_request.scheduled"} <= actions
+
+
+def test_a_start_request_checks_identity_and_tells_renters_the_deposit(client: TestClient, district: Engine) -> None:
+    sign_in(client, "pastdue@demo.example")
+    young = ask(client, "start", start_on=day(5), birth_date=day(-365 * 10), id_last4="12", **NEW_HOME, **CONTACT)
+    assert young.status_code == 400
+    assert set(young.context["form"].errors) == {"birth_date", "id_last4"}
+    assert count(district) == 0
+    response = ask(client, "start", start_on=day(5), birth_date="1985-04-30", id_last4="d123", **NEW_HOME, **CONTACT)
+    assert response.status_code == 303
+    page = client.get(response.headers["location"])
+    assert "deposit of $100.00" in page.text
+    with Session(district) as s:
+        (item,) = s.scalars(select(ServiceRequest))
+        assert item.kind == "start" and item.id_last4 == "D123" and item.deposit_cents == 10_000
+        assert item.account_id is None and item.contact_email == "pastdue@demo.example"
+
+
+def test_owners_pay_no_deposit_and_a_transfer_needs_both_ends(client: TestClient, district: Engine) -> None:
+    sign_in(client, EMAIL)
+    (number, *_) = linked_numbers(district, EMAIL)
+    missing = ask(client, "transfer", account=number, stop_on=day(10), **FORWARD, **CONTACT)
+    assert missing.status_code == 400
+    assert {"start_on", "service_line1", "occupancy"} <= set(missing.context["form"].errors)
+    response = ask(
+        client,
+        "transfer",
+        account=number,
+        stop_on=day(10),
+        start_on=day(10),
+        **FORWARD,
+        **{**NEW_HOME, "occupancy": "owner"},
+        **CONTACT,
+    )
+    assert response.status_code == 303
+    with Session(district) as s:
+        (item,) = s.scalars(select(ServiceRequest))
+        assert item.kind == "transfer" and item.deposit_cents == 0 and item.account_id is not None
+
+
+def test_the_customer_cancels_while_it_is_only_received(client: TestClient, district: Engine) -> None:
+    sign_in(client, EMAIL)
+    (number, *_) = linked_numbers(district, EMAIL)
+    detail = ask(client, "stop", account=number, stop_on=day(3), **FORWARD, **CONTACT).headers["location"]
+    page = client.get(detail)
+    after = client.post(detail + "/cancel", data={"csrf_token": csrf_from(page.text)})
+    assert "Your request is cancelled." in after.text and "Cancel this request" not in after.text
+    with Session(district) as s:
+        assert s.scalar(select(ServiceRequest.status)) == "cancelled"
+
+
+def test_nobody_sees_or_acts_on_someone_elses_requests(client: TestClient, district: Engine) -> None:
+    sign_in(client, EMAIL)
+    (number, *_) = linked_numbers(district, EMAIL)
+    detail = ask(client, "stop", account=number, stop_on=day(3), **FORWARD, **CONTACT).headers["location"]
+    client.cookies.clear()
+    sign_in(client, "pastdue@demo.example")
+    token = csrf_from(client.get("/my/requests").text)
+    assert client.get(detail).status_code == 404
+    assert client.post(detail + "/cancel", data={"csrf_token": token}).status_code == 404
+    # Naming someone else's account reads as a mistake, and says nothing about it.
+    other = ask(client, "stop", account=number, stop_on=day(3), **FORWARD, **CONTACT)
+    assert other.status_code == 400 and other.context["form"].errors["account"] == "Choose one of your accounts."
+    assert client.get("/staff/requests").status_code == 404
+    client.cookies.clear()
+    sign_in(client, "cashier@demo.example")
+    request_id = detail.rsplit("/", 1)[1]
+    page = client.get(f"/staff/requests/{request_id}")
+    assert page.status_code == 200 and "Work this request" not in page.text
+    refused = client.post(
+        f"/staff/requests/{request_id}", data={"csrf_token": csrf_from(page.text), "action": "completed"}
+    )
+    assert refused.status_code == 403
