@@ -27,7 +27,20 @@ from .i18n import LanguageMiddleware, gettext
 from .security_headers import SecurityHeadersMiddleware, content_security_policy
 from .settings import Settings
 from .templating import make_templates
-from .views import arrangements, auth, autopay, billing, customer, payments, queues, rates, requests, signup, staff
+from .views import (
+    arrangements,
+    auth,
+    autopay,
+    billing,
+    customer,
+    payments,
+    profile,
+    queues,
+    rates,
+    requests,
+    signup,
+    staff,
+)
 from .web import Forbidden, PageNotFound, SignInRequired, sign_in_url
 
 log = logging.getLogger(__name__)
@@ -72,6 +85,8 @@ ROUTES = [
     Route("/my/accounts/{number}/arrangement", arrangements.arrangement_page, methods=["GET"]),
     Route("/my/accounts/{number}/arrangement", arrangements.arrangement_submit, methods=["POST"]),
     Route("/my/accounts/{number}/arrangement/{request}/withdraw", arrangements.arrangement_withdraw, methods=["POST"]),
+    Route("/my/profile", profile.profile_page, methods=["GET"]),
+    Route("/my/profile", profile.profile_save, methods=["POST"]),
     Route("/my/requests", requests.requests_page),
     Route("/my/requests/new/{kind}", requests.new_request_page, methods=["GET"]),
     Route("/my/requests/new/{kind}", requests.new_request, methods=["POST"]),

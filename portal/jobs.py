@@ -233,6 +233,8 @@ def send_receipt(settings: Settings, factory, payment_id: int) -> bool:  # type:
         account = session.get(Account, payment.account_id)
         customer = session.get(Customer, account.customer_id)
         payer = session.get(User, payment.user_id) if payment.user_id else None
+        if payer is not None and not payer.notify_receipts:
+            return False  # they chose no receipts (the payment page still shows it)
         to = payer.email if payer else customer.email
         if not to:
             return False
@@ -331,7 +333,7 @@ def send_request_update(settings: Settings, factory, request_id: int) -> bool:  
     with factory() as session:
         item = session.get(ServiceRequest, request_id)
         user = session.get(User, item.user_id) if item else None
-        if item is None or user is None:
+        if item is None or user is None or not user.notify_updates:
             return False
         message = emails.build(
             settings,
@@ -361,6 +363,8 @@ def send_arrangement_decision(settings: Settings, factory, request_id: int) -> b
         if item is None or item.status not in ("approved", "declined"):
             return False
         user = session.get(User, item.user_id)
+        if not user.notify_updates:
+            return False
         account = session.get(Account, item.account_id)
         message = emails.build(
             settings,

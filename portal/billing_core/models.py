@@ -561,6 +561,12 @@ class User(Base):
     language: Mapped[str] = mapped_column(String(5), default="en", server_default="en")
     #: Sessions signed in before this are no longer accepted (a password change signs out elsewhere).
     password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    phone: Mapped[str | None] = mapped_column(String(40))
+    #: Emails the customer may turn off. Notices that something failed are always sent.
+    notify_receipts: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
+    notify_updates: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
+    #: The subject at an outside OpenID Connect provider this sign-in may also use ("issuer|sub").
+    oidc_subject: Mapped[str | None] = mapped_column(String(300), unique=True)
 
     accounts: Mapped[list[Account]] = relationship(secondary="user_account_link", order_by="Account.number")
 
