@@ -33,6 +33,7 @@ from .views import (
     autopay,
     billing,
     customer,
+    outside,
     payments,
     profile,
     queues,
@@ -57,6 +58,8 @@ ROUTES = [
     Route("/sign-in", auth.sign_in_page, methods=["GET"]),
     Route("/sign-in", auth.sign_in, methods=["POST"]),
     Route("/sign-out", auth.sign_out, methods=["POST"]),
+    Route("/sign-in/outside", outside.start, methods=["GET"]),
+    Route("/sign-in/outside/callback", outside.callback, methods=["GET"], name="outside_callback"),
     Route("/sign-up", signup.sign_up_page, methods=["GET"]),
     Route("/sign-up", signup.sign_up, methods=["POST"]),
     Route("/confirm-email", signup.confirm_email_page, methods=["GET"]),
@@ -212,5 +215,6 @@ def create_app(
     app.state.templates = make_templates()
     app.state.printer = printer
     app.state.gateway = gateway if gateway is not None else gateway_from_settings(settings)
+    app.state.oauth = outside.client_for(settings)
     app.state.clock = clock or (lambda: datetime.now(UTC))
     return app

@@ -50,6 +50,16 @@ class Settings:
     files_dir: str = str(DEFAULT_FILES_DIR)
     #: The Chromium that prints bills to PDF.
     chromium: str = "/usr/bin/chromium"
+    #: Optional sign-in with an outside OpenID Connect provider (off while the issuer is empty).
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: str = ""
+    #: The provider's name on the button: "Sign in with <name>".
+    oidc_name: str = ""
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_issuer and self.oidc_client_id)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -91,6 +101,10 @@ class Settings:
             jobs_in_process=_bool(env.get("PORTAL_JOBS_IN_PROCESS"), False),
             files_dir=env.get("FILES_DIR", defaults.files_dir),
             chromium=env.get("CHROMIUM", defaults.chromium),
+            oidc_issuer=env.get("OIDC_ISSUER", "").rstrip("/"),
+            oidc_client_id=env.get("OIDC_CLIENT_ID", ""),
+            oidc_client_secret=env.get("OIDC_CLIENT_SECRET", ""),
+            oidc_name=env.get("OIDC_NAME", ""),
         )
 
 

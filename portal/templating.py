@@ -78,4 +78,5 @@ def _context(request: Request) -> dict[str, object]:
         "agency_name": settings.agency_name,
         "agency_phone": settings.agency_phone,
         "current_user": getattr(request.state, "user", None),
+        "outside_sign_in": (settings.oidc_name or "your sign-in provider") if settings.oidc_enabled else None,
     }

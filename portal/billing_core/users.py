@@ -317,3 +317,59 @@ def unlink_account(session: Session, user: User, account: Account) -> None:
     if link is not None:
         session.delete(link)
         session.flush()
+
+
+# --- Sign-in through an outside OpenID Connect provider -----------------------------------
+
+
+class OutsideSignInRefused(Exception):
+    """The provider's answer cannot sign anyone in here; ``reason`` says why (for the audit)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def outside_sign_in(session: Session, issuer: str, claims: dict, language: str, now: datetime) -> tuple[User, bool]:
+    """The sign-in for an outside identity: the one already tied to it; else the one with
+    the same email address, tied to it now, only when the provider vouches for the address
+    (``email_verified``); else a new customer sign-in, with no password, that still has to
+    link its accounts with facts from a bill. Returns (user, made now)."""
+    sub = str(claims.get("sub") or "")
+    if not sub:
+        raise OutsideSignInRefused("no subject in the ID token")
+    subject = f"{issuer}|{sub}"[:300]
+    user = session.scalar(select(User).where(User.oidc_subject == subject))
+    if user is not None:
+        if not user.active:
+            raise OutsideSignInRefused("sign-in is turned off")
+        user.last_sign_in_at = now
+        return user, False
+    email = normalise_email(str(claims.get("email") or ""))
+    if not email or not EMAIL_RE.match(email) or claims.get("email_verified") is not True:
+        raise OutsideSignInRefused("the provider did not vouch for an email address")
+    user = user_by_email(session, email)
+    if user is not None:
+        if not user.active:
+            raise OutsideSignInRefused("sign-in is turned off")
+        if user.oidc_subject is not None:
+            raise OutsideSignInRefused("this email is already tied to another outside identity")
+        user.oidc_subject = subject
+        user.email_verified_at = user.email_verified_at or now
+        user.last_sign_in_at = now
+        return user, False
+    name = str(claims.get("name") or "").strip()[:200] or None
+    user = User(
+        email=email,
+        password_hash=None,
+        role=Role.CUSTOMER.value,
+        display_name=name,
+        email_verified_at=now,
+        language=language,
+        oidc_subject=subject,
+        last_sign_in_at=now,
+        created_at=now,
+    )
+    session.add(user)
+    session.flush()
+    return user, True
