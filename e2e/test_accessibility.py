@@ -93,6 +93,7 @@ def test_every_customer_page_passes_axe(narrow: Page, live_server: LiveServer, l
         f"/my/accounts/{number}",
         f"/my/accounts/{number}/bills/{bill}",
         f"/my/accounts/{number}/bills/{bill}/document",
+        f"/my/accounts/{number}/usage",
         f"/my/accounts/{number}/pay",
         f"/my/accounts/{number}/autopay",
         f"/my/accounts/{number}/arrangement",

@@ -74,6 +74,7 @@ ROUTES = [
     Route("/my", customer.my_accounts),
     Route("/my/accounts/{number}", customer.account_detail),
     Route("/my/accounts/{number}/paperless", customer.paperless, methods=["POST"]),
+    Route("/my/accounts/{number}/usage", customer.usage),
     Route("/my/accounts/{number}/pay", payments.pay_page, methods=["GET"]),
     Route("/my/accounts/{number}/pay", payments.pay_start, methods=["POST"]),
     Route("/my/accounts/{number}/pay/{attempt}", payments.pay_method_page, methods=["GET"]),

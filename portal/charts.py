@@ -69,3 +69,37 @@ def usage_labels(uses: list[tuple[date, Decimal | None]]) -> str:
     months = "".join(f"{day:%b %y}".center(LABEL_WIDTH) for day, _q in uses)
     values = "".join(("" if q is None else f"{q.normalize():f}").center(LABEL_WIDTH) for _day, q in uses)
     return f"{months.rstrip()}\n{values.rstrip()}"
+
+
+def compare_chart(rows: list[tuple[str, Decimal | None, Decimal | None]], title: str, legend: tuple[str, str]) -> str:
+    """Two bars a month, this year (dark) beside last year (grey), with a legend; the table
+    beside it carries the same figures. ``rows`` are (month label, this year, last year)."""
+    if not rows:
+        return ""
+    width, height, pad, top_pad = 640, 240, 28, 36
+    top = max((q for _m, *pair in rows for q in pair if q is not None), default=Decimal(1)) or Decimal(1)
+    slot = (width - pad * 2) // len(rows)
+    bar = max((slot - 6) // 2, 2)
+    base = height - pad
+    now_bars, then_bars, labels = [], [], []
+    for i, (label, this_year, last_year) in enumerate(rows):
+        x = pad + i * slot + 3
+        labels.append(f'<tspan x="{x + bar}">{escape(label)}</tspan>')
+        for q, bars, offset in ((last_year, then_bars, 0), (this_year, now_bars, bar)):
+            h = 0 if q is None else int((base - top_pad) * q / top)
+            if h:
+                bars.append(f"M{x + offset} {base - h}h{bar}v{h}h-{bar}z")
+    now_label, then_label = (escape(t) for t in legend)
+    return (
+        f'<svg viewBox="0 0 {width} {height}" role="img" aria-labelledby="compare-title" class="chart">'
+        f'<title id="compare-title">{escape(title)}</title>'
+        f'<rect x="{pad}" y="6" width="12" height="12" fill="#0b5394"/>'
+        f'<text x="{pad + 18}" y="16" font-size="12">{now_label}</text>'
+        f'<rect x="{pad + 180}" y="6" width="12" height="12" fill="#6b7682"/>'
+        f'<text x="{pad + 198}" y="16" font-size="12">{then_label}</text>'
+        f'<line x1="{pad}" y1="{base}" x2="{width - pad}" y2="{base}" stroke="#4a5560"/>'
+        f'<path d="{"".join(then_bars)}" fill="#6b7682"/>'
+        f'<path d="{"".join(now_bars)}" fill="#0b5394"/>'
+        f'<text y="{base + 14}" font-size="11" text-anchor="middle">{"".join(labels)}</text>'
+        "</svg>"
+    )

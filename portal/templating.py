@@ -60,6 +60,7 @@ def make_templates() -> Jinja2Templates:
     env.filters["shortdate"] = _short_date
     env.filters["qty"] = _quantity
     env.globals["htmx_file"] = HTMX_FILE
+    env.globals["month_year"] = lambda d: format_date(d, "LLLL y", locale=i18n.language())
     env.globals["current_plan"] = lambda r: arrangement_schedule(
         r.total_cents, r.down_payment_cents, r.installments, r.first_due_on
     )

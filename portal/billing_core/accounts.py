@@ -305,3 +305,47 @@ def bill_documents(session: Session, bill_ids: Sequence[int]) -> list[BillDocume
             )
         )
     return docs
+
+
+@dataclass(frozen=True)
+class UsageMonth:
+    """Water used in the bills that ended in one month, and in the same month a year before."""
+
+    month: date
+    this_year: Decimal | None
+    last_year: Decimal | None
+
+
+def usage_history(session: Session, account_id: int, months: int = 12) -> tuple[list[UsageMonth], str]:
+    """The last ``months`` months of water use, by the month each bill's period ended,
+    beside the same months a year earlier (None: no bill ended that month). Also the unit."""
+    bills = session.execute(
+        select(Bill.id, Bill.period_end)
+        .where(Bill.account_id == account_id, Bill.status == "posted")
+        .order_by(Bill.period_end.desc())
+        .limit(months * 2 + 2)
+    ).all()
+    if not bills:
+        return [], ""
+    ends = {bill_id: end for bill_id, end in bills}
+    used: dict[tuple[int, int], Decimal] = {}
+    unit = ""
+    for bill_id, qty, line_unit in session.execute(
+        select(BillLine.bill_id, BillLine.quantity, BillLine.unit).where(
+            BillLine.bill_id.in_(list(ends)), BillLine.service_type == "water", BillLine.unit.in_(VOLUME_UNITS)
+        )
+    ):
+        key = (ends[bill_id].year, ends[bill_id].month)
+        used[key] = used.get(key, Decimal(0)) + qty
+        unit = unit or line_unit
+    for end in ends.values():  # a bill with no volume line still shows as 0, not "no bill"
+        used.setdefault((end.year, end.month), Decimal(0))
+    latest = bills[0].period_end
+    history = []
+    for back in range(months - 1, -1, -1):
+        index = latest.year * 12 + latest.month - 1 - back
+        year, month = divmod(index, 12)
+        history.append(
+            UsageMonth(date(year, month + 1, 1), used.get((year, month + 1)), used.get((year - 1, month + 1)))
+        )
+    return history, unit or "CCF"

@@ -164,3 +164,41 @@ async def paperless(request: Request) -> Response:
 
     flash(request, await run_in_threadpool(change))
     return redirect(f"/my/accounts/{request.path_params['number']}")
+
+
+def usage(request: Request) -> Response:
+    """Water use by month: the last 12 months beside the same months a year before."""
+    from babel.dates import format_date
+
+    from .. import charts, i18n
+
+    with db(request) as session:
+        user = require_customer(request, session)
+        account = accounts.account_for_user(session, user, request.path_params["number"])
+        if account is None:
+            raise PageNotFound()
+        history, unit = accounts.usage_history(session, account.id)
+    language = i18n.language()
+    rows = [(format_date(m.month, "MMM", locale=language), m.this_year, m.last_year) for m in history]
+    this_total = sum((m.this_year or 0) for m in history)
+    last_total = sum((m.last_year or 0) for m in history)
+    compared = all(m.last_year is not None for m in history if m.this_year is not None) and last_total > 0
+    change = round((this_total - last_total) * 100 / last_total) if compared else None
+    chart = charts.compare_chart(
+        rows,
+        gettext("Water use by month, in %(unit)s: the last 12 months and the year before", unit=unit),
+        (gettext("Last 12 months"), gettext("The year before")),
+    )
+    return request.app.state.templates.TemplateResponse(
+        request,
+        "customer/usage.html",
+        {
+            "account": account,
+            "history": history,
+            "unit": unit,
+            "chart": chart,
+            "this_total": this_total,
+            "last_total": last_total,
+            "change": change,
+        },
+    )
