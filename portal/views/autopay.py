@@ -22,7 +22,7 @@ from ..billing_core.models import Account
 from ..gateway import BANK, CARD, GatewayError
 from ..i18n import gettext
 from ..web import FormState, PageNotFound, db, flash, now, pop_flash, redirect, remote_addr, today
-from .payments import gateway, my_account, processor_customer, render
+from .payments import gateway, method_page, my_account, processor_customer, render, session_attempt
 
 ATTEMPT_PREFIX = "autopay:"
 
@@ -113,35 +113,11 @@ async def autopay_start(request: Request) -> Response:
 
 
 def _attempt(request: Request, account: Account) -> dict:
-    attempt = request.session.get(ATTEMPT_PREFIX + request.path_params["attempt"])
-    if not attempt or attempt.get("account") != account.number:
-        raise PageNotFound()
-    return attempt
+    return session_attempt(request, account, ATTEMPT_PREFIX)
 
 
 def autopay_method_page(request: Request) -> Response:
-    processor = gateway(request)
-    with db(request) as session:
-        _user, account = my_account(request, session)
-        attempt = _attempt(request, account)
-    if processor is None:
-        raise PageNotFound()
-    try:
-        setup = processor.retrieve_setup(attempt["setup"])
-    except GatewayError:
-        raise PageNotFound() from None
-    return render(
-        request,
-        "customer/autopay_method.html",
-        {
-            "account": account,
-            "attempt": attempt,
-            "attempt_id": request.path_params["attempt"],
-            "setup_secret": setup.client_secret,
-            "publishable_key": processor.publishable_key,
-            "stripe_js": request.app.state.settings.stripe_js_url,
-        },
-    )
+    return method_page(request, "customer/autopay_method.html", ATTEMPT_PREFIX)
 
 
 async def autopay_confirm(request: Request) -> Response:

@@ -129,18 +129,25 @@ def processor_customer(processor: PaymentGateway, account: Account, user: User) 
     return account.processor_customer_id
 
 
-def _attempt(request: Request, account: Account) -> dict:
-    attempt = request.session.get(ATTEMPT_PREFIX + request.path_params["attempt"])
+def session_attempt(request: Request, account: Account, prefix: str = ATTEMPT_PREFIX) -> dict:
+    """What this browser started saving a card or bank account for (kept in its signed
+    session), only for this account."""
+    attempt = request.session.get(prefix + request.path_params["attempt"])
     if not attempt or attempt.get("account") != account.number:
         raise PageNotFound()
     return attempt
 
 
-def pay_method_page(request: Request) -> Response:
+def _attempt(request: Request, account: Account) -> dict:
+    return session_attempt(request, account)
+
+
+def method_page(request: Request, template: str, prefix: str = ATTEMPT_PREFIX) -> Response:
+    """The page where Stripe.js takes the card or bank details for a started attempt."""
     processor = gateway(request)
     with db(request) as session:
         _user, account = my_account(request, session)
-        attempt = _attempt(request, account)
+        attempt = session_attempt(request, account, prefix)
     if processor is None:
         raise PageNotFound()
     try:
@@ -149,7 +156,7 @@ def pay_method_page(request: Request) -> Response:
         raise PageNotFound() from None
     return render(
         request,
-        "customer/pay_method.html",
+        template,
         {
             "account": account,
             "attempt": attempt,
@@ -159,6 +166,10 @@ def pay_method_page(request: Request) -> Response:
             "stripe_js": request.app.state.settings.stripe_js_url,
         },
     )
+
+
+def pay_method_page(request: Request) -> Response:
+    return method_page(request, "customer/pay_method.html")
 
 
 async def pay_charge(request: Request) -> Response:
