@@ -14,7 +14,7 @@ import secrets
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from .. import i18n, jobs
 from ..billing_core import autopay
@@ -22,7 +22,16 @@ from ..billing_core.models import Account
 from ..gateway import BANK, CARD, GatewayError
 from ..i18n import gettext
 from ..web import FormState, PageNotFound, db, flash, now, pop_flash, redirect, remote_addr, today
-from .payments import gateway, method_page, my_account, processor_customer, render, session_attempt
+from .payments import (
+    answer_response,
+    gateway,
+    method_page,
+    my_account,
+    processor_customer,
+    render,
+    saved_setup,
+    session_attempt,
+)
 
 ATTEMPT_PREFIX = "autopay:"
 
@@ -131,8 +140,8 @@ async def autopay_confirm(request: Request) -> Response:
             attempt = _attempt(request, account)
             if processor is None:
                 raise PageNotFound()
-            setup = processor.retrieve_setup(attempt["setup"])
-            if setup.status != "succeeded" or not setup.payment_method or setup.metadata.get("attempt") != attempt_id:
+            setup = saved_setup(processor, attempt, attempt_id)
+            if setup is None:
                 return {"error": gettext("The card or bank account was not saved. Please try again.")}
             enrollment = autopay.enroll(
                 session,
@@ -163,12 +172,7 @@ async def autopay_confirm(request: Request) -> Response:
             request.app.state.sessions,
             enrollment_id=answer.pop("enrollment"),
         )
-    if "application/json" not in request.headers.get("accept", ""):
-        if "error" in answer:
-            flash(request, answer["error"])
-            return redirect(f"/my/accounts/{request.path_params['number']}/autopay")
-        return redirect(answer["next"])
-    return JSONResponse(answer, status_code=400 if "error" in answer else 200)
+    return answer_response(request, answer, f"/my/accounts/{request.path_params['number']}/autopay")
 
 
 async def autopay_cancel(request: Request) -> Response:

@@ -168,6 +168,25 @@ def method_page(request: Request, template: str, prefix: str = ATTEMPT_PREFIX) -
     )
 
 
+def saved_setup(processor: PaymentGateway, attempt: dict, attempt_id: str):  # type: ignore[no-untyped-def]
+    """The SetupIntent of this attempt once Stripe.js saved a card or bank account on it, else None."""
+    setup = processor.retrieve_setup(attempt["setup"])
+    if setup.status != "succeeded" or not setup.payment_method or setup.metadata.get("attempt") != attempt_id:
+        return None
+    return setup
+
+
+def answer_response(request: Request, answer: dict, form_path: str) -> Response:
+    """pay.js asks for JSON: ``next`` to go on, or ``error`` to show. A plain form post (no
+    JavaScript, so nothing was saved with Stripe) goes back to the form with the message."""
+    if "application/json" not in request.headers.get("accept", ""):
+        if "error" in answer:
+            flash(request, answer["error"])
+            return redirect(form_path)
+        return redirect(answer["next"])
+    return JSONResponse(answer, status_code=400 if "error" in answer else 200)
+
+
 def pay_method_page(request: Request) -> Response:
     return method_page(request, "customer/pay_method.html")
 
@@ -183,8 +202,8 @@ async def pay_charge(request: Request) -> Response:
             attempt = _attempt(request, account)
             if processor is None:
                 raise PageNotFound()
-            setup = processor.retrieve_setup(attempt["setup"])
-            if setup.status != "succeeded" or not setup.payment_method or setup.metadata.get("attempt") != attempt_id:
+            setup = saved_setup(processor, attempt, attempt_id)
+            if setup is None:
                 return {"error": gettext("The card or bank account was not saved. Please try again.")}
             payment, new = payments.start(
                 session, account, user, attempt["amount"], attempt["method"], f"pay-{attempt_id}", today(request)
@@ -224,13 +243,7 @@ async def pay_charge(request: Request) -> Response:
         answer = {"error": exc.message}
     except IntegrityError:
         answer = {"error": gettext("This payment was already sent. Check your account before paying again.")}
-    if "application/json" not in request.headers.get("accept", ""):
-        # A plain form post (no JavaScript, so nothing was saved with Stripe): back to the form.
-        if "error" in answer:
-            flash(request, answer["error"])
-            return redirect(f"/my/accounts/{request.path_params['number']}/pay")
-        return redirect(answer["next"])
-    return JSONResponse(answer, status_code=400 if "error" in answer else 200)
+    return answer_response(request, answer, f"/my/accounts/{request.path_params['number']}/pay")
 
 
 def receipt(request: Request) -> Response:
