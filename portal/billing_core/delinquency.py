@@ -10,8 +10,10 @@ service *could* be shut off, never a promise that it will be.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
+
+from . import holidays
 
 
 @dataclass(frozen=True)
@@ -22,8 +24,12 @@ class Policy:
     notice_business_days: int = 7
     #: Longest payment plan the office offers, in months.
     max_plan_months: int = 12
-    #: Days the office is closed besides weekends (no shutoffs then).
-    holidays: frozenset[date] = field(default_factory=frozenset)
+    #: Days the office is closed besides weekends (no shutoffs then); None: California's
+    #: state and federal holidays (``billing_core/holidays.py``).
+    holidays: frozenset[date] | None = None
+
+    def closed_days(self, as_of: date) -> frozenset[date]:
+        return self.holidays if self.holidays is not None else holidays.around(as_of)
 
 
 DEFAULT = Policy()
@@ -81,6 +87,7 @@ def outlook(
     # 60 days delinquent, and 7 business days after a notice that has not gone out yet
     # (a notice sent today is the soonest), on a business day.
     by_age = oldest_past_due + timedelta(days=policy.days_delinquent_before_shutoff)
-    by_notice = add_business_days(as_of, policy.notice_business_days, policy.holidays)
-    earliest = next_business_day(max(by_age, by_notice), policy.holidays)
+    closed = policy.closed_days(as_of)
+    by_notice = add_business_days(as_of, policy.notice_business_days, closed)
+    earliest = next_business_day(max(by_age, by_notice), closed)
     return Outlook("past_due", due_date, oldest_past_due, earliest, True, policy.max_plan_months)
