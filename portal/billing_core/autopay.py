@@ -26,7 +26,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from . import audit
-from .models import Account, AutopayEnrollment, Bill, Payment, User
+from .models import Account, AutopayEnrollment, Bill, BillDelivery, Payment, User
 
 #: Version of the authorization text customers agree to; change it when the text changes.
 AUTHORIZATION_VERSION = "2026-11"
@@ -38,9 +38,40 @@ MINIMUM_CENTS = 50
 METHOD_KINDS = ("card", "us_bank_account")
 
 
-def draft_date(bill_date: date, due_date: date) -> date:
-    """When autopay takes a bill: on its due date, but never sooner than the notice allows."""
-    return max(due_date, bill_date + timedelta(days=NOTICE_DAYS))
+def draft_date(notice_on: date, due_date: date) -> date:
+    """When autopay takes a bill: on its due date, but never sooner than ``NOTICE_DAYS``
+    after the bill (the notice) went out."""
+    return max(due_date, notice_on + timedelta(days=NOTICE_DAYS))
+
+
+def notice_dates(session: Session, bills: list[tuple[int, int | None, date]], tz) -> dict[int, date | None]:  # type: ignore[no-untyped-def]
+    """When each bill, the notice of its draft, went out: a bill run's bill when it was
+    emailed or its print file was made (None: not sent yet, so not drafted yet); a bill
+    made outside a run (a final bill, history brought from another system) on its date."""
+    in_runs = [bill_id for bill_id, run_id, _ in bills if run_id is not None]
+    sent = (
+        dict(
+            session.execute(
+                select(BillDelivery.bill_id, BillDelivery.sent_at).where(BillDelivery.bill_id.in_(in_runs))
+            ).all()
+        )
+        if in_runs
+        else {}
+    )
+    dates: dict[int, date | None] = {}
+    for bill_id, run_id, bill_date in bills:
+        if run_id is None:
+            dates[bill_id] = bill_date
+        else:
+            at = sent.get(bill_id)
+            dates[bill_id] = max(bill_date, at.astimezone(tz).date()) if at is not None else None
+    return dates
+
+
+def scheduled_on(session: Session, bill: Bill, tz) -> date | None:  # type: ignore[no-untyped-def]
+    """The draft date of one bill, or None while its notice has not gone out."""
+    notice = notice_dates(session, [(bill.id, bill.bill_run_id, bill.bill_date)], tz)[bill.id]
+    return None if notice is None else draft_date(notice, bill.due_date)
 
 
 def idempotency_key(bill_id: int) -> str:
@@ -172,15 +203,11 @@ def outlook(session: Session, account: Account, balance_cents: int, as_of: date,
         draft = session.scalar(select(Payment).where(Payment.idempotency_key == idempotency_key(bill.id)))
         if draft is not None and draft.status in ("failed", "returned"):
             failed = draft
-        if (
-            enrollment is not None
-            and draft is None
-            and covers(enrollment, bill, tz)
-            and draft_date(bill.bill_date, bill.due_date) >= as_of
-        ):
+        on = scheduled_on(session, bill, tz) if enrollment is not None and draft is None else None
+        if on is not None and on >= as_of and covers(enrollment, bill, tz):
             amount = min(bill.total_due_cents, balance_cents)
             if amount >= MINIMUM_CENTS:
-                return Outlook(enrollment, bill, draft_date(bill.bill_date, bill.due_date), amount, failed)
+                return Outlook(enrollment, bill, on, amount, failed)
     return Outlook(enrollment, failed=failed)
 
 
@@ -190,7 +217,9 @@ def due_bills(session: Session, as_of: date, tz) -> list[int]:  # type: ignore[n
     place on the bill's date, with no draft made for it yet."""
     earliest_due = as_of - timedelta(days=NOTICE_DAYS + CATCH_UP_DAYS + 60)
     rows = session.execute(
-        select(Bill.id, Bill.account_id, Bill.bill_date, Bill.due_date, AutopayEnrollment.authorized_at)
+        select(
+            Bill.id, Bill.account_id, Bill.bill_run_id, Bill.bill_date, Bill.due_date, AutopayEnrollment.authorized_at
+        )
         .join(AutopayEnrollment, AutopayEnrollment.account_id == Bill.account_id)
         .where(
             AutopayEnrollment.status == "active",
@@ -203,11 +232,13 @@ def due_bills(session: Session, as_of: date, tz) -> list[int]:  # type: ignore[n
     latest: dict[int, tuple] = {}
     for row in rows:
         latest.setdefault(row.account_id, row)
+    covered = [row for row in latest.values() if row.authorized_at.astimezone(tz).date() <= row.bill_date]
+    notices = notice_dates(session, [(row.id, row.bill_run_id, row.bill_date) for row in covered], tz)
     candidates = [
         row.id
-        for row in latest.values()
-        if as_of - timedelta(days=CATCH_UP_DAYS) <= draft_date(row.bill_date, row.due_date) <= as_of
-        and row.authorized_at.astimezone(tz).date() <= row.bill_date
+        for row in covered
+        if notices[row.id] is not None
+        and as_of - timedelta(days=CATCH_UP_DAYS) <= draft_date(notices[row.id], row.due_date) <= as_of
     ]
     if not candidates:
         return []
@@ -249,6 +280,9 @@ def prepare(session: Session, bill_id: int, as_of: date, balance_cents: int, pen
         return Draft(None, enrollment, "already drafted")
     if enrollment is None or not covers(enrollment, bill, tz):
         return Draft(None, enrollment, "autopay is off")
+    on = scheduled_on(session, bill, tz)
+    if on is None or on > as_of:
+        return Draft(None, enrollment, "not due yet: the bill's notice period has not passed")
     latest = latest_bill(session, bill.account_id)
     if latest is None or latest.id != bill.id:
         return Draft(None, enrollment, "a newer bill replaced it")

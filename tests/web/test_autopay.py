@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, func, select, update
@@ -16,7 +16,16 @@ from starlette.testclient import TestClient
 from portal import jobs
 from portal.app import create_app
 from portal.billing_core import autopay
-from portal.billing_core.models import Account, AuditEvent, AutopayEnrollment, Bill, Payment
+from portal.billing_core.models import (
+    Account,
+    AuditEvent,
+    AutopayEnrollment,
+    Bill,
+    BillDelivery,
+    BillRun,
+    Payment,
+    PrintFile,
+)
 from portal.demo import build_demo
 from portal.gateway import BANK, FakeBankGateway, StripeGateway
 from tests.db.test_demo import TODAY
@@ -267,3 +276,47 @@ def test_a_bank_draft_returned_by_the_bank_tells_the_customer(district: Engine, 
 def test_the_draft_date_leaves_ten_days_of_notice() -> None:
     assert autopay.draft_date(date(2026, 11, 1), date(2026, 11, 21)) == date(2026, 11, 21)
     assert autopay.draft_date(date(2026, 11, 15), date(2026, 11, 20)) == date(2026, 11, 25)
+
+
+def test_a_run_bill_is_drafted_only_ten_days_after_it_was_sent(
+    client: TestClient, district: Engine, stripe_server: LocalStripe, smtp
+) -> None:
+    sign_in(client, EMAIL)
+    (number,) = linked_numbers(district, EMAIL)
+    enroll_card(client, stripe_server, number, "4242424242424242")
+    bill = enrolled_months_ago(district, number)
+    with Session(district) as s, s.begin():
+        account = s.scalar(select(Account).where(Account.number == number))
+        run = BillRun(
+            cycle_id=account.cycle_id,
+            period_start=bill.period_start,
+            period_end=bill.period_end,
+            bill_date=bill.bill_date,
+            due_date=bill.due_date,
+            status="posted",
+        )
+        s.add(run)
+        s.flush()
+        s.execute(update(Bill).where(Bill.id == bill.id).values(bill_run_id=run.id))
+        run_id = run.id
+    gateway = stripe_gateway(stripe_server)
+    # Posted but never sent: no notice went out, so nothing is taken, even on the due date.
+    assert run_drafts(district, smtp, gateway, bill.due_date) == 0
+    assert run_drafts(district, smtp, gateway, bill.due_date + timedelta(days=3)) == 0
+    sent_on = bill.due_date - timedelta(days=2)  # mailed late: 2 days before the due date
+    with Session(district) as s, s.begin():
+        pf = PrintFile(bill_run_id=run_id, status="ready", part_size=200)
+        s.add(pf)
+        s.flush()
+        s.add(
+            BillDelivery(
+                bill_id=bill.id,
+                print_file_id=pf.id,
+                channel="mail",
+                sequence=1,
+                sent_at=datetime(sent_on.year, sent_on.month, sent_on.day, 20, tzinfo=UTC),
+            )
+        )
+    draft_on = sent_on + timedelta(days=autopay.NOTICE_DAYS)
+    assert run_drafts(district, smtp, gateway, draft_on - timedelta(days=1)) == 0
+    assert run_drafts(district, smtp, gateway, draft_on) == 1
