@@ -280,9 +280,10 @@ def _move(
     )
 
 
-def complete_stops_for(session: Session, account: Account, staff: User, now: datetime) -> int:
-    """Service on the account was stopped by staff: its open stop requests are done."""
-    done = 0
+def complete_stops_for(session: Session, account: Account, staff: User, now: datetime) -> list[int]:
+    """Service on the account was stopped by staff: its open stop requests are done.
+    Returns their ids (the customers are told)."""
+    done: list[int] = []
     for request in session.scalars(
         select(ServiceRequest).where(
             ServiceRequest.account_id == account.id,
@@ -291,7 +292,7 @@ def complete_stops_for(session: Session, account: Account, staff: User, now: dat
         )
     ):
         _move(session, request, "completed", staff, now, request.message)
-        done += 1
+        done.append(request.id)
     return done
 
 

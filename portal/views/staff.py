@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from .. import jobs
 from ..billing_core import accounts, autopay, bill_runs, customers, service_requests
 from ..billing_core.errors import InvalidInput
 from ..billing_core.models import Account, Bill, Meter, MeterRead, Service, User
@@ -95,7 +96,16 @@ async def stop_service(request: Request) -> Response:
     a forwarding address, when given, is where the final bill goes."""
     form = await request.form()
     values = {k: str(v).strip()[:200] for k, v in form.items() if k in STOP_FIELDS or k.startswith("read-")}
-    return await run_in_threadpool(_stop_service, request, values)
+    response = await run_in_threadpool(_stop_service, request, values)
+    for request_id in getattr(request.state, "completed_requests", []):
+        await run_in_threadpool(
+            jobs.defer,
+            request.app.state.settings,
+            "email.request_update",
+            request.app.state.sessions,
+            request_id=request_id,
+        )
+    return response
 
 
 def _stop_service(request: Request, values: dict[str, str]) -> Response:
@@ -131,12 +141,13 @@ def _stop_service(request: Request, values: dict[str, str]) -> Response:
                     customers.set_mailing_address(session, account.customer, forward, user, remote_addr(request))
                 bill = bill_runs.final_bill(session, account, stop_on, reads, user, today(request))
                 bill_number = bill.number
-                service_requests.complete_stops_for(session, account, user, now(request))
+                done = service_requests.complete_stops_for(session, account, user, now(request))
         except InvalidInput as exc:
             session.expire_all()
             field = exc.field if exc.field in STOP_FIELDS or (exc.field or "").startswith("read-") else "final"
             state.errors[field] = exc.message[:1].upper() + exc.message[1:]
             return _account_page(request, session, user, _account(session, number), state)
+    request.state.completed_requests = done  # the customers who asked are told, once this is saved
     return redirect(f"/staff/accounts/{number}/bills/{bill_number}")
 
 

@@ -201,3 +201,39 @@ def test_nobody_sees_or_acts_on_someone_elses_requests(client: TestClient, distr
         f"/staff/requests/{request_id}", data={"csrf_token": csrf_from(page.text), "action": "completed"}
     )
     assert refused.status_code == 403
+
+
+def test_the_final_bill_completes_the_stop_request_and_tells_the_customer(
+    client: TestClient, district: Engine, inbox: list
+) -> None:
+    from portal.billing_core.models import Account, MeterRead, Service
+
+    sign_in(client, EMAIL)
+    (number, *_) = linked_numbers(district, EMAIL)
+    detail = ask(client, "stop", account=number, stop_on=day(0), **FORWARD, **CONTACT).headers["location"]
+    request_id = detail.rsplit("/", 1)[1]
+    with Session(district) as s:
+        account_id = s.scalar(select(Account.id).where(Account.number == number))
+        meters = set(
+            s.scalars(select(Service.meter_id).where(Service.account_id == account_id, Service.meter_id.is_not(None)))
+        )
+        reads = {
+            f"read-{m}": str(
+                s.scalar(select(MeterRead.value).where(MeterRead.meter_id == m).order_by(MeterRead.read_on.desc())) + 3
+            )
+            for m in meters
+        }
+    client.cookies.clear()
+    sign_in(client, "specialist@demo.example")
+    page = client.get(f"/staff/accounts/{number}")
+    before = len(mail_to(inbox, EMAIL))
+    done = client.post(
+        f"/staff/accounts/{number}/stop",
+        data={"csrf_token": csrf_from(page.text), "stop_on": day(0), **reads},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303, done.text
+    with Session(district) as s:
+        assert s.scalar(select(ServiceRequest.status).where(ServiceRequest.id == int(request_id))) == "completed"
+    (update,) = mail_to(inbox, EMAIL)[before:]
+    assert "Done" in body_of(update)
