@@ -223,6 +223,14 @@ def for_user(session: Session, user: User) -> list[ServiceRequest]:
     )
 
 
+def for_account(session: Session, account_id: int) -> list[ServiceRequest]:
+    return list(
+        session.scalars(
+            select(ServiceRequest).where(ServiceRequest.account_id == account_id).order_by(ServiceRequest.id.desc())
+        )
+    )
+
+
 def one_for_user(session: Session, user: User, request_id: str) -> ServiceRequest | None:
     """A request by id, only if this sign-in made it."""
     try:

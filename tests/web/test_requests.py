@@ -105,6 +105,7 @@ def test_a_stop_request_is_seen_by_staff_worked_and_its_status_shown(
     queue = client.get("/staff/requests")
     request_id = detail.rsplit("/", 1)[1]
     assert f'href="/staff/requests/{request_id}"' in queue.text
+    assert f'href="/staff/requests/{request_id}"' in client.get(f"/staff/accounts/{number}").text
     page = client.get(f"/staff/requests/{request_id}")
     token = csrf_from(page.text)
     # Declining needs a message for the customer.
