@@ -1,0 +1,22 @@
+"""payments held for refund review (issue 12 item 2)
+
+Revision ID: 0013
+Revises: 0012
+Create Date: 2026-12-02 00:30:00
+"""
+from alembic import op  # noqa: F401
+import sqlalchemy as sa  # noqa: F401
+
+
+revision = '0013'
+down_revision = '0012'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
