@@ -16,6 +16,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from .billing_core.errors import NotFound
 from .csrf import CSRFMiddleware
@@ -170,6 +172,34 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     )
 
 
+class Portal(Starlette):
+    """Starlette with middleware that runs outside its error handler as well: the forwarded
+    headers of a configured proxy first, then the security headers, so the 500 page (made
+    by ``ServerErrorMiddleware``, the outermost layer Starlette builds) carries them too."""
+
+    def __init__(self, *args, outer_middleware: list[Middleware] | None = None, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        self.outer_middleware = list(outer_middleware or [])
+        super().__init__(*args, **kwargs)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        app = super().build_middleware_stack()
+        for cls, args, kwargs in reversed(self.outer_middleware):
+            app = cls(app, *args, **kwargs)
+        return app
+
+
+def outer_middleware(settings: Settings) -> list[Middleware]:
+    outer = []
+    if settings.forwarded_allow_ips:
+        # Only a configured proxy's X-Forwarded-For/-Proto count (uvicorn's own handling is
+        # off in the Procfile and `portal serve`: it trusts 127.0.0.1 by default).
+        outer.append(Middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips))
+    outer.append(
+        Middleware(SecurityHeadersMiddleware, policy=content_security_policy(settings), hsts=not settings.development)
+    )
+    return outer
+
+
 def create_app(
     settings: Settings | None = None,
     engine: Engine | None = None,
@@ -185,11 +215,11 @@ def create_app(
         yield
         await printer.close()
 
-    app = Starlette(
+    app = Portal(
         routes=ROUTES,
         lifespan=lifespan,
+        outer_middleware=outer_middleware(settings),
         middleware=[
-            Middleware(SecurityHeadersMiddleware, policy=content_security_policy(settings)),
             Middleware(
                 SessionMiddleware,
                 secret_key=settings.secret_key,

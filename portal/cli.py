@@ -100,7 +100,9 @@ def cmd_users_create(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    uvicorn.run("portal.app:create_app", factory=True, host=args.host, port=args.port, proxy_headers=True)
+    # The portal itself believes X-Forwarded-For, and only from FORWARDED_ALLOW_IPS
+    # (portal.app.outer_middleware); uvicorn's own handling would trust 127.0.0.1 by default.
+    uvicorn.run("portal.app:create_app", factory=True, host=args.host, port=args.port, proxy_headers=False)
     return 0
 
 

@@ -15,12 +15,14 @@ from collections.abc import Iterable
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from . import form_hygiene
+from .i18n import gettext
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 FIELD = "csrf_token"
 HEADER = "x-csrf-token"
-MAX_FORM_BYTES = 20 * 1024 * 1024
 
 
 def token_for(request: Request) -> str:
@@ -37,56 +39,53 @@ def rotate(request: Request) -> str:
 
 
 class CSRFMiddleware:
+    """Also the portal's one reader of request bodies: ``form_hygiene`` checks and cleans
+    every request here before the token is compared, so a malformed request is answered
+    400/413 and a view only ever reads clean fields."""
+
     def __init__(self, app: ASGIApp, exempt_paths: Iterable[str] = ()) -> None:
         self.app = app
         self.exempt = tuple(exempt_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in SAFE_METHODS or scope["path"].startswith(self.exempt):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        # Read the body once, then hand the same bytes on to the endpoint.
-        chunks: list[bytes] = []
-        size = 0
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body = message.get("body", b"")
-            size += len(body)
-            if size > MAX_FORM_BYTES:
-                await HTMLResponse("Request too large.", status_code=413)(scope, receive, send)
-                return
-            chunks.append(body)
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        request = Request(scope, replay)
-        expected = request.session.get(FIELD, "")
-        supplied = request.headers.get(HEADER, "")
-        if not supplied:
-            content_type = request.headers.get("content-type", "")
-            if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
-                form = await request.form()
-                supplied = str(form.get(FIELD, ""))
-                await form.close()
-        if not expected or not supplied or not hmac.compare_digest(str(expected), supplied):
-            response = HTMLResponse(
-                "<!doctype html><title>Please try again</title><main><h1>Please try again</h1>"
-                "<p>This form had expired or did not come from this site. Go back, reload the page "
-                "and send it again.</p></main>",
-                status_code=403,
-            )
-            await response(scope, receive, send)
+        try:
+            form_hygiene.check_path(scope)
+            form_hygiene.clean_query(scope)
+        except form_hygiene.Refused as refused:
+            await form_hygiene.page(refused.status)(scope, receive, send)
             return
-        replayed = False
-        await self.app(scope, replay, send)
+        if scope["method"] in SAFE_METHODS or scope["path"].startswith(self.exempt):
+            await self.app(scope, receive, send)
+            return
+        try:
+            raw = await form_hygiene.read_body(scope, receive)
+            if raw is None:
+                return
+            body = await form_hygiene.clean_body(scope, raw)
+        except form_hygiene.Refused as refused:
+            await form_hygiene.page(refused.status)(scope, receive, send)
+            return
+        try:
+            request = Request(scope)
+            expected = request.session.get(FIELD, "")
+            supplied = request.headers.get(HEADER, "") or str(body.form.get(FIELD, "") if body.form else "")
+        finally:
+            if body.form is not None:
+                await body.form.close()
+        if not expected or not supplied or not hmac.compare_digest(str(expected), supplied):
+            await _try_again_page()(scope, receive, send)
+            return
+        await self.app(scope, form_hygiene.replay(body.data, receive), send)
+
+
+def _try_again_page() -> HTMLResponse:
+    title = gettext("Please try again")
+    message = gettext(
+        "This form had expired or did not come from this site. Go back, reload the page and send it again."
+    )
+    return HTMLResponse(
+        f"<!doctype html><title>{title}</title><main><h1>{title}</h1><p>{message}</p></main>", status_code=403
+    )

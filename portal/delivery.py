@@ -114,9 +114,11 @@ def join_pdfs(paths: list[str], target: Path) -> None:
 
 
 def write_extract(rows: list[tuple[str, ...]], target: Path) -> None:
+    from .billing_core import csv_safe
+
     tmp = target.with_suffix(".tmp")
     with tmp.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
+        writer = csv_safe.wrap(csv.writer(f))
         writer.writerow(delivery.EXTRACT_HEADER)
         writer.writerows(rows)
     os.replace(tmp, target)

@@ -3,6 +3,12 @@
 The Content-Security-Policy allows scripts only from this site and never ``eval``:
 the vendored htmx contains an ``eval`` path (for ``hx-on`` and ``js:`` values), which
 ``htmx-config`` in base.html switches off, and the browser now refuses it as well.
+
+``X-Frame-Options: DENY`` says what ``frame-ancestors 'none'`` says, for browsers that read
+only the older header. Outside development, ``Strict-Transport-Security`` tells the browser
+to use HTTPS only for two years, subdomains included (the session cookie is Secure there).
+The application puts this middleware outside Starlette's error handler
+(``portal.app.Portal``), so the 500 page and every refusal carry the same headers.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
     "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
 )
+HSTS = "max-age=63072000; includeSubDomains"
 #: Stripe.js, its card fields (frames) and its API, as Stripe documents for a CSP.
 STRIPE_SOURCES = {
     "script-src": ["https://js.stripe.com"],
@@ -45,13 +52,16 @@ def content_security_policy(settings) -> str:  # type: ignore[no-untyped-def]
 
 
 class SecurityHeadersMiddleware:
-    def __init__(self, app: ASGIApp, policy: str = POLICY) -> None:
+    def __init__(self, app: ASGIApp, policy: str = POLICY, hsts: bool = True) -> None:
         self.app = app
         self.headers = [
             (b"content-security-policy", policy.encode()),
             (b"x-content-type-options", b"nosniff"),
+            (b"x-frame-options", b"DENY"),
             (b"referrer-policy", b"same-origin"),
         ]
+        if hsts:
+            self.headers.append((b"strict-transport-security", HSTS.encode()))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

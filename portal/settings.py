@@ -56,6 +56,9 @@ class Settings:
     oidc_client_secret: str = ""
     #: The provider's name on the button: "Sign in with <name>".
     oidc_name: str = ""
+    #: Proxies (addresses or networks, comma-separated; "*" for any) whose X-Forwarded-For and
+    #: X-Forwarded-Proto are believed. Empty: nobody's, the connection's address counts.
+    forwarded_allow_ips: str = ""
 
     @property
     def oidc_enabled(self) -> bool:
@@ -105,6 +108,7 @@ class Settings:
             oidc_client_id=env.get("OIDC_CLIENT_ID", ""),
             oidc_client_secret=env.get("OIDC_CLIENT_SECRET", ""),
             oidc_name=env.get("OIDC_NAME", ""),
+            forwarded_allow_ips=env.get("FORWARDED_ALLOW_IPS", "").strip(),
         )
 
 

@@ -6,12 +6,23 @@ once per bill line.
 
 from __future__ import annotations
 
+import re
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from .errors import InvalidInput
 
 CENT = Decimal("0.01")
 HUNDRED = Decimal(100)
+#: A number as a person types it: ASCII digits, an optional minus and decimal point. Python's
+#: int() and Decimal() also read Arabic-Indic ('١٢٣'), full-width ('１２３') and every other
+#: Unicode digit, exponents ('1e3'), underscores and 'Infinity'; amounts and counts must not.
+_ASCII_NUMBER = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+
+
+def ascii_number(text: str) -> bool:
+    """True when ``text`` is a plain decimal number in ASCII digits (``12``, ``-12.50``, ``.5``):
+    the one check every amount and count a person types goes through before int()/Decimal()."""
+    return bool(_ASCII_NUMBER.fullmatch(text or ""))
 
 
 def to_decimal(value: str | int | Decimal) -> Decimal:
@@ -54,6 +65,8 @@ def parse_money(text: str, field: str = "amount") -> int:
     cleaned = (text or "").strip().replace("$", "").replace(",", "")
     if not cleaned:
         raise InvalidInput("Enter an amount.", field)
+    if not ascii_number(cleaned):
+        raise InvalidInput("Enter an amount in dollars and cents, like 45.10.", field)
     try:
         value = Decimal(cleaned)
     except InvalidOperation as exc:

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from . import throttle
 from .errors import N_, InvalidInput
 from .models import Account, Bill, Premise, Role, User, UserAccountLink, UserToken, utcnow
+from .money import ascii_number
 from .numbers import normalise_account_number
 
 # argon2-cffi's defaults are argon2id with RFC 9106's low-memory profile.
@@ -259,7 +260,7 @@ class LinkAttempt:
 def parse_amount(text: str) -> int | None:
     """ "$1,234.56", "1234.5" or "12" as cents; None when it is not an amount."""
     cleaned = (text or "").strip().replace("$", "").replace(",", "").replace(" ", "")
-    if not re.fullmatch(r"-?\d{1,9}(\.\d{1,2})?", cleaned):
+    if not ascii_number(cleaned) or not re.fullmatch(r"-?\d{1,9}(\.\d{1,2})?", cleaned):
         return None
     whole, _dot, frac = cleaned.lstrip("-").partition(".")
     cents = int(whole) * 100 + int((frac + "00")[:2])

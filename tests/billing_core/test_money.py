@@ -64,3 +64,30 @@ def test_parse_money_rejects_with_a_message_for_the_field(typed: str) -> None:
         parse_money(typed, field="amount")
     assert info.value.field == "amount"
     assert info.value.message
+
+
+@pytest.mark.parametrize("typed", ["١٢٣", "１２３", "१२३", "12.٥٠", "1E+1000000", "1e3", "Infinity", "-NaN", "1_000"])
+def test_parse_money_takes_ascii_digits_only(typed: str) -> None:
+    """int() and Decimal() read Arabic-Indic, full-width and Devanagari digits, exponents
+    and underscores; an amount a person types is plain ASCII digits or it is refused."""
+    with pytest.raises(InvalidInput) as info:
+        parse_money(typed, field="amount")
+    assert info.value.field == "amount"
+
+
+@pytest.mark.parametrize("typed", ["١٢٣", "１２３", "12.٥٠", "١", "1e3"])
+def test_account_linking_and_payment_amounts_take_ascii_digits_only(typed: str) -> None:
+    from portal.billing_core.payments import parse_cents
+    from portal.billing_core.users import parse_amount
+
+    assert parse_amount(typed) is None
+    assert parse_cents(typed) is None
+
+
+def test_the_shared_check_names_every_non_ascii_digit() -> None:
+    from portal.billing_core.money import ascii_number
+
+    assert ascii_number("123") and ascii_number("-12.50") and ascii_number("0.5")
+    assert not ascii_number("١٢٣") and not ascii_number("１２３") and not ascii_number("1e3")
+    assert not ascii_number("") and not ascii_number("-") and not ascii_number("1.2.3")
+    assert parse_money("-12.50") == -1250
