@@ -18,7 +18,8 @@ from ..billing_core.errors import InvalidInput, NotFound
 from ..billing_core.models import Account, RateSchedule, RateScheduleVersion, Service
 from ..web import PageNotFound, db, redirect, remote_addr, require_rate_editor, require_staff, today
 
-MAX_UPLOAD_BYTES = 1024 * 1024
+# Eight times the largest file of the OWRS corpus (32 KB).
+MAX_UPLOAD_BYTES = 256 * 1024
 CALCULATOR_INPUTS = {
     # name: (label, hint)
     "household_size": ("Household size (people)", "For budget-based rates."),
@@ -214,7 +215,7 @@ async def upload(request: Request) -> Response:
         name = upload_file.filename.rsplit("/", 1)[-1][:200]
         content = await upload_file.read(MAX_UPLOAD_BYTES + 1)
         if len(content) > MAX_UPLOAD_BYTES:
-            errors["owrs_file"] = "That file is over 1 MB; an OWRS file is a few kilobytes."
+            errors["owrs_file"] = "That file is over 256 KB; an OWRS file is a few kilobytes."
     effective = None
     if effective_text:
         try:
@@ -226,6 +227,18 @@ async def upload(request: Request) -> Response:
     if isinstance(outcome, Response):
         return outcome
     problems = outcome
+    if problems and "owrs_file" not in errors:
+        first = problems[0]
+        where = ", ".join(
+            part
+            for part in (
+                f"class {first.cust_class}" if first.cust_class else "",
+                f"field {first.field_name}" if first.field_name else "",
+            )
+            if part
+        )
+        more = f" (and {len(problems) - 1} more, listed above)" if len(problems) > 1 else ""
+        errors["owrs_file"] = f"Nothing was imported. {where + ': ' if where else ''}{first.reason}{more}"
     return request.app.state.templates.TemplateResponse(
         request,
         "staff/rate_upload.html",
