@@ -74,8 +74,9 @@ MAX_MAP_VALUES = 500
 MAX_LIST_ITEMS = 50
 #: Characters in one YAML value (a formula, a name, a note in the metadata).
 MAX_TEXT = 2_000
-#: Characters in a class's or a field's name.
+#: Characters in a field's name, and in a class's (the schedule's customer class holds 40).
 MAX_NAME_LENGTH = 100
+MAX_CLASS_NAME = 40
 
 
 class OwrsError(InvalidInput):
@@ -856,8 +857,8 @@ def check_class(file: OwrsFile, cust_class: str) -> list[OwrsError]:
     def err(message: str, name: str | None) -> None:
         problems.append(OwrsError(message, file=file.path, cust_class=cust_class, field_name=name))
 
-    if len(cust_class) > MAX_NAME_LENGTH:
-        err(f"a class name has at most {MAX_NAME_LENGTH} characters", None)
+    if len(cust_class) > MAX_CLASS_NAME:
+        err(f"a class name has at most {MAX_CLASS_NAME} characters", None)
         return problems
     if len(body) > MAX_PARTS:
         err(f"the class has {len(body)} parts; at most {MAX_PARTS} are allowed", None)
