@@ -294,13 +294,15 @@ def evaluate_node(node: Node, lookup: Callable[[str], Any]) -> Decimal:
             result = left / right
     except DecimalException as exc:
         raise ValueError(f"{_render(node)} cannot be computed ({type(exc).__name__})") from exc
+    if -MAX_VALUE <= result <= MAX_VALUE:  # the usual case, without rendering the formula
+        return result
     return bounded(result, _render(node))
 
 
 def bounded(value: Decimal, what: str) -> Decimal:
     if not value.is_finite():
         raise ValueError(f"{what} is {value}, not a finite number")
-    if abs(value) > MAX_VALUE:
+    if value.copy_abs() > MAX_VALUE:
         raise ValueError(f"{what} comes to {value:.3E}, over the limit of {MAX_VALUE:,}")
     return value
 
