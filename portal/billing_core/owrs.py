@@ -74,6 +74,9 @@ MAX_MAP_VALUES = 500
 MAX_LIST_ITEMS = 50
 #: Characters in one YAML value (a formula, a name, a note in the metadata).
 MAX_TEXT = 2_000
+#: Characters of the metadata written out (every version of every class keeps a copy; the
+#: corpus's largest is 413).
+MAX_METADATA = 4_000
 #: Characters in a field's name, and in a class's (the schedule's customer class holds 40).
 MAX_NAME_LENGTH = 100
 MAX_CLASS_NAME = 40
@@ -469,6 +472,9 @@ def load_text(text: str, path: str = "<text>") -> OwrsFile:
             raise OwrsError("a customer class must be a mapping of rate parts", file=path, cust_class=str(name))
         classes[str(name)] = body
     metadata = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+    size = len(repr(metadata))
+    if size > MAX_METADATA:
+        raise OwrsError(f"the metadata takes {size:,} characters; at most {MAX_METADATA:,} are allowed", file=path)
     return OwrsFile(path=path, metadata=metadata, classes=classes)
 
 

@@ -229,10 +229,11 @@ def import_owrs(
 
 
 def schedules(session: Session) -> list[RateSchedule]:
+    """Every schedule with its versions, without their definitions (read when used)."""
     return list(
         session.scalars(
             select(RateSchedule)
-            .options(selectinload(RateSchedule.versions))
+            .options(selectinload(RateSchedule.versions).defer(RateScheduleVersion.definition))
             .order_by(RateSchedule.service_type, RateSchedule.customer_class, RateSchedule.name)
         )
     )

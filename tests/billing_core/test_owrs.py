@@ -384,6 +384,12 @@ def test_the_first_class_of_those_files_is_fine_and_data_columns_are_allowed() -
             "51 customer classes; at most 50",
         ),
         ("rate_structure:\n  X:\n    bill: 1\n    note: " + "x" * 2001 + "\n", "line 4: a value of 2,001 characters"),
+        (
+            "metadata: {"
+            + ", ".join(f"k{i}: {'x' * 90}" for i in range(50))
+            + "}\nrate_structure:\n  X:\n    bill: 1\n",
+            "the metadata takes 5,040 characters; at most 4,000",
+        ),
         ("rate_structure:\n  X:\n    bill: 1\n    deep: " + "[" * 13 + "]" * 13 + "\n", "nests deeper than 12 levels"),
         ("rate_structure:\n  X:\n    bill: 1\n    l: [" + ", ".join(["1"] * 10_001) + "]\n", "more than 10,000 values"),
     ],

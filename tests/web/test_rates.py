@@ -230,7 +230,9 @@ def worst_file() -> str:
     deep = "+".join([term] * 13)  # 389 characters, 14 levels
     assert len(deep) <= owrs.MAX_FORMULA_LENGTH
     linked = "+".join([term] * 12)
-    lines = ["metadata: {effective_date: 2026-07-01, utility_name: Worst Case Water}", "rate_structure:", "  WORST:"]
+    notes = ", ".join(f"note_{i}: {'n' * 90}" for i in range(36))  # metadata of about 3,900 characters
+    lines = [f"metadata: {{effective_date: 2026-07-01, utility_name: Worst Case Water, {notes}}}", "rate_structure:"]
+    lines += ["  WORST:"]
     # c0 -> c1 -> ... -> c14: as deep as fields may refer to fields.
     lines += [f"    c{i}: c{i + 1}*1.0001+{linked}" for i in range(owrs.MAX_REFERENCE_DEPTH - 2)]
     lines += [f"    c{owrs.MAX_REFERENCE_DEPTH - 2}: {deep}"]
