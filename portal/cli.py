@@ -201,6 +201,7 @@ def cmd_reads_route_file(args: argparse.Namespace) -> int:
     from .billing_core.read_import import route_stops
 
     with _engine() as engine, make_sessionmaker(engine)() as session:
+        _check_cycle(session, args.cycle)
         stops = route_stops(session, args.cycle, date.fromisoformat(args.date), args.route)
     if not stops:
         print(
@@ -211,6 +212,29 @@ def cmd_reads_route_file(args: argparse.Namespace) -> int:
     sys.stdout.write(write_route_file(stops, args.layout))
     print(f"{len(stops)} stops written in walking order.", file=sys.stderr)
     return 0
+
+
+def _check_cycle(session, code: str) -> None:  # type: ignore[no-untyped-def]
+    """A wrong cycle code is refused with the list of the cycles there are."""
+    from sqlalchemy import select
+
+    from .billing_core.models import BillingCycle
+
+    cycles = session.execute(select(BillingCycle.code, BillingCycle.name).order_by(BillingCycle.code)).all()
+    if code not in {c for c, _ in cycles}:
+        there = "; ".join(f"{c} ({name})" for c, name in cycles) if cycles else "none yet"
+        raise InvalidInput(f"no billing cycle {code!r}; the cycles are: {there}", "cycle")
+
+
+def _date_text(text: str) -> str:
+    """An argparse type: a date as YYYY-MM-DD, checked while parsing so a wrong one gets a message."""
+    from datetime import date
+
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date: give it as YYYY-MM-DD, e.g. 2026-07-01") from None
+    return text
 
 
 def _actor(session, email: str | None, needed: bool = False):  # type: ignore[no-untyped-def]
@@ -353,6 +377,7 @@ def cmd_bill_run(args: argparse.Namespace) -> int:
         factory = make_sessionmaker(engine)
         if args.bill_run_command == "create":
             with transaction(factory) as session:
+                _check_cycle(session, args.cycle)
                 run = bill_runs.create_run(
                     session,
                     args.cycle,
@@ -471,6 +496,25 @@ def cmd_autopay_run(args: argparse.Namespace) -> int:
     return 0
 
 
+CYCLE_HELP = (
+    "the billing cycle's code, e.g. C1 (the demo's cycles are C1 to C4, read on the 5th, 12th, 19th and 26th); "
+    "a code that is not there gets the list of the cycles there are"
+)
+
+
+def _as_option(p: argparse.ArgumentParser, required: bool) -> None:
+    """``--as EMAIL``: who acts. Required where the action is only allowed to some staff."""
+    p.add_argument(
+        "--as",
+        dest="as_user",
+        metavar="EMAIL",
+        required=required,
+        help="the staff sign-in doing this (required: the action is recorded and checked against its role)"
+        if required
+        else "the staff sign-in doing this (optional: for the record)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="portal", description="Utility billing portal")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -479,16 +523,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_migrate)
 
     p = sub.add_parser("demo", help="build a deterministic synthetic district")
-    p.add_argument("--accounts", type=int, default=500)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--today", help="the demo's 'today' (YYYY-MM-DD); default: this month")
+    p.add_argument("--accounts", type=int, default=500, help="how many accounts the district has (default 500)")
+    p.add_argument("--seed", type=int, default=1, help="the random seed: the same seed builds the same district")
+    p.add_argument("--today", type=_date_text, help="the demo's 'today' (YYYY-MM-DD); default: this month")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--reset", action="store_true", help="drop everything in the database and rebuild")
     p.add_argument(
         "--workers", type=int, help="processes loading in parallel on PostgreSQL (default: one per core, at most 4)"
     )
     p.add_argument(
-        "--cycles", type=int, default=4, choices=range(1, 5), help="billing cycles the accounts are spread over"
+        "--cycles",
+        type=int,
+        default=4,
+        choices=range(1, 5),
+        help="billing cycles the accounts are spread over, 1 to 4 (C1 to C4, read on the 5th, 12th, 19th and 26th)",
     )
     p.set_defaults(func=cmd_demo)
 
@@ -506,47 +554,68 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cases", required=True, help="CSV: file, cust_class, meter_size, usage_ccf, other data columns")
     p.set_defaults(func=cmd_rates_quote)
     p = rates.add_parser("import-owrs", help="import OWRS files as rate schedules (each file whole or not at all)")
-    p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument("--effective", help="effective date YYYY-MM-DD, when the file's own is missing or wrong")
+    p.add_argument("files", nargs="+", metavar="FILE", help="OWRS files (YAML); each is imported whole or not at all")
+    p.add_argument(
+        "--effective", type=_date_text, help="effective date YYYY-MM-DD, when the file's own is missing or wrong"
+    )
     p.set_defaults(func=cmd_rates_import)
 
     reads_p = sub.add_parser("reads", help="meter reads").add_subparsers(dest="reads_command", required=True)
     p = reads_p.add_parser("import", help="import a read file (all lines or none)")
-    p.add_argument("file")
-    p.add_argument("--format", required=True, choices=["csv", "fixed"])
+    p.add_argument("file", help="the read file")
+    p.add_argument(
+        "--format",
+        required=True,
+        choices=["csv", "fixed"],
+        help="csv (with --map) or fixed (fixed-width, with --layout)",
+    )
     p.add_argument("--layout", help="a layout from portal/data/read_layouts.json (fixed-width files need one)")
     p.add_argument("--map", help="CSV columns: meter_serial=Col,account_number=Col,value=Col,read_at=Col,source=Col")
     p.set_defaults(func=cmd_reads_import)
     p = reads_p.add_parser("route-file", help="write a route file for handhelds, stops in walking order")
-    p.add_argument("--cycle", required=True)
+    p.add_argument(
+        "--cycle",
+        required=True,
+        help=CYCLE_HELP,
+    )
     p.add_argument("--route", help="one route (default: every route of the cycle)")
-    p.add_argument("--date", required=True, help="the scheduled read date, YYYY-MM-DD")
-    p.add_argument("--layout", default="handheld-60")
+    p.add_argument("--date", required=True, type=_date_text, help="the scheduled read date, YYYY-MM-DD")
+    p.add_argument(
+        "--layout", default="handheld-60", help="a layout from portal/data/read_layouts.json (default handheld-60)"
+    )
     p.set_defaults(func=cmd_reads_route_file)
 
     runs = sub.add_parser("bill-run", help="bill runs").add_subparsers(dest="bill_run_command", required=True)
     p = runs.add_parser("create", help="create a run for a cycle and period")
-    p.add_argument("--cycle", required=True)
-    p.add_argument("--period-start", required=True, help="YYYY-MM-DD, the first day billed")
-    p.add_argument("--period-end", required=True, help="YYYY-MM-DD, the day after the last day billed")
-    p.add_argument("--bill-date", help="YYYY-MM-DD (default: two days after the period)")
-    p.add_argument("--due-days", type=int, default=21)
-    p.add_argument("--as", dest="as_user", help="the staff sign-in doing this")
-    for name, text in (
-        ("calculate", "calculate draft bills"),
-        ("register", "print the billing register"),
-        ("approve", "approve a calculated run (supervisor)"),
-        ("post", "post an approved run"),
+    p.add_argument(
+        "--cycle",
+        required=True,
+        help=CYCLE_HELP,
+    )
+    p.add_argument("--period-start", required=True, type=_date_text, help="YYYY-MM-DD, the first day billed")
+    p.add_argument("--period-end", required=True, type=_date_text, help="YYYY-MM-DD, the day after the last day billed")
+    p.add_argument("--bill-date", type=_date_text, help="YYYY-MM-DD (default: two days after the period)")
+    p.add_argument(
+        "--due-days", type=int, default=21, help="days from the bill date to the due date, 10 to 60 (default 21)"
+    )
+    p.add_argument(
+        "--as", dest="as_user", metavar="EMAIL", help="the staff sign-in doing this (optional: for the record)"
+    )
+    for name, text, actor_needed in (
+        ("calculate", "calculate draft bills", False),
+        ("register", "print the billing register", False),
+        ("approve", "approve a calculated run (supervisor)", True),
+        ("post", "post an approved run (supervisor)", True),
     ):
         p = runs.add_parser(name, help=text)
-        p.add_argument("run", type=int)
-        p.add_argument("--as", dest="as_user", help="the staff sign-in doing this")
+        p.add_argument("run", type=int, help="the bill run's number (printed by create)")
+        _as_option(p, actor_needed)
         p.add_argument("--chunk", type=int, default=500, help="accounts per job")
         p.add_argument("--in-process", action="store_true", help="do the work here, not on the workers")
         p.add_argument("--no-wait", dest="wait", action="store_false", help="queue the jobs and return")
     p = runs.add_parser("deliver", help="deliver a posted run: print file and paperless emails")
-    p.add_argument("run", type=int)
-    p.add_argument("--as", dest="as_user", help="the staff sign-in doing this")
+    p.add_argument("run", type=int, help="the bill run's number")
+    _as_option(p, True)
     p.add_argument("--part", type=int, default=200, help="bills per print-file slice (one job each)")
     p.add_argument("--in-process", action="store_true", help="do the work here, not on the workers")
     p.add_argument("--no-wait", dest="wait", action="store_false", help="queue the jobs and return")
@@ -556,27 +625,27 @@ def build_parser() -> argparse.ArgumentParser:
     acct = sub.add_parser("account", help="accounts").add_subparsers(dest="account_command", required=True)
     p = acct.add_parser("stop", help="stop service and post the final bill")
     p.add_argument("account", help="account number")
-    p.add_argument("--on", required=True, help="YYYY-MM-DD, the first day without service")
+    p.add_argument("--on", required=True, type=_date_text, help="YYYY-MM-DD, the first day without service")
     p.add_argument("--read", action="append", default=[], metavar="SERIAL=VALUE", help="a final read, for each meter")
     p.add_argument("--forward-street", help="forwarding address for the final bill: street")
-    p.add_argument("--forward-city")
-    p.add_argument("--forward-state", help="two letters")
-    p.add_argument("--forward-zip")
-    p.add_argument("--as", dest="as_user", required=True, help="the staff sign-in doing this")
+    p.add_argument("--forward-city", help="forwarding address: city")
+    p.add_argument("--forward-state", help="forwarding address: state, two letters")
+    p.add_argument("--forward-zip", help="forwarding address: ZIP code")
+    _as_option(p, True)
     p.set_defaults(func=cmd_account_stop)
 
     pay = sub.add_parser("autopay", help="autopay drafts").add_subparsers(dest="autopay_command", required=True)
     p = pay.add_parser("run", help="take the drafts due on a day (workers do this hourly by themselves)")
-    p.add_argument("--on", help="the day, YYYY-MM-DD (default: today in the agency's time zone)")
+    p.add_argument("--on", type=_date_text, help="the day, YYYY-MM-DD (default: today in the agency's time zone)")
     p.set_defaults(func=cmd_autopay_run)
 
     p = sub.add_parser("serve", help="run the web portal")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("worker", help="run a job worker (PostgreSQL)")
-    p.add_argument("--concurrency", type=int, default=1)
+    p.add_argument("--concurrency", type=int, default=1, help="jobs this worker runs at once (default 1)")
     p.set_defaults(func=cmd_worker)
     return parser
 

@@ -30,6 +30,23 @@ MALFORMED = {
     "California/San Jose Water Company - 2541/sjwc-2017-01-01.owrs": "field bill: a map needs depends_on and values",
     # "flat_rate*usage_ccf flat_rate:4.1165": a field pasted into a formula.
     "California/Pleasanton  City Of - 2222/Pleasanton-2017-01-15.owrs": "field commodity_charge: cannot read formula",
+    # A key given twice with different values: YAML keeps the last silently, so rates were lost.
+    # Two rate_structure sections (a file waiting to be combined): the first one's classes.
+    "California/Apple Valley Ranchos Water Company - 379/Need to combine files/AVRWC-2017-01-01_2.owrs": "the key 'rate_structure' is given twice",
+    # fixed_drought_surcharge: 0, then a map by meter size.
+    "California/Mammoth Community Water District - 1735/04-01-2018.owrs": "the key 'fixed_drought_surcharge' is given twice",
+    # A second charge's tier starts and prices under the commodity charge's names (the last
+    # ones replaced the commodity prices).
+    "California/Montecito Water District - 1871/09-01-2017.owrs": "the key 'tier_prices_commodity' is given twice",
+    "California/Santa Cruz  City Of - 2574/07-01-2017.owrs": "the key 'tier_prices_commodity' is given twice",
+    "California/Trabuco Canyon Water District - 2918/01-01-2018.owrs": "the key 'tier_prices_commodity' is given twice",
+    # Classes whose bill cannot be computed for any customer (found by the trial computation).
+    # flat_rate: ["1.785*usage_ccf"], a list holding a formula, where a number is needed.
+    "California/Burbank City of - 270/Older/bc-2016-07-01.owrs": "class RESIDENTIAL_MULTI, field commodity_charge: cannot compute 'flat_rate*usage_ccf'",
+    # RECLAIMED: "budget: Tiered" with a tier start of 101% (a share of a budget it does not have).
+    "California/Corona City Of - 713/CCO-2014-02-01.owrs": "class RECLAIMED, field budget: tier start '101%' is a share of a budget",
+    # tier_rates where tier_prices is meant.
+    "California/San Gabriel Valley Fontana Water Company - 18/sgvf-2017-01-07.owrs": "class RESIDENTAL_SINGLE_CONSERVATION, field commodity_charge: is Tiered but the class has no tier_prices",
 }
 
 

@@ -138,3 +138,78 @@ def test_account_stop_posts_the_final_bill_and_explains_bad_input(
     assert f"Account {account.number} is final from {last_end + timedelta(days=10)}. Final bill" in out
     with Session(env) as s:
         assert s.get(Account, account.id).status == "final"
+
+
+# =========================================================================== CLI help and arguments
+# (every subcommand but `portal users`, which has its own section)
+
+
+def _options(parser, path: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
+    """Every argument of every subcommand, as (command path, action)."""
+    import argparse
+
+    for action in parser._actions:  # noqa: SLF001 - argparse keeps them here
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            for name, sub in action.choices.items():
+                yield from _options(sub, (*path, name))
+        elif not isinstance(action, argparse._HelpAction):  # noqa: SLF001
+            yield path, action
+
+
+def test_every_option_of_every_command_has_help() -> None:
+    from portal.cli import build_parser
+
+    missing = [
+        f"portal {' '.join(path)} {action.option_strings[0] if action.option_strings else action.dest}"
+        for path, action in _options(build_parser())
+        if path[:1] != ("users",) and not (action.help or "").strip()
+    ]
+    assert missing == []
+
+
+def test_cycles_are_named_in_the_help() -> None:
+    from portal.cli import build_parser
+
+    for path, action in _options(build_parser()):
+        if "--cycle" in action.option_strings:
+            assert "C1 to C4" in action.help, path
+
+
+@pytest.mark.parametrize(
+    "command", [["bill-run", "approve", "3"], ["bill-run", "post", "3"], ["bill-run", "deliver", "3"]]
+)
+def test_as_is_required_where_the_action_needs_an_actor(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(command)
+    assert info.value.code == 2
+    assert "error: the following arguments are required: --as" in capsys.readouterr().err
+
+
+def test_a_date_that_is_not_one_gets_a_message_from_the_parser(capsys: pytest.CaptureFixture[str]) -> None:
+    command = ["bill-run", "create", "--cycle", "C1", "--period-start", "2026-13-01", "--period-end", "2026-12-01"]
+    with pytest.raises(SystemExit):
+        main(command)
+    assert "argument --period-start: '2026-13-01' is not a date: give it as YYYY-MM-DD" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["rates", "import-owrs", "a.owrs", "--effective", "July 1"])
+    assert "argument --effective: 'July 1' is not a date" in capsys.readouterr().err
+
+
+def test_a_wrong_cycle_gets_the_list_of_cycles_and_nothing_is_created(
+    env: Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sqlalchemy import func
+
+    from portal.billing_core.models import BillRun
+
+    build_demo(env, accounts=4, seed=1, progress=False, today="2026-11-22")
+    capsys.readouterr()
+    create = ["bill-run", "create", "--cycle", "C9", "--period-start", "2026-11-01", "--period-end", "2026-12-01"]
+    assert main(create) == 2
+    err = capsys.readouterr().err
+    assert "no billing cycle 'C9'; the cycles are: C1 (Cycle 1 (read on the 5th))" in err
+    assert "C4 (Cycle 4 (read on the 26th))" in err
+    with Session(env) as s:
+        assert s.scalar(select(func.count(BillRun.id))) == 0
+    assert main(["reads", "route-file", "--cycle", "9", "--date", "2026-11-12"]) == 2
+    assert "no billing cycle '9'; the cycles are: C1" in capsys.readouterr().err

@@ -32,20 +32,54 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal, DivisionByZero, InvalidOperation
+from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal, DecimalException, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.composer import Composer
+from yaml.constructor import SafeConstructor
+from yaml.resolver import Resolver
 
 from .errors import InvalidInput
 
 RATE_TYPES = ("Tiered", "Budget")
-# libyaml when present: the same safe loader, in C.
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 SUFFIXES = ("commodity", "drought")
 ONE = Decimal(1)
 HUNDRED = Decimal(100)
+
+# Limits on what a file may ask of the parser, so that reading a file, importing it and
+# every page that shows or prices it stay fast whatever was uploaded. Each is several times
+# what the ~490 real files of the corpus need: their largest formula has 133 characters and
+# 8 levels, their largest file 2,462 YAML values, 14 classes and 32 KB, their largest class
+# 21 parts, map 108 values, list 9 items, number 87,121 and text 225 characters.
+MAX_FORMULA_LENGTH = 400
+#: Levels of the formula's tree: ``a+b+c`` has 3, ``((a))`` 1; parentheses inside parentheses count too.
+MAX_FORMULA_DEPTH = 24
+#: Fields referring to fields referring to fields...: ``bill`` -> ``commodity_charge`` -> ``flat_rate``.
+MAX_REFERENCE_DEPTH = 16
+#: Any number in a file, and any value a formula reaches while a bill is computed.
+MAX_NUMBER = Decimal(10) ** 9
+MAX_VALUE = Decimal(10) ** 12
+#: Characters in one number as written (``2.78``, ``1.5e3``).
+MAX_NUMBER_TEXT = 40
+#: Levels of YAML nesting (the corpus uses 5: rate_structure, class, map, values, a list).
+MAX_YAML_DEPTH = 12
+#: YAML nodes in one file (every key, value and list item), and parts of one class.
+MAX_NODES = 10_000
+MAX_CLASSES = 50
+MAX_PARTS = 100
+#: Choices in one map and items in one list.
+MAX_MAP_VALUES = 500
+MAX_LIST_ITEMS = 50
+#: Characters in one YAML value (a formula, a name, a note in the metadata).
+MAX_TEXT = 2_000
+#: Characters of the metadata written out (every version of every class keeps a copy; the
+#: corpus's largest is 413).
+MAX_METADATA = 4_000
+#: Characters in a field's name, and in a class's (the schedule's customer class holds 40).
+MAX_NAME_LENGTH = 100
+MAX_CLASS_NAME = 40
 
 
 class OwrsError(InvalidInput):
@@ -79,10 +113,16 @@ Node = tuple
 
 
 def parse_formula(text: str) -> Node:
-    """Parse arithmetic: numbers, names, + - * /, unary minus, parentheses."""
+    """Parse arithmetic: numbers, names, + - * /, unary minus, parentheses.
+
+    A formula is at most ``MAX_FORMULA_LENGTH`` characters and ``MAX_FORMULA_DEPTH``
+    levels deep, and every number in it is at most ``MAX_NUMBER``, so that no formula a
+    file can hold makes parsing, computing or showing it slow."""
     tokens: list[tuple[str, str]] = []
     pos = 0
     text = str(text)
+    if len(text) > MAX_FORMULA_LENGTH:
+        raise ValueError(f"the formula has {len(text):,} characters; at most {MAX_FORMULA_LENGTH} are allowed")
     while pos < len(text):
         m = _TOKEN.match(text, pos)
         if m is None or m.end() == pos:
@@ -90,6 +130,9 @@ def parse_formula(text: str) -> Node:
         pos = m.end()
         number, name, other = m.groups()
         if number is not None:
+            problem = number_problem(number)
+            if problem:
+                raise ValueError(problem)
             tokens.append(("num", number))
         elif name is not None:
             tokens.append(("name", name))
@@ -100,6 +143,13 @@ def parse_formula(text: str) -> Node:
     if not tokens:
         raise ValueError("empty formula")
     index = 0
+    nesting = 0
+
+    def deeper(step: int = 1) -> None:
+        nonlocal nesting
+        nesting += step
+        if nesting > MAX_FORMULA_DEPTH:
+            raise ValueError(f"the formula nests deeper than {MAX_FORMULA_DEPTH} levels")
 
     def peek() -> tuple[str, str] | None:
         return tokens[index] if index < len(tokens) else None
@@ -126,12 +176,12 @@ def parse_formula(text: str) -> Node:
 
     def unary() -> Node:
         tok = peek()
-        if tok == ("op", "-"):
+        if tok in (("op", "-"), ("op", "+")):
             take()
-            return ("neg", unary())
-        if tok == ("op", "+"):
-            take()
-            return unary()
+            deeper()
+            node = unary()
+            deeper(-1)
+            return ("neg", node) if tok[1] == "-" else node
         return atom()
 
     def atom() -> Node:
@@ -144,7 +194,9 @@ def parse_formula(text: str) -> Node:
         if tok[0] == "name":
             return ("name", tok[1])
         if tok == ("op", "("):
+            deeper()
             node = expr()
+            deeper(-1)
             if take() != ("op", ")"):
                 raise ValueError(f"missing ) in formula {text!r}")
             return node
@@ -156,7 +208,46 @@ def parse_formula(text: str) -> Node:
         raise ValueError(f"formula {text!r} ends too early") from exc
     if index != len(tokens):
         raise ValueError(f"unexpected {tokens[index][1]!r} in formula {text!r}")
+    if formula_depth(node) > MAX_FORMULA_DEPTH:
+        raise ValueError(f"the formula nests deeper than {MAX_FORMULA_DEPTH} levels")
     return node
+
+
+def formula_depth(node: Node) -> int:
+    if node[0] in ("num", "name"):
+        return 1
+    return 1 + max(formula_depth(child) for child in node[1:])
+
+
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+_NOT_FINITE = re.compile(r"[-+]?(?:\.?nan|\.?inf(?:inity)?|s?nan)", re.IGNORECASE)
+
+
+def number_problem(value: Any) -> str | None:
+    """Why a number in a file cannot be used (NaN, infinite, too long, too large), or None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float):
+        if value != value:  # noqa: PLR0124 - NaN is the one value unequal to itself
+            return "NaN (not a number) is not a rate"
+        if value in (float("inf"), float("-inf")):
+            return "an infinite number is not a rate"
+        text = repr(value)
+    elif isinstance(value, (int, Decimal)):
+        if isinstance(value, Decimal) and not value.is_finite():
+            return f"{value} is not a finite number"
+        text = str(value) if isinstance(value, Decimal) or abs(value) < 10**50 else "1" + "0" * 51
+    else:
+        text = str(value).strip()
+        if _NOT_FINITE.fullmatch(text):
+            return f"{text} is not a finite number"
+        if not _NUMBER.fullmatch(text):
+            return None
+    if len(text) > MAX_NUMBER_TEXT:
+        return f"the number {text[:20]}... has {len(text):,} characters; at most {MAX_NUMBER_TEXT} are allowed"
+    if Decimal(text).copy_abs() > MAX_NUMBER:  # copy_abs: no context, so no Overflow
+        return f"the number {text} is over the limit of {MAX_NUMBER:,}"
+    return None
 
 
 def names_in(node: Node) -> set[str]:
@@ -177,6 +268,8 @@ def sum_terms(node: Node) -> list[tuple[int, Node]]:
 
 
 def evaluate_node(node: Node, lookup: Callable[[str], Any]) -> Decimal:
+    """The formula's value; ValueError when it has none (a division by zero, a value that is
+    not a finite number, or one beyond ``MAX_VALUE``)."""
     kind = node[0]
     if kind == "num":
         return node[1]
@@ -186,20 +279,35 @@ def evaluate_node(node: Node, lookup: Callable[[str], Any]) -> Decimal:
             value = Decimal(str(value[0]))  # a one-item YAML list is that item
         if not isinstance(value, Decimal):
             raise ValueError(f"{node[1]} is {value!r}, not a number")
-        return value
+        return bounded(value, node[1])
     if kind == "neg":
         return -evaluate_node(node[1], lookup)
     left = evaluate_node(node[1], lookup)
     right = evaluate_node(node[2], lookup)
-    if kind == "+":
-        return left + right
-    if kind == "-":
-        return left - right
-    if kind == "*":
-        return left * right
-    if right == 0:
-        raise ValueError("division by zero")
-    return left / right
+    try:
+        if kind == "+":
+            result = left + right
+        elif kind == "-":
+            result = left - right
+        elif kind == "*":
+            result = left * right
+        elif right == 0:
+            raise ValueError(f"division by zero ({_render(node[2])} is 0)")
+        else:
+            result = left / right
+    except DecimalException as exc:
+        raise ValueError(f"{_render(node)} cannot be computed ({type(exc).__name__})") from exc
+    if -MAX_VALUE <= result <= MAX_VALUE:  # the usual case, without rendering the formula
+        return result
+    return bounded(result, _render(node))
+
+
+def bounded(value: Decimal, what: str) -> Decimal:
+    if not value.is_finite():
+        raise ValueError(f"{what} is {value}, not a finite number")
+    if value.copy_abs() > MAX_VALUE:
+        raise ValueError(f"{what} comes to {value:.3E}, over the limit of {MAX_VALUE:,}")
+    return value
 
 
 # --------------------------------------------------------------------------- files
@@ -229,24 +337,144 @@ class OwrsFile:
         return node
 
 
+class RefusedYaml(yaml.MarkedYAMLError):
+    """Valid YAML that an OWRS file may not use (an alias, a duplicate key, ...), with its line."""
+
+    def __init__(self, problem: str, mark: yaml.Mark | None) -> None:
+        super().__init__(problem=problem, problem_mark=mark)
+
+
+class _StrictComposer(Composer, SafeConstructor):
+    """PyYAML's safe loading, stricter.
+
+    - Aliases (``*name``) are refused as the composer meets them, before anything is
+      expanded, so an "alias bomb" (a few lines that expand to billions of values) stops
+      at its first alias. An anchor (``&name``) that nothing refers to is only a label and
+      is let through (one corpus file has one).
+    - Merge keys (``<<``) are refused (they exist to merge aliases).
+    - A key given twice in one mapping with two different values is refused with both
+      lines: PyYAML keeps the last one silently, so part of what the file says would be
+      lost. The same key and value twice loses nothing and is let through.
+    - Nesting is capped at ``MAX_YAML_DEPTH`` levels and a file at ``MAX_NODES`` nodes.
+    - A number written with more than ``MAX_NUMBER_TEXT`` characters stays text, so the
+      file's checks refuse it by class and field (Python would refuse to read an integer
+      of over 4,300 digits with a bare ValueError).
+    """
+
+    def _start_limits(self) -> None:
+        self.depth = 0
+        self.nodes = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise RefusedYaml(
+                f"YAML aliases (*{event.anchor}) are not allowed in a rate file: write the value out where it is used",
+                event.start_mark,
+            )
+        self.nodes += 1
+        event = self.peek_event()
+        if self.nodes > MAX_NODES:
+            raise RefusedYaml(f"the file has more than {MAX_NODES:,} values", event.start_mark)
+        if isinstance(event, yaml.ScalarEvent) and len(event.value) > MAX_TEXT:
+            raise RefusedYaml(
+                f"a value of {len(event.value):,} characters; at most {MAX_TEXT:,} are allowed", event.start_mark
+            )
+        self.depth += 1
+        try:
+            if self.depth > MAX_YAML_DEPTH:
+                raise RefusedYaml(f"the file nests deeper than {MAX_YAML_DEPTH} levels", self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            first: dict[Any, tuple[int, Any]] = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    raise RefusedYaml("YAML merge keys (<<) are not allowed in a rate file", key_node.start_mark)
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    seen = first.get(key)
+                except TypeError:
+                    raise RefusedYaml("a key must be a name or a number", key_node.start_mark) from None
+                value = self.construct_object(value_node, deep=True)
+                if seen is not None and seen[1] != value:
+                    raise RefusedYaml(
+                        f"the key {key!r} is given twice in the same mapping (first at line {seen[0]}), "
+                        "with different values; keep one",
+                        key_node.start_mark,
+                    )
+                if seen is None:
+                    first[key] = (key_node.start_mark.line + 1, value)
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_number(self, node: Any) -> Any:
+        if len(node.value) > MAX_NUMBER_TEXT:
+            return node.value
+        if node.tag.endswith(":int"):
+            return self.construct_yaml_int(node)
+        return self.construct_yaml_float(node)
+
+
+if hasattr(yaml, "CSafeLoader"):
+    from yaml.cyaml import CParser
+
+    class StrictLoader(_StrictComposer, CParser, Resolver):
+        """libyaml reads the events (it is faster and takes the tabs some real files have);
+        this module's composer and PyYAML's safe constructor make the values."""
+
+        def __init__(self, stream: str) -> None:
+            CParser.__init__(self, stream)
+            Composer.__init__(self)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+            self._start_limits()
+
+else:  # pragma: no cover - PyYAML without libyaml
+
+    class StrictLoader(_StrictComposer, yaml.SafeLoader):  # type: ignore[no-redef]
+        def __init__(self, stream: str) -> None:
+            yaml.SafeLoader.__init__(self, stream)
+            self._start_limits()
+
+
+StrictLoader.add_constructor("tag:yaml.org,2002:int", StrictLoader.construct_number)
+StrictLoader.add_constructor("tag:yaml.org,2002:float", StrictLoader.construct_number)
+
+
 def load_text(text: str, path: str = "<text>") -> OwrsFile:
     try:
-        doc = yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader
+        doc = yaml.load(text, Loader=StrictLoader)  # noqa: S506 - a safe loader
+    except RefusedYaml as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        raise OwrsError(f"{where}{exc.problem}", file=path) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise OwrsError(f"not valid YAML{where}: {getattr(exc, 'problem', None) or exc}", file=path) from exc
+    except (ValueError, TypeError, OverflowError) as exc:  # a value PyYAML's constructors cannot make
+        raise OwrsError(f"not valid YAML: {exc}", file=path) from exc
     if not isinstance(doc, dict):
         raise OwrsError("the file is not an OWRS document (no top-level mapping)", file=path)
     structure = doc.get("rate_structure")
     if not isinstance(structure, dict) or not structure:
         raise OwrsError("there is no rate_structure with customer classes", file=path)
+    if len(structure) > MAX_CLASSES:
+        raise OwrsError(
+            f"the file has {len(structure)} customer classes; at most {MAX_CLASSES} fit one file", file=path
+        )
     classes: dict[str, dict[str, Any]] = {}
     for name, body in structure.items():
         if not isinstance(body, dict):
             raise OwrsError("a customer class must be a mapping of rate parts", file=path, cust_class=str(name))
         classes[str(name)] = body
     metadata = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+    size = len(repr(metadata))
+    if size > MAX_METADATA:
+        raise OwrsError(f"the metadata takes {size:,} characters; at most {MAX_METADATA:,} are allowed", file=path)
     return OwrsFile(path=path, metadata=metadata, classes=classes)
 
 
@@ -357,6 +585,8 @@ class ClassBill:
             return self.values[key]
         if key in self.in_progress:
             raise self.error(f"{key} refers to itself", key)
+        if len(self.in_progress) >= MAX_REFERENCE_DEPTH:
+            raise self.error(f"fields refer to fields more than {MAX_REFERENCE_DEPTH} levels deep", key)
         own_suffix = _suffix_for(key, suffix)
         self.in_progress.add(key)
         try:
@@ -369,14 +599,18 @@ class ClassBill:
     def data_value(self, name: str) -> Any:
         raw = self.data[name]
         if isinstance(raw, Decimal):
-            return raw
-        if isinstance(raw, (int,)) and not isinstance(raw, bool):
-            return Decimal(raw)
-        text = str(raw).strip()
+            value = raw
+        elif isinstance(raw, (int,)) and not isinstance(raw, bool):
+            value = Decimal(raw)
+        else:
+            text = str(raw).strip()
+            if not _NUMBER.fullmatch(text):
+                return text
+            value = Decimal(text)
         try:
-            return Decimal(text)
-        except InvalidOperation:
-            return text
+            return bounded(value, name)
+        except ValueError as exc:
+            raise self.error(str(exc), name) from exc
 
     def number(self, name: str, suffix: str | None = None) -> Decimal:
         value = self.value(name, suffix)
@@ -391,7 +625,7 @@ class ClassBill:
         if isinstance(raw, bool):
             raise self.error("a true/false value where a number or formula is needed", key)
         if isinstance(raw, (int, float)):
-            return Decimal(str(raw))
+            return self.file_number(raw, key)
         if isinstance(raw, dict):
             return self.compute(key, self.lookup_map(key, raw), suffix)
         if isinstance(raw, list):
@@ -401,7 +635,15 @@ class ClassBill:
         text = str(raw).strip()
         if text in RATE_TYPES:
             return self.tiered_charge(key, text, suffix)
+        if _NUMBER.fullmatch(text):
+            return self.file_number(text, key)
         return self.formula_value(key, text, suffix)
+
+    def file_number(self, raw: Any, key: str) -> Decimal:
+        problem = number_problem(raw)
+        if problem:
+            raise self.error(problem, key)
+        return Decimal(str(raw))
 
     def formula_value(self, key: str, text: str, suffix: str | None) -> Decimal:
         try:
@@ -410,7 +652,7 @@ class ClassBill:
             raise self.error(f"cannot read formula {text!r}: {exc}", key) from exc
         try:
             return evaluate_node(node, lambda n: self.value(n, suffix))
-        except (ValueError, DivisionByZero, InvalidOperation) as exc:
+        except (ValueError, DecimalException) as exc:
             raise self.error(f"cannot compute {text!r}: {exc}", key) from exc
 
     def lookup_map(self, key: str, raw: dict) -> Any:
@@ -500,20 +742,16 @@ class ClassBill:
     def list_number(self, item: Any, suffix: str | None, key: str) -> Decimal:
         if isinstance(item, bool):
             raise self.error("a true/false value in a tier list", key)
-        if isinstance(item, (int, float)):
-            return Decimal(str(item))
-        text = str(item).strip()
-        if _is_number(text):
-            return Decimal(text)
-        return self.formula_value(key, text, suffix)
+        if isinstance(item, (int, float)) or _is_number(str(item)):
+            return self.file_number(item, key)
+        return self.formula_value(key, str(item).strip(), suffix)
 
     def budget_start(self, start: str, suffix: str | None, key: str) -> Decimal:
         text = start.strip()
         if text.endswith("%"):
-            try:
-                share = Decimal(text[:-1].strip()) / HUNDRED
-            except InvalidOperation as exc:
-                raise self.error(f"cannot read tier start {start!r}", key) from exc
+            if not _is_number(text[:-1]):
+                raise self.error(f"cannot read tier start {start!r}", key)
+            share = self.file_number(text[:-1].strip(), key) / HUNDRED
             return round_allocation(share * self.budget_total(suffix, key))
         return round_allocation(self.formula_value(key, text, suffix))
 
@@ -525,11 +763,11 @@ class ClassBill:
             raise self.error("percentage tier starts need a budget", key)
         name, raw = found
         if isinstance(raw, (int, float)) and not isinstance(raw, bool):
-            return round_allocation(Decimal(str(raw)))
+            return round_allocation(self.file_number(raw, name))
         if isinstance(raw, dict):
             raw = self.lookup_map(name, raw)
             if isinstance(raw, (int, float)) and not isinstance(raw, bool):
-                return round_allocation(Decimal(str(raw)))
+                return round_allocation(self.file_number(raw, name))
         try:
             node = self.file.formula(str(raw))
         except (ValueError, InvalidOperation) as exc:
@@ -538,17 +776,25 @@ class ClassBill:
         try:
             for sign, term in sum_terms(node):
                 total += sign * round_allocation(evaluate_node(term, lambda n: self.value(n, suffix)))
-        except (ValueError, DivisionByZero, InvalidOperation) as exc:
+        except (ValueError, DecimalException) as exc:
             raise self.error(f"cannot compute {raw!r}: {exc}", name) from exc
         return total
 
     # -- the bill ---------------------------------------------------------------
     def quote(self) -> Quote:
+        try:
+            result = self._quote()
+            bounded(result.bill, "the bill")
+        except (ValueError, DecimalException, RecursionError) as exc:
+            raise self.error(f"cannot compute the bill: {exc}", "bill") from exc
+        return result
+
+    def _quote(self) -> Quote:
         bill_raw = self.body.get("bill")
         if bill_raw is None:
             raise self.error("the class has no bill formula", "bill")
         if isinstance(bill_raw, (int, float)) and not isinstance(bill_raw, bool):
-            amount = Decimal(str(bill_raw))
+            amount = self.file_number(bill_raw, "bill")
             return Quote(amount, (Part("bill", 1, amount),), self.file.bill_unit)
         try:
             node = self.file.formula(str(bill_raw))
@@ -559,7 +805,7 @@ class ClassBill:
         for sign, term in sum_terms(node):
             try:
                 amount = evaluate_node(term, lambda n: self.value(n))
-            except (ValueError, DivisionByZero, InvalidOperation) as exc:
+            except (ValueError, DecimalException) as exc:
                 raise self.error(f"cannot compute {bill_raw!r}: {exc}", "bill") from exc
             name = term[1] if term[0] == "name" else _render(term)
             parts.append(Part(name, sign, amount, self.tiers.get(name, ())))
@@ -585,11 +831,9 @@ def _suffix_for(key: str, inherited: str | None) -> str | None:
 
 
 def _is_number(text: str) -> bool:
-    try:
-        Decimal(str(text).strip())
-        return True
-    except InvalidOperation:
-        return False
+    """A plain decimal number as written in a file (not ``NaN`` or ``Infinity``, which
+    ``Decimal`` would also read)."""
+    return _NUMBER.fullmatch(str(text).strip()) is not None
 
 
 def _render(node: Node) -> str:
@@ -613,27 +857,135 @@ def dollars(amount: Decimal) -> str:
 
 
 def check_class(file: OwrsFile, cust_class: str) -> list[OwrsError]:
-    """Static checks of one class: every formula parses, maps are well formed,
-    Tiered/Budget charges have matching starts and prices."""
+    """Static checks of one class: its size, every number (finite, within ``MAX_NUMBER``),
+    every formula parses (within the length and depth limits), maps are well formed."""
     problems: list[OwrsError] = []
     body = file.classes[cust_class]
 
-    def err(message: str, name: str) -> None:
+    def err(message: str, name: str | None) -> None:
         problems.append(OwrsError(message, file=file.path, cust_class=cust_class, field_name=name))
 
+    if len(cust_class) > MAX_CLASS_NAME:
+        err(f"a class name has at most {MAX_CLASS_NAME} characters", None)
+        return problems
+    if len(body) > MAX_PARTS:
+        err(f"the class has {len(body)} parts; at most {MAX_PARTS} are allowed", None)
+        return problems
     if "bill" not in body:
         err("the class has no bill formula", "bill")
     for name, raw in body.items():
+        name = str(name)
+        if len(name) > MAX_NAME_LENGTH:
+            err(f"a field name has at most {MAX_NAME_LENGTH} characters", name[:MAX_NAME_LENGTH] + "...")
+            continue
+        size = _size_problem(raw)
+        if size:
+            err(size, name)
+            continue
+        for number in _numbers(raw):
+            problem = number_problem(number)
+            if problem:
+                err(problem, name)
+                break
         for text in formula_texts(raw):
             try:
                 file.formula(text)
             except (ValueError, InvalidOperation) as exc:
-                err(f"cannot read formula {text!r}: {exc}", name)
+                err(f"cannot read formula {text[:80]!r}: {exc}", name)
         if isinstance(raw, dict):
             is_range = _range_key(raw) is not None and isinstance(raw.get("values"), list)
             if "depends_on" not in raw or not (isinstance(raw.get("values"), dict) or is_range):
                 err("a map needs depends_on and values keyed by the data's values", name)
     return problems
+
+
+def _size_problem(raw: Any) -> str | None:
+    if isinstance(raw, dict):
+        values = raw.get("values")
+        if isinstance(values, (dict, list)) and len(values) > MAX_MAP_VALUES:
+            return f"the map has {len(values)} values; at most {MAX_MAP_VALUES} are allowed"
+        return next((p for p in map(_size_problem, raw.values()) if p), None)
+    if isinstance(raw, list):
+        if len(raw) > MAX_LIST_ITEMS:
+            return f"the list has {len(raw)} items; at most {MAX_LIST_ITEMS} are allowed"
+        return next((p for p in map(_size_problem, raw) if p), None)
+    return None
+
+
+def _numbers(raw: Any) -> Iterable[Any]:
+    """Every value in a part that is, or is written as, a number (``133%`` counts as 133)."""
+    if isinstance(raw, dict):
+        for value in raw.values():
+            yield from _numbers(value)
+    elif isinstance(raw, list):
+        for value in raw:
+            yield from _numbers(value)
+    elif isinstance(raw, str) and raw.strip().endswith("%"):
+        yield raw.strip()[:-1]
+    else:
+        yield raw
+
+
+# What the trial computation at import gives for data columns: usage of none, a little and
+# a lot, a 30-day period, and middling household and garden figures. A name that is neither
+# a field of the class nor one of these is a data column the rate needs (OWRS allows any,
+# such as ``cii_allocation``): it is tried at 1 and listed on the version's page.
+TRIAL_USAGES = (Decimal(0), Decimal(15), Decimal(150))
+TRIAL_DATA = {
+    "days_in_period": Decimal(30),
+    "hhsize": Decimal(4),
+    "irr_area": Decimal(1000),
+    "et_amount": Decimal(5),
+    "number_dwelling_units": ONE,
+    "dwelling_units": ONE,
+}
+#: Names that cannot be data columns: what Decimal would read as NaN or infinity, the rate
+#: types, and names starting with an underscore (``__import__``).
+_NOT_DATA = {"nan", "snan", "inf", "infinity", "tiered", "budget"}
+
+
+def is_data_column(name: str) -> bool:
+    return not name.startswith("_") and name.lower() not in _NOT_DATA
+
+
+class _TrialBill(ClassBill):
+    """A class's bill computed with sample data, trying every branch of every map."""
+
+    def value(self, name: str, suffix: str | None = None) -> Any:
+        if name not in self.data and self.resolve(name, suffix) is None:
+            if not is_data_column(name):
+                raise ValueError(f"unknown name {name!r}: it is not a field of this class and cannot be a data column")
+            return TRIAL_DATA.get(name, ONE)
+        return super().value(name, suffix)
+
+    def compute(self, key: str, raw: Any, suffix: str | None) -> Any:
+        if isinstance(raw, dict) and isinstance(raw.get("values"), dict) and raw["values"]:
+            results = [self.branch(key, value, suffix) for value in raw["values"].values()]
+            return results[0]
+        return super().compute(key, raw, suffix)
+
+    def branch(self, key: str, raw: Any, suffix: str | None) -> Any:
+        result = self.compute(key, raw, suffix)
+        if isinstance(result, list):
+            for item in result:
+                if isinstance(item, str) and not _is_number(item) and not item.strip().endswith("%"):
+                    self.formula_value(key, item.strip(), suffix)
+        return result
+
+
+def try_class(file: OwrsFile, cust_class: str) -> list[OwrsError]:
+    """Compute the class's bill, and every part of it, at no, some and much usage, with
+    every branch of every map: a division by zero, an unknown name, a value beyond
+    ``MAX_VALUE`` is found here, at import, named by class and field, not on a bill."""
+    for usage in TRIAL_USAGES:
+        bill = _TrialBill(file, cust_class, {"usage_ccf": usage, "days_in_period": TRIAL_DATA["days_in_period"]})
+        try:
+            bill.quote()
+        except OwrsError as exc:
+            return [exc]
+        except (ValueError, DecimalException, RecursionError) as exc:
+            return [OwrsError(f"cannot be computed: {exc}", file=file.path, cust_class=cust_class)]
+    return []
 
 
 def formula_texts(raw: Any) -> Iterable[str]:

@@ -69,9 +69,13 @@ def _jsonable(value: Any) -> Any:
 
 
 def validate_owrs(file: owrs.OwrsFile) -> list[owrs.OwrsError]:
+    """Every problem of every class: first what can be seen without computing (sizes,
+    numbers, formulas, maps), then, for a class without those, a trial computation of
+    its bill (``owrs.try_class``). A file with none can be imported."""
     problems: list[owrs.OwrsError] = []
     for cust_class in file.classes:
-        problems += owrs.check_class(file, cust_class)
+        found = owrs.check_class(file, cust_class)
+        problems += found or owrs.try_class(file, cust_class)
     return problems
 
 
@@ -225,10 +229,11 @@ def import_owrs(
 
 
 def schedules(session: Session) -> list[RateSchedule]:
+    """Every schedule with its versions, without their definitions (read when used)."""
     return list(
         session.scalars(
             select(RateSchedule)
-            .options(selectinload(RateSchedule.versions))
+            .options(selectinload(RateSchedule.versions).defer(RateScheduleVersion.definition))
             .order_by(RateSchedule.service_type, RateSchedule.customer_class, RateSchedule.name)
         )
     )

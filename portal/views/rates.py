@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
@@ -18,7 +19,8 @@ from ..billing_core.errors import InvalidInput, NotFound
 from ..billing_core.models import Account, RateSchedule, RateScheduleVersion, Service
 from ..web import PageNotFound, db, redirect, remote_addr, require_rate_editor, require_staff, today
 
-MAX_UPLOAD_BYTES = 1024 * 1024
+# Eight times the largest file of the OWRS corpus (32 KB).
+MAX_UPLOAD_BYTES = 256 * 1024
 CALCULATOR_INPUTS = {
     # name: (label, hint)
     "household_size": ("Household size (people)", "For budget-based rates."),
@@ -93,16 +95,32 @@ def _int(value: str | None) -> int | None:
         return None
 
 
-def _decimal(form: CalculatorForm, name: str, text: str, label: str, minimum: Decimal = Decimal(0)) -> Decimal | None:
+# The largest figure the calculator takes for any input (usage, people, square feet, ...);
+# days in a period at most a year.
+CALCULATOR_MAXIMUM = Decimal(10_000_000)
+_PLAIN_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
+
+
+def _decimal(
+    form: CalculatorForm,
+    name: str,
+    text: str,
+    label: str,
+    minimum: Decimal = Decimal(0),
+    maximum: Decimal = CALCULATOR_MAXIMUM,
+) -> Decimal | None:
     if text.strip() == "":
         return None
-    try:
-        value = Decimal(text.strip())
-    except InvalidOperation:
+    # Plain digits only: not "1E+1000000", "Infinity" or "NaN", which Decimal would read.
+    if not _PLAIN_NUMBER.fullmatch(text.strip()):
         form.errors[name] = f"Enter {label} as a number, like 18 or 18.5."
         return None
-    if not value.is_finite() or value < minimum:
+    value = Decimal(text.strip())
+    if value < minimum:
         form.errors[name] = f"{label.capitalize()} cannot be below {minimum}."
+        return None
+    if value > maximum:
+        form.errors[name] = f"{label.capitalize()} cannot be over {maximum:,}."
         return None
     return value
 
@@ -149,7 +167,7 @@ def calculator(request: Request) -> Response:
                 current = schedule.versions[-1] if schedule.versions else None
             form.current_id = current.id if current else None
             usage_qty = _decimal(form, "usage", form.usage, "the usage")
-            days = _decimal(form, "days", form.days, "the days in the period", Decimal(1))
+            days = _decimal(form, "days", form.days, "the days in the period", Decimal(1), Decimal(366))
             extras = {k: _decimal(form, k, v, CALCULATOR_INPUTS[k][0].lower()) for k, v in form.extra.items()}
             if "usage" in request.query_params and current is not None and not form.errors and usage_qty is not None:
                 usage = rating.Usage(
@@ -214,7 +232,7 @@ async def upload(request: Request) -> Response:
         name = upload_file.filename.rsplit("/", 1)[-1][:200]
         content = await upload_file.read(MAX_UPLOAD_BYTES + 1)
         if len(content) > MAX_UPLOAD_BYTES:
-            errors["owrs_file"] = "That file is over 1 MB; an OWRS file is a few kilobytes."
+            errors["owrs_file"] = "That file is over 256 KB; an OWRS file is a few kilobytes."
     effective = None
     if effective_text:
         try:
@@ -226,6 +244,18 @@ async def upload(request: Request) -> Response:
     if isinstance(outcome, Response):
         return outcome
     problems = outcome
+    if problems and "owrs_file" not in errors:
+        first = problems[0]
+        where = ", ".join(
+            part
+            for part in (
+                f"class {first.cust_class}" if first.cust_class else "",
+                f"field {first.field_name}" if first.field_name else "",
+            )
+            if part
+        )
+        more = f" (and {len(problems) - 1} more, listed above)" if len(problems) > 1 else ""
+        errors["owrs_file"] = f"Nothing was imported. {where + ': ' if where else ''}{first.reason}{more}"
     return request.app.state.templates.TemplateResponse(
         request,
         "staff/rate_upload.html",

@@ -214,3 +214,201 @@ def test_quote_contract_keeps_rows_and_order(tmp_path) -> None:  # type: ignore[
 @pytest.mark.parametrize("amount, shown", [("0", "0.00"), ("-0.001", "0.00"), ("12.345", "12.35"), ("-1.005", "-1.01")])
 def test_dollars(amount: str, shown: str) -> None:
     assert owrs.dollars(Decimal(amount)) == shown
+
+
+# --------------------------------------------------------------------------- hostile and broken files
+
+# The "billion laughs": nine lines that expand to 10**9 values when aliases are followed.
+ALIAS_BOMB = """
+metadata: {effective_date: 2016-01-01}
+a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]
+b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]
+c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]
+d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]
+e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]
+f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]
+g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]
+h: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g, *g]
+i: &i [*h, *h, *h, *h, *h, *h, *h, *h, *h, *h]
+rate_structure:
+  RESIDENTIAL_SINGLE:
+    tier_starts: *i
+    bill: 1
+"""
+
+
+def problems_of(text: str) -> list[owrs.OwrsError]:
+    from portal.billing_core.rate_schedules import validate_owrs
+
+    return validate_owrs(owrs.load_text(text, "rates.owrs"))
+
+
+def test_an_alias_bomb_is_refused_at_its_first_alias_quickly() -> None:
+    import time
+
+    started = time.monotonic()
+    with pytest.raises(owrs.OwrsError) as info:
+        owrs.load_text(ALIAS_BOMB, "bomb.owrs")
+    assert time.monotonic() - started < 1
+    assert str(info.value) == (
+        "file bomb.owrs: line 4: YAML aliases (*a) are not allowed in a rate file: write the value out where it is used"
+    )
+
+
+def test_a_small_alias_is_refused_too_but_an_unused_anchor_is_only_a_label() -> None:
+    aliased = SPEC_TIERED.replace("tier_prices: [2.87, 4.29, 6.44, 10.07]", "tier_prices: *starts").replace(
+        "tier_starts: [0, 15, 41, 149]", "tier_starts: &starts [0, 15, 41, 149]"
+    )
+    with pytest.raises(owrs.OwrsError, match=r"line 12: YAML aliases \(\*starts\) are not allowed"):
+        owrs.load_text(aliased, "a.owrs")
+    merged = "rate_structure:\n  X:\n    <<: {bill: 1}\n"
+    with pytest.raises(owrs.OwrsError, match=r"line 3: YAML merge keys \(<<\) are not allowed"):
+        owrs.load_text(merged, "m.owrs")
+    labelled = SPEC_TIERED.replace("tier_starts: [0", "tier_starts: &starts [0")
+    assert bill(labelled, usage_ccf="15", meter_size='3/4"') == Decimal("59.12")
+
+
+def test_a_key_given_twice_with_different_values_is_refused_naming_the_key_and_lines() -> None:
+    twice = SPEC_TIERED.replace("    bill: commodity_charge+service_charge", "    bill: commodity_charge\n    bill: 0")
+    with pytest.raises(owrs.OwrsError) as info:
+        owrs.load_text(twice, "twice.owrs")
+    assert str(info.value) == (
+        "file twice.owrs: line 15: the key 'bill' is given twice in the same mapping (first at line 14), "
+        "with different values; keep one"
+    )
+    # The same key with the same value loses nothing.
+    same = SPEC_TIERED.replace(
+        "    bill: commodity_charge+service_charge", "    bill: service_charge\n    bill: service_charge"
+    )
+    assert bill(same, usage_ccf="15", meter_size='3/4"') == Decimal("14.65")
+
+
+def two_classes(second: str) -> str:
+    """A file whose first class is fine and whose second (COMMERCIAL) has the given parts."""
+    return (
+        "metadata: {effective_date: 2016-01-01}\n"
+        "rate_structure:\n"
+        "  RESIDENTIAL_SINGLE:\n"
+        "    flat_rate: 2.5\n"
+        "    commodity_charge: flat_rate*usage_ccf\n"
+        "    bill: commodity_charge\n"
+        "  COMMERCIAL:\n" + "".join(f"    {line}\n" for line in second.strip().splitlines())
+    )
+
+
+@pytest.mark.parametrize(
+    "parts, field_name, reason",
+    [
+        # Division by zero, however it comes about.
+        (
+            "flat_rate: 2\ncommodity_charge: flat_rate*usage_ccf/0\nbill: commodity_charge",
+            "commodity_charge",
+            "division by zero",
+        ),
+        ("a: 3\nb: 3\nsurcharge: 10/(a-b)\nbill: surcharge", "surcharge", "division by zero ((a-b) is 0)"),
+        ('x:\n  depends_on: meter_size\n  values:\n    1": 2\n    2": 4/0\nbill: x', "x", "division by zero"),
+        ("fee: usage_ccf/usage_ccf\nbill: fee", "fee", "division by zero"),  # at no usage
+        # Names that are neither a field nor a data column.
+        (
+            "commodity_charge: __import__*usage_ccf\nbill: commodity_charge",
+            "commodity_charge",
+            "unknown name '__import__'",
+        ),
+        ("commodity_charge: NaN*usage_ccf\nbill: commodity_charge", "commodity_charge", "unknown name 'NaN'"),
+        # NaN and infinities, as YAML writes them and as text.
+        ("flat_rate: .nan\nbill: flat_rate*usage_ccf", "flat_rate", "NaN (not a number) is not a rate"),
+        ("flat_rate: .inf\nbill: flat_rate*usage_ccf", "flat_rate", "an infinite number is not a rate"),
+        ("flat_rate: -.Inf\nbill: flat_rate", "flat_rate", "an infinite number is not a rate"),
+        (
+            "tier_starts: [0, 10]\ntier_prices: [1, Infinity]\ncommodity_charge: Tiered\nbill: commodity_charge",
+            "tier_prices",
+            "Infinity is not a finite number",
+        ),
+        # Numbers over the bound: in a field, in a list, in a formula, too long to read.
+        (
+            "flat_rate: 1e300\nbill: flat_rate*usage_ccf",
+            "flat_rate",
+            "the number 1e300 is over the limit of 1,000,000,000",
+        ),
+        ("service_charge: 2000000000\nbill: service_charge", "service_charge", "over the limit of 1,000,000,000"),
+        (
+            "tier_starts: [0, 10]\ntier_prices: [1, 1E+1000000]\ncommodity_charge: Tiered\nbill: commodity_charge",
+            "tier_prices",
+            "over the limit",
+        ),
+        ("bill: 1E+999999*usage_ccf", "bill", "the number 1E+999999 is over the limit of 1,000,000,000"),
+        (
+            "service_charge: 1" + "0" * 99 + "\nbill: service_charge",
+            "service_charge",
+            "has 100 characters; at most 40",
+        ),
+        (
+            "tier_starts: [0, 10]\ntier_prices: [1, 2]\ncommodity_charge: Budget\nbudget: 10\nbill: commodity_charge\n"
+            "tier_starts_x: [0, 1e99%]",
+            "tier_starts_x",
+            "over the limit",
+        ),
+        # Values that only grow past the bound as they are computed.
+        ("a: 999999999\nb: a*a*a\nbill: b", "b", "(a*a) comes to 1.000E+18, over the limit of 1,000,000,000,000"),
+        # Formulas over the length and depth limits, and references too deep.
+        ("bill: " + "+".join(["usage_ccf"] * 50), "bill", "the formula has 499 characters; at most 400"),
+        ("bill: " + "(" * 30 + "usage_ccf" + ")" * 30, "bill", "the formula nests deeper than 24 levels"),
+        ("bill: " + "-" * 30 + "usage_ccf", "bill", "the formula nests deeper than 24 levels"),
+        ("bill: " + "+".join(f"x{i}" for i in range(30)), "bill", "the formula nests deeper than 24 levels"),
+        ("\n".join(f"f{i}: f{i + 1}+1" for i in range(30)) + "\nf30: 1\nbill: f0", "f16", "more than 16 levels deep"),
+    ],
+)
+def test_a_class_that_cannot_be_computed_is_refused_naming_class_and_field(
+    parts: str, field_name: str, reason: str
+) -> None:
+    problems = problems_of(two_classes(parts))
+    assert problems, "the file must be refused"
+    problem = problems[0]
+    assert (problem.cust_class, problem.field_name) == ("COMMERCIAL", field_name), str(problem)
+    assert reason in problem.reason
+    assert str(problem).startswith(f"file rates.owrs, class COMMERCIAL, field {field_name}: ")
+
+
+def test_the_first_class_of_those_files_is_fine_and_data_columns_are_allowed() -> None:
+    assert problems_of(two_classes("bill: 1")) == []
+    # A name that is not a field is a data column the rate needs (OWRS allows any, e.g. cii_allocation).
+    assert problems_of(two_classes("price: 3\nbill: price*cii_allocation")) == []
+    assert problems_of(two_classes("bill: " + "+".join(["1234567.12345678"] * 23))) == []  # 390 characters
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "rate_structure:\n" + "".join(f"  C{i}:\n    bill: 1\n" for i in range(51)),
+            "51 customer classes; at most 50",
+        ),
+        ("rate_structure:\n  X:\n    bill: 1\n    note: " + "x" * 2001 + "\n", "line 4: a value of 2,001 characters"),
+        (
+            "metadata: {"
+            + ", ".join(f"k{i}: {'x' * 90}" for i in range(50))
+            + "}\nrate_structure:\n  X:\n    bill: 1\n",
+            "the metadata takes 5,040 characters; at most 4,000",
+        ),
+        ("rate_structure:\n  X:\n    bill: 1\n    deep: " + "[" * 13 + "]" * 13 + "\n", "nests deeper than 12 levels"),
+        ("rate_structure:\n  X:\n    bill: 1\n    l: [" + ", ".join(["1"] * 10_001) + "]\n", "more than 10,000 values"),
+    ],
+)
+def test_files_too_big_to_show_quickly_are_refused(text: str, message: str) -> None:
+    with pytest.raises(owrs.OwrsError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        owrs.load_text(text, "big.owrs")
+
+
+def test_classes_too_big_are_refused_by_class_and_field() -> None:
+    many = "\n".join(f"p{i}: 1" for i in range(100)) + "\nbill: 1"
+    assert "101 parts; at most 100" in problems_of(two_classes(many))[0].reason
+    long_map = "x:\n  depends_on: zone\n  values:\n" + "".join(f"    z{i}: 1\n" for i in range(501)) + "bill: x"
+    (problem,) = problems_of(two_classes(long_map))
+    assert (problem.field_name, problem.reason) == ("x", "the map has 501 values; at most 500 are allowed")
+
+
+@pytest.mark.parametrize("usage", ["1E+1000000", "Infinity", "NaN", "99999999999999999999"])
+def test_absurd_data_gets_a_clear_error_not_a_crash(usage: str) -> None:
+    with pytest.raises(owrs.OwrsError) as info:
+        bill(SPEC_TIERED, usage_ccf=usage, meter_size='3/4"')
+    assert "class RESIDENTIAL_SINGLE" in str(info.value)
