@@ -217,7 +217,7 @@ def _stop_service(request: Request, values: dict[str, str]) -> Response:
                 done = []
                 if stop.status == "posted":
                     bill_number = session.get(Bill, stop.bill_id).number
-                    done = service_requests.complete_stops_for(session, account, user, now(request))
+                    done = service_requests.complete_stops_for(session, account, user, now(request), today(request))
         except InvalidInput as exc:
             session.expire_all()
             field = exc.field if exc.field in STOP_FIELDS or (exc.field or "").startswith("read-") else "final"
@@ -256,7 +256,7 @@ def _review_action(request: Request, values: dict[str, str]) -> Response:
                         session, review, user, today(request), remote_addr=remote_addr(request)
                     )
                     bill_number = bill.number
-                    done = service_requests.complete_stops_for(session, account, user, now(request))
+                    done = service_requests.complete_stops_for(session, account, user, now(request), today(request))
                 else:
                     corrections = {}
                     for meter_id in review.reads:

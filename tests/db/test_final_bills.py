@@ -224,3 +224,31 @@ def test_void_and_rebill_of_a_final_bill_keeps_the_proration_and_takes_the_corre
         select(MeterRead).where(MeterRead.meter_id == meter.id, MeterRead.read_on == date(2026, 11, 21))
     )
     assert read.value == last + 3 and "misread" in read.note
+
+
+def test_stopping_service_completes_a_stop_but_only_schedules_a_move_that_starts_later(session: Session) -> None:
+    from datetime import UTC, datetime
+
+    from portal.billing_core import service_requests
+    from portal.billing_core.models import ServiceRequest
+
+    accts, supervisor, specialist = billed_through_november(session)
+    now = datetime(2026, 11, 21, 18, tzinfo=UTC)
+    common = dict(user_id=specialist.id, contact_name="Pat", contact_email="p@x.org", created_at=now, updated_at=now)
+    stop = ServiceRequest(kind="stop", status="submitted", account_id=accts[0].id, stop_on=date(2026, 11, 20), **common)
+    move = ServiceRequest(
+        kind="transfer",
+        status="submitted",
+        account_id=accts[1].id,
+        stop_on=date(2026, 11, 20),
+        start_on=date(2026, 12, 10),
+        **common,
+    )
+    session.add_all([stop, move])
+    session.flush()
+    assert service_requests.complete_stops_for(session, accts[0], supervisor, now, date(2026, 11, 21)) == [stop.id]
+    assert stop.status == "completed"
+    service_requests.complete_stops_for(session, accts[1], supervisor, now, date(2026, 11, 21))
+    assert move.status == "scheduled"  # the new service starts December 10: not done yet
+    service_requests.complete_stops_for(session, accts[1], supervisor, now, date(2026, 12, 10))
+    assert move.status == "completed"
