@@ -27,5 +27,5 @@ def test_a_resident_asks_to_stop_service_and_follows_the_request(page: Page, liv
     state.fill("CA")
     page.get_by_role("button", name="Send the request").click()
     expect(page.get_by_text("We received your request.")).to_be_visible()
-    expect(page.get_by_role("heading", name="Status: Received: waiting for our staff")).to_be_visible()
+    expect(page.get_by_role("heading", name="Status: Received")).to_be_visible()
     expect(page.get_by_text("77 Harbor Way, Oakland, CA 94607")).to_be_visible()

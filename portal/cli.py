@@ -427,13 +427,13 @@ def cmd_bill_run(args: argparse.Namespace) -> int:
 
 def cmd_account_stop(args: argparse.Namespace) -> int:
     """Stop an account's service and post its final bill (what the staff account page does)."""
-    from datetime import date
+    from datetime import date, timedelta
     from decimal import Decimal, InvalidOperation
 
     from sqlalchemy import select
 
     from .billing_core import bill_runs, customers
-    from .billing_core.models import Account, Meter, Service
+    from .billing_core.models import Account, Bill, Meter, Service
     from .templating import _money
 
     try:
@@ -463,13 +463,17 @@ def cmd_account_stop(args: argparse.Namespace) -> int:
         forward = customers.parse_mailing_address(
             args.forward_street or "", args.forward_city or "", args.forward_state or "", args.forward_zip or ""
         )
-        if forward is not None:
-            customers.set_mailing_address(session, account.customer, forward, actor, None)
         reads = {meter_id: given[serial] for serial, meter_id in meters if serial in given}
-        bill = bill_runs.final_bill(session, account, stop_on, reads, actor, date.today())
+        stop = bill_runs.stop_service(session, account, stop_on, reads, actor, date.today(), forward=forward)
+        if stop.status == "held":
+            reasons = "; ".join(bill_runs.FINAL_REASONS.get(r, r).lower() for r in stop.reasons.split(","))
+            print(f"The final bill of account {account.number} is held for review ({reasons}); see its account page.")
+            return 0
+        bill = session.get(Bill, stop.bill_id)
+        last_day = bill.period_end - timedelta(days=1)
         print(
             f"Account {account.number} is final from {stop_on}. Final bill {bill.number}: "
-            f"{bill.period_start} to {bill.period_end}, charges {_money(bill.current_charges_cents)}, "
+            f"{bill.period_start} to {last_day} (last day of service), charges {_money(bill.current_charges_cents)}, "
             f"total due {_money(bill.total_due_cents)} by {bill.due_date}."
         )
     return 0
@@ -625,7 +629,7 @@ def build_parser() -> argparse.ArgumentParser:
     acct = sub.add_parser("account", help="accounts").add_subparsers(dest="account_command", required=True)
     p = acct.add_parser("stop", help="stop service and post the final bill")
     p.add_argument("account", help="account number")
-    p.add_argument("--on", required=True, type=_date_text, help="YYYY-MM-DD, the first day without service")
+    p.add_argument("--on", required=True, type=_date_text, help="YYYY-MM-DD, the last day of service (billed through it)")
     p.add_argument("--read", action="append", default=[], metavar="SERIAL=VALUE", help="a final read, for each meter")
     p.add_argument("--forward-street", help="forwarding address for the final bill: street")
     p.add_argument("--forward-city", help="forwarding address: city")

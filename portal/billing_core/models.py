@@ -316,6 +316,7 @@ class Account(Base):
     cycle_id: Mapped[int] = mapped_column(ForeignKey("billing_cycle.id"), index=True)
     status: Mapped[str] = mapped_column(String(20), default=AccountStatus.ACTIVE.value)
     opened_on: Mapped[date] = mapped_column(Date)
+    #: The last day of service of a stopped account.
     closed_on: Mapped[date | None] = mapped_column(Date)
     autopay: Mapped[bool] = mapped_column(Boolean, default=False)
     paperless: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -342,6 +343,8 @@ class Service(Base):
     #: Rate options such as ``{"cart_size": "64"}`` for sanitation.
     options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     started_on: Mapped[date] = mapped_column(Date)
+    #: The first day without the service (the day after its last day), so a service runs
+    #: over ``[started_on, ended_on)`` like a bill's period.
     ended_on: Mapped[date | None] = mapped_column(Date)
 
     account: Mapped[Account] = relationship(back_populates="services")
@@ -787,6 +790,50 @@ class ServiceRequest(Base):
         CheckConstraint("status in ('submitted', 'scheduled', 'completed', 'declined', 'cancelled')", name="status"),
         CheckConstraint("occupancy is null or occupancy in ('owner', 'tenant')", name="occupancy"),
         Index("ix_service_request_status_created", "status", "created_at"),
+    )
+
+
+class FinalBillReview(Base):
+    """A stop of service whose final bill waits for a person before it posts: a final read
+    that implies use far beyond the account's history (the rules of imported reads) or a
+    last day of service still ahead. Until it is approved and posted nothing about the
+    account changes: it stays active, no read is written, its services go on."""
+
+    __tablename__ = "final_bill_review"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), index=True)
+    #: The last day of service (the customer is served and billed through it).
+    stop_on: Mapped[date] = mapped_column(Date)
+    #: The final read of each meter, ``{"<meter id>": "<value>"}`` (exact decimal text).
+    reads: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: Why it is held (``future_stop``, ``high``, ``rollover``, ...), comma-separated.
+    reasons: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(10), default="held")
+    #: Where the final bill goes, set on the customer when it posts (none: the address on file).
+    forward_line1: Mapped[str | None] = mapped_column(String(200))
+    forward_city: Mapped[str | None] = mapped_column(String(100))
+    forward_state: Mapped[str | None] = mapped_column(String(2))
+    forward_zip: Mapped[str | None] = mapped_column(String(10))
+    entered_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    entered_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The final bill, once posted.
+    bill_id: Mapped[int | None] = mapped_column(ForeignKey("bill.id"))
+    #: Corrections of the reads while held, one line each (who, when, why).
+    note: Mapped[str | None] = mapped_column(Text)
+
+    account: Mapped[Account] = relationship()
+
+    __table_args__ = (
+        CheckConstraint("status in ('held', 'posted')", name="status"),
+        Index(
+            "uq_final_bill_review_held_account",
+            "account_id",
+            unique=True,
+            sqlite_where=text("status = 'held'"),
+            postgresql_where=text("status = 'held'"),
+        ),
     )
 
 

@@ -3,8 +3,13 @@
 A request is checked whole before anything is written: every field's problem is reported
 at once (``RequestErrors``), and a request with any problem writes nothing. Staff move a
 request on from a queue (scheduled, completed, declined) with a message the customer
-sees; the customer may cancel it while it is still only submitted. Stopping an account's
-service from the staff account page completes its open stop or transfer request.
+sees; the customer may cancel it while it is still only submitted.
+
+One vocabulary: ``STATUS_LABELS`` names each status for residents (translated) and staff
+alike. A request is "Done" only when its work is: not before its date (the last day of
+service of a stop, the first day of a start), and a stop only once service has stopped (the
+final bill posted from the staff account page completes it). ``stop_on`` is always the
+last day of service.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+from babel.dates import format_date, get_date_format
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -25,6 +31,27 @@ OPEN = ("submitted", "scheduled")
 #: How far ahead a customer may ask for a start or stop date.
 MAX_DAYS_AHEAD = 60
 PHONE = re.compile(r"\+?[\d\s().-]{10,20}")
+
+#: The name of each status, the same for residents (in their language) and staff.
+STATUS_LABELS = {
+    "submitted": N_("Received"),
+    "scheduled": N_("Scheduled"),
+    "completed": N_("Done"),
+    "declined": N_("Declined"),
+    "cancelled": N_("Cancelled"),
+}
+
+
+def status_label(request: ServiceRequest | str) -> str:
+    """The status's name (English; customer pages translate it)."""
+    status = request if isinstance(request, str) else request.status
+    return STATUS_LABELS.get(status, status)
+
+
+def work_date(request: ServiceRequest) -> date | None:
+    """The day the asked-for work happens: the later of the last day of service and the first."""
+    days = [d for d in (request.stop_on, request.start_on) if d is not None]
+    return max(days) if days else None
 
 
 @dataclass(frozen=True)
@@ -50,20 +77,51 @@ class RequestErrors(Exception):
 
 @dataclass
 class Form:
-    """What the customer typed, as text."""
+    """What the customer typed, as text, and the language of the page it was typed on."""
 
     values: dict[str, str]
+    locale: str = "en"
 
     def get(self, name: str) -> str:
         return self.values.get(name, "").strip()
 
 
+def date_pattern(locale: str) -> str:
+    """The numeric date pattern a browser's date field shows in this language, from Babel's
+    short pattern with the day and month in two digits and the year in four (``MM/dd/yyyy``
+    in English, ``dd/MM/yyyy`` in Spanish)."""
+    pattern = get_date_format("short", locale=locale).pattern
+    pattern = re.sub(r"y+", "yyyy", pattern)
+    pattern = re.sub(r"M+", "MM", pattern)
+    return re.sub(r"d+", "dd", pattern)
+
+
+def date_example(day: date, locale: str) -> str:
+    """``day`` written the way the date field shows it (Babel)."""
+    return format_date(day, date_pattern(locale), locale=locale)
+
+
+def parse_day(text: str, locale: str) -> date:
+    """A date as the date field sends it (ISO, year-month-day) or as its picture shows it
+    (``date_pattern``) when a browser without a date picker shows a plain text field."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        pass
+    strptime = date_pattern(locale).replace("yyyy", "%Y").replace("MM", "%m").replace("dd", "%d")
+    return datetime.strptime(text, strptime).date()
+
+
 def _date(form: Form, name: str, today: date, errors: dict[str, InvalidInput]) -> date | None:
     text = form.get(name)
     try:
-        day = date.fromisoformat(text)
+        day = parse_day(text, form.locale)
     except ValueError:
-        errors[name] = InvalidInput(N_("Enter the date as year-month-day, for example 2026-12-15."), name)
+        errors[name] = InvalidInput(
+            N_("Enter the date as the date field shows it, for example %(example)s."),
+            name,
+            example=date_example(today + timedelta(days=14), form.locale),
+        )
         return None
     if day < today:
         errors[name] = InvalidInput(N_("Choose today or a later day."), name)
@@ -76,7 +134,31 @@ def _date(form: Form, name: str, today: date, errors: dict[str, InvalidInput]) -
     return day
 
 
+ADDRESS_PARTS = (
+    ("line1", N_("Enter the street address.")),
+    ("city", N_("Enter the city.")),
+    ("state", N_("Enter the state as two letters, for example CA.")),
+    ("zip", N_("Enter the ZIP code as five digits (or ZIP+4, 12345-6789).")),
+)
+
+
 def _address(form: Form, prefix: str, errors: dict[str, InvalidInput]) -> customers.MailingAddress | None:
+    """The address, or None with a message on every part left empty (and on the first part
+    that is filled in wrongly)."""
+    empty = [(part, message) for part, message in ADDRESS_PARTS if not form.get(f"{prefix}_{part}")]
+    for part, message in empty:
+        errors[f"{prefix}_{part}"] = InvalidInput(message, f"{prefix}_{part}")
+    filled = {f"{prefix}_{part}" for part, _ in ADDRESS_PARTS} - {f"{prefix}_{part}" for part, _ in empty}
+    if empty:
+        # Still check what was filled in, so a wrong state is flagged beside an empty city.
+        try:
+            customers.parse_mailing_address(
+                *(form.get(f"{prefix}_{part}") or _PLACEHOLDER[part] for part, _ in ADDRESS_PARTS), prefix=prefix
+            )
+        except InvalidInput as exc:
+            if exc.field in filled:
+                errors[exc.field] = exc
+        return None
     try:
         address = customers.parse_mailing_address(
             form.get(f"{prefix}_line1"),
@@ -88,9 +170,11 @@ def _address(form: Form, prefix: str, errors: dict[str, InvalidInput]) -> custom
     except InvalidInput as exc:
         errors[exc.field or f"{prefix}_line1"] = exc
         return None
-    if address is None:
-        errors[f"{prefix}_line1"] = InvalidInput(N_("Enter the street address."), f"{prefix}_line1")
     return address
+
+
+#: Stand-ins for the empty parts, so the parts filled in are checked on their own.
+_PLACEHOLDER = {"line1": "1 Main St", "city": "City", "state": "CA", "zip": "00000"}
 
 
 def deposit_for(session: Session, user: User, occupancy: str, today: date, policy: DepositPolicy = DEPOSIT) -> int:
@@ -174,7 +258,7 @@ def submit(
         if kind == "start":
             # Identity for someone new to us: checked by staff against a photo ID.
             try:
-                born = date.fromisoformat(form.get("birth_date"))
+                born = parse_day(form.get("birth_date"), form.locale)
                 if born > today.replace(year=today.year - 18) or born.year < 1900:
                     errors["birth_date"] = InvalidInput(
                         N_("The account holder must be 18 or older. Check the date of birth."), "birth_date"
@@ -182,7 +266,9 @@ def submit(
                 request.birth_date = born
             except ValueError:
                 errors["birth_date"] = InvalidInput(
-                    N_("Enter the date as year-month-day, for example 1985-04-30."), "birth_date"
+                    N_("Enter the date as the date field shows it, for example %(example)s."),
+                    "birth_date",
+                    example=date_example(date(1985, 4, 30), form.locale),
                 )
             last4 = form.get("id_last4")
             if not re.fullmatch(r"[0-9A-Za-z]{4}", last4):
@@ -254,14 +340,41 @@ TRANSITIONS = {
 
 
 def handle(
-    session: Session, request: ServiceRequest, action: str, staff: User, now: datetime, message: str, note: str
+    session: Session,
+    request: ServiceRequest,
+    action: str,
+    staff: User,
+    now: datetime,
+    message: str,
+    note: str,
+    today: date | None = None,
 ) -> None:
-    """Staff move a request on. Declining needs a reason the customer will read."""
+    """Staff move a request on. Declining needs a reason the customer will read. Done only when
+    the work is: not before the request's date, and a stop only once service has stopped."""
     if action not in TRANSITIONS.get(request.status, ()):
-        raise InvalidInput(f"A {request.status} request cannot be marked {action}.", "action")
+        raise InvalidInput(
+            f"A request that is {status_label(request).lower()} cannot be marked {status_label(action).lower()}.",
+            "action",
+        )
     message = message.strip()[:500]
     if action == "declined" and not message:
         raise InvalidInput("Tell the customer why the request is declined.", "message")
+    if action == "completed":
+        today = today or now.date()
+        day = work_date(request)
+        if day is not None and day > today:
+            raise InvalidInput(
+                f"This request is for {day.isoformat()}: it is done on or after that day, not before. "
+                "Mark it scheduled until then.",
+                "action",
+            )
+        account = session.get(Account, request.account_id) if request.account_id else None
+        if request.kind in ("stop", "transfer") and account is not None and account.status == "active":
+            raise InvalidInput(
+                "Service on the account has not stopped: stop it on the account page, and the final bill "
+                "marks this request done.",
+                "action",
+            )
     if note.strip():
         stamp = f"{now:%Y-%m-%d %H:%M} {staff.email}: {note.strip()}"
         request.staff_note = f"{request.staff_note}\n{stamp}" if request.staff_note else stamp
@@ -288,10 +401,14 @@ def _move(
     )
 
 
-def complete_stops_for(session: Session, account: Account, staff: User, now: datetime) -> list[int]:
-    """Service on the account was stopped by staff: its open stop requests are done.
-    Returns their ids (the customers are told)."""
-    done: list[int] = []
+def complete_stops_for(
+    session: Session, account: Account, staff: User, now: datetime, today: date | None = None
+) -> list[int]:
+    """Service on the account was stopped by staff (its final bill posted): its open stop
+    requests are done. A move whose new service starts later is only scheduled until then.
+    Returns the ids of the requests that changed (the customers are told)."""
+    today = today or now.date()
+    changed: list[int] = []
     for request in session.scalars(
         select(ServiceRequest).where(
             ServiceRequest.account_id == account.id,
@@ -299,9 +416,15 @@ def complete_stops_for(session: Session, account: Account, staff: User, now: dat
             ServiceRequest.status.in_(OPEN),
         )
     ):
-        _move(session, request, "completed", staff, now, request.message)
-        done.append(request.id)
-    return done
+        day = work_date(request)
+        if day is None or day <= today:
+            _move(session, request, "completed", staff, now, request.message)
+        elif request.status == "submitted":
+            _move(session, request, "scheduled", staff, now, request.message)
+        else:
+            continue
+        changed.append(request.id)
+    return changed
 
 
 def queue(session: Session, statuses: tuple[str, ...] = OPEN, kind: str | None = None) -> list[ServiceRequest]:

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .. import jobs
-from ..billing_core import accounts, arrangements, service_requests
+from ..billing_core import accounts, arrangements, bill_runs, service_requests
 from ..billing_core.errors import InvalidInput
 from ..billing_core.models import Account, ArrangementRequest, Role, ServiceRequest, User
 from ..web import Forbidden, FormState, PageNotFound, db, flash, now, pop_flash, redirect, require_staff, today
@@ -36,6 +36,7 @@ def request_queue(request: Request) -> Response:
     with db(request) as session:
         require_staff(request, session)
         items = service_requests.queue(session, STATUS_FILTERS.get(show, service_requests.OPEN), kind or None)
+        held = bill_runs.held_final_bills(session)
         numbers = dict(
             session.execute(
                 select(Account.id, Account.number).where(Account.id.in_({i.account_id for i in items if i.account_id}))
@@ -44,7 +45,21 @@ def request_queue(request: Request) -> Response:
         return _render(
             request,
             "staff/requests.html",
-            {"items": items, "numbers": numbers, "show": show, "kind": kind, "today": now(request).date()},
+            {
+                "items": items,
+                "numbers": numbers,
+                "show": show,
+                "kind": kind,
+                "today": today(request),
+                "status_label": service_requests.status_label,
+                "held": held,
+                "reason_labels": bill_runs.FINAL_REASONS,
+                "held_numbers": dict(
+                    session.execute(
+                        select(Account.id, Account.number).where(Account.id.in_({h.account_id for h in held}))
+                    ).all()
+                ),
+            },
         )
 
 
@@ -61,6 +76,8 @@ def _request_page(
             "account": account,
             "requester": requester,
             "actions": service_requests.TRANSITIONS.get(item.status, ()),
+            "status_label": service_requests.status_label,
+            "today": today(request),
             "can_act": user.role in REQUEST_HANDLERS,
             "form": form or FormState(),
             "flash": pop_flash(request),
@@ -92,12 +109,20 @@ async def request_action(request: Request) -> Response:
                 raise PageNotFound()
             try:
                 service_requests.handle(
-                    session, item, form.get("action"), user, now(request), form.get("message"), form.get("note")
+                    session,
+                    item,
+                    form.get("action"),
+                    user,
+                    now(request),
+                    form.get("message"),
+                    form.get("note"),
+                    today(request),
                 )
             except InvalidInput as exc:
                 form.errors[exc.field if exc.field in ("message", "action") else "action"] = exc.message
                 return _request_page(request, session, user, item, form)
-            flash(request, f"Request {item.id} is now {item.status}. The customer is emailed.")
+            label = service_requests.status_label(item)
+            flash(request, f"Request {item.id} is now {label}. The customer is emailed.")
             return redirect(f"/staff/requests/{item.id}")
 
     response = await run_in_threadpool(act)

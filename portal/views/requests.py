@@ -9,7 +9,7 @@ from starlette.responses import Response
 from ..billing_core import accounts, service_requests
 from ..billing_core.errors import InvalidInput
 from ..billing_core.models import AccountStatus
-from ..i18n import gettext
+from ..i18n import gettext, language
 from ..web import (
     FormState,
     PageNotFound,
@@ -99,7 +99,7 @@ async def new_request(request: Request) -> Response:
                     session,
                     user,
                     kind,
-                    service_requests.Form(form.values),
+                    service_requests.Form(form.values, language()),
                     today(request),
                     now(request),
                     remote_addr(request),

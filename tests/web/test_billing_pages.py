@@ -209,10 +209,10 @@ def test_a_specialist_stops_service_with_final_reads_and_a_forwarding_address(
     url = f"{page_url}/stop"
     good = {"stop_on": "2026-11-20", f"read-{meter.id}": "1065"}
     wrong = [
-        ({**good, "stop_on": "20/11/2026"}, "stop_on", "Enter the stop date as YYYY-MM-DD."),
+        ({**good, "stop_on": "20/11/2026"}, "stop_on", "as the date field shows it, for example 11/22/2026."),
         ({**good, f"read-{meter.id}": "ten"}, f"read-{meter.id}", f"Enter the final read of meter {meter.serial}"),
-        ({**good, f"read-{meter.id}": "1000"}, "final", "read below"),
-        ({**good, "stop_on": "2026-11-01"}, "stop_on", "The stop date must be after 11/05/2026"),
+        ({**good, f"read-{meter.id}": "1000"}, f"read-{meter.id}", "is below its last read"),
+        ({**good, "stop_on": "2026-11-01"}, "stop_on", "cannot be before 2026-11-05"),
         ({**good, "mailing_line1": "9 Elm St", "mailing_state": "CA"}, "mailing_city", "Enter the city."),
         (
             {**good, "mailing_line1": "9 Elm St", "mailing_city": "Ames", "mailing_state": "Iowa"},
@@ -238,14 +238,15 @@ def test_a_specialist_stops_service_with_final_reads_and_a_forwarding_address(
     )
     assert done.status_code == 303
     final = client.get(done.headers["location"])
-    assert final.status_code == 200 and final.context["bill"].period_end == date(2026, 11, 20)
+    # Billed through the last day of service, the 20th.
+    assert final.status_code == 200 and final.context["bill"].period_end == date(2026, 11, 21)
     with Session(office) as s:
         account = s.scalar(select(Account).where(Account.number == number))
         assert (account.status, account.closed_on) == ("final", date(2026, 11, 20))
         c = account.customer
         assert (c.mailing_line1, c.mailing_city, c.mailing_state, c.mailing_zip) == ("9 Elm St", "Ames", "IA", "50010")
         bill = s.scalar(select(Bill).where(Bill.account_id == account.id, Bill.bill_run_id.is_(None)))
-        assert (bill.period_start, bill.period_end, bill.status) == (date(2026, 11, 5), date(2026, 11, 20), "posted")
+        assert (bill.period_start, bill.period_end, bill.status) == (date(2026, 11, 5), date(2026, 11, 21), "posted")
         actions = set(s.scalars(select(AuditEvent.action).where(AuditEvent.actor_id.is_not(None))))
         assert {"account.final_bill", "customer.mailing_address"} <= actions
     assert "Stop service and send the final bill" not in client.get(page_url).text  # it is final now

@@ -13,8 +13,10 @@ from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
 from portal.app import create_app
+from portal.billing_core import service_requests
 from portal.billing_core.models import AuditEvent, ServiceRequest
 from portal.demo import build_demo
+from portal.i18n import translations
 from tests.db.test_demo import TODAY
 
 from .conftest import CLOCK, SETTINGS, body_of, csrf_from, linked_numbers, mail_to, sign_in
@@ -95,7 +97,7 @@ def test_a_stop_request_is_seen_by_staff_worked_and_its_status_shown(
     assert response.status_code == 303
     detail = response.headers["location"]
     page = client.get(detail)
-    assert "Received: waiting for our staff" in page.text and "12 Elm St, Reno, NV 89501" in page.text
+    assert "Status: Received" in page.text and "12 Elm St, Reno, NV 89501" in page.text
     # The same account cannot be asked to stop twice while the first request is open.
     again = ask(client, "stop", account=number, stop_on=day(12), **FORWARD, **CONTACT)
     assert again.status_code == 400 and "already a request" in again.context["form"].errors["account"]
@@ -238,3 +240,120 @@ def test_the_final_bill_completes_the_stop_request_and_tells_the_customer(
         assert s.scalar(select(ServiceRequest.status).where(ServiceRequest.id == int(request_id))) == "completed"
     (update,) = mail_to(inbox, EMAIL)[before:]
     assert "Done" in body_of(update)
+
+
+def test_every_empty_address_field_is_flagged(client: TestClient, district: Engine) -> None:
+    sign_in(client, EMAIL)
+    (number, *_) = linked_numbers(district, EMAIL)
+    stop = ask(client, "stop", account=number, stop_on=day(5), **CONTACT)
+    assert stop.status_code == 400
+    errors = stop.context["form"].errors
+    assert {"forward_line1", "forward_city", "forward_state", "forward_zip"} <= set(errors)
+    for field in ("forward_line1", "forward_city", "forward_state", "forward_zip"):
+        assert f'id="{field}-error"' in stop.text
+    # Half filled in: the empty parts are flagged, and a part filled in wrongly too.
+    move = ask(
+        client,
+        "transfer",
+        account=number,
+        stop_on=day(5),
+        start_on=day(5),
+        **FORWARD,
+        service_line1="400 Canyon Rd",
+        service_state="California",
+        occupancy="owner",
+        **CONTACT,
+    )
+    errors = move.context["form"].errors
+    assert {"service_city", "service_zip", "service_state"} <= set(errors) and "service_line1" not in errors
+    assert "two letters" in errors["service_state"]
+    assert count(district) == 0
+
+
+def test_the_date_error_shows_the_date_fields_format(client: TestClient, district: Engine) -> None:
+    sign_in(client, EMAIL)
+    (number, *_) = linked_numbers(district, EMAIL)
+    # Today is November 22, 2026: the example is two weeks on, as the date field shows dates.
+    wrong = ask(client, "stop", account=number, stop_on="next week", **FORWARD, **CONTACT)
+    assert (
+        wrong.context["form"].errors["stop_on"] == "Enter the date as the date field shows it, for example 12/06/2026."
+    )
+    assert service_requests.date_pattern("en") == "MM/dd/yyyy" and service_requests.date_pattern("es") == "dd/MM/yyyy"
+    # What the message shows is accepted (a browser without a date picker shows a text field).
+    typed = ask(client, "stop", account=number, stop_on="12/02/2026", **FORWARD, **CONTACT)
+    assert typed.status_code == 303
+    with Session(district) as s:
+        assert s.scalar(select(ServiceRequest.stop_on)) == TODAY + timedelta(days=10)
+    page = client.get("/my/requests/new/start")
+    client.post("/language", data={"csrf_token": csrf_from(page.text), "lang": "es", "next": "/my/requests"})
+    spanish = ask(
+        client, "start", start_on="2026-12-99", birth_date="30/04/1985", id_last4="d123", **NEW_HOME, **CONTACT
+    )
+    errors = spanish.context["form"].errors
+    assert "06/12/2026" in errors["start_on"] and "birth_date" not in errors
+
+
+def set_status(engine: Engine, request_id: int, status: str) -> None:
+    with Session(engine) as s, s.begin():
+        s.get(ServiceRequest, request_id).status = status
+
+
+def test_residents_and_staff_see_the_same_status_names(client: TestClient, district: Engine) -> None:
+    sign_in(client, EMAIL)
+    (number, *_) = linked_numbers(district, EMAIL)
+    detail = ask(client, "stop", account=number, stop_on=day(5), **FORWARD, **CONTACT).headers["location"]
+    request_id = int(detail.rsplit("/", 1)[1])
+    spanish = translations("es")
+    seen: dict[str, tuple[str, str, str]] = {}
+    for status, label in service_requests.STATUS_LABELS.items():
+        set_status(district, request_id, status)
+        client.cookies.clear()
+        sign_in(client, EMAIL)
+        english = client.get(detail).text
+        page = client.get("/my/requests")
+        client.post("/language", data={"csrf_token": csrf_from(page.text), "lang": "es", "next": "/my"})
+        in_spanish = client.get(detail)
+        client.post("/language", data={"csrf_token": csrf_from(in_spanish.text), "lang": "en", "next": "/my"})
+        in_spanish = in_spanish.text
+        client.cookies.clear()
+        sign_in(client, "csr@demo.example")
+        staff = client.get(f"/staff/requests/{request_id}").text
+        queue = client.get(
+            "/staff/requests", params={"show": "open" if status in ("submitted", "scheduled") else "done"}
+        )
+        assert f"Status: {label}</h2>" in english
+        assert spanish.gettext(label) != label and f"Estado: {spanish.gettext(label)}</h2>" in in_spanish
+        assert f"<dt>Status</dt><dd>{label}" in staff
+        assert f"<td>{label}</td>" in queue.text
+        seen[status] = (label, spanish.gettext(label), staff)
+    assert [v[0] for v in seen.values()] == ["Received", "Scheduled", "Done", "Declined", "Cancelled"]
+
+
+def test_a_request_for_a_later_day_is_not_done_before_it(client: TestClient, district: Engine) -> None:
+    sign_in(client, EMAIL)
+    (number, *_) = linked_numbers(district, EMAIL)
+    detail = ask(client, "stop", account=number, stop_on=day(28), **FORWARD, **CONTACT).headers["location"]
+    request_id = detail.rsplit("/", 1)[1]
+    client.cookies.clear()
+    sign_in(client, "csr@demo.example")
+    page = client.get(f"/staff/requests/{request_id}")
+    token = csrf_from(page.text)
+    scheduled = client.post(
+        f"/staff/requests/{request_id}",
+        data={"csrf_token": token, "action": "scheduled", "message": "We read your meter on December 20."},
+        follow_redirects=False,
+    )
+    assert scheduled.status_code == 303
+    # On November 22 a stop for December 20 cannot be marked done...
+    early = client.post(f"/staff/requests/{request_id}", data={"csrf_token": token, "action": "completed"})
+    assert early.status_code == 400 and "on or after that day" in early.context["form"].errors["action"]
+    with Session(district) as s:
+        assert s.get(ServiceRequest, int(request_id)).status == "scheduled"
+    # ...and on its day only by stopping the service (the final bill marks it done).
+    with Session(district) as s, s.begin():
+        s.get(ServiceRequest, int(request_id)).stop_on = TODAY
+    active = client.post(f"/staff/requests/{request_id}", data={"csrf_token": token, "action": "completed"})
+    assert active.status_code == 400 and "has not stopped" in active.context["form"].errors["action"]
+    client.cookies.clear()
+    sign_in(client, EMAIL)
+    assert "Status: Scheduled</h2>" in client.get(detail).text
