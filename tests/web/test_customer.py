@@ -1,3 +1,5 @@
+import re
+
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
@@ -141,3 +143,51 @@ def test_paperless_on_and_off_is_audited(client: TestClient, demo_engine: Engine
         ).status_code
         == 404
     )
+
+
+def test_each_bill_says_whether_it_is_paid_from_the_ledger(client: TestClient, demo_engine: Engine) -> None:
+    from portal.billing_core import bill_status
+
+    sign_in(client, "pastdue@demo.example")
+    (number,) = linked_numbers(demo_engine, "pastdue@demo.example")
+    page = client.get(f"/my/accounts/{number}")
+    bills, statuses = page.context["bills"], page.context["statuses"]
+    states = [statuses[b.id].state for b in bills]
+    # Months behind: the newest bills are open, the oldest were paid.
+    assert states[0] == "open" and states[-1] == "paid", states
+    assert {statuses[b.id].bill.id for b in bills} == {b.id for b in bills}
+    # What is open on the bills is the balance (every charge in the demo is a bill).
+    summary = page.context["summary"]
+    assert sum(s.open_cents for s in statuses.values()) == summary.balance_cents > 0
+    cells = re.findall(r'<td data-label="[^"]*">(.*?)</td>\s*</tr>', page.text, re.S)
+    assert len(cells) == len(bills)
+    for bill, cell in zip(bills, cells, strict=True):
+        word = {"paid": ">Paid<", "partly_paid": ">Partly paid<", "open": ">Open<"}[statuses[bill.id].state]
+        assert word in cell, (bill.number, cell)
+    # Each bill's page says it too.
+    latest = client.get(f"/my/accounts/{number}/bills/{bills[0].number}")
+    assert latest.context["status"].state == "open" and ">Open<" in latest.text
+    oldest = client.get(f"/my/accounts/{number}/bills/{bills[-1].number}")
+    assert oldest.context["status"].state == "paid" and ">Paid<" in oldest.text
+    with Session(demo_engine) as s:
+        account = s.scalar(select(Account).where(Account.number == number))
+        assert bill_status.past_due(s, account.id, TODAY).total_cents == summary.past_due_cents
+
+
+def test_the_past_due_amount_lists_the_bills_it_is_made_of(client: TestClient, demo_engine: Engine) -> None:
+    sign_in(client, "pastdue@demo.example")
+    home = client.get("/my")
+    (summary,) = home.context["summaries"]
+    past_due = home.context["past_dues"][summary.account.number]
+    assert past_due.bills and past_due.other_cents == 0
+    assert sum(s.open_cents for s in past_due.bills) == summary.past_due_cents
+    assert all(s.bill.due_date < TODAY for s in past_due.bills)
+    for s in past_due.bills:
+        assert f'href="/my/accounts/{summary.account.number}/bills/{s.bill.number}"' in home.text
+    page = client.get(f"/my/accounts/{summary.account.number}")
+    assert [s.bill.id for s in page.context["past_due"].bills] == [s.bill.id for s in past_due.bills]
+    assert "past due is from:" in page.text
+    # Nothing past due: no list.
+    sign_in(client, "resident@demo.example")
+    home = client.get("/my")
+    assert "past due is from:" not in home.text
