@@ -123,6 +123,20 @@ def test_dates_amounts_and_bill_lines_are_written_the_readers_way() -> None:
         )
 
 
+def test_amounts_are_what_babel_writes_for_each_language() -> None:
+    from babel.numbers import format_currency
+
+    from portal.billing_core.money import cents_to_decimal
+    from portal.templating import PLAIN_DOLLARS, make_templates
+
+    money = make_templates().env.filters["money"]
+    assert PLAIN_DOLLARS >= set(i18n.BABEL_LOCALES.values())
+    for code, locale in i18n.BABEL_LOCALES.items():
+        with i18n.use(code):
+            for cents in (0, 5, -5, 99, 100, 123456, -123456, 100_000_000_00):
+                assert money(cents) == format_currency(cents_to_decimal(cents), "USD", locale=locale), (code, cents)
+
+
 def test_no_customer_page_writes_a_date_by_hand() -> None:
     import re
 
