@@ -40,6 +40,8 @@ def check(page: Page, what: str) -> None:
     assert not problems, f"{what} at {page.url}:\n" + "\n".join(problems)
     overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
     assert overflow <= 0, f"{what} at {page.url} is {overflow}px too wide for a 360px phone"
+    hidden = cells_outside(page)
+    assert not hidden, f"{what} at {page.url} has table cells off the screen: {hidden[:5]}"
 
 
 def sign_in(page: Page, server: LiveServer, email: str) -> None:
