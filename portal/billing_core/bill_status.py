@@ -18,7 +18,7 @@ from datetime import date
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from .models import Bill, LedgerEntry, LedgerTransaction
+from .models import AutopayEnrollment, Bill, LedgerEntry, LedgerTransaction
 
 PAID = "paid"
 PARTLY_PAID = "partly_paid"
@@ -158,3 +158,11 @@ def past_due(session: Session, account_id: int, as_of: date) -> PastDue:
     listed.sort(key=lambda s: (s.bill.due_date, s.bill.id))
     total = sum(open_cents[tid] for tid in overdue)
     return PastDue(total, listed, total - sum(s.open_cents for s in listed))
+
+
+def before_autopay(enrollment: AutopayEnrollment | None, bill: Bill | None, balance_cents: int, tz) -> bool:  # type: ignore[no-untyped-def]
+    """Autopay is on, but the latest bill went out before it was turned on: autopay does not
+    take that bill (``autopay.covers``), so it is still the resident's to pay."""
+    from .autopay import covers
+
+    return enrollment is not None and bill is not None and balance_cents > 0 and not covers(enrollment, bill, tz)

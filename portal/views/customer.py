@@ -49,15 +49,7 @@ def outlook_for(summary: AccountSummary, as_of) -> delinquency.Outlook:  # type:
 
 
 def bill_before_autopay(summary: AccountSummary, outlook: autopay.Outlook, tz) -> bool:  # type: ignore[no-untyped-def]
-    """Autopay is on, but the latest bill went out before it was: autopay does not take
-    that bill, so it is still the resident's to pay."""
-    bill = summary.last_bill
-    return (
-        outlook.enrollment is not None
-        and bill is not None
-        and summary.balance_cents > 0
-        and not autopay.covers(outlook.enrollment, bill, tz)
-    )
+    return bill_status.before_autopay(outlook.enrollment, summary.last_bill, summary.balance_cents, tz)
 
 
 def past_due_for(session: Session, summary: AccountSummary, as_of) -> bill_status.PastDue | None:  # type: ignore[no-untyped-def]
