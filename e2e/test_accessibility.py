@@ -40,6 +40,8 @@ def check(page: Page, what: str) -> None:
     assert not problems, f"{what} at {page.url}:\n" + "\n".join(problems)
     overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
     assert overflow <= 0, f"{what} at {page.url} is {overflow}px too wide for a 360px phone"
+    hidden = cells_outside(page)
+    assert not hidden, f"{what} at {page.url} has table cells off the screen: {hidden[:5]}"
 
 
 def sign_in(page: Page, server: LiveServer, email: str) -> None:
@@ -128,3 +130,91 @@ def test_every_customer_page_passes_axe(narrow: Page, live_server: LiveServer, l
     expect(narrow.get_by_role("heading", name=re.compile(r"\$"))).to_be_visible()
     expect(narrow.locator("#card-element input").first).to_be_visible()
     check(narrow, "card page")
+
+
+def speak_in(page: Page, server: LiveServer, email: str, language: str) -> None:
+    """Sign in and read the pages in ``language`` (a test before may have left the sign-in
+    in the other one)."""
+    page.goto(server.url + "/sign-in")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(DEMO_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", level=1)).to_be_visible()
+    code = "en" if language == "English" else "es"
+    if page.locator("html").get_attribute("lang") != code:
+        page.get_by_role("button", name=language).click()
+    expect(page.locator("html")).to_have_attribute("lang", code)
+
+
+def cells_outside(page: Page) -> list[str]:
+    """Table cells that do not fit on the screen (a column hidden off to the side)."""
+    return page.evaluate(
+        """() => [...document.querySelectorAll('td, th')]
+             .filter(c => c.getBoundingClientRect().right > document.documentElement.clientWidth + 1)
+             .map(c => c.textContent.trim().slice(0, 40))"""
+    )
+
+
+@pytest.mark.parametrize("language", ["English", "Español"])
+def test_tables_stack_on_a_phone_and_each_cell_says_what_it_is(
+    narrow: Page, live_server: LiveServer, language: str
+) -> None:
+    email = "pastdue@demo.example"
+    speak_in(narrow, live_server, email, language)
+    number, bill = first_account_and_bill(live_server, email)
+    for path in (
+        f"/my/accounts/{number}",
+        f"/my/accounts/{number}/usage",
+        f"/my/accounts/{number}/bills/{bill}",
+        f"/my/accounts/{number}/bills/{bill}/document",
+    ):
+        narrow.goto(live_server.url + path)
+        assert narrow.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth") <= 0
+        assert not cells_outside(narrow), (path, cells_outside(narrow))
+        stacked = narrow.locator("table.stack")
+        if path.endswith(("/usage", number, "/document")):
+            assert stacked.count() >= 1, path
+        for t in range(stacked.count()):
+            table = stacked.nth(t)
+            # Still a table for a screen reader: its role, and its column headers, are there.
+            assert table.evaluate("t => t.tagName") == "TABLE"
+            assert table.locator("thead th").count() >= 3
+            cells = table.locator("tbody td, tbody th")
+            assert cells.count() > 0
+            labels = cells.evaluate_all(
+                """cells => cells.map(c => {
+                     const before = getComputedStyle(c, '::before');
+                     const box = c.getBoundingClientRect();
+                     return [c.dataset.label || '', before.content, before.display, box.left >= 0 &&
+                             box.right <= document.documentElement.clientWidth, getComputedStyle(c).display];
+                   })"""
+            )
+            for label, content, display, inside, cell_display in labels:
+                assert label, (path, "a cell without data-label")
+                assert content == f'"{label}"' and display == "block" and inside, (path, label, content)
+                assert cell_display == "block", (path, label, "not stacked")
+    # The bill list says which bills are paid, each under its label.
+    narrow.goto(live_server.url + f"/my/accounts/{number}")
+    paid_label = "Paid?" if language == "English" else "¿Pagada?"
+    assert narrow.locator(f'td[data-label="{paid_label}"]').count() >= 1
+
+
+def test_long_words_wrap_and_chart_labels_stay_readable(narrow: Page, live_server: LiveServer) -> None:
+    email = "resident@demo.example"
+    sign_in(narrow, live_server, email)
+    number, bill = first_account_and_bill(live_server, email)
+    long_email = "a.very.long.name.with.no.spaces.at.all.anywhere" + "@some-long-domain.example.org"
+    for path, where in (
+        ("/my", "main h2"),
+        (f"/my/accounts/{number}", "main p"),
+        (f"/my/accounts/{number}/bills/{bill}/document", ".addresses p"),
+    ):
+        narrow.goto(live_server.url + path)
+        narrow.locator(where).first.evaluate("(el, text) => { el.textContent = text; }", long_email)
+        overflow = narrow.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert overflow <= 0, f"{path}: a long email address widens the page by {overflow}px"
+    narrow.goto(live_server.url + f"/my/accounts/{number}/usage")
+    sizes = narrow.locator("svg.chart text").evaluate_all(
+        "ts => ts.map(t => parseFloat(getComputedStyle(t).fontSize) * t.getScreenCTM().a)"
+    )
+    assert sizes and min(sizes) >= 12, sizes

@@ -32,7 +32,7 @@ def test_a_supervisor_uploads_rates_and_prices_a_bill(page: Page, live_server: L
     page.get_by_label("OWRS file").set_input_files(str(rate_file))
     page.get_by_role("button", name="Upload and import").click()
     expect(page.get_by_role("status")).to_contain_text("File imported: 1 new version")
-    page.get_by_role("link", name="07/01/2027").click()
+    page.get_by_role("link", name="Jul 1, 2027").click()
     expect(page.get_by_role("heading", name=re.compile("Demo Water District: water"))).to_be_visible()
     expect(page.get_by_role("table", name="Service charge")).to_contain_text("$40.45")
     page.get_by_role("link", name="Try this version in the bill calculator").click()

@@ -54,9 +54,19 @@ def healthz(request: Request) -> Response:
     return PlainTextResponse("ok")
 
 
+def favicon(request: Request) -> Response:
+    """Browsers ask for /favicon.ico whatever the page links; the icon is in /static."""
+    from starlette.responses import FileResponse
+
+    return FileResponse(
+        STATIC + "/favicon.ico", media_type="image/x-icon", headers={"Cache-Control": "public, max-age=86400"}
+    )
+
+
 ROUTES = [
     Route("/", auth.home),
     Route("/healthz", healthz),
+    Route("/favicon.ico", favicon),
     Route("/sign-in", auth.sign_in_page, methods=["GET"]),
     Route("/sign-in", auth.sign_in, methods=["POST"]),
     Route("/sign-out", auth.sign_out, methods=["POST"]),

@@ -76,11 +76,13 @@ def compare_chart(rows: list[tuple[str, Decimal | None, Decimal | None]], title:
     beside it carries the same figures. ``rows`` are (month label, this year, last year)."""
     if not rows:
         return ""
-    width, height, pad, top_pad = 640, 240, 28, 36
+    # Labels 24 units high: the chart is 640 units wide and a 360 px phone draws it about
+    # 330 px wide, where they are still 12 px.
+    width, height, pad, top_pad, foot = 640, 256, 28, 44, 36
     top = max((q for _m, *pair in rows for q in pair if q is not None), default=Decimal(1)) or Decimal(1)
     slot = (width - pad * 2) // len(rows)
     bar = max((slot - 6) // 2, 2)
-    base = height - pad
+    base = height - foot
     now_bars, then_bars, labels = [], [], []
     for i, (label, this_year, last_year) in enumerate(rows):
         x = pad + i * slot + 3
@@ -93,13 +95,13 @@ def compare_chart(rows: list[tuple[str, Decimal | None, Decimal | None]], title:
     return (
         f'<svg viewBox="0 0 {width} {height}" role="img" aria-labelledby="compare-title" class="chart">'
         f'<title id="compare-title">{escape(title)}</title>'
-        f'<rect x="{pad}" y="6" width="12" height="12" fill="#0b5394"/>'
-        f'<text x="{pad + 18}" y="16" font-size="12">{now_label}</text>'
-        f'<rect x="{pad + 180}" y="6" width="12" height="12" fill="#6b7682"/>'
-        f'<text x="{pad + 198}" y="16" font-size="12">{then_label}</text>'
+        f'<rect x="{pad}" y="4" width="20" height="20" fill="#0b5394"/>'
+        f'<text x="{pad + 28}" y="22" font-size="24">{now_label}</text>'
+        f'<rect x="{pad + 300}" y="4" width="20" height="20" fill="#6b7682"/>'
+        f'<text x="{pad + 328}" y="22" font-size="24">{then_label}</text>'
         f'<line x1="{pad}" y1="{base}" x2="{width - pad}" y2="{base}" stroke="#4a5560"/>'
         f'<path d="{"".join(then_bars)}" fill="#6b7682"/>'
         f'<path d="{"".join(now_bars)}" fill="#0b5394"/>'
-        f'<text y="{base + 14}" font-size="11" text-anchor="middle">{"".join(labels)}</text>'
+        f'<text y="{base + 26}" font-size="24" text-anchor="middle">{"".join(labels)}</text>'
         "</svg>"
     )

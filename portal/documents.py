@@ -12,6 +12,7 @@ from typing import Any
 
 from jinja2 import Environment
 
+from . import i18n
 from .billing_core.accounts import BillDocument
 from .settings import Settings
 
@@ -35,18 +36,28 @@ def bill_css() -> str:
     return (STATIC / "bill.css").read_text(encoding="utf-8")
 
 
-def bill_html(env: Environment, settings: Settings, doc: BillDocument) -> str:
-    """One bill as a self-contained page (styles inline, chart inline): nothing to fetch."""
-    return env.get_template("bill_document.html").render(
-        doc=doc, print_css=bill_css(), agency_name=settings.agency_name, agency_phone=settings.agency_phone
-    )
+def language_of(doc: BillDocument) -> str:
+    """The language a customer's bill is printed in: the one they asked for."""
+    return i18n.supported(doc.account.customer.preferred_language) or i18n.DEFAULT
+
+
+def bill_html(env: Environment, settings: Settings, doc: BillDocument, language: str | None = None) -> str:
+    """One bill as a self-contained page (styles inline, chart inline): nothing to fetch.
+    In ``language``, or else the customer's."""
+    with i18n.use(language or language_of(doc)):
+        return env.get_template("bill_document.html").render(
+            doc=doc, print_css=bill_css(), agency_name=settings.agency_name, agency_phone=settings.agency_phone
+        )
 
 
 def batch_html(env: Environment, settings: Settings, docs: Sequence[BillDocument]) -> str:
-    """Many bills in one document, each starting a new sheet."""
-    return env.get_template("print_batch.html").render(
-        docs=docs, print_css=bill_css(), agency_name=settings.agency_name, agency_phone=settings.agency_phone
-    )
+    """Many bills in one document, each starting a new sheet, each in its customer's language."""
+    one = env.get_template("_bill_document.html")
+    parts = []
+    for doc in docs:
+        with i18n.use(language_of(doc)):
+            parts.append(one.render(doc=doc, agency_name=settings.agency_name, agency_phone=settings.agency_phone))
+    return env.get_template("print_batch.html").render(parts=parts, print_css=bill_css())
 
 
 class AsyncPrinter:

@@ -14,8 +14,10 @@ message has no Spanish translation.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from contextvars import ContextVar
+from datetime import date
 from functools import cache
 from io import BytesIO
 from pathlib import Path
@@ -31,6 +33,11 @@ DEFAULT = "en"
 #: Each language, named in itself (that is how a reader looks for their own).
 LANGUAGES = {"en": "English", "es": "Español"}
 COOKIE = "lang"
+#: The Babel locale each language formats dates, amounts and quantities in. Spanish is US
+#: Spanish (es_US): our readers are in the United States, where dollar amounts read
+#: "$1,234.56" in Spanish as in English (Spain's "1.234,56 US$" would be misread), and
+#: dates read "5 oct 2026", the month in words so the day and month cannot be swapped.
+BABEL_LOCALES = {"en": "en_US", "es": "es_US"}
 
 _current: ContextVar[str] = ContextVar("language", default=DEFAULT)
 
@@ -50,6 +57,11 @@ def translations(language: str) -> NullTranslations:
 
 def language() -> str:
     return _current.get()
+
+
+def babel_locale(code: str | None = None) -> str:
+    """The Babel locale for ``code`` (default: the language of the moment)."""
+    return BABEL_LOCALES.get(code or language(), BABEL_LOCALES[DEFAULT])
 
 
 def supported(code: str | None) -> str | None:
@@ -139,3 +151,121 @@ class LanguageMiddleware:
             await self.app(scope, receive, send)
         finally:
             _current.reset(token)
+
+
+# --------------------------------------------------------------------------- bill lines
+
+#: The names of charges the rate engine writes on bill lines (``billing_core.rating``: the
+#: demo's and the usual OWRS parts). A rate schedule's own names that are not here stay as
+#: the agency wrote them.
+CHARGE_NAMES = (
+    N_("Water usage"),
+    N_("Service charge"),
+    N_("Water service charge"),
+    N_("Sewer service charge"),
+    N_("Sewer volume charge"),
+    N_("Trash, recycling and green waste"),
+    N_("Commercial bin, 3 cubic yards, weekly pickup"),
+    N_("Utility users tax"),
+    N_("Fixed drought surcharge"),
+    N_("Variable drought surcharge"),
+    N_("Fixed wastewater charge"),
+    N_("Variable wastewater charge"),
+    N_("Drought surcharge"),
+    N_("Minimum charge"),
+    N_("Low-income discount"),
+    N_("Senior discount"),
+    N_("Fire line charge"),
+)
+SEASON_NAMES = {"summer": N_("summer"), "winter": N_("winter")}
+
+_NUM = r"[-\d.,]+"
+_HEADS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"^Tier (?P<n>\d+)$"), N_("Tier %(n)s")),
+    (re.compile(r"^(?P<label>.+), tier (?P<n>\d+)$"), N_("%(label)s, tier %(n)s")),
+    (re.compile(r"^(?P<label>.+), prorated (?P<pct>" + _NUM + "%)$"), N_("%(label)s, prorated %(pct)s")),
+    (re.compile(r"^(?P<label>.+) \((?P<size>[^()]+) meter\)$"), N_("%(label)s (%(size)s meter)")),
+    (re.compile(r"^(?P<label>.+) \((?P<size>\d+)-gallon carts\)$"), N_("%(label)s (%(size)s-gallon carts)")),
+    (
+        re.compile(r"^(?P<label>.+) \(budget (?P<qty>" + _NUM + r") (?P<unit>\w+)\)$"),
+        N_("%(label)s (budget %(qty)s %(unit)s)"),
+    ),
+    (re.compile(r"^(?P<label>.+) \(minimum (?P<amount>\$" + _NUM + r")\)$"), N_("%(label)s (minimum %(amount)s)")),
+    (re.compile(r"^(?P<label>.+) \((?P<season>summer|winter)\)$"), N_("%(label)s (%(season)s)")),
+)
+_DETAILS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"^(?P<units>\d+) units × (?P<price>\$" + _NUM + ")$"), N_("%(units)s units × %(price)s")),
+    (
+        re.compile(
+            r"^(?P<share>" + _NUM + r"%) of (?P<qty>" + _NUM + r") (?P<unit>\w+) water × (?P<price>\$" + _NUM + ")$"
+        ),
+        N_("%(share)s of %(qty)s %(unit)s water × %(price)s"),
+    ),
+    (
+        re.compile(r"^winter average (?P<qty>" + _NUM + r") (?P<unit>\w+) \(capped\) × (?P<price>\$" + _NUM + ")$"),
+        N_("winter average %(qty)s %(unit)s (capped) × %(price)s"),
+    ),
+    (
+        re.compile(r"^winter average (?P<qty>" + _NUM + r") (?P<unit>\w+) × (?P<price>\$" + _NUM + ")$"),
+        N_("winter average %(qty)s %(unit)s × %(price)s"),
+    ),
+    (re.compile(r"^(?P<pct>" + _NUM + r"%) of (?P<amount>\$" + _NUM + ")$"), N_("%(pct)s of %(amount)s")),
+)
+_SPLIT_NOTE = re.compile(r" \((?P<m1>\d\d)/(?P<d1>\d\d) to (?P<m2>\d\d)/(?P<d2>\d\d), (?P<days>\d+) days\)$")
+
+
+def describe_line(description: str) -> str:
+    """A bill line's description in the language of the moment.
+
+    Lines are stored as the rate engine wrote them, in English ("Water usage: 16 CCF ×
+    $2.78", "Service charge (3/4 meter), prorated 50%"); this reads them back in their
+    parts and says each part from the catalog. Amounts and quantities stay as written
+    (US Spanish writes them as English does); the dates of a split period are given with
+    the month in words. Anything it does not recognise is left as it is."""
+    text, note = description, ""
+    split = _SPLIT_NOTE.search(text)
+    if split:
+        text = text[: split.start()]
+        dates = gettext(
+            "%(start)s to %(end)s, %(days)s days",
+            start=_month_day(int(split["m1"]), int(split["d1"])),
+            end=_month_day(int(split["m2"]), int(split["d2"])),
+            days=split["days"],
+        )
+        note = f" ({dates})"
+    head, sep, detail = text.partition(": ")
+    said = _head(head)
+    if sep:
+        said = gettext("%(label)s: %(detail)s", label=said, detail=_detail(detail))
+    return said + note
+
+
+def _head(text: str) -> str:
+    for pattern, message in _HEADS:
+        match = pattern.match(text)
+        if match:
+            parts = match.groupdict()
+            if "label" in parts:
+                parts["label"] = _head(parts["label"])
+            if "season" in parts:
+                parts["season"] = gettext(SEASON_NAMES[parts["season"]])
+            return gettext(message, **parts)
+    return gettext(text) if text in CHARGE_NAMES else text
+
+
+def _detail(text: str) -> str:
+    for pattern, message in _DETAILS:
+        match = pattern.match(text)
+        if match:
+            return gettext(message, **match.groupdict())
+    return text
+
+
+def _month_day(month: int, day: int) -> str:
+    from babel.dates import format_skeleton
+
+    try:
+        when = date(2000, month, day)  # a leap year: any month and day
+    except ValueError:
+        return f"{month:02d}/{day:02d}"
+    return format_skeleton("MMMd", when, locale=babel_locale())

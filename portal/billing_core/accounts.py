@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -183,9 +183,12 @@ class BillDocument:
     history: list[tuple[date, Decimal]]
     past_due_cents: int
     scan_line: str
+    #: The meter reads section: ``bill_reads.MeterReads`` per meter.
+    reads: list = field(default_factory=list)
 
 
 def bill_document(session: Session, account: Account, bill: Bill, as_of: date) -> BillDocument:
+    from .bill_reads import for_bills as reads_for_bills
     from .numbers import scan_line
 
     # Use per period from the water lines billed by volume (every bill has them; reads may be gone).
@@ -220,12 +223,14 @@ def bill_document(session: Session, account: Account, bill: Bill, as_of: date) -
         history=history,
         past_due_cents=max(summary.past_due_cents, 0),
         scan_line=scan_line(account.number, bill.total_due_cents),
+        reads=reads_for_bills(session, [bill])[bill.id],
     )
 
 
 def bill_documents(session: Session, bill_ids: Sequence[int]) -> list[BillDocument]:
     """Documents for many bills at once (a slice of a print file), in the order given, in a
     fixed number of queries. The past-due amount is as of each bill's date."""
+    from .bill_reads import for_bills as reads_for_bills
     from .numbers import scan_line
 
     bills = {
@@ -286,6 +291,7 @@ def bill_documents(session: Session, bill_ids: Sequence[int]) -> list[BillDocume
     ):
         if amount:
             postings[account_id].append(Posting(effective_on, int(amount), due_on))
+    meter_reads = reads_for_bills(session, list(bills.values()))
     docs = []
     for bill_id in bill_ids:
         bill = bills.get(bill_id)
@@ -302,6 +308,7 @@ def bill_documents(session: Session, bill_ids: Sequence[int]) -> list[BillDocume
                 history=history,
                 past_due_cents=max(aged.past_due_cents, 0),
                 scan_line=scan_line(bill.account.number, bill.total_due_cents),
+                reads=meter_reads[bill.id],
             )
         )
     return docs

@@ -7,8 +7,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .. import documents
-from ..billing_core import accounts, arrangements, audit, autopay, delinquency, payments
+from .. import documents, i18n
+from ..billing_core import accounts, arrangements, audit, autopay, bill_status, delinquency, payments
 from ..billing_core.accounts import AccountSummary, BillDocument
 from ..billing_core.models import Account, Bill
 from ..i18n import gettext
@@ -21,6 +21,9 @@ def my_accounts(request: Request) -> Response:
         as_of = today(request)
         summaries = [accounts.summarise(session, a, as_of) for a in accounts.accounts_for_user(session, user)]
         tz = request.app.state.settings.tz
+        autopays = {
+            s.account.number: autopay.outlook(session, s.account, s.balance_cents, as_of, tz) for s in summaries
+        }
         return request.app.state.templates.TemplateResponse(
             request,
             "customer/home.html",
@@ -28,9 +31,11 @@ def my_accounts(request: Request) -> Response:
                 "summaries": summaries,
                 "outlooks": {s.account.number: outlook_for(s, as_of) for s in summaries},
                 "plans": {s.account.number: arrangements.open_for(session, s.account.id) for s in summaries},
-                "autopays": {
-                    s.account.number: autopay.outlook(session, s.account, s.balance_cents, as_of, tz) for s in summaries
+                "autopays": autopays,
+                "before_autopay": {
+                    s.account.number: bill_before_autopay(s, autopays[s.account.number], tz) for s in summaries
                 },
+                "past_dues": {s.account.number: past_due_for(session, s, as_of) for s in summaries},
                 "as_of": as_of,
                 "flash": pop_flash(request),
             },
@@ -43,6 +48,17 @@ def outlook_for(summary: AccountSummary, as_of) -> delinquency.Outlook:  # type:
     )
 
 
+def bill_before_autopay(summary: AccountSummary, outlook: autopay.Outlook, tz) -> bool:  # type: ignore[no-untyped-def]
+    return bill_status.before_autopay(outlook.enrollment, summary.last_bill, summary.balance_cents, tz)
+
+
+def past_due_for(session: Session, summary: AccountSummary, as_of) -> bill_status.PastDue | None:  # type: ignore[no-untyped-def]
+    """The bills the past-due amount is made of (None when nothing is past due)."""
+    if summary.past_due_cents <= 0:
+        return None
+    return bill_status.past_due(session, summary.account.id, as_of)
+
+
 def account_detail(request: Request) -> Response:
     with db(request) as session:
         user = require_customer(request, session)
@@ -51,6 +67,9 @@ def account_detail(request: Request) -> Response:
             raise PageNotFound()
         as_of = today(request)
         summary = accounts.summarise(session, account, as_of)
+        tz = request.app.state.settings.tz
+        autopay_outlook = autopay.outlook(session, account, summary.balance_cents, as_of, tz)
+        bills = accounts.bills_for_account(session, account.id)
         return request.app.state.templates.TemplateResponse(
             request,
             "customer/account.html",
@@ -58,11 +77,12 @@ def account_detail(request: Request) -> Response:
                 "summary": summary,
                 "outlook": outlook_for(summary, as_of),
                 "plan": arrangements.open_for(session, account.id),
-                "autopay_outlook": autopay.outlook(
-                    session, account, summary.balance_cents, as_of, request.app.state.settings.tz
-                ),
+                "autopay_outlook": autopay_outlook,
+                "before_autopay": bill_before_autopay(summary, autopay_outlook, tz),
+                "past_due": past_due_for(session, summary, as_of),
                 "flash": pop_flash(request),
-                "bills": accounts.bills_for_account(session, account.id),
+                "bills": bills,
+                "statuses": bill_status.for_bills(session, account.id, bills, as_of),
                 "payments": payments.recent(session, account.id),
                 "as_of": as_of,
             },
@@ -78,8 +98,11 @@ def bill_detail(request: Request) -> Response:
         bill = accounts.bill_with_lines(session, account.id, request.path_params["bill"])
         if bill is None:
             raise PageNotFound()
+        status = bill_status.for_bills(session, account.id, [bill], today(request))[bill.id]
         return request.app.state.templates.TemplateResponse(
-            request, "customer/bill.html", {"account": account, "bill": bill, "groups": accounts.lines_by_service(bill)}
+            request,
+            "customer/bill.html",
+            {"account": account, "bill": bill, "groups": accounts.lines_by_service(bill), "status": status},
         )
 
 
@@ -88,7 +111,9 @@ def bill_document(request: Request) -> Response:
     with db(request) as session:
         account, bill = _my_bill(request, session)
         doc = accounts.bill_document(session, account, bill, today(request))
-        return render_bill_document(request, doc, f"/my/accounts/{account.number}/bills/{bill.number}/pdf")
+        return render_bill_document(
+            request, doc, f"/my/accounts/{account.number}/bills/{bill.number}/pdf", i18n.language()
+        )
 
 
 async def bill_pdf(request: Request) -> Response:
@@ -97,7 +122,9 @@ async def bill_pdf(request: Request) -> Response:
     def build() -> tuple[str, str]:
         with db(request) as session:
             account, bill = _my_bill(request, session)
-            return bill_pdf_html(request, accounts.bill_document(session, account, bill, today(request)))
+            return bill_pdf_html(
+                request, accounts.bill_document(session, account, bill, today(request)), i18n.language()
+            )
 
     return await pdf_response(request, *await run_in_threadpool(build))
 
@@ -111,13 +138,23 @@ def _my_bill(request: Request, session: Session) -> tuple[Account, Bill]:
     return account, bill
 
 
-def render_bill_document(request: Request, doc: BillDocument, pdf_url: str) -> Response:
-    return request.app.state.templates.TemplateResponse(request, "bill_document.html", {"doc": doc, "pdf_url": pdf_url})
+def render_bill_document(request: Request, doc: BillDocument, pdf_url: str, language: str | None = None) -> Response:
+    """The printable bill, in ``language`` (a customer reads it in the language of their
+    pages) or else the customer's own (staff see the bill as the customer gets it). It
+    links back to the bill's page (``pdf_url`` without its ``/pdf``), on screen only."""
+    with i18n.use(language or documents.language_of(doc)):
+        response = request.app.state.templates.TemplateResponse(
+            request,
+            "bill_document.html",
+            {"doc": doc, "pdf_url": pdf_url, "back_url": pdf_url.removesuffix("/pdf")},
+        )
+    response.headers["Content-Language"] = language or documents.language_of(doc)
+    return response
 
 
-def bill_pdf_html(request: Request, doc: BillDocument) -> tuple[str, str]:
+def bill_pdf_html(request: Request, doc: BillDocument, language: str | None = None) -> tuple[str, str]:
     """The bill's self-contained HTML for printing, and the PDF's file name (inside the session)."""
-    html = documents.bill_html(request.app.state.templates.env, request.app.state.settings, doc)
+    html = documents.bill_html(request.app.state.templates.env, request.app.state.settings, doc, language)
     return html, f"bill-{doc.account.number}-{doc.bill.number or doc.bill.id}.pdf"
 
 
@@ -170,7 +207,7 @@ def usage(request: Request) -> Response:
     """Water use by month: the last 12 months beside the same months a year before."""
     from babel.dates import format_date
 
-    from .. import charts, i18n
+    from .. import charts
 
     with db(request) as session:
         user = require_customer(request, session)
@@ -178,8 +215,8 @@ def usage(request: Request) -> Response:
         if account is None:
             raise PageNotFound()
         history, unit = accounts.usage_history(session, account.id)
-    language = i18n.language()
-    rows = [(format_date(m.month, "MMM", locale=language), m.this_year, m.last_year) for m in history]
+    locale = i18n.babel_locale()
+    rows = [(format_date(m.month, "MMM", locale=locale), m.this_year, m.last_year) for m in history]
     this_total = sum((m.this_year or 0) for m in history)
     last_total = sum((m.last_year or 0) for m in history)
     compared = all(m.last_year is not None for m in history if m.this_year is not None) and last_total > 0

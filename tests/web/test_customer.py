@@ -1,3 +1,6 @@
+import re
+from datetime import date
+
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
@@ -141,3 +144,122 @@ def test_paperless_on_and_off_is_audited(client: TestClient, demo_engine: Engine
         ).status_code
         == 404
     )
+
+
+def test_each_bill_says_whether_it_is_paid_from_the_ledger(client: TestClient, demo_engine: Engine) -> None:
+    from portal.billing_core import bill_status
+
+    sign_in(client, "pastdue@demo.example")
+    (number,) = linked_numbers(demo_engine, "pastdue@demo.example")
+    page = client.get(f"/my/accounts/{number}")
+    bills, statuses = page.context["bills"], page.context["statuses"]
+    states = [statuses[b.id].state for b in bills]
+    # Months behind: the newest bills are open, the oldest were paid.
+    assert states[0] == "open" and states[-1] == "paid", states
+    assert {statuses[b.id].bill.id for b in bills} == {b.id for b in bills}
+    # What is open on the bills is the balance (every charge in the demo is a bill).
+    summary = page.context["summary"]
+    assert sum(s.open_cents for s in statuses.values()) == summary.balance_cents > 0
+    cells = re.findall(r'<td data-label="[^"]*">(.*?)</td>\s*</tr>', page.text, re.S)
+    assert len(cells) == len(bills)
+    for bill, cell in zip(bills, cells, strict=True):
+        word = {"paid": ">Paid<", "partly_paid": ">Partly paid<", "open": ">Open<"}[statuses[bill.id].state]
+        assert word in cell, (bill.number, cell)
+    # Each bill's page says it too.
+    latest = client.get(f"/my/accounts/{number}/bills/{bills[0].number}")
+    assert latest.context["status"].state == "open" and ">Open<" in latest.text
+    oldest = client.get(f"/my/accounts/{number}/bills/{bills[-1].number}")
+    assert oldest.context["status"].state == "paid" and ">Paid<" in oldest.text
+    with Session(demo_engine) as s:
+        account = s.scalar(select(Account).where(Account.number == number))
+        assert bill_status.past_due(s, account.id, TODAY).total_cents == summary.past_due_cents
+
+
+def test_the_past_due_amount_lists_the_bills_it_is_made_of(client: TestClient, demo_engine: Engine) -> None:
+    sign_in(client, "pastdue@demo.example")
+    home = client.get("/my")
+    (summary,) = home.context["summaries"]
+    past_due = home.context["past_dues"][summary.account.number]
+    assert past_due.bills and past_due.other_cents == 0
+    assert sum(s.open_cents for s in past_due.bills) == summary.past_due_cents
+    assert all(s.bill.due_date < TODAY for s in past_due.bills)
+    for s in past_due.bills:
+        assert f'href="/my/accounts/{summary.account.number}/bills/{s.bill.number}"' in home.text
+    page = client.get(f"/my/accounts/{summary.account.number}")
+    assert [s.bill.id for s in page.context["past_due"].bills] == [s.bill.id for s in past_due.bills]
+    assert "past due is from:" in page.text
+    # Nothing past due: no list.
+    sign_in(client, "resident@demo.example")
+    home = client.get("/my")
+    assert "past due is from:" not in home.text
+
+
+def _next_steps(**context: object) -> str:
+    """The dashboard's "What happens next" for a made-up account."""
+    from portal import i18n
+    from portal.templating import make_templates
+
+    with i18n.use(context.pop("language", "en")):  # type: ignore[arg-type]
+        return make_templates().env.get_template("customer/_next.html").render(agency_phone="(555) 010-2000", **context)
+
+
+def _account(autopay: bool = False):  # type: ignore[no-untyped-def]
+    from types import SimpleNamespace
+
+    return SimpleNamespace(number="00000018", autopay=autopay, paperless=False)
+
+
+def test_ask_for_a_payment_plan_is_hidden_while_one_is_pending() -> None:
+    from types import SimpleNamespace
+
+    from portal.billing_core import delinquency
+
+    outlook = delinquency.outlook(50_000, 30_000, date(2026, 8, 1), date(2026, 12, 10), date(2026, 11, 22))
+    summary = SimpleNamespace(account=_account(), amount_due_cents=50_000, past_due_cents=30_000)
+    none = _next_steps(summary=summary, outlook=outlook, plan=None, autopay_outlook=None)
+    assert "Ask for a payment plan</a>" in none
+    pending = _next_steps(summary=summary, outlook=outlook, plan=SimpleNamespace(status="submitted"))
+    assert "Your payment plan request is waiting for our staff." in pending
+    assert "Ask for a payment plan" not in pending
+    approved = _next_steps(summary=summary, outlook=outlook, plan=SimpleNamespace(status="approved"))
+    assert "You have a payment plan." in approved and "Ask for a payment plan" not in approved
+
+
+def test_a_bill_from_before_autopay_is_still_the_residents_to_pay() -> None:
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+    from zoneinfo import ZoneInfo
+
+    from portal.billing_core import autopay, delinquency
+    from portal.views.customer import bill_before_autopay
+
+    tz = ZoneInfo("America/Los_Angeles")
+    bill = SimpleNamespace(bill_date=date(2026, 11, 7), due_date=date(2026, 11, 28))
+    enrolled = SimpleNamespace(authorized_at=datetime(2026, 11, 15, 18, tzinfo=UTC))
+    summary = SimpleNamespace(
+        account=_account(autopay=True), amount_due_cents=8_000, past_due_cents=0, balance_cents=8_000
+    )
+    summary.last_bill = bill
+    outlook = autopay.Outlook(enrolled)  # type: ignore[arg-type]
+    assert bill_before_autopay(summary, outlook, tz)  # type: ignore[arg-type]
+    # Enrolled before the bill went out: autopay takes it.
+    earlier = autopay.Outlook(SimpleNamespace(authorized_at=datetime(2026, 11, 1, 18, tzinfo=UTC)))  # type: ignore[arg-type]
+    assert not bill_before_autopay(summary, earlier, tz)  # type: ignore[arg-type]
+    assert not bill_before_autopay(summary, autopay.Outlook(None), tz)  # type: ignore[arg-type]
+    due = delinquency.outlook(8_000, 0, None, bill.due_date, date(2026, 11, 22))
+    text = _next_steps(summary=summary, outlook=due, autopay_outlook=outlook, bill_before_autopay=True)
+    assert "This bill is still yours to pay: it came before you turned on autopay. Pay $80.00 by" in text
+    assert "Autopay is on from your next bill" in text and "Nothing to do" not in text
+    spanish = _next_steps(
+        summary=summary, outlook=due, autopay_outlook=outlook, bill_before_autopay=True, language="es"
+    )
+    assert "Todavía le toca pagar esta factura" in spanish
+
+
+def test_the_favicon_is_served(client: TestClient) -> None:
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"] == "image/x-icon"
+    assert icon.content[:4] == b"\x00\x00\x01\x00"  # an ICO file
+    page = client.get("/sign-in")
+    assert '<link rel="icon" href="/static/favicon.svg"' in page.text.replace("https://testserver", "")
+    assert client.get("/static/favicon.svg").status_code == 200

@@ -24,8 +24,8 @@ def test_usage_shows_twelve_months_against_the_year_before(client: TestClient, d
     history = page.context["history"]
     assert len(history) == 12 and history[-1].this_year is not None
     assert sum(1 for m in history if m.last_year is not None) >= 11  # the demo has 24 months of bills
-    assert '<svg viewBox="0 0 640 240" role="img" aria-labelledby="compare-title"' in page.text
-    rows = re.findall(r'<tr>\s*<th scope="row">', page.text)
+    assert '<svg viewBox="0 0 640 256" role="img" aria-labelledby="compare-title"' in page.text
+    rows = re.findall(r'<tr>\s*<th scope="row" data-label="Month">', page.text)
     assert len(rows) == 12
     # The latest month's figure is the water billed on the latest bill, to the unit.
     with Session(demo_engine) as s:
@@ -45,4 +45,4 @@ def test_usage_shows_twelve_months_against_the_year_before(client: TestClient, d
         )
         assert history[-1].this_year == billed
         assert accounts.usage_history(s, account_id)[1] == "CCF"
-    assert f'<td class="num">{billed.normalize():f}</td>' in page.text
+    assert f'<td class="num" data-label="Last 12 months">{billed.normalize():f}</td>' in page.text
