@@ -130,7 +130,8 @@ def test_a_refused_address_fails_at_once_and_the_others_go(sessions: sessionmake
 
 def test_two_senders_never_take_the_same_email(sessions: sessionmaker[Session]) -> None:
     with sessions() as session, session.begin():
-        ids = [outbox.queue(session, "email.account", {"user_id": n, "kind": "confirm_email"}, utcnow()).id for n in (1, 2)]
+        args = [{"user_id": n, "kind": "confirm_email"} for n in (1, 2)]
+        ids = [outbox.queue(session, "email.account", a, utcnow()).id for a in args]
     with sessions() as session, session.begin():
         _token, first = outbox.claim(session, ids, utcnow())
     with sessions() as session, session.begin():
@@ -142,7 +143,9 @@ def test_two_senders_never_take_the_same_email(sessions: sessionmaker[Session]) 
     assert [c.id for c in again] == ids
 
 
-def test_a_sign_up_email_with_smtp_down_is_queued_and_sent_later(sessions: sessionmaker[Session], tmp_path: Path) -> None:
+def test_a_sign_up_email_with_smtp_down_is_queued_and_sent_later(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
     with sessions() as session, session.begin():
         user = users.sign_up(session, "newcomer@example.net", "a long password 2026", "es", "Robin").user
         user_id = user.id
