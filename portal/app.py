@@ -17,6 +17,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from . import jobs
 from .billing_core.errors import NotFound
 from .csrf import CSRFMiddleware
 from .db import make_engine, make_sessionmaker
@@ -182,7 +183,10 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        email_pass = jobs.start_email_pass(settings, app.state.sessions)  # retries when no workers do
         yield
+        if email_pass is not None:
+            email_pass.cancel()
         await printer.close()
 
     app = Starlette(
