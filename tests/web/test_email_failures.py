@@ -17,7 +17,16 @@ from starlette.testclient import TestClient
 from portal import jobs
 from portal.app import create_app
 from portal.billing_core import bill_runs
-from portal.billing_core.models import Account, ArrangementRequest, BillRun, Customer, EmailOutbox, MeterRead, User, utcnow
+from portal.billing_core.models import (
+    Account,
+    ArrangementRequest,
+    BillRun,
+    Customer,
+    EmailOutbox,
+    MeterRead,
+    User,
+    utcnow,
+)
 from portal.settings import Settings
 from tests.smtp import smtp_server
 
