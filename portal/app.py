@@ -17,7 +17,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from . import jobs
+from . import devstack, jobs
 from .billing_core.errors import NotFound
 from .csrf import CSRFMiddleware
 from .db import make_engine, make_sessionmaker
@@ -34,6 +34,7 @@ from .views import (
     autopay,
     billing,
     customer,
+    outbox,
     outside,
     payments,
     profile,
@@ -129,6 +130,7 @@ ROUTES = [
     Route("/staff/rates/calculator", rates.calculator),
     Route("/staff/rates/upload", rates.upload_page, methods=["GET"]),
     Route("/staff/rates/upload", rates.upload, methods=["POST"]),
+    Mount("/dev/outbox", routes=outbox.ROUTES),  # 404 unless the demo stand-ins are on (portal/devstack.py)
     Mount("/static", StaticFiles(directory=STATIC), name="static"),
 ]
 
@@ -178,6 +180,7 @@ def create_app(
     gateway: PaymentGateway | None = None,
 ) -> Starlette:
     settings = settings or Settings.from_env()
+    devstack.check(settings)  # demo stand-ins: development on this machine only, else refuse to start
     engine = engine or make_engine(settings.database_url)
     printer = AsyncPrinter(settings.chromium)
 

@@ -100,6 +100,9 @@ def cmd_users_create(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from .devstack import start as start_standins
+
+    start_standins(_settings(), args.host, args.port)  # only with PORTAL_DEMO_STANDINS=1 (development)
     uvicorn.run("portal.app:create_app", factory=True, host=args.host, port=args.port, proxy_headers=True)
     return 0
 

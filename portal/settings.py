@@ -56,6 +56,9 @@ class Settings:
     oidc_client_secret: str = ""
     #: The provider's name on the button: "Sign in with <name>".
     oidc_name: str = ""
+    #: Demo stand-ins (``portal/devstack.py``): a local Stripe and a mail catcher with an
+    #: outbox at /dev/outbox. Refused unless ``development`` and on this machine only.
+    demo_standins: bool = False
 
     @property
     def oidc_enabled(self) -> bool:
@@ -105,6 +108,7 @@ class Settings:
             oidc_client_id=env.get("OIDC_CLIENT_ID", ""),
             oidc_client_secret=env.get("OIDC_CLIENT_SECRET", ""),
             oidc_name=env.get("OIDC_NAME", ""),
+            demo_standins=_bool(env.get("PORTAL_DEMO_STANDINS"), False),
         )
 
 
