@@ -472,6 +472,38 @@ def cmd_autopay_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_emails(args: argparse.Namespace) -> int:
+    """The email outbox: what waits, and sending it now (the workers, or on SQLite the
+    portal process, do it by themselves on their schedule)."""
+    from sqlalchemy import func, select
+
+    from .billing_core import outbox
+    from .billing_core.models import EmailOutbox, utcnow
+    from .jobs import retry_due
+
+    settings = _settings()
+    with _engine() as engine:
+        factory = make_sessionmaker(engine)
+        if args.emails_command == "retry":
+            if args.failed:
+                with transaction(factory) as session:
+                    ids = session.scalars(select(EmailOutbox.id).where(EmailOutbox.status == "failed")).all()
+                    print(f"{outbox.send_again(session, ids, utcnow())} failed emails queued again.")
+            done = retry_due(settings, factory, due_only=not args.all)
+            print(
+                f"Sent {done.sent}, nothing to send for {done.skipped}, {done.retrying} to retry, {done.failed} failed."
+            )
+        with factory() as session:
+            counts = dict(session.execute(select(EmailOutbox.status, func.count()).group_by(EmailOutbox.status)).all())
+            next_at = session.scalar(
+                select(func.min(EmailOutbox.next_attempt_at)).where(EmailOutbox.status == "retrying")
+            )
+        print("Outbox: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in outbox.STATUSES) + ".")
+        if next_at is not None:
+            print(f"Next retry at {next_at:%Y-%m-%d %H:%M} UTC.")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="portal", description="Utility billing portal")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -570,6 +602,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = pay.add_parser("run", help="take the drafts due on a day (workers do this hourly by themselves)")
     p.add_argument("--on", help="the day, YYYY-MM-DD (default: today in the agency's time zone)")
     p.set_defaults(func=cmd_autopay_run)
+
+    mail = sub.add_parser("emails", help="the email outbox").add_subparsers(dest="emails_command", required=True)
+    p = mail.add_parser("status", help="how many emails are queued, sent, retrying, failed")
+    p.set_defaults(func=cmd_emails)
+    p = mail.add_parser("retry", help="send the emails whose next attempt is due, now")
+    p.add_argument("--all", action="store_true", help="every email waiting to retry, even if not due yet")
+    p.add_argument("--failed", action="store_true", help="also the failed ones (given up on), from a fresh count")
+    p.set_defaults(func=cmd_emails)
 
     p = sub.add_parser("serve", help="run the web portal")
     p.add_argument("--host", default="127.0.0.1")

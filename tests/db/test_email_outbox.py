@@ -207,3 +207,28 @@ def test_the_workers_retry_strategy_follows_the_outbox() -> None:
     Job.attempts = 5
     assert jobs.EmailRetry().get_retry_decision(exception=RuntimeError("x"), job=Job()) is None
     assert jobs.EmailRetry().get_retry_decision(exception=jobs.EmailsPending(at), job=Job()).retry_at == at
+
+
+def test_portal_emails_retry_sends_what_waits(
+    sessions: sessionmaker[Session],
+    tmp_path: Path,
+    monkeypatch,
+    capsys,  # type: ignore[no-untyped-def]
+) -> None:
+    from portal.cli import main
+
+    pf_id = paperless_run(sessions)
+    down = settings_for(sessions, tmp_path, closed_port())
+    jobs.dispatch_delivery(down, pf_id, in_process=True)
+    monkeypatch.setenv("DATABASE_URL", down.database_url)
+    monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
+    assert main(["emails", "status"]) == 0
+    assert "5 retrying" in capsys.readouterr().out
+    with smtp_server() as (port, inbox):
+        monkeypatch.setenv("SMTP_PORT", str(port))
+        assert main(["emails", "retry"]) == 0  # not due yet
+        assert inbox == [] and "Sent 0" in capsys.readouterr().out
+        assert main(["emails", "retry", "--all"]) == 0
+        assert len(inbox) == 5 and "Sent 5" in capsys.readouterr().out
+        assert main(["emails", "retry", "--all"]) == 0
+        assert len(inbox) == 5 and "5 sent" in capsys.readouterr().out
