@@ -18,7 +18,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from .test_self_service import PASSWORD, pay_by_card
+from .test_self_service import PASSWORD, fill_card, pay_by_card
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -126,3 +126,15 @@ def test_a_newcomer_signs_up_confirms_from_the_outbox_links_and_pays(page: Page,
     # And the receipt arrived in the outbox.
     page.goto(url + "/dev/outbox")
     expect(page.get_by_role("row").filter(has_text=email).filter(has_text="Payment received")).to_be_visible()
+
+    # Autopay with the same test card, through the Stripe stand-in.
+    page.goto(f"{url}/my/accounts/{number}")
+    page.get_by_role("link", name=re.compile("^(Set up|Manage) autopay$")).first.click()
+    page.get_by_label("Debit or credit card").check()
+    page.get_by_label("I agree to this authorization").check()
+    page.get_by_role("button", name="Continue").click()
+    fill_card(page, "4242424242424242")
+    page.get_by_role("button", name="Save and turn on autopay").click()
+    expect(page.get_by_text("Autopay is on. We emailed you a copy")).to_be_visible()
+    page.goto(url + "/dev/outbox")
+    expect(page.get_by_role("row").filter(has_text=email)).to_have_count(3)  # confirm, receipt, autopay copy
