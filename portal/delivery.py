@@ -205,7 +205,7 @@ def send_bill_ready(  # type: ignore[no-untyped-def]
                     smtp.send_message(bill_email(settings, to, name, language, account_number, bill_number, total, due))
                 except Exception as exc:  # noqa: BLE001 - every failure is recorded on the email
                     error, permanent = emails.describe(exc), emails.permanent(exc)
-                    if not isinstance(exc, (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError)):
+                    if emails.unreachable(exc):
                         # The connection itself failed: the others of this batch wait too.
                         unreachable = error
                         smtp = _close(smtp)

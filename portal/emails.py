@@ -98,6 +98,16 @@ def permanent(exc: BaseException) -> bool:
     return False
 
 
+def unreachable(exc: BaseException) -> bool:
+    """The mail server itself could not be reached or dropped the connection (rather than
+    refusing one message): the other emails of the same pass would fare no better."""
+    if isinstance(exc, (smtplib.SMTPConnectError, smtplib.SMTPServerDisconnected)):
+        return True
+    if isinstance(exc, (smtplib.SMTPRecipientsRefused, smtplib.SMTPResponseException)):
+        return False
+    return isinstance(exc, OSError)  # refused, timed out, no route, name not found
+
+
 def describe(exc: BaseException) -> str:
     """A short account of a failure for staff (never the message or its links)."""
     if isinstance(exc, smtplib.SMTPRecipientsRefused):

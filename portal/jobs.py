@@ -411,7 +411,6 @@ JOBS: dict[str, Callable[..., Any]] = {
 EMAIL_PASS_SECONDS = 30
 #: The workers' sweep takes emails left due this long (their job was lost).
 SWEEP_GRACE = timedelta(minutes=5)
-_CONNECTION_ERRORS = (OSError, emails.smtplib.SMTPConnectError, emails.smtplib.SMTPServerDisconnected)
 
 
 class EmailsPending(Exception):
@@ -494,7 +493,7 @@ def send_outbox(settings: Settings, factory, ids: list[int], now: datetime | Non
                     done = JOBS[item.kind](settings, factory, **item.args)
             except Exception as exc:  # noqa: BLE001 - every failure is recorded on the email
                 error, permanent = emails.describe(exc), emails.permanent(exc)
-                if isinstance(exc, _CONNECTION_ERRORS):
+                if emails.unreachable(exc):
                     unreachable = error  # the rest of this pass waits too, without each timing out
                 log.warning("email %s (%s): %s", item.id, item.kind, error)
         with transaction(factory) as session:
