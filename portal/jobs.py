@@ -456,23 +456,37 @@ def enqueue(settings: Settings, name: str, sessions=None, **kwargs: Any) -> int:
     return outbox_id
 
 
-def defer(settings: Settings, name: str, sessions=None, **kwargs: Any) -> bool:  # type: ignore[no-untyped-def]
-    """Queue one email (``enqueue``) and, without workers, try to send it here and now with
-    the caller's ``sessions`` (after the caller's transaction has committed). True when it
-    is queued: a page may then say it is on its way. A failed attempt is recorded on the
-    email and retried later; it never reaches the person who asked."""
-    factory = sessions or _sessions(settings.database_url)
+def queue_email(settings: Settings, name: str, sessions=None, **kwargs: Any) -> int | None:  # type: ignore[no-untyped-def]
+    """``enqueue``, answering None instead of raising when the email could not be queued
+    (a page then says so instead of "we sent you a message")."""
     try:
-        outbox_id = enqueue(settings, name, factory, **kwargs)
+        return enqueue(settings, name, sessions, **kwargs)
     except Exception:
         log.exception("could not queue email %s", name)
-        return False
-    if _in_process(settings):
-        try:
-            send_outbox(settings, factory, [outbox_id])
-        except Exception:
-            log.exception("email %s: sending in-process failed; it is retried later", outbox_id)
-    return True
+        return None
+
+
+def send_queued(settings: Settings, sessions, outbox_id: int | None) -> None:  # type: ignore[no-untyped-def]
+    """Without workers, the first attempt at a queued email, here and now (a page may run it
+    after its answer has gone out, as a background task). With workers, nothing: the job
+    is queued. A failed attempt is recorded on the email and retried later."""
+    if outbox_id is None or not _in_process(settings):
+        return
+    try:
+        send_outbox(settings, sessions or _sessions(settings.database_url), [outbox_id])
+    except Exception:
+        log.exception("email %s: sending in-process failed; it is retried later", outbox_id)
+
+
+def defer(settings: Settings, name: str, sessions=None, **kwargs: Any) -> bool:  # type: ignore[no-untyped-def]
+    """Queue one email and, without workers, try to send it here and now with the caller's
+    ``sessions`` (after the caller's transaction has committed): ``queue_email`` then
+    ``send_queued``. True when it is queued: a page may then say it is on its way. A failed
+    attempt never reaches the person who asked."""
+    factory = sessions or _sessions(settings.database_url)
+    outbox_id = queue_email(settings, name, factory, **kwargs)
+    send_queued(settings, factory, outbox_id)
+    return outbox_id is not None
 
 
 def send_outbox(settings: Settings, factory, ids: list[int], now: datetime | None = None, due_only: bool = True):  # type: ignore[no-untyped-def]
