@@ -341,6 +341,16 @@ def _deliver(args: argparse.Namespace, factory) -> int:  # type: ignore[no-untyp
         if pf.pdf_path:
             print(f"  PDF: {pf.pdf_path}")
             print(f"  Mail-house extract: {pf.csv_path}")
+        if pf.emails_total:
+            from .billing_core import outbox
+
+            mail = outbox.for_print_file(session, pf.id)
+            print(
+                f"Emails: {mail['sent']:,} of {pf.emails_total:,} sent, {mail.in_flight:,} queued, "
+                f"{mail['retrying']:,} retrying, {mail['failed']:,} failed"
+                + (f" (last error: {mail.last_error})" if mail.last_error else "")
+                + "."
+            )
     return 0
 
 

@@ -40,15 +40,16 @@ def settings_for(sessions: sessionmaker[Session], tmp_path: Path, port: int) -> 
     )
 
 
-def paperless_run(sessions: sessionmaker[Session]) -> int:
-    """A posted run whose bills all go by email (so no print file needs rendering)."""
+def paperless_run(sessions: sessionmaker[Session], deliver: bool = True) -> int:
+    """A posted run whose bills all go by email (so no print file needs rendering): the
+    print file's id once delivery started, else the run's."""
     with sessions() as session, session.begin():
         accts, run, supervisor = posted_run(session)
         for n, account in enumerate(accts):
             account.paperless = True
             session.get(Customer, account.customer_id).email = f"c{n + 1}@example.net"
         session.flush()
-        return delivery.start(session, run, supervisor).id
+        return delivery.start(session, run, supervisor).id if deliver else run.id
 
 
 def rows(sessions: sessionmaker[Session]) -> list[EmailOutbox]:
@@ -232,3 +233,24 @@ def test_portal_emails_retry_sends_what_waits(
         assert len(inbox) == 5 and "Sent 5" in capsys.readouterr().out
         assert main(["emails", "retry", "--all"]) == 0
         assert len(inbox) == 5 and "5 sent" in capsys.readouterr().out
+
+
+def test_portal_bill_run_deliver_with_smtp_down_says_what_happened(
+    sessions: sessionmaker[Session],
+    tmp_path: Path,
+    monkeypatch,
+    capsys,  # type: ignore[no-untyped-def]
+) -> None:
+    from portal.cli import main
+
+    run_id = paperless_run(sessions, deliver=False)
+    down = settings_for(sessions, tmp_path, closed_port())
+    for name, value in (
+        ("DATABASE_URL", down.database_url),
+        ("SMTP_HOST", "127.0.0.1"),
+        ("SMTP_PORT", str(down.smtp_port)),
+    ):
+        monkeypatch.setenv(name, value)
+    assert main(["bill-run", "deliver", str(run_id), "--as", "sup@x.org", "--in-process"]) == 0
+    out = capsys.readouterr().out
+    assert "Emails: 0 of 5 sent, 0 queued, 5 retrying, 0 failed (last error: the mail server refused" in out
