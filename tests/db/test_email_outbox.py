@@ -254,3 +254,29 @@ def test_portal_bill_run_deliver_with_smtp_down_says_what_happened(
     assert main(["bill-run", "deliver", str(run_id), "--as", "sup@x.org", "--in-process"]) == 0
     out = capsys.readouterr().out
     assert "Emails: 0 of 5 sent, 0 queued, 5 retrying, 0 failed (last error: the mail server refused" in out
+
+
+def test_migration_0014_queues_the_unsent_emails_of_earlier_deliveries(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    from alembic import command
+
+    from portal.migrate import alembic_config
+
+    pf_id = paperless_run(sessions)
+    engine = sessions.kw["bind"]
+    with sessions() as session, session.begin():
+        first = session.scalar(select(BillDelivery).order_by(BillDelivery.bill_id))
+        first.sent_at = utcnow()  # sent before the upgrade: not queued again
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    for target in ("0013", "0014"):
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            (command.downgrade if target == "0013" else command.upgrade)(cfg, target)
+    queued = rows(sessions)
+    assert len(queued) == 4 and {(r.kind, r.status, r.print_file_id) for r in queued} == {
+        ("email.bill_ready", "queued", pf_id)
+    }
+    with smtp_server() as (port, inbox):
+        assert jobs.retry_due(settings_for(sessions, tmp_path, port), sessions).sent == 4
+        assert len(inbox) == 4
