@@ -221,3 +221,20 @@ def test_sign_up_whose_email_could_not_be_queued_does_not_say_it_was_sent(
     page = _sign_up(down_client, "lost@example.net")
     assert "We sent a message" not in page.text
     assert "could not send" in page.text
+
+
+def test_signing_in_unconfirmed_says_a_new_link_was_sent_only_when_it_was_queued(
+    down_client: TestClient,
+    district: Engine,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _sign_up(down_client, "unconfirmed@example.net")
+    queued = sign_in(down_client, "unconfirmed@example.net", "river stone garden")
+    assert queued.status_code == 400 and "We just sent a new link" in queued.text
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("the outbox is not writable")
+
+    monkeypatch.setattr(jobs, "enqueue", broken)
+    lost = sign_in(down_client, "unconfirmed@example.net", "river stone garden")
+    assert lost.status_code == 400 and "We just sent" not in lost.text and "could not send a new link" in lost.text
