@@ -19,6 +19,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from . import devstack, jobs
 from .billing_core.errors import NotFound
 from .csrf import CSRFMiddleware
 from .db import make_engine, make_sessionmaker
@@ -35,6 +36,7 @@ from .views import (
     autopay,
     billing,
     customer,
+    outbox,
     outside,
     payments,
     profile,
@@ -140,6 +142,7 @@ ROUTES = [
     Route("/staff/rates/calculator", rates.calculator),
     Route("/staff/rates/upload", rates.upload_page, methods=["GET"]),
     Route("/staff/rates/upload", rates.upload, methods=["POST"]),
+    Mount("/dev/outbox", routes=outbox.ROUTES),  # 404 unless the demo stand-ins are on (portal/devstack.py)
     Mount("/static", StaticFiles(directory=STATIC), name="static"),
 ]
 
@@ -217,12 +220,16 @@ def create_app(
     gateway: PaymentGateway | None = None,
 ) -> Starlette:
     settings = settings or Settings.from_env()
+    devstack.check(settings)  # demo stand-ins: development on this machine only, else refuse to start
     engine = engine or make_engine(settings.database_url)
     printer = AsyncPrinter(settings.chromium)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        email_pass = jobs.start_email_pass(settings, app.state.sessions)  # retries when no workers do
         yield
+        if email_pass is not None:
+            email_pass.cancel()
         await printer.close()
 
     app = Portal(

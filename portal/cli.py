@@ -100,6 +100,9 @@ def cmd_users_create(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from .devstack import start as start_standins
+
+    start_standins(_settings(), args.host, args.port)  # only with PORTAL_DEMO_STANDINS=1 (development)
     # The portal itself believes X-Forwarded-For, and only from FORWARDED_ALLOW_IPS
     # (portal.app.outer_middleware); uvicorn's own handling would trust 127.0.0.1 by default.
     uvicorn.run("portal.app:create_app", factory=True, host=args.host, port=args.port, proxy_headers=False)
@@ -364,6 +367,16 @@ def _deliver(args: argparse.Namespace, factory) -> int:  # type: ignore[no-untyp
         if pf.pdf_path:
             print(f"  PDF: {pf.pdf_path}")
             print(f"  Mail-house extract: {pf.csv_path}")
+        if pf.emails_total:
+            from .billing_core import outbox
+
+            mail = outbox.for_print_file(session, pf.id)
+            print(
+                f"Emails: {mail['sent']:,} of {pf.emails_total:,} sent, {mail.in_flight:,} queued, "
+                f"{mail['retrying']:,} retrying, {mail['failed']:,} failed"
+                + (f" (last error: {mail.last_error})" if mail.last_error else "")
+                + "."
+            )
     return 0
 
 
@@ -519,6 +532,38 @@ def _as_option(p: argparse.ArgumentParser, required: bool) -> None:
     )
 
 
+def cmd_emails(args: argparse.Namespace) -> int:
+    """The email outbox: what waits, and sending it now (the workers, or on SQLite the
+    portal process, do it by themselves on their schedule)."""
+    from sqlalchemy import func, select
+
+    from .billing_core import outbox
+    from .billing_core.models import EmailOutbox, utcnow
+    from .jobs import retry_due
+
+    settings = _settings()
+    with _engine() as engine:
+        factory = make_sessionmaker(engine)
+        if args.emails_command == "retry":
+            if args.failed:
+                with transaction(factory) as session:
+                    ids = session.scalars(select(EmailOutbox.id).where(EmailOutbox.status == "failed")).all()
+                    print(f"{outbox.send_again(session, ids, utcnow())} failed emails queued again.")
+            done = retry_due(settings, factory, due_only=not args.all)
+            print(
+                f"Sent {done.sent}, nothing to send for {done.skipped}, {done.retrying} to retry, {done.failed} failed."
+            )
+        with factory() as session:
+            counts = dict(session.execute(select(EmailOutbox.status, func.count()).group_by(EmailOutbox.status)).all())
+            next_at = session.scalar(
+                select(func.min(EmailOutbox.next_attempt_at)).where(EmailOutbox.status == "retrying")
+            )
+        print("Outbox: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in outbox.STATUSES) + ".")
+        if next_at is not None:
+            print(f"Next retry at {next_at:%Y-%m-%d %H:%M} UTC.")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="portal", description="Utility billing portal")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -642,6 +687,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = pay.add_parser("run", help="take the drafts due on a day (workers do this hourly by themselves)")
     p.add_argument("--on", type=_date_text, help="the day, YYYY-MM-DD (default: today in the agency's time zone)")
     p.set_defaults(func=cmd_autopay_run)
+
+    mail = sub.add_parser("emails", help="the email outbox").add_subparsers(dest="emails_command", required=True)
+    p = mail.add_parser("status", help="how many emails are queued, sent, retrying, failed")
+    p.set_defaults(func=cmd_emails)
+    p = mail.add_parser("retry", help="send the emails whose next attempt is due, now")
+    p.add_argument("--all", action="store_true", help="every email waiting to retry, even if not due yet")
+    p.add_argument("--failed", action="store_true", help="also the failed ones (given up on), from a fresh count")
+    p.set_defaults(func=cmd_emails)
 
     p = sub.add_parser("serve", help="run the web portal")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")

@@ -2,7 +2,9 @@
 
 The billing core decides who gets paper and who gets email (``billing_core.delivery``);
 this module does the work that needs a browser, a disk and a mail server. Both are
-split into jobs: one per slice of the print file, one per batch of emails.
+split into jobs: one per slice of the print file, one per batch of emails. Each email
+is a row of the email outbox: a batch that cannot reach the mail server records that on
+each email and is tried again later (``jobs.send_outbox``), it never fails the delivery.
 """
 
 from __future__ import annotations
@@ -21,16 +23,16 @@ import pikepdf
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from . import documents
-from .billing_core import accounts, delivery
-from .billing_core.models import Account, Bill, BillDelivery, Customer, PrintFile, utcnow
-from .billing_core.money import format_money
+from . import documents, emails
+from .billing_core import accounts, delivery, outbox
+from .billing_core.models import Account, Bill, BillDelivery, Customer, EmailOutbox, PrintFile, utcnow
 from .db import transaction
 from .settings import Settings
 from .templating import make_templates
 
 log = logging.getLogger(__name__)
 EMAIL_BATCH = 200
+BILL_READY = "email.bill_ready"
 
 _env = None
 
@@ -131,88 +133,145 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 
 def send_emails(settings: Settings, factory: sessionmaker[Session], print_file_id: int, bill_ids: list[int]) -> int:
-    """Email each paperless customer a link to their new bill. A bill whose email was sent
-    is marked at once, so a batch run again sends only what is left."""
-    with transaction(factory) as session:
-        pf = session.get(PrintFile, print_file_id)
-        if pf is None:
-            return 0
-        wanted = [d.bill_id for d in delivery.unsent_emails(session, pf, bill_ids)]
-        rows = session.execute(
-            select(
-                BillDelivery.bill_id,
-                BillDelivery.email_to,
-                Customer.name,
-                Account.number,
-                Bill.number,
-                Bill.total_due_cents,
-                Bill.due_date,
-            )
-            .join(Bill, Bill.id == BillDelivery.bill_id)
-            .join(Account, Account.id == Bill.account_id)
-            .join(Customer, Customer.id == Account.customer_id)
-            .where(BillDelivery.bill_id.in_(wanted))
-            .order_by(BillDelivery.sequence)
-        ).all()
-    if not rows:
-        return 0
-    sent = 0
-    with _smtp(settings) as smtp:
-        for bill_id, to, name, account_number, bill_number, total, due in rows:
-            smtp.send_message(bill_email(settings, to, name, account_number, bill_number, total, due))
-            with transaction(factory) as session:
-                session.execute(
-                    BillDelivery.__table__.update()
-                    .where(BillDelivery.bill_id == bill_id, BillDelivery.sent_at.is_(None))
-                    .values(sent_at=utcnow())
+    """Send the waiting bill-ready emails of these bills now (each one's outbox row says
+    whether it was sent). Returns how many were sent; one sent before is not sent again."""
+    with factory() as session:
+        ids = list(
+            session.scalars(
+                select(EmailOutbox.id).where(
+                    EmailOutbox.print_file_id == print_file_id,
+                    EmailOutbox.kind == BILL_READY,
+                    EmailOutbox.ref_id.in_(list(bill_ids)),
                 )
-            sent += 1
-    return sent
+            )
+        )
+    return send_outbox_rows(settings, factory, ids).sent
+
+
+def send_outbox_rows(settings: Settings, factory: sessionmaker[Session], ids: list[int]):  # type: ignore[no-untyped-def]
+    """Claim and send these bill-ready emails over one connection (see ``jobs.send_outbox``)."""
+    outcome = outbox.Outcome()
+    with transaction(factory) as session:
+        token, claimed = outbox.claim(session, ids, utcnow())
+    send_bill_ready(settings, factory, token, claimed, outcome)
+    with factory() as session:
+        outcome.retry_at = outbox.next_attempt(session, ids)
+    return outcome
+
+
+def send_bill_ready(  # type: ignore[no-untyped-def]
+    settings: Settings, factory: sessionmaker[Session], token: str, claimed: list, outcome, clock=utcnow
+) -> None:
+    """Email each paperless customer a link to their new bill, over one SMTP connection.
+    Each email is marked as it goes (sent, or failed with when it is tried next), so a
+    batch run again sends only what is left. When the server cannot be reached, the
+    rest of the batch waits for the next attempt without trying each one."""
+    if not claimed:
+        return
+    with factory() as session:
+        rows = {
+            r[0]: r[1:]
+            for r in session.execute(
+                select(
+                    BillDelivery.bill_id,
+                    BillDelivery.email_to,
+                    Customer.name,
+                    Customer.preferred_language,
+                    Account.number,
+                    Bill.number,
+                    Bill.total_due_cents,
+                    Bill.due_date,
+                )
+                .join(Bill, Bill.id == BillDelivery.bill_id)
+                .join(Account, Account.id == Bill.account_id)
+                .join(Customer, Customer.id == Account.customer_id)
+                .where(BillDelivery.bill_id.in_([c.args.get("bill_id") for c in claimed]))
+            )
+        }
+    smtp: smtplib.SMTP | None = None
+    unreachable: str | None = None
+    try:
+        for item in claimed:
+            row = rows.get(item.args.get("bill_id"))
+            if row is None or not row[0]:
+                with transaction(factory) as session:
+                    outbox.mark_skipped(session, item, token, clock())
+                outcome.add("skipped")
+                continue
+            to, name, language, account_number, bill_number, total, due = row
+            error, permanent = unreachable, False
+            if error is None:
+                try:
+                    if smtp is None:
+                        smtp = emails.connect(settings)
+                    smtp.send_message(bill_email(settings, to, name, language, account_number, bill_number, total, due))
+                except Exception as exc:  # noqa: BLE001 - every failure is recorded on the email
+                    error, permanent = emails.describe(exc), emails.permanent(exc)
+                    if emails.unreachable(exc):
+                        # The connection itself failed: the others of this batch wait too.
+                        unreachable = error
+                        smtp = _close(smtp)
+                    log.warning("bill email %s to bill %s: %s", item.id, item.args.get("bill_id"), error)
+            with transaction(factory) as session:
+                if error is None:
+                    outbox.mark_sent(session, item, token, clock(), to)
+                    session.execute(
+                        BillDelivery.__table__.update()
+                        .where(BillDelivery.bill_id == item.args["bill_id"], BillDelivery.sent_at.is_(None))
+                        .values(sent_at=utcnow())
+                    )
+                    outcome.add("sent")
+                else:
+                    outcome.add(outbox.mark_failed(session, item, token, clock(), error, permanent))
+    finally:
+        if smtp is not None:
+            try:
+                smtp.quit()
+            except (smtplib.SMTPException, OSError):
+                smtp.close()
+
+
+def _close(smtp: smtplib.SMTP | None) -> None:
+    if smtp is not None:
+        smtp.close()
+    return None
 
 
 def bill_email(
-    settings: Settings, to: str, name: str, account_number: str, bill_number: str, total: int, due: date
+    settings: Settings,
+    to: str,
+    name: str,
+    language: str | None,
+    account_number: str,
+    bill_number: str,
+    total: int,
+    due: date,
 ) -> EmailMessage:
-    link = f"{settings.public_url.rstrip('/')}/my/accounts/{account_number}/bills/{bill_number}"
-    msg = EmailMessage()
-    msg["From"] = settings.smtp_from
-    msg["To"] = to
-    msg["Subject"] = f"Your {settings.agency_name} bill is ready"
-    amount = (
-        f"Amount due: {format_money(total)}, by {due:%B} {due.day}, {due.year}." if total > 0 else "Nothing is due."
+    """The bill-ready email, in the customer's language."""
+    return emails.build(
+        settings,
+        to,
+        language or "en",
+        "bill_ready",
+        name=name,
+        account_number=account_number,
+        total=total,
+        due=due,
+        url=emails.link(settings, f"/my/accounts/{account_number}/bills/{bill_number}"),
     )
-    msg.set_content(
-        f"Hello {name},\n\n"
-        f"Your new bill for account {account_number} is ready.\n{amount}\n\n"
-        f"See it and pay online: {link}\n\n"
-        f"You get this email instead of a paper bill because you chose paperless billing.\n"
-        f"Questions? Call us at {settings.agency_phone}.\n\n{settings.agency_name}\n"
-    )
-    return msg
-
-
-class _smtp:
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.conn: smtplib.SMTP | None = None
-
-    def __enter__(self) -> smtplib.SMTP:
-        s = self.settings
-        self.conn = smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=30)
-        if s.smtp_starttls:
-            self.conn.starttls()
-        if s.smtp_username:
-            self.conn.login(s.smtp_username, s.smtp_password)
-        return self.conn
-
-    def __exit__(self, *exc: object) -> None:
-        assert self.conn is not None
-        try:
-            self.conn.quit()
-        except smtplib.SMTPException:
-            self.conn.close()
 
 
 def email_batches(session: Session, pf: PrintFile) -> list[list[int]]:
-    ids = [d.bill_id for d in delivery.unsent_emails(session, pf)]
+    """The print file's bill-ready emails still to send, as batches of outbox ids."""
+    ids = list(
+        session.scalars(
+            select(EmailOutbox.id)
+            .where(
+                EmailOutbox.print_file_id == pf.id,
+                EmailOutbox.kind == BILL_READY,
+                EmailOutbox.status.in_(outbox.PENDING),
+            )
+            .order_by(EmailOutbox.id)
+        )
+    )
     return [ids[i : i + EMAIL_BATCH] for i in range(0, len(ids), EMAIL_BATCH)]

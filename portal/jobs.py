@@ -6,6 +6,15 @@ job functions are called in-process by ``dispatch``.
 A bill run step is split into chunks of accounts, one job each. Every job is
 safe to run again: calculating replaces the chunk's drafts, posting skips
 bills already posted. A job that dies half way is simply run again.
+
+Every email is first a row of the email outbox (``billing_core/outbox.py``), written
+before anyone is told it was sent. One task, ``email.send``, sends a list of them and
+records each result; when some must wait (the mail server is down), it asks
+procrastinate to run it again at their next attempt (``EmailRetry``). On SQLite (and
+with ``PORTAL_JOBS_IN_PROCESS``) the first attempt is made here and now, and the portal
+process retries what is due every ``EMAIL_PASS_SECONDS`` (``email_pass``); ``portal emails
+retry`` does it by hand on either database. A periodic ``email.sweep`` on the workers
+picks up any email whose job was lost.
 """
 
 from __future__ import annotations
@@ -13,12 +22,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from procrastinate import App, PsycopgConnector, SyncPsycopgConnector
+from procrastinate.retry import BaseRetryStrategy, RetryDecision
 
 from . import autopay, delivery, emails
-from .billing_core import bill_runs, users
+from .billing_core import bill_runs, outbox, users
 from .billing_core.models import BillRun, PrintFile, User, utcnow
 from .db import make_engine, make_sessionmaker, transaction
 from .documents import AsyncPrinter
@@ -93,6 +104,7 @@ async def print_part(print_file_id: int, part: int) -> bool:
 
 @app.task(name="delivery.email_bills", queue="delivery", retry=3)
 def email_bills(print_file_id: int, bill_ids: list[int]) -> int:
+    """Jobs queued before the email outbox: their emails now go through it."""
     settings = Settings.from_env()
     return delivery.send_emails(settings, _sessions(settings.database_url), print_file_id, bill_ids)
 
@@ -119,7 +131,8 @@ def dispatch_delivery(
             delivery.render_parts(settings, factory, print_file_id, parts, progress and (lambda n: progress(n, total)))
         )
         for n, batch in enumerate(batches, start=len(parts) + 1):
-            delivery.send_emails(settings, factory, print_file_id, batch)
+            # A mail server that is down makes these wait and retry; it does not fail the delivery.
+            send_outbox(settings, factory, batch)
             if progress:
                 progress(n, total)
         return total
@@ -128,7 +141,7 @@ def dispatch_delivery(
         for part in parts:
             deferring.configure_task("delivery.print_part").defer(print_file_id=print_file_id, part=part)
         for batch in batches:
-            deferring.configure_task("delivery.email_bills").defer(print_file_id=print_file_id, bill_ids=batch)
+            deferring.configure_task("email.send").defer(outbox_ids=batch)
     return total
 
 
@@ -387,23 +400,197 @@ JOBS: dict[str, Callable[..., Any]] = {
     "email.receipt": send_receipt,
     "email.autopay_failed": autopay.notify_failure,
     "email.autopay_enrolled": autopay.send_enrolled,
+    # Bill-ready emails are sent in batches by delivery.send_bill_ready; listed so they queue.
+    delivery.BILL_READY: lambda settings, factory, bill_id: False,
 }
 
 
-def defer(settings: Settings, name: str, sessions=None, **kwargs: Any) -> None:  # type: ignore[no-untyped-def]
-    """Run one job: queued for a worker on PostgreSQL, or here and now on SQLite (after
-    the caller's transaction has committed), with the caller's ``sessions``. Here and now,
-    a failure is logged and does not reach the person: what they asked for was recorded,
-    and they can ask again."""
-    if settings.jobs_in_process or not settings.is_postgres:
+# --- The email outbox: queue, send, retry ----------------------------------------------------
+
+#: How often the portal process retries due emails when there are no workers (SQLite).
+EMAIL_PASS_SECONDS = 30
+#: The workers' sweep takes emails left due this long (their job was lost).
+SWEEP_GRACE = timedelta(minutes=5)
+
+
+class EmailsPending(Exception):
+    """Some emails of a job wait for a later attempt: run the job again then."""
+
+    def __init__(self, retry_at: datetime) -> None:
+        super().__init__(f"emails wait for a later attempt at {retry_at.isoformat()}")
+        self.retry_at = retry_at
+
+
+class EmailRetry(BaseRetryStrategy):
+    """Run ``email.send`` again when its emails are next due (the outbox keeps the backoff,
+    ``outbox.RETRY_DELAYS``); anything else that went wrong, a few times a minute apart."""
+
+    def get_retry_decision(self, *, exception: BaseException, job) -> RetryDecision | None:  # type: ignore[no-untyped-def]
+        if isinstance(exception, EmailsPending):
+            return RetryDecision(retry_at=exception.retry_at)
+        if job.attempts < 5:
+            return RetryDecision(retry_in={"seconds": 60 * (job.attempts + 1)})
+        return None
+
+
+def _in_process(settings: Settings) -> bool:
+    return settings.jobs_in_process or not settings.is_postgres
+
+
+def enqueue(settings: Settings, name: str, sessions=None, **kwargs: Any) -> int:  # type: ignore[no-untyped-def]
+    """Write one email to the outbox (committed when this returns) and, with workers, queue
+    the job that sends it. Returns the outbox id. Raises when it could not be written."""
+    if name not in JOBS:
+        raise ValueError(f"unknown email job {name!r}")
+    factory = sessions or _sessions(settings.database_url)
+    with transaction(factory) as session:
+        outbox_id = outbox.queue(session, name, kwargs, utcnow()).id
+    if not _in_process(settings):
         try:
-            JOBS[name](settings, sessions or _sessions(settings.database_url), **kwargs)
+            connector = SyncPsycopgConnector(conninfo=conninfo(settings.database_url))
+            with app.replace_connector(connector) as deferring, deferring.open():
+                deferring.configure_task("email.send").defer(outbox_ids=[outbox_id])
         except Exception:
-            log.exception("job %s failed in-process", name)
+            # The email is in the outbox all the same: the workers' sweep sends it.
+            log.exception("could not queue the job for email %s; the sweep will send it", outbox_id)
+    return outbox_id
+
+
+def queue_email(settings: Settings, name: str, sessions=None, **kwargs: Any) -> int | None:  # type: ignore[no-untyped-def]
+    """``enqueue``, answering None instead of raising when the email could not be queued
+    (a page then says so instead of "we sent you a message")."""
+    try:
+        return enqueue(settings, name, sessions, **kwargs)
+    except Exception:
+        log.exception("could not queue email %s", name)
+        return None
+
+
+def send_queued(settings: Settings, sessions, outbox_id: int | None) -> None:  # type: ignore[no-untyped-def]
+    """Without workers, the first attempt at a queued email, here and now (a page may run it
+    after its answer has gone out, as a background task). With workers, nothing: the job
+    is queued. A failed attempt is recorded on the email and retried later."""
+    if outbox_id is None or not _in_process(settings):
         return
+    try:
+        send_outbox(settings, sessions or _sessions(settings.database_url), [outbox_id])
+    except Exception:
+        log.exception("email %s: sending in-process failed; it is retried later", outbox_id)
+
+
+def defer(settings: Settings, name: str, sessions=None, **kwargs: Any) -> bool:  # type: ignore[no-untyped-def]
+    """Queue one email and, without workers, try to send it here and now with the caller's
+    ``sessions`` (after the caller's transaction has committed): ``queue_email`` then
+    ``send_queued``. True when it is queued: a page may then say it is on its way. A failed
+    attempt never reaches the person who asked."""
+    factory = sessions or _sessions(settings.database_url)
+    outbox_id = queue_email(settings, name, factory, **kwargs)
+    send_queued(settings, factory, outbox_id)
+    return outbox_id is not None
+
+
+def send_outbox(settings: Settings, factory, ids: list[int], now: datetime | None = None, due_only: bool = True):  # type: ignore[no-untyped-def]
+    """Send the emails ``ids`` that may go now and record how each went. Returns an
+    ``outbox.Outcome`` whose ``retry_at`` says when the ones that still wait are due."""
+    clock = (lambda: now) if now is not None else utcnow
+    with transaction(factory) as session:
+        token, claimed = outbox.claim(session, ids, clock(), due_only)
+    outcome = outbox.Outcome()
+    bills = [c for c in claimed if c.kind == delivery.BILL_READY]
+    delivery.send_bill_ready(settings, factory, token, bills, outcome, clock)
+    unreachable: str | None = None
+    for item in (c for c in claimed if c.kind != delivery.BILL_READY):
+        error, permanent, done, to = unreachable, False, False, []
+        if error is None:
+            try:
+                with emails.recording() as to:
+                    done = JOBS[item.kind](settings, factory, **item.args)
+            except Exception as exc:  # noqa: BLE001 - every failure is recorded on the email
+                error, permanent = emails.describe(exc), emails.permanent(exc)
+                if emails.unreachable(exc):
+                    unreachable = error  # the rest of this pass waits too, without each timing out
+                log.warning("email %s (%s): %s", item.id, item.kind, error)
+        with transaction(factory) as session:
+            if error is not None:
+                outcome.add(outbox.mark_failed(session, item, token, clock(), error, permanent))
+            elif done:
+                outbox.mark_sent(session, item, token, clock(), ", ".join(to) or None)
+                outcome.add("sent")
+            else:
+                outbox.mark_skipped(session, item, token, clock())
+                outcome.add("skipped")
+    with factory() as session:
+        outcome.retry_at = outbox.next_attempt(session, ids)
+    return outcome
+
+
+def retry_due(settings: Settings, factory=None, now: datetime | None = None, due_only: bool = True, grace=None):  # type: ignore[no-untyped-def]
+    """Send every email that is due (with ``due_only=False``: every one waiting, now),
+    a batch at a time. Returns the summed ``outbox.Outcome``."""
+    factory = factory or _sessions(settings.database_url)
+    total, after = outbox.Outcome(), 0
+    while True:
+        at = now or utcnow()
+        with factory() as session:
+            ids = outbox.due_ids(session, at - (grace or timedelta(0)), delivery.EMAIL_BATCH, due_only, after)
+        if not ids:
+            return total
+        after = ids[-1]
+        total += send_outbox(settings, factory, ids, at, due_only)
+
+
+@app.task(name="email.send", queue="email", retry=EmailRetry())
+def send_email_job(outbox_ids: list[int]) -> dict[str, int]:
+    settings = Settings.from_env()
+    outcome = send_outbox(settings, _sessions(settings.database_url), outbox_ids)
+    if outcome.retry_at is not None:
+        raise EmailsPending(outcome.retry_at)
+    return {"sent": outcome.sent, "skipped": outcome.skipped, "failed": outcome.failed}
+
+
+@app.periodic(cron="*/5 * * * *")
+@app.task(name="email.sweep", queue="email", queueing_lock="email.sweep")
+def email_sweep(timestamp: int) -> int:
+    """Emails due for a while with no job to send them (a job lost, a deferral that failed)."""
+    settings = Settings.from_env()
+    return retry_due(settings, grace=SWEEP_GRACE).sent
+
+
+async def email_pass(settings: Settings, factory, every: float = EMAIL_PASS_SECONDS) -> None:  # type: ignore[no-untyped-def]
+    """The portal process's own retries when no workers run (SQLite): every ``every``
+    seconds, send what is due. Runs until cancelled."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await asyncio.to_thread(retry_due, settings, factory)
+        except Exception:
+            log.exception("the periodic email pass failed; it runs again in %s s", every)
+
+
+def start_email_pass(settings: Settings, factory) -> asyncio.Task | None:  # type: ignore[no-untyped-def]
+    """Start ``email_pass`` in the running event loop when there are no workers to retry."""
+    if not _in_process(settings):
+        return None
+    return asyncio.get_running_loop().create_task(email_pass(settings, factory))
+
+
+def resend_failed(settings: Settings, factory, print_file_id: int) -> int:  # type: ignore[no-untyped-def]
+    """Staff asked to send a run's failed emails once more: queue them with fresh attempts."""
+    with transaction(factory) as session:
+        ids = outbox.failed_ids(session, print_file_id)
+        outbox.send_again(session, ids, utcnow())
+    if not ids:
+        return 0
+    batches = [ids[i : i + delivery.EMAIL_BATCH] for i in range(0, len(ids), delivery.EMAIL_BATCH)]
+    if _in_process(settings):
+        for batch in batches:
+            send_outbox(settings, factory, batch)
+        return len(ids)
     connector = SyncPsycopgConnector(conninfo=conninfo(settings.database_url))
     with app.replace_connector(connector) as deferring, deferring.open():
-        deferring.configure_task(name).defer(**kwargs)
+        for batch in batches:
+            deferring.configure_task("email.send").defer(outbox_ids=batch)
+    return len(ids)
 
 
 def run_worker(settings: Settings, concurrency: int = 1, wait: bool = True) -> int:

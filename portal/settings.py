@@ -59,6 +59,9 @@ class Settings:
     #: Proxies (addresses or networks, comma-separated; "*" for any) whose X-Forwarded-For and
     #: X-Forwarded-Proto are believed. Empty: nobody's, the connection's address counts.
     forwarded_allow_ips: str = ""
+    #: Demo stand-ins (``portal/devstack.py``): a local Stripe and a mail catcher with an
+    #: outbox at /dev/outbox. Refused unless ``development`` and on this machine only.
+    demo_standins: bool = False
 
     @property
     def oidc_enabled(self) -> bool:
@@ -109,6 +112,7 @@ class Settings:
             oidc_client_secret=env.get("OIDC_CLIENT_SECRET", ""),
             oidc_name=env.get("OIDC_NAME", ""),
             forwarded_allow_ips=env.get("FORWARDED_ALLOW_IPS", "").strip(),
+            demo_standins=_bool(env.get("PORTAL_DEMO_STANDINS"), False),
         )
 
 

@@ -5,7 +5,9 @@ for paperless accounts with an email address, as an email with a link to the bil
 This module plans and records delivery; rendering PDFs and sending email belong to
 the portal (``portal/delivery.py``), which calls back here to record each step. The
 print file is rendered in slices ("parts"); a slice rendered twice replaces itself,
-and the slice that completes the set is the one that joins them.
+and the slice that completes the set is the one that joins them. Each email is a row of
+the email outbox (``outbox.py``), written with the delivery plan, so that a mail server
+that is down makes emails wait and retry, visibly, instead of failing the delivery.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from datetime import date
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from . import audit
+from . import audit, outbox
 from .bulk import insert_rows
 from .errors import InvalidInput
 from .models import (
@@ -81,6 +83,7 @@ def start(session: Session, run: BillRun, actor: User | None, part_size: int = P
         [(r[0], pf.id, "mail", n, None, None) for n, r in enumerate(mailed)]
         + [(r[0], pf.id, "email", n, r[3], None) for n, r in enumerate(emailed)],
     )
+    outbox.queue_bill_emails(session, pf.id, [(r[0], r[3]) for r in emailed], utcnow())
     audit.record(
         session,
         "bill_run.deliver",
@@ -212,11 +215,15 @@ class Progress:
     print_file: PrintFile | None
     parts_done: int = 0
     emails_sent: int = 0
+    #: The run's emails by status (queued, sending, sent, retrying, failed, skipped).
+    emails: outbox.Summary = outbox.Summary()
 
     @property
     def done(self) -> bool:
+        """Nothing left to do now: the print file is made and no email is queued or being
+        sent (emails waiting to retry, or failed, are shown as such)."""
         pf = self.print_file
-        return pf is not None and pf.status == "ready" and self.emails_sent >= pf.emails_total
+        return pf is not None and pf.status == "ready" and self.emails.in_flight == 0
 
 
 def progress(session: Session, run: BillRun) -> Progress:
@@ -234,7 +241,7 @@ def progress(session: Session, run: BillRun) -> Progress:
         )
         or 0
     )
-    return Progress(pf, parts, sent)
+    return Progress(pf, parts, sent, outbox.for_print_file(session, pf.id))
 
 
 def bill_delivered_on(session: Session, bill_id: int) -> date | None:

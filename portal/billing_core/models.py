@@ -862,3 +862,41 @@ class ArrangementRequest(Base):
         CheckConstraint("installments between 1 and 60", name="installments"),
         CheckConstraint("total_cents > 0 and down_payment_cents >= 0", name="amounts"),
     )
+
+
+class EmailOutbox(Base):
+    """One email the portal means to send, and how that went: queued, being sent, sent,
+    retrying after a failure (with when it is tried next), failed for good, or skipped
+    (there was nothing to send when its turn came, e.g. the customer turned such emails
+    off). A job sends it (``portal/jobs.py``); this row is what staff see."""
+
+    __tablename__ = "email_outbox"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    #: The job that writes and sends it: ``email.account``, ``email.receipt``, ``email.bill_ready``, ...
+    kind: Mapped[str] = mapped_column(String(40))
+    #: The job's arguments (ids only).
+    args: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: What it is about, for the page that shows it: ``bill``, ``service_request``, ``payment``, ...
+    ref_type: Mapped[str | None] = mapped_column(String(30))
+    ref_id: Mapped[int | None] = mapped_column(BigInteger)
+    #: The print file whose bill it announces (bill-ready emails).
+    print_file_id: Mapped[int | None] = mapped_column(ForeignKey("print_file.id"))
+    #: Known once it is written (the address may change between queueing and sending).
+    recipient: Mapped[str | None] = mapped_column(String(254))
+    status: Mapped[str] = mapped_column(String(12), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Who is sending it now (a random token), and since when: a sender that died is
+    #: recognised by a claim older than a few minutes.
+    claim: Mapped[str | None] = mapped_column(String(32))
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        CheckConstraint("status in ('queued', 'sending', 'sent', 'retrying', 'failed', 'skipped')", name="status"),
+        Index("ix_email_outbox_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_email_outbox_ref", "ref_type", "ref_id"),
+        Index("ix_email_outbox_print_file_id", "print_file_id", "status"),
+    )

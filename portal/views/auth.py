@@ -20,6 +20,9 @@ GENERIC_FAILURE = N_("That email and password do not match our records. Check th
 NOT_CONFIRMED = N_(
     "Please confirm your email address first. We just sent a new link to %(email)s: open it, then sign in."
 )
+NOT_CONFIRMED_UNSENT = N_(
+    "Please confirm your email address first. We could not send a new link just now: try again in a few minutes."
+)
 DEVICE_COOKIE = "portal_device"
 DEVICE_DAYS = 400
 
@@ -84,14 +87,14 @@ async def sign_in(request: Request) -> Response:
     user, wait = await run_in_threadpool(_check, request, email, password, _email_mark(email) in marks)
     if user is not None and user.email_verified_at is None:
         # The right password, but the address was never confirmed: send the link again.
-        jobs.defer(
+        queued = jobs.defer(
             request.app.state.settings,
             "email.account",
             request.app.state.sessions,
             user_id=user.id,
             kind="confirm_email",
         )
-        error = gettext(NOT_CONFIRMED, email=user.email)
+        error = gettext(NOT_CONFIRMED, email=user.email) if queued else gettext(NOT_CONFIRMED_UNSENT)
         return _sign_in_again(request, next_url, email, error, 400)
     if user is None:
         error = too_many(wait) if wait else gettext(GENERIC_FAILURE)

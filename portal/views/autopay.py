@@ -164,14 +164,17 @@ async def autopay_confirm(request: Request) -> Response:
         answer = {"error": exc.message}
     if "enrollment" in answer:
         request.session.pop(ATTEMPT_PREFIX + attempt_id, None)
-        flash(request, gettext("Autopay is on. We emailed you a copy of what you agreed to."))
-        await run_in_threadpool(
+        queued = await run_in_threadpool(
             jobs.defer,
             request.app.state.settings,
             "email.autopay_enrolled",
             request.app.state.sessions,
             enrollment_id=answer.pop("enrollment"),
         )
+        if queued:
+            flash(request, gettext("Autopay is on. We emailed you a copy of what you agreed to."))
+        else:
+            flash(request, gettext("Autopay is on. We could not email you a copy just now; this page shows it."))
     return answer_response(request, answer, f"/my/accounts/{request.path_params['number']}/autopay")
 
 

@@ -256,12 +256,13 @@ async def run_action(request: Request) -> Response:
 
 def _run_action(request: Request, run_id: int, action: str) -> Response:
     settings = request.app.state.settings
+    print_file_id = None
     with db(request) as session:
         user = require_staff(request, session)
         run = session.get(BillRun, run_id)
         if run is None:
             raise PageNotFound()
-        if action in ("calculate", "deliver") and user.role not in RUNNERS:
+        if action in ("calculate", "deliver", "resend_emails") and user.role not in RUNNERS:
             raise Forbidden("Only billing specialists and supervisors calculate bill runs.")
         if action in ("approve", "post") and user.role not in bill_runs.APPROVERS:
             raise Forbidden("Only a billing supervisor approves and posts bill runs.")
@@ -276,6 +277,11 @@ def _run_action(request: Request, run_id: int, action: str) -> Response:
                 raise InvalidInput("This run is approved; it is no longer calculated.", "status")
             if action == "deliver":
                 print_file_id = delivery.start(session, run, user).id
+            elif action == "resend_emails":
+                pf = delivery.progress(session, run).print_file
+                if pf is None:
+                    raise InvalidInput("This run's bills are not delivered yet.", "status")
+                print_file_id = pf.id
             elif action not in ("calculate", "post"):
                 raise InvalidInput("Unknown action.", "action")
             user_id = user.id
@@ -286,12 +292,37 @@ def _run_action(request: Request, run_id: int, action: str) -> Response:
     url = request.app.state.engine.url.render_as_string(hide_password=False)
     settings = dataclasses.replace(settings, database_url=url)
     if action == "deliver":
+        # Emails that cannot be sent now wait in the outbox and are retried: never a failed page.
         jobs.dispatch_delivery(settings, print_file_id)
-        flash(request, "Delivery started: the print file is being made and paperless customers emailed.")
+        flash(request, _delivery_note(request, run_id))
+        return redirect(f"/staff/bill-runs/{run_id}")
+    if action == "resend_emails":
+        queued = jobs.resend_failed(settings, request.app.state.sessions, print_file_id)
+        flash(request, f"{queued} failed emails queued again." if queued else "No failed emails to send again.")
         return redirect(f"/staff/bill-runs/{run_id}")
     jobs.dispatch(settings, run_id, action, user_id)
     flash(request, {"calculate": "Calculation started.", "post": "Posting started."}[action])
     return redirect(f"/staff/bill-runs/{run_id}")
+
+
+def _delivery_note(request: Request, run_id: int) -> str:
+    """What delivering did, as it stands: emails are said sent only when they were."""
+    with db(request) as session:
+        progress = delivery.progress(session, session.get(BillRun, run_id))
+    pf, emails = progress.print_file, progress.emails
+    if pf is None:
+        return "Delivery started."
+    parts = [
+        "Delivery started: " + ("the print file is ready" if pf.status == "ready" else "the print file is being made")
+    ]
+    if pf.emails_total:
+        waiting = emails["retrying"] + emails["failed"]
+        parts.append(
+            f"{emails['sent']} of {pf.emails_total} emails sent"
+            + (f", {emails.in_flight} queued" if emails.in_flight else "")
+            + (f", {waiting} could not be sent yet (see Delivery below)" if waiting else "")
+        )
+    return "; ".join(parts) + "."
 
 
 def print_file_download(request: Request) -> Response:

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .. import jobs
-from ..billing_core import accounts, arrangements, bill_runs, service_requests
+from ..billing_core import accounts, arrangements, bill_runs, outbox, service_requests
 from ..billing_core.errors import InvalidInput
 from ..billing_core.models import Account, ArrangementRequest, Role, ServiceRequest, User
 from ..web import Forbidden, FormState, PageNotFound, db, flash, now, pop_flash, redirect, require_staff, today
@@ -79,6 +79,7 @@ def _request_page(
             "status_label": service_requests.status_label,
             "today": today(request),
             "can_act": user.role in REQUEST_HANDLERS,
+            "emails": outbox.about(session, "service_request", item.id),
             "form": form or FormState(),
             "flash": pop_flash(request),
         },
@@ -122,7 +123,7 @@ async def request_action(request: Request) -> Response:
                 form.errors[exc.field if exc.field in ("message", "action") else "action"] = exc.message
                 return _request_page(request, session, user, item, form)
             label = service_requests.status_label(item)
-            flash(request, f"Request {item.id} is now {label}. The customer is emailed.")
+            flash(request, f"Request {item.id} is now {label}.")
             return redirect(f"/staff/requests/{item.id}")
 
     response = await run_in_threadpool(act)
@@ -132,9 +133,16 @@ async def request_action(request: Request) -> Response:
 
 
 async def _email(request: Request, job: str, request_id: int) -> None:
-    await run_in_threadpool(
+    queued = await run_in_threadpool(
         jobs.defer, request.app.state.settings, job, request.app.state.sessions, request_id=request_id
     )
+    # Said only as it is: the page below shows whether it was sent, is retrying or failed.
+    note = (
+        " An email to the customer is queued (see below)."
+        if queued
+        else " The email to the customer could not be queued."
+    )
+    flash(request, request.session.get("flash", "") + note)
 
 
 # --- Payment arrangement requests ----------------------------------------------------------
@@ -175,6 +183,7 @@ def _arrangement_page(
             ),
             "requester": session.get(User, item.user_id),
             "can_act": user.role in REQUEST_HANDLERS and item.status == "submitted",
+            "emails": outbox.about(session, "arrangement_request", item.id),
             "form": form or FormState(),
             "flash": pop_flash(request),
         },
@@ -212,7 +221,7 @@ async def arrangement_action(request: Request) -> Response:
             except InvalidInput as exc:
                 form.errors[exc.field if exc.field in ("message", "decision") else "decision"] = exc.message
                 return _arrangement_page(request, session, user, item, form)
-            flash(request, f"Payment plan request {item.id} is {item.status}. The customer is emailed.")
+            flash(request, f"Payment plan request {item.id} is {item.status}.")
             return redirect(f"/staff/arrangements/{item.id}")
 
     response = await run_in_threadpool(act)

@@ -14,7 +14,7 @@ from .. import i18n, jobs
 from ..billing_core import audit, throttle, users
 from ..billing_core.errors import InvalidInput
 from ..billing_core.models import User
-from ..i18n import gettext
+from ..i18n import N_, gettext
 from ..web import (
     FormState,
     db,
@@ -38,8 +38,15 @@ def _render(request: Request, template: str, context: dict, status: int = 200) -
     return request.app.state.templates.TemplateResponse(request, template, context, status_code=status)
 
 
-def _send(request: Request, user_id: int, kind: str) -> None:
-    jobs.defer(request.app.state.settings, "email.account", request.app.state.sessions, user_id=user_id, kind=kind)
+#: When the email could not even be queued: the page must not say it was sent.
+NOT_QUEUED = N_("We could not send you an email just now. Please try again in a few minutes.")
+
+
+def _send(request: Request, user_id: int, kind: str) -> bool:
+    """Queue the email; True when it is on its way (sent, or waiting to retry)."""
+    return jobs.defer(
+        request.app.state.settings, "email.account", request.app.state.sessions, user_id=user_id, kind=kind
+    )
 
 
 # --- Sign up ---------------------------------------------------------------------------
@@ -59,8 +66,13 @@ async def sign_up(request: Request) -> Response:
         result = await run_in_threadpool(_sign_up, request, form, password)
         if result is not None:
             user_id, new = result
-            await run_in_threadpool(_send, request, user_id, "confirm_email" if new else "already_registered")
-            return _render(request, "account/check_email.html", {"email": users.normalise_email(form.get("email"))})
+            queued = await run_in_threadpool(_send, request, user_id, "confirm_email" if new else "already_registered")
+            return _render(
+                request,
+                "account/check_email.html",
+                {"email": users.normalise_email(form.get("email")), "queued": queued},
+                200 if queued else 503,
+            )
     return _render(request, "account/sign_up.html", {"form": form}, 400)
 
 
@@ -156,8 +168,9 @@ async def forgot_password(request: Request) -> Response:
     if wait is not None:
         form.errors["email"] = too_many(wait)
         return _render(request, "account/forgot_password.html", {"form": form, "sent": False}, 429)
-    if user_id is not None:
-        await run_in_threadpool(_send, request, user_id, "reset_password")
+    if user_id is not None and not await run_in_threadpool(_send, request, user_id, "reset_password"):
+        form.errors["email"] = gettext(NOT_QUEUED)
+        return _render(request, "account/forgot_password.html", {"form": form, "sent": False}, 503)
     return _render(request, "account/forgot_password.html", {"form": form, "sent": True})
 
 
