@@ -674,7 +674,9 @@ def build_parser() -> argparse.ArgumentParser:
     acct = sub.add_parser("account", help="accounts").add_subparsers(dest="account_command", required=True)
     p = acct.add_parser("stop", help="stop service and post the final bill")
     p.add_argument("account", help="account number")
-    p.add_argument("--on", required=True, type=_date_text, help="YYYY-MM-DD, the last day of service (billed through it)")
+    p.add_argument(
+        "--on", required=True, type=_date_text, help="YYYY-MM-DD, the last day of service (billed through it)"
+    )
     p.add_argument("--read", action="append", default=[], metavar="SERIAL=VALUE", help="a final read, for each meter")
     p.add_argument("--forward-street", help="forwarding address for the final bill: street")
     p.add_argument("--forward-city", help="forwarding address: city")
