@@ -452,6 +452,9 @@ async def refund_reviewed(request: Request) -> Response:
             payment = session.get(Payment, _int(request.path_params["payment"]), with_for_update=True)
             if payment is None or payment.overpaid_cents is None:
                 raise PageNotFound()
+            if payment.refund_reviewed_at is not None:  # two people at once, or a repeated post
+                flash(request, f"Payment {payment.id} was already reviewed.")
+                return redirect("/staff/payments/refunds")
             try:
                 if not form.get("note"):
                     raise InvalidInput("Say what was done: refunded (how and when) or kept as credit.", "note")

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +19,7 @@ from starlette.testclient import TestClient
 from portal.app import create_app
 from portal.billing_core import accounts as accounts_core
 from portal.billing_core import posting
-from portal.billing_core.models import Account, LedgerTransaction, Payment, ProcessorEvent
+from portal.billing_core.models import Account, AuditEvent, LedgerTransaction, Payment, ProcessorEvent
 from portal.demo import build_demo
 from portal.gateway import BANK, FakeBankGateway
 from tests.db.test_demo import TODAY
@@ -432,6 +434,27 @@ def test_a_webhook_that_overpays_posts_as_credit_flagged_for_refund(bank, distri
     listing = client.get("/staff/payments/refunds")
     assert listing.status_code == 200
     assert number in listing.text and "Payments to review for refund" in listing.text
+    # The cashier records what was done: a note is needed, then it leaves the list.
+    review = f"/staff/payments/refunds/{payment.id}"
+    token = csrf_from(listing.text)
+    refused = client.post(review, data={"csrf_token": token, "note": "  "})
+    assert refused.status_code == 400 and "Say what was done" in refused.text and 'aria-invalid="true"' in refused.text
+    done = client.post(review, data={"csrf_token": token, "note": "Refunded to the card"}, follow_redirects=False)
+    assert done.status_code == 303
+    listing = client.get("/staff/payments/refunds")
+    assert "No payment is waiting for a refund review" in listing.text and "Reviewed lately" in listing.text
+    assert "To review for a refund" not in client.get(f"/staff/accounts/{number}").text
+    again = client.post(review, data={"csrf_token": token, "note": "again"})
+    assert "was already reviewed" in again.text
+    with Session(district) as s:
+        assert s.scalar(select(Payment.refund_reviewed_at).where(Payment.id == payment.id)) is not None
+        assert s.scalar(select(func.count(AuditEvent.id)).where(AuditEvent.action == "payment.refund_reviewed")) == 1
+    # Customer service sees the list but does not record refunds.
+    client.post("/sign-out", data={"csrf_token": token})
+    sign_in(client, "csr@demo.example")
+    assert client.get("/staff/payments/refunds").status_code == 200
+    token = csrf_from(client.get("/staff/payments/refunds").text)
+    assert client.post(review, data={"csrf_token": token, "note": "x"}).status_code == 403
     # A customer does not see the staff list.
     client.post("/sign-out", data={"csrf_token": csrf_from(listing.text)})
     sign_in(client, "pastdue@demo.example")
@@ -557,16 +580,20 @@ def test_a_signed_but_malformed_event_is_a_400_and_changes_nothing(bank, distric
 
 def test_signed_bodies_that_are_not_json_are_a_400(bank, district: Engine) -> None:  # type: ignore[no-untyped-def]
     client, fake = bank
-    for body in (b"\xff\xfe not utf-8", b"{not json", b"1e999999", b'{"id": "evt_1", "id": "evt_2"}' + b" " * 10):
+    for body in (
+        b"\xff\xfe not utf-8",
+        b"{not json",
+        b"1e999999",
+        b'{"id": "evt_1", "type": "charge.refunded", "data": {"object": {"id": "ch_1"}}, "id": "evt_2"}',
+        b"[" * 200000 + b"]" * 200000,
+        b'{"id": NaN}',
+    ):
         timestamp = int(time.time())
-        import hashlib
-        import hmac
-
         digest = hmac.new(fake.webhook_secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
         response = client.post(
             "/webhooks/stripe", content=body, headers={"Stripe-Signature": f"t={timestamp},v1={digest}"}
         )
-        assert response.status_code == 400, body
+        assert response.status_code == 400, body[:60]
     with Session(district) as s:
         assert s.scalar(select(func.count(ProcessorEvent.id))) == 0
 
