@@ -363,3 +363,6 @@ def test_a_draft_counts_an_online_payment_being_made_at_that_moment(district: En
             assert s.scalar(select(func.count(Payment.id)).where(Payment.idempotency_key == key)) == 0
             (pending,) = s.scalars(select(Payment).where(Payment.idempotency_key.like("pay-%")))
             assert pending.amount_cents == owed and pending.status == "pending"
+            # The dashboard does not promise a draft the pending payment has made unneeded.
+            account = s.scalar(select(Account).where(Account.number == number))
+            assert autopay.outlook(s, account, owed, bill.bill_date, SETTINGS.tz).next_on is None
