@@ -126,9 +126,14 @@ def recent(session: Session, account_id: int, limit: int = 10) -> list[Payment]:
 
 def lock_account(session: Session, account_id: int) -> None:
     """Hold the account until the transaction ends, so payments on it are checked and
-    written one after the other. PostgreSQL: ``SELECT ... FOR UPDATE`` of its row. SQLite
-    has no row locks: an UPDATE of the row takes the database's write lock now, not at the
-    first insert, so a second writer waits here and then reads what the first committed."""
+    written one after the other.
+
+    PostgreSQL: ``SELECT ... FOR NO KEY UPDATE`` of its row. Two of these wait for each
+    other; rows that merely reference the account (a bill run's ledger entries, which
+    lock it ``FOR KEY SHARE``) do not wait, so a charge in progress never stalls a run.
+    SQLite has no row locks: an UPDATE of the row takes the database's write lock now, not
+    at the first insert, so a second writer waits here and then reads what the first
+    committed."""
     if session.get_bind().dialect.name == "sqlite":
         session.execute(
             update(Account)
@@ -137,7 +142,7 @@ def lock_account(session: Session, account_id: int) -> None:
             .execution_options(synchronize_session=False)
         )
     else:
-        session.execute(select(Account.id).where(Account.id == account_id).with_for_update())
+        session.execute(select(Account.id).where(Account.id == account_id).with_for_update(key_share=True))
 
 
 def check_still_owed(session: Session, account_id: int, amount_cents: int) -> None:
