@@ -68,7 +68,7 @@ def parse_signed_event(payload: bytes, header: str, secret: str, now: float | No
     except stripe.SignatureVerificationError as exc:
         raise BadSignature("signature does not match, or the event is too old") from exc
     # Stripe's library refuses old timestamps only; one far in the future is refused too.
-    stamps = [part[2:] for part in header.split(",") if part.strip().startswith("t=")]
+    stamps = [part.strip()[2:] for part in header.split(",") if part.strip().startswith("t=")]
     current = time.time() if now is None else now
     if not stamps or not stamps[0].strip().isascii() or not stamps[0].strip().isdigit():
         raise BadSignature("no timestamp")

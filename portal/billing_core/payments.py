@@ -310,22 +310,27 @@ def _post(session: Session, payment: Payment, as_of: date, now: datetime) -> Non
         )
 
 
-def to_review(session: Session, account_id: int | None = None, *, reviewed: bool = False) -> list[Payment]:
+def to_review(
+    session: Session, account_id: int | None = None, *, reviewed: bool = False, limit: int = 500
+) -> list[Payment]:
     """Payments that posted beyond what was owed, oldest first: not yet reviewed for a
-    refund (or, with ``reviewed``, the ones that were, newest first)."""
+    refund (or, with ``reviewed``, the ones that were, newest first). One the bank took
+    back since (returned) is no longer a credit, so nothing is left to refund."""
     query = select(Payment).where(Payment.overpaid_cents.is_not(None))
     if account_id is not None:
         query = query.where(Payment.account_id == account_id)
     if reviewed:
         query = query.where(Payment.refund_reviewed_at.is_not(None)).order_by(Payment.refund_reviewed_at.desc())
     else:
-        query = query.where(Payment.refund_reviewed_at.is_(None)).order_by(Payment.settled_at, Payment.id)
-    return list(session.scalars(query.limit(500)))
+        query = query.where(Payment.refund_reviewed_at.is_(None), Payment.status == "posted").order_by(
+            Payment.settled_at, Payment.id
+        )
+    return list(session.scalars(query.limit(limit)))
 
 
 def mark_reviewed(session: Session, payment: Payment, user: User, now: datetime, note: str) -> None:
     """Staff decided about an overpayment (refunded outside the portal, or kept as credit)."""
-    if payment.overpaid_cents is None or payment.refund_reviewed_at is not None:
+    if payment.overpaid_cents is None or payment.refund_reviewed_at is not None or payment.status != "posted":
         raise InvalidInput("This payment has no overpayment left to review.", "note")
     payment.refund_reviewed_at = now
     payment.refund_reviewed_by_id = user.id

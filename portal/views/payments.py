@@ -421,7 +421,7 @@ def _refund_page(
     request: Request, session: Session, user: User, form: FormState, failed: int | None = None
 ) -> Response:
     items = payments.to_review(session)
-    reviewed = payments.to_review(session, reviewed=True)[:50]
+    reviewed = payments.to_review(session, reviewed=True, limit=50)
     ids = {p.account_id for p in items + reviewed}
     numbers = dict(session.execute(select(Account.id, Account.number).where(Account.id.in_(ids))).all()) if ids else {}
     return render(

@@ -18,6 +18,7 @@ from starlette.testclient import TestClient
 
 from portal.app import create_app
 from portal.billing_core import accounts as accounts_core
+from portal.billing_core import payments as payments_core
 from portal.billing_core import posting
 from portal.billing_core.models import Account, AuditEvent, LedgerTransaction, Payment, ProcessorEvent
 from portal.demo import build_demo
@@ -459,6 +460,21 @@ def test_a_webhook_that_overpays_posts_as_credit_flagged_for_refund(bank, distri
     client.post("/sign-out", data={"csrf_token": csrf_from(listing.text)})
     sign_in(client, "pastdue@demo.example")
     assert client.get("/staff/payments/refunds").status_code in (403, 404)
+
+
+def test_an_overpayment_the_bank_takes_back_leaves_nothing_to_refund(bank, district: Engine) -> None:  # type: ignore[no-untyped-def]
+    client, fake = bank
+    number, _receipt = pay_by_bank(client, fake, district, "000123456789")
+    owed = balance(district, number)
+    post_counter_payment(district, number, owed)
+    (intent_id,) = fake.payments
+    fake.settle(intent_id)
+    assert send(client, fake, fake.events[-1]).endswith("posted, overpaid")
+    fake.dispute(intent_id, "R10")
+    assert send(client, fake, fake.events[-1]).endswith("returned")
+    assert balance(district, number) == 0
+    with Session(district) as s:
+        assert payments_core.to_review(s) == []
 
 
 def test_a_webhook_within_the_balance_is_not_flagged(bank, district: Engine) -> None:  # type: ignore[no-untyped-def]
