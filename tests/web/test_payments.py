@@ -26,7 +26,7 @@ from portal.gateway import BANK, FakeBankGateway
 from tests.db.test_demo import TODAY
 from tests.localstripe import PUBLISHABLE_KEY, SECRET_KEY, WEBHOOK_SECRET, LocalStripe, localstripe, signed
 
-from .conftest import CLOCK, SETTINGS, csrf_from, linked_numbers, mail_to, sign_in
+from .conftest import CLOCK, SETTINGS, body_of, csrf_from, linked_numbers, mail_to, sign_in
 
 
 @pytest.fixture(scope="module")
@@ -412,7 +412,7 @@ def post_counter_payment(engine: Engine, number: str, cents: int) -> None:
         )
 
 
-def test_a_webhook_that_overpays_posts_as_credit_flagged_for_refund(bank, district: Engine) -> None:  # type: ignore[no-untyped-def]
+def test_a_webhook_that_overpays_posts_as_credit_flagged_for_refund(bank, district: Engine, inbox: list) -> None:  # type: ignore[no-untyped-def]
     client, fake = bank
     number, receipt = pay_by_bank(client, fake, district, "000123456789")
     owed = balance(district, number)
@@ -427,6 +427,10 @@ def test_a_webhook_that_overpays_posts_as_credit_flagged_for_refund(bank, distri
         assert payment.status == "posted" and payment.overpaid_cents == owed
     page = client.get(receipt)
     assert "credit on your account" in page.text
+    deadline = time.monotonic() + 5
+    while not [m for m in mail_to(inbox, "pastdue@demo.example") if "credit on your account" in body_of(m)]:
+        assert time.monotonic() < deadline, "no receipt saying the extra is a credit"
+        time.sleep(0.05)
     # Staff see it on the account and in the list of payments to review for a refund.
     client.post("/sign-out", data={"csrf_token": csrf_from(page.text)})
     sign_in(client, "cashier@demo.example")
