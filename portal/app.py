@@ -124,6 +124,8 @@ ROUTES = [
     Route("/staff/requests/{request}", queues.request_view, methods=["GET"]),
     Route("/staff/requests/{request}", queues.request_action, methods=["POST"]),
     Route("/staff/arrangements", queues.arrangement_queue),
+    Route("/staff/payments/refunds", payments.refund_queue),
+    Route("/staff/payments/refunds/{payment}", payments.refund_reviewed, methods=["POST"]),
     Route("/staff/arrangements/{request}", queues.arrangement_view, methods=["GET"]),
     Route("/staff/arrangements/{request}", queues.arrangement_action, methods=["POST"]),
     Route("/staff/reads", billing.review_queue),

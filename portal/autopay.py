@@ -56,7 +56,10 @@ def draft_one(settings: Settings, factory, gateway: PaymentGateway | None, bill_
             bill = session.get(Bill, bill_id)
             if bill is None:
                 return "no such bill"
-            account = session.get(Account, bill.account_id, with_for_update=True)
+            # Locked as an online payment locks it (``payments.lock_account``): a payment
+            # the resident is making right now is counted as pending, never charged twice.
+            payments.lock_account(session, bill.account_id)
+            account = session.get(Account, bill.account_id)
             balance = posting.account_balance(session, account.id)
             pending = payments.pending_cents(session, account.id)
             draft = autopay.prepare(session, bill_id, as_of, balance, pending, settings.tz)

@@ -205,7 +205,10 @@ def outlook(session: Session, account: Account, balance_cents: int, as_of: date,
             failed = draft
         on = scheduled_on(session, bill, tz) if enrollment is not None and draft is None else None
         if on is not None and on >= as_of and covers(enrollment, bill, tz):
-            amount = min(bill.total_due_cents, balance_cents)
+            from .payments import pending_cents
+
+            # As the draft will count it: less the payments already on their way.
+            amount = min(bill.total_due_cents, balance_cents - pending_cents(session, account.id))
             if amount >= MINIMUM_CENTS:
                 return Outlook(enrollment, bill, on, amount, failed)
     return Outlook(enrollment, failed=failed)

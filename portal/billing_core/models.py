@@ -538,9 +538,16 @@ class Payment(Base):
     receipt_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: For an autopay draft that failed: when the customer was told (once).
     failure_notice_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The part of a payment beyond what the account owed when it posted (two payments
+    #: for one balance): held as a credit and listed for staff to review for a refund.
+    overpaid_cents: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    #: When and by whom that review was done (refunded, or kept as credit).
+    refund_reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    refund_reviewed_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
 
     __table_args__ = (
         CheckConstraint("amount_cents > 0", name="positive"),
+        CheckConstraint("overpaid_cents > 0 AND overpaid_cents <= amount_cents", name="overpaid"),
         CheckConstraint("channel in ('counter', 'mail', 'lockbox', 'online', 'autopay', 'phone')", name="channel"),
         CheckConstraint("status in ('pending', 'posted', 'returned', 'failed')", name="status"),
     )

@@ -10,6 +10,13 @@ report changes nothing:
        \\--failed / canceled--> failed
 
 A return after posting is a reversal linked to the payment's ledger transaction.
+
+No overpayment online: what may be paid is checked when the form is shown and again when
+the payment is written, just before the charge, under a lock on the account (``lock_account``)
+and counting every payment still on its way, so two forms opened for the same balance
+charge once. A payment that still posts beyond the balance (the customer also paid at the
+counter while it was on its way) is real money: it posts, the part beyond what was owed is a
+credit (``overpaid_cents``) and staff review it for a refund (``to_review``).
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from . import audit, ledger, posting
@@ -117,6 +124,64 @@ def recent(session: Session, account_id: int, limit: int = 10) -> list[Payment]:
     )
 
 
+def lock_account(session: Session, account_id: int) -> None:
+    """Hold the account until the transaction ends, so payments on it are checked and
+    written one after the other.
+
+    PostgreSQL: ``SELECT ... FOR NO KEY UPDATE`` of its row. Two of these wait for each
+    other; rows that merely reference the account (a bill run's ledger entries, which
+    lock it ``FOR KEY SHARE``) do not wait, so a charge in progress never stalls a run.
+    SQLite has no row locks: an UPDATE of the row takes the database's write lock now, not
+    at the first insert, so a second writer waits here and then reads what the first
+    committed."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(
+            update(Account)
+            .where(Account.id == account_id)
+            .values(id=Account.id)
+            .execution_options(synchronize_session=False)
+        )
+    else:
+        session.execute(select(Account.id).where(Account.id == account_id).with_for_update(key_share=True))
+
+
+def check_still_owed(session: Session, account_id: int, amount_cents: int) -> None:
+    """Refuse a new payment beyond the balance less the payments already on their way.
+    Call it with the account locked (``lock_account``)."""
+    balance = posting.account_balance(session, account_id)
+    on_the_way = pending_cents(session, account_id)
+    allowed = max(balance - on_the_way, 0)
+    if amount_cents <= allowed:
+        return
+    if on_the_way and allowed >= MINIMUM_CENTS:
+        raise InvalidInput(
+            N_(
+                "%(pending)s is already on its way to this account, so you can pay at most %(allowed)s now. "
+                "Nothing was charged."
+            ),
+            "choice",
+            pending=_dollars(on_the_way),
+            allowed=_dollars(allowed),
+        )
+    if on_the_way:
+        raise InvalidInput(
+            N_("%(pending)s is already on its way to this account and covers what is owed. Nothing was charged."),
+            "choice",
+            pending=_dollars(on_the_way),
+        )
+    if allowed >= MINIMUM_CENTS:
+        raise InvalidInput(
+            N_(
+                "The balance of this account is now %(balance)s, so you can pay at most %(allowed)s online. "
+                "Nothing was charged."
+            ),
+            "choice",
+            balance=_dollars(balance),
+            allowed=_dollars(allowed),
+        )
+    raise InvalidInput(N_("There is nothing to pay on this account right now. Nothing was charged."), "choice")
+
+
 def start(
     session: Session,
     account: Account,
@@ -128,12 +193,17 @@ def start(
     channel: str = "online",
 ) -> tuple[Payment, bool]:
     """The pending payment for ``idempotency_key``: made now, or the one an earlier try of
-    the same request made (then the flag is False and nothing new is written)."""
+    the same request made (then the flag is False and nothing new is written). A new one is
+    refused (``InvalidInput``, nothing written) when it would pay more than is owed less
+    the payments already on their way; the account stays locked until the caller's
+    transaction ends, so the charge is made before another payment is checked."""
+    lock_account(session, account.id)
     existing = session.scalar(select(Payment).where(Payment.idempotency_key == idempotency_key))
     if existing is not None:
         if existing.account_id != account.id:
             raise InvalidInput(N_("This payment form was already used. Start again."), "choice")
         return existing, False
+    check_still_owed(session, account.id, amount_cents)
     payment = Payment(
         account_id=account.id,
         amount_cents=amount_cents,
@@ -205,6 +275,8 @@ def apply(
 
 
 def _post(session: Session, payment: Payment, as_of: date, now: datetime) -> None:
+    lock_account(session, payment.account_id)
+    owed = max(posting.account_balance(session, payment.account_id), 0)
     txn = ledger.payment_transaction(
         payment.account_id,
         as_of,
@@ -225,6 +297,50 @@ def _post(session: Session, payment: Payment, as_of: date, now: datetime) -> Non
         entity_type="payment",
         entity_id=payment.id,
         after={"status": "posted", "amount_cents": payment.amount_cents, "ledger_transaction": row.id},
+    )
+    if payment.amount_cents > owed:
+        # The money is real, so it posts; what was beyond the balance is a credit to review.
+        payment.overpaid_cents = payment.amount_cents - owed
+        audit.record(
+            session,
+            "payment.overpaid",
+            entity_type="payment",
+            entity_id=payment.id,
+            after={"overpaid_cents": payment.overpaid_cents, "owed_cents": owed},
+        )
+
+
+def to_review(
+    session: Session, account_id: int | None = None, *, reviewed: bool = False, limit: int = 500
+) -> list[Payment]:
+    """Payments that posted beyond what was owed, oldest first: not yet reviewed for a
+    refund (or, with ``reviewed``, the ones that were, newest first). One the bank took
+    back since (returned) is no longer a credit, so nothing is left to refund."""
+    query = select(Payment).where(Payment.overpaid_cents.is_not(None))
+    if account_id is not None:
+        query = query.where(Payment.account_id == account_id)
+    if reviewed:
+        query = query.where(Payment.refund_reviewed_at.is_not(None)).order_by(Payment.refund_reviewed_at.desc())
+    else:
+        query = query.where(Payment.refund_reviewed_at.is_(None), Payment.status == "posted").order_by(
+            Payment.settled_at, Payment.id
+        )
+    return list(session.scalars(query.limit(limit)))
+
+
+def mark_reviewed(session: Session, payment: Payment, user: User, now: datetime, note: str) -> None:
+    """Staff decided about an overpayment (refunded outside the portal, or kept as credit)."""
+    if payment.overpaid_cents is None or payment.refund_reviewed_at is not None or payment.status != "posted":
+        raise InvalidInput("This payment has no overpayment left to review.", "note")
+    payment.refund_reviewed_at = now
+    payment.refund_reviewed_by_id = user.id
+    audit.record(
+        session,
+        "payment.refund_reviewed",
+        actor=user,
+        entity_type="payment",
+        entity_id=payment.id,
+        after={"overpaid_cents": payment.overpaid_cents, "note": note[:300]},
     )
 
 

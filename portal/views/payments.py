@@ -26,9 +26,22 @@ from .. import jobs
 from ..billing_core import accounts, audit, payments
 from ..billing_core.errors import InvalidInput
 from ..billing_core.models import Account, Payment, ProcessorEvent, User
-from ..gateway import BANK, CARD, BadSignature, GatewayError, PaymentGateway
+from ..gateway import BANK, CARD, BadEvent, BadSignature, GatewayError, PaymentGateway
 from ..i18n import gettext
-from ..web import FormState, PageNotFound, db, error_text, flash, now, pop_flash, redirect, require_customer, today
+from ..web import (
+    Forbidden,
+    FormState,
+    PageNotFound,
+    db,
+    error_text,
+    flash,
+    now,
+    pop_flash,
+    redirect,
+    require_customer,
+    require_staff,
+    today,
+)
 
 log = logging.getLogger(__name__)
 ATTEMPT_PREFIX = "pay:"
@@ -205,9 +218,14 @@ async def pay_charge(request: Request) -> Response:
             setup = saved_setup(processor, attempt, attempt_id)
             if setup is None:
                 return {"error": gettext("The card or bank account was not saved. Please try again.")}
-            payment, new = payments.start(
-                session, account, user, attempt["amount"], attempt["method"], f"pay-{attempt_id}", today(request)
-            )
+            try:
+                # The amount is checked again here, with the account locked until the charge
+                # is made: another form may have paid the same balance since this one was shown.
+                payment, new = payments.start(
+                    session, account, user, attempt["amount"], attempt["method"], f"pay-{attempt_id}", today(request)
+                )
+            except InvalidInput as exc:
+                return {"error": error_text(exc)}
             if new:
                 audit.record(
                     session,
@@ -278,20 +296,54 @@ PAYMENT_EVENTS = {
 }
 
 
+#: Stripe's events are a few kilobytes; anything over this is refused before it is read.
+MAX_WEBHOOK_BYTES = 1024 * 1024
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def capped_body(request: Request, limit: int = MAX_WEBHOOK_BYTES) -> bytes:
+    """The request body, read only while it stays within ``limit`` bytes: a declared
+    Content-Length over it is refused before reading, and a streamed body as soon as it
+    passes it (``BodyTooLarge``)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isascii() or not declared.isdigit() or int(declared) > limit):
+        raise BodyTooLarge()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def webhook(request: Request) -> Response:
     processor = gateway(request)
     if processor is None:
         return PlainTextResponse("payments are not configured", status_code=404)
-    payload = await request.body()
+    try:
+        payload = await capped_body(request)
+    except BodyTooLarge:
+        return PlainTextResponse("too large", status_code=413, headers={"Connection": "close"})
     try:
         event = processor.parse_event(payload, request.headers.get("stripe-signature", ""))
     except BadSignature:
         return PlainTextResponse("bad signature", status_code=400)
+    except BadEvent:
+        return PlainTextResponse("malformed event", status_code=400)
     try:
         outcome, email = await run_in_threadpool(_handle_event, request, processor, event)
     except IntegrityError:
         # The same event delivered twice at the same moment: the other delivery has it.
         return PlainTextResponse("duplicate")
+    except GatewayError:
+        # Stripe could not be asked for the payment's state: nothing was written, and a
+        # non-2xx answer makes Stripe deliver the event again later.
+        return PlainTextResponse("payment service unavailable, try again", status_code=503)
     if email is not None:
         await run_in_threadpool(
             jobs.defer, request.app.state.settings, email[0], request.app.state.sessions, payment_id=email[1]
@@ -335,6 +387,8 @@ def _handle_event(request: Request, processor: PaymentGateway, event) -> tuple[s
                     failure=intent.failure_message,
                 )
                 outcome = f"payment {payment.id}: {applied.change or 'no change'}"
+                if applied.change == "posted" and payment.overpaid_cents:
+                    outcome += ", overpaid"  # a credit on the account, listed for refund review
                 email = _email_for(payment, applied.change)
         elif event.type == "charge.dispute.created" and event.payment_intent:
             payment = session.scalar(
@@ -348,3 +402,67 @@ def _handle_event(request: Request, processor: PaymentGateway, event) -> tuple[s
                 email = _email_for(payment, applied.change)
         record.outcome = outcome[:200]
         return outcome, email
+
+
+# --- Staff: payments that posted beyond what was owed ------------------------------------
+
+#: Who records what was done about an overpayment: the cashiers who refund, and their supervisors.
+REFUND_REVIEWERS = frozenset({"cashier", "supervisor", "admin"})
+
+
+def refund_queue(request: Request) -> Response:
+    """Payments to review for refund: each posted beyond the balance, so the account holds a credit."""
+    with db(request) as session:
+        user = require_staff(request, session)
+        return _refund_page(request, session, user, FormState({}))
+
+
+def _refund_page(
+    request: Request, session: Session, user: User, form: FormState, failed: int | None = None
+) -> Response:
+    items = payments.to_review(session)
+    reviewed = payments.to_review(session, reviewed=True, limit=50)
+    ids = {p.account_id for p in items + reviewed}
+    numbers = dict(session.execute(select(Account.id, Account.number).where(Account.id.in_(ids))).all()) if ids else {}
+    return render(
+        request,
+        "staff/refunds.html",
+        {
+            "items": items,
+            "reviewed": reviewed,
+            "numbers": numbers,
+            "can_review": user.role in REFUND_REVIEWERS,
+            "form": form,
+            "failed": failed,
+            "flash": pop_flash(request),
+        },
+        400 if form.errors else 200,
+    )
+
+
+async def refund_reviewed(request: Request) -> Response:
+    data = await request.form()
+    form = FormState({"note": str(data.get("note", "")).strip()[:300]})
+
+    def act() -> Response:
+        with db(request) as session:
+            user = require_staff(request, session)
+            if user.role not in REFUND_REVIEWERS:
+                raise Forbidden("Only cashiers and billing supervisors record refund decisions.")
+            payment = session.get(Payment, _int(request.path_params["payment"]), with_for_update=True)
+            if payment is None or payment.overpaid_cents is None:
+                raise PageNotFound()
+            if payment.refund_reviewed_at is not None:  # two people at once, or a repeated post
+                flash(request, f"Payment {payment.id} was already reviewed.")
+                return redirect("/staff/payments/refunds")
+            try:
+                if not form.get("note"):
+                    raise InvalidInput("Say what was done: refunded (how and when) or kept as credit.", "note")
+                payments.mark_reviewed(session, payment, user, now(request), form.get("note"))
+            except InvalidInput as exc:
+                form.errors["note"] = exc.message
+                return _refund_page(request, session, user, form, failed=payment.id)
+            flash(request, f"Payment {payment.id} is reviewed.")
+            return redirect("/staff/payments/refunds")
+
+    return await run_in_threadpool(act)

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .. import jobs
-from ..billing_core import accounts, arrangements, autopay, bill_runs, customers, service_requests
+from ..billing_core import accounts, arrangements, autopay, bill_runs, customers, payments, service_requests
 from ..billing_core.errors import InvalidInput
 from ..billing_core.models import Account, Bill, Meter, MeterRead, Service, User
 from ..web import (
@@ -99,6 +99,7 @@ def _account_page(
             "service_requests": service_requests.for_account(session, account.id),
             "status_label": service_requests.status_label,
             "plans": arrangements.for_account(session, account.id),
+            "refund_review": payments.to_review(session, account.id),
             "meters": meters,
             "active_meters": _meters(account),
             "last_reads": last_reads,

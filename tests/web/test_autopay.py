@@ -320,3 +320,49 @@ def test_a_run_bill_is_drafted_only_ten_days_after_it_was_sent(
     draft_on = sent_on + timedelta(days=autopay.NOTICE_DAYS)
     assert run_drafts(district, smtp, gateway, draft_on - timedelta(days=1)) == 0
     assert run_drafts(district, smtp, gateway, draft_on) == 1
+
+
+def test_a_draft_counts_an_online_payment_being_made_at_that_moment(district: Engine, smtp) -> None:  # type: ignore[no-untyped-def]
+    """The resident pays the whole balance online while the draft job runs: the draft waits
+    for that payment, counts it as pending, and takes nothing."""
+    import threading
+
+    from .test_payments import SlowBank, started_bank_payment
+
+    fake = SlowBank()
+    config = dataclasses.replace(_settings(smtp), stripe_secret_key="sk_fake")
+    with TestClient(
+        create_app(config, engine=district, clock=CLOCK, gateway=fake), base_url="https://testserver"
+    ) as client:
+        sign_in(client, EMAIL)
+        (number,) = linked_numbers(district, EMAIL)
+        _page, response = start_enrollment(client, number, method=BANK)
+        path = response.headers["location"]
+        page = client.get(path)
+        fake.attach_bank_account(page.context["setup_secret"].split("_secret_")[0], "000123456789")
+        answer = client.post(path, headers={"X-CSRF-Token": csrf_from(page.text), "Accept": "application/json"})
+        assert answer.status_code == 200
+        bill = enrolled_months_ago(district, number)
+        owed = balance(district, number)
+        assert bill.total_due_cents >= autopay.MINIMUM_CENTS
+        pay_path, token = started_bank_payment(client, fake, number)
+        answers = []
+        online = threading.Thread(
+            target=lambda: answers.append(
+                client.post(pay_path, headers={"X-CSRF-Token": token, "Accept": "application/json"})
+            )
+        )
+        online.start()
+        assert fake.charging.wait(10)  # the online charge is at the processor, not yet committed
+        run_drafts(district, smtp, fake, autopay.draft_date(bill.bill_date, bill.due_date))
+        online.join(30)
+        assert answers and answers[0].status_code == 200
+        assert len(fake.payments) == 1  # the online payment only
+        with Session(district) as s:
+            key = autopay.idempotency_key(bill.id)
+            assert s.scalar(select(func.count(Payment.id)).where(Payment.idempotency_key == key)) == 0
+            (pending,) = s.scalars(select(Payment).where(Payment.idempotency_key.like("pay-%")))
+            assert pending.amount_cents == owed and pending.status == "pending"
+            # The dashboard does not promise a draft the pending payment has made unneeded.
+            account = s.scalar(select(Account).where(Account.number == number))
+            assert autopay.outlook(s, account, owed, bill.bill_date, SETTINGS.tz).next_on is None
