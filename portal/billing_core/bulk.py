@@ -8,11 +8,13 @@ be given, since COPY applies no Python-side defaults.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 from sqlalchemy import BigInteger, ColumnElement, Table, any_, bindparam, insert, literal, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
+from sqlalchemy.types import TypeEngine
 
 
 def reserve_ids(session: Session, table: str, n: int) -> list[int]:
@@ -31,13 +33,30 @@ def reserve_ids(session: Session, table: str, n: int) -> list[int]:
     return list(range(top + 1, top + n + 1))
 
 
-def among(session: Session, column: ColumnElement, ids: Iterable[int]) -> ColumnElement[bool]:
+#: Values bound in one ``IN (...)`` on SQLite, well under its 32,766 parameters a statement
+#: (PostgreSQL allows 65,535, but there ``among`` binds one array whatever its length).
+IN_CHUNK = 5000
+
+
+def among(
+    session: Session, column: ColumnElement, ids: Iterable[Any], type_: TypeEngine | None = None
+) -> ColumnElement[bool]:
     """``column IN (ids)``; on PostgreSQL ``column = ANY(array)``, one parameter however many
-    ids, so the driver parses the statement once instead of once per chunk."""
+    ids, so the driver parses the statement once instead of once per chunk. On SQLite each
+    id is a parameter: give it at most ``IN_CHUNK`` ids at a time (``chunks``)."""
     values = list(ids)
     if session.get_bind().dialect.name == "postgresql":
-        return column == any_(literal(values, ARRAY(BigInteger())))
+        return column == any_(literal(values, ARRAY(type_ if type_ is not None else BigInteger())))
     return column.in_(values)
+
+
+def chunks(session: Session, values: Iterable[Any]) -> Iterator[list[Any]]:
+    """``values`` in lists ``among`` can bind: all at once on PostgreSQL (one array), else
+    ``IN_CHUNK`` at a time."""
+    items = list(values)
+    size = (len(items) or 1) if session.get_bind().dialect.name == "postgresql" else IN_CHUNK
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def custom_plans(session: Session) -> None:
