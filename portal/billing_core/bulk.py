@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Table, any_, bindparam, insert, literal, text, update
+from sqlalchemy import BigInteger, ColumnElement, Table, any_, bindparam, literal, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeEngine
@@ -77,7 +77,13 @@ def insert_rows(session: Session, table: Table, columns: Sequence[str], rows: Se
             for row in rows:
                 copy.write_row(row)
         return
-    session.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in rows])
+    # One executemany of plain tuples, each value through its column type's bind processing
+    # (what ``insert(table)`` with dicts does, without building and reading a dict per row).
+    processors = [table.c[c].type.dialect_impl(connection.dialect).bind_processor(connection.dialect) for c in columns]
+    if any(processors):
+        rows = [tuple(v if f is None else f(v) for v, f in zip(row, processors, strict=True)) for row in rows]
+    marks = ", ".join("?" for _c in columns)
+    connection.exec_driver_sql(f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})", list(rows))
 
 
 def update_rows(session: Session, table: Table, columns: Sequence[str], rows: Sequence[tuple]) -> None:

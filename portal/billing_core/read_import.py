@@ -176,7 +176,9 @@ def import_reads(
     return report
 
 
-_METER_COLUMNS = (Meter.id, Meter.serial, Meter.status, Meter.dials, Meter.multiplier)
+# Core columns, not ORM attributes: rows come back as tuples, without the ORM's loading.
+_M, _R, _S, _A = (Meter.__table__.c, MeterRead.__table__.c, Service.__table__.c, Account.__table__.c)
+_METER_COLUMNS = (_M.id, _M.serial, _M.status, _M.dials, _M.multiplier)
 
 
 def _resolve_meters(
@@ -187,16 +189,17 @@ def _resolve_meters(
     serials = {p.meter_serial for p in parsed if p.meter_serial}
     numbers = {p.account_number for p in parsed if p.account_number and not p.meter_serial}
     by_serial: dict[str, _Meter] = {}
+    db = session.connection()
     for part in chunks(session, serials):
-        for row in session.execute(select(*_METER_COLUMNS).where(among(session, Meter.serial, part, String()))):
+        for row in db.execute(select(*_METER_COLUMNS).where(among(session, _M.serial, part, String()))):
             by_serial[row.serial] = _Meter(*row)
     by_account: dict[str, list[_Meter]] = defaultdict(list)
     for part in chunks(session, numbers):
-        rows = session.execute(
-            select(Account.number, *_METER_COLUMNS)
-            .join(Service, Service.account_id == Account.id)
-            .join(Meter, Meter.id == Service.meter_id)
-            .where(among(session, Account.number, part, String()), Service.ended_on.is_(None))
+        rows = db.execute(
+            select(_A.number, *_METER_COLUMNS)
+            .join_from(Account.__table__, Service.__table__, _S.account_id == _A.id)
+            .join(Meter.__table__, _M.id == _S.meter_id)
+            .where(among(session, _A.number, part, String()), _S.ended_on.is_(None))
         ).all()
         for number, *values in rows:
             meter = _Meter(*values)
@@ -276,33 +279,34 @@ def _known_reads(session: Session, lines: Sequence[tuple[ParsedRead, _Meter]], r
     by_first: dict[date, list[int]] = defaultdict(list)  # usually one day, or a handful
     for meter_id, day in first.items():
         by_first[day].append(meter_id)
-    rank = func.row_number().over(partition_by=MeterRead.meter_id, order_by=MeterRead.read_on.desc()).label("rank")
+    db = session.connection()
+    rank = func.row_number().over(partition_by=_R.meter_id, order_by=_R.read_on.desc()).label("rank")
     for day, meter_ids in sorted(by_first.items()):
         until = max(last[m] for m in meter_ids)
         for part in chunks(session, meter_ids):
             recent = (
-                select(MeterRead.meter_id, MeterRead.read_on, MeterRead.value, rank)
-                .where(among(session, MeterRead.meter_id, part), MeterRead.read_on < day)
+                select(_R.meter_id, _R.read_on, _R.value, rank)
+                .where(among(session, _R.meter_id, part), _R.read_on < day)
                 .subquery()
             )
-            rows = session.execute(
+            rows = db.execute(
                 select(recent.c.meter_id, recent.c.read_on, recent.c.value).where(
                     recent.c.rank <= rules.history_periods + 1
                 )
             ).all()
-            rows += session.execute(
-                select(MeterRead.meter_id, MeterRead.read_on, MeterRead.value).where(
-                    among(session, MeterRead.meter_id, part), MeterRead.read_on >= day, MeterRead.read_on <= until
+            rows += db.execute(
+                select(_R.meter_id, _R.read_on, _R.value).where(
+                    among(session, _R.meter_id, part), _R.read_on >= day, _R.read_on <= until
                 )
             ).all()
             for meter_id, read_on, value in rows:
                 if read_on <= last[meter_id]:
                     known.add(meter_id, read_on, value)
     for part in chunks(session, first):
-        for meter_id, started_on, status in session.execute(
-            select(Service.meter_id, Service.started_on, Account.status)
-            .join(Account, Account.id == Service.account_id)
-            .where(among(session, Service.meter_id, part))
+        for meter_id, started_on, status in db.execute(
+            select(_S.meter_id, _S.started_on, _A.status)
+            .join_from(Service.__table__, Account.__table__, _A.id == _S.account_id)
+            .where(among(session, _S.meter_id, part))
         ):
             if meter_id not in known.status or started_on > known.status[meter_id][0]:
                 known.status[meter_id] = (started_on, status)
@@ -327,7 +331,11 @@ def judge(
         return [reads.ReadException.BELOW_PREVIOUS]
     past: list[Decimal] = []
     ordered = list(reversed(history))
+    capacity = Decimal(10) ** dials
     for older, newer in zip(ordered, ordered[1:], strict=False):
+        if older.is_finite() and newer.is_finite() and older <= newer < capacity:  # the usual case, quickly
+            past.append((newer - older) * multiplier)
+            continue
         try:
             past.append(reads.consumption(older, newer, dials, multiplier, rules).quantity)
         except InvalidInput:
