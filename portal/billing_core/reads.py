@@ -22,7 +22,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
 
 from .errors import InvalidInput
 
@@ -33,6 +33,30 @@ STORED_LIMIT = Decimal(10) ** 11
 PLACES = Decimal("0.001")
 _PLAIN = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
 _LOOKS_NEGATIVE = re.compile(r"-\s*[0-9.]")
+
+
+def format_quantity(value: Decimal | int | None) -> str:
+    """A quantity as people write it (``12.5``, ``1060``, never ``1.06E+3``). Whatever is
+    stored renders as text and never raises: NaN, infinities, and values far outside any
+    meter's range (shortly, as ``1e+1000000``) included."""
+    if value is None:
+        return ""
+    if not isinstance(value, Decimal):
+        try:
+            value = Decimal(value) if isinstance(value, int) else Decimal(str(value))
+        except (InvalidOperation, ValueError, TypeError):
+            return str(value)
+    if value.is_nan():
+        return "NaN"
+    if value.is_infinite():
+        return "-\u221e" if value.is_signed() else "\u221e"
+    if value.is_zero():
+        return "0"
+    if not -12 <= value.adjusted() < 15:
+        return format(value, ".6g")
+    with localcontext() as context:
+        context.prec = 40
+        return f"{value.normalize():f}"
 
 
 def read_value(text: str, dials: int, field: str = "value") -> Decimal:
