@@ -33,9 +33,11 @@ def serial(i: int) -> str:
     return f"AMI{i:07d}"
 
 
-def build_meters(session: Session, meters: int, history: int = 6) -> None:
-    """``meters`` installed 6-dial meters (serials AMI0000000...), each with ``history``
-    monthly reads up to October 5 2026, 10 CCF a month from 1000 + i % 500."""
+def build_meters(session: Session, meters: int, history: int = 6, deep_every: int = 1) -> None:
+    """``meters`` installed 6-dial meters (serials AMI0000000...), each with monthly reads up
+    to October 5 2026, 10 CCF a month from 1000 + i % 500: ``history`` of them for every
+    ``deep_every``-th meter (counting from meter ``deep_every - 1``), the last one only for
+    the others (a test's quicker set-up)."""
     ids = reserve_ids(session, "meter", meters)
     insert_rows(
         session,
@@ -49,7 +51,8 @@ def build_meters(session: Session, meters: int, history: int = 6) -> None:
     for i, mid in enumerate(ids):
         start = 1000 + i % 500
         for k, day in enumerate(months):
-            rows.append((mid, day, Decimal(start + 10 * k), "ami", "valid", now))
+            if k == history - 1 or i % deep_every == deep_every - 1:
+                rows.append((mid, day, Decimal(start + 10 * k), "ami", "valid", now))
     insert_rows(session, MeterRead.__table__, ["meter_id", "read_on", "value", "source", "status", "created_at"], rows)
     session.flush()
 

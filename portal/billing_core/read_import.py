@@ -14,7 +14,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -247,6 +247,12 @@ class _Known:
         self.values: dict[int, list[Decimal]] = defaultdict(list)
         self.status: dict[int, tuple[date, str]] = {}
 
+    def load(self, rows: Iterable[tuple[int, date, Decimal]]) -> None:
+        """Reads on record, in any order, for meters not loaded before."""
+        for meter_id, day, value in sorted(rows, key=lambda r: (r[0], r[1])):
+            self.days[meter_id].append(day)
+            self.values[meter_id].append(value)
+
     def add(self, meter_id: int, day: date, value: Decimal) -> None:
         days = self.days[meter_id]
         at = bisect.bisect_left(days, day)
@@ -299,9 +305,7 @@ def _known_reads(session: Session, lines: Sequence[tuple[ParsedRead, _Meter]], r
                     among(session, _R.meter_id, part), _R.read_on >= day, _R.read_on <= until
                 )
             ).all()
-            for meter_id, read_on, value in rows:
-                if read_on <= last[meter_id]:
-                    known.add(meter_id, read_on, value)
+            known.load(row for row in rows if row[1] <= last[row[0]])
     for part in chunks(session, first):
         for meter_id, started_on, status in db.execute(
             select(_S.meter_id, _S.started_on, _A.status)
