@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import BigInteger, ColumnElement, Table, any_, bindparam, literal, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeEngine
 
@@ -73,9 +74,13 @@ def insert_rows(session: Session, table: Table, columns: Sequence[str], rows: Se
     connection = session.connection()
     if connection.dialect.name == "postgresql":
         raw = connection.connection.driver_connection
-        with raw.cursor() as cursor, cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+        statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
+        try:
+            with raw.cursor() as cursor, cursor.copy(statement) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        except raw.IntegrityError as exc:  # as SQLAlchemy raises it for its own statements
+            raise IntegrityError(statement, None, exc) from exc
         return
     # One executemany of plain tuples, each value through its column type's bind processing
     # (what ``insert(table)`` with dicts does, without building and reading a dict per row).

@@ -20,6 +20,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from sqlalchemy import String, func, select
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from . import audit, reads
@@ -125,6 +126,39 @@ def import_reads(
     if rejected:
         report.rejected = sorted(rejected, key=lambda r: r.line)
         return report
+    try:
+        with session.begin_nested():  # all or nothing, even when the database refuses the write
+            _write(
+                session, report, to_add, known, digest, fmt, layout_name, lines, actor, actor_label, remote_addr, rules
+            )
+    except (IntegrityError, OperationalError) as exc:
+        # PostgreSQL: a unique key refuses a read or the file another load wrote first; SQLite:
+        # that load's commit left this transaction's snapshot stale ("database is locked").
+        if isinstance(exc, OperationalError) and "database is locked" not in str(exc):
+            raise
+        raise InvalidInput(
+            "Nothing was loaded: another load of this file or of some of its reads finished while this one "
+            "ran. Load the file again to see what is on record.",
+            "file",
+        ) from exc
+    return report
+
+
+def _write(
+    session: Session,
+    report: ImportReport,
+    to_add: list[tuple[ParsedRead, _Meter]],
+    known: _Known,
+    digest: str,
+    fmt: str,
+    layout_name: str | None,
+    lines: int,
+    actor: User | None,
+    actor_label: str | None,
+    remote_addr: str | None,
+    rules: reads.Rules,
+) -> None:
+    file_name = report.file_name
     batch = ReadImport(
         file_name=file_name,
         sha256=digest,
@@ -173,7 +207,6 @@ def import_reads(
         },
     )
     session.flush()
-    return report
 
 
 # Core columns, not ORM attributes: rows come back as tuples, without the ORM's loading.

@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 
 from portal.app import create_app
 from portal.billing_core import bill_runs, users
-from portal.billing_core.models import Account, AuditEvent, Bill, BillRun, Meter, MeterRead, Service
+from portal.billing_core.models import Account, AuditEvent, Bill, BillRun, Meter, MeterRead, ReadImport, Service
 from portal.settings import Settings
 from tests.db.factories import district
 
@@ -436,3 +436,29 @@ def test_an_upload_with_an_over_long_field_or_absurd_values_is_refused_clearly(
     ]
     with Session(office) as s:
         assert s.scalar(select(func.count(MeterRead.id))) == before
+
+
+def test_an_upload_that_loses_a_race_to_another_load_is_refused_not_a_500(
+    client: TestClient, office: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another load writes the same read between this load's checks and its write: the
+    database's unique key refuses the write, and the page says so, nothing half-loaded."""
+    from portal.billing_core import read_import
+
+    real = read_import._known_reads
+
+    def racing(session, lines, rules):  # type: ignore[no-untyped-def]
+        known = real(session, lines, rules)
+        with Session(office) as other, other.begin():
+            other.add(MeterRead(meter_id=lines[0][1].id, read_on=date(2026, 11, 20), value=Decimal(1075), source="amr"))
+        return known
+
+    monkeypatch.setattr(read_import, "_known_reads", racing)
+    sign_in(client, "specialist@x.org", PASSWORD)
+    good = b"meter_serial,read_value,read_time\nT000002,1075,2026-11-20\nT000001,1072,2026-11-20\n"
+    answer = post(client, "/staff/reads/upload", {"format": "csv"}, files={"read_file": ("race.csv", good, "text/csv")})
+    assert answer.status_code == 400
+    assert "another load of this file or of some of its reads finished" in field_error(answer.text, "read_file")
+    with Session(office) as s:
+        assert s.scalar(select(func.count(MeterRead.id)).where(MeterRead.read_on == date(2026, 11, 20))) == 1
+        assert s.scalar(select(func.count(ReadImport.id))) == 0
