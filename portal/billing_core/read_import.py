@@ -91,6 +91,7 @@ def import_reads(
         return report
     parsed, rejected, lines = parse(content, fmt, layout_name, mapping, today)
     report.lines = lines
+    session.flush()  # the lookups below are Core statements, which do not autoflush
     custom_plans(session)
     meters = _resolve_meters(session, parsed, rejected)
     known = _known_reads(session, meters, rules)
