@@ -117,7 +117,8 @@ def import_reads(
                     Rejected(
                         p.line,
                         str(p.value),
-                        f"meter {meter.serial} already has read {on_record.normalize():f} on {p.read_on:%m/%d/%Y}",
+                        f"meter {meter.serial} already has read {reads.format_quantity(on_record)} "
+                        f"on {p.read_on:%m/%d/%Y}",
                     )
                 )
             else:

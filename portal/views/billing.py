@@ -7,7 +7,7 @@ from datetime import date
 from pathlib import Path
 
 from sqlalchemy import select
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import Session, joinedload
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -16,7 +16,7 @@ from starlette.responses import FileResponse, Response
 from .. import jobs
 from ..billing_core import bill_runs, delivery, read_files, read_review, reads
 from ..billing_core.errors import InvalidInput
-from ..billing_core.models import Account, BillingCycle, BillRun, Meter, MeterRead, Service
+from ..billing_core.models import Account, BillingCycle, BillRun, Meter, MeterRead, Service, User
 from ..billing_core.read_import import import_reads
 from ..billing_core.reads import ReadException, consumption
 from ..charts import usage_chart
@@ -41,8 +41,8 @@ def review_queue(request: Request) -> Response:
 
 def _queue_page(
     request: Request,
-    session,  # type: ignore[no-untyped-def]
-    user,
+    session: Session,
+    user: User,
     errors: dict[int, dict[str, str]] | None = None,
     typed: dict[int, dict[str, str]] | None = None,
     status_code: int = 200,
@@ -342,8 +342,8 @@ def meter_view(request: Request) -> Response:
 
 def _meter_page(
     request: Request,
-    session,  # type: ignore[no-untyped-def]
-    user,
+    session: Session,
+    user: User,
     meter: Meter,
     *,
     message: str | None = None,
@@ -383,7 +383,7 @@ def _meter_page(
     )
 
 
-def _meter_accounts(session, meter: Meter) -> list[str]:  # type: ignore[no-untyped-def]
+def _meter_accounts(session: Session, meter: Meter) -> list[str]:
     """The accounts this meter serves; for a meter taken out, the accounts at its premise."""
     served = session.scalars(
         select(Account.number)
