@@ -65,6 +65,44 @@ def _read(session: Session, meter: Meter, on: date, value: Decimal, note: str, f
     return read
 
 
+def record_read(
+    session: Session, meter: Meter, on: date, value: Decimal, actor: User, today: date, note: str = ""
+) -> MeterRead:
+    """A read taken by hand (a field visit, a customer's photo): held for review like an
+    imported read when the account's history says it needs a look."""
+    from .read_import import validate_new_read
+
+    _check(actor)
+    if meter.status != "installed":
+        raise InvalidInput(f"meter {meter.serial} is {meter.status.replace('_', ' ')}, not installed", "read_value")
+    if on > today:
+        raise InvalidInput("The read date is in the future.", "read_on")
+    reads.check_read(value, meter.dials, "read_value")
+    if session.scalar(select(MeterRead.id).where(MeterRead.meter_id == meter.id, MeterRead.read_on == on)):
+        raise InvalidInput(f"meter {meter.serial} already has a read on {on:%m/%d/%Y}", "read_on")
+    found = validate_new_read(session, meter, on, value)
+    read = MeterRead(
+        meter_id=meter.id,
+        read_on=on,
+        value=value,
+        source="field",
+        status="exception" if found else "valid",
+        exception=",".join(e.value for e in found) or None,
+        note=(note.strip() or "Read by hand")[:300],
+    )
+    session.add(read)
+    session.flush()
+    audit.record(
+        session,
+        "meter.read",
+        actor=actor,
+        entity_type="meter",
+        entity_id=meter.serial,
+        after={"on": on.isoformat(), "value": str(value), "status": read.status, "exception": read.exception},
+    )
+    return read
+
+
 def exchange(
     session: Session,
     old: Meter,

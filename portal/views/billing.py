@@ -407,8 +407,10 @@ def _meter_accounts(session: Session, meter: Meter) -> list[str]:
 async def meter_action(request: Request) -> Response:
     form = await request.form()
     values = {
-        k: str(form.get(k, "")).strip()[:40] for k in ("action", "to", "new_serial", "on", "final_read", "first_read")
+        k: str(form.get(k, "")).strip()[:40]
+        for k in ("action", "to", "new_serial", "on", "final_read", "first_read", "read_on", "read_value")
     }
+    values["read_note"] = str(form.get("read_note", "")).strip()[:200]
     return await run_in_threadpool(_meter_action, request, request.path_params["serial"], values)
 
 
@@ -422,12 +424,20 @@ def _meter_action(request: Request, serial: str, values: dict[str, str]) -> Resp
         meter = session.scalar(select(Meter).where(Meter.serial == serial))
         if meter is None:
             raise PageNotFound()
+        date_field = "read_on" if values["action"] == "read" else "on"
         try:
             try:
-                on = date.fromisoformat(values["on"]) if values["on"] else today(request)
+                on = date.fromisoformat(values[date_field]) if values[date_field] else today(request)
             except ValueError as exc:
-                raise InvalidInput("Enter the date as YYYY-MM-DD.", "on") from exc
+                raise InvalidInput("Enter the date as YYYY-MM-DD.", date_field) from exc
             with session.begin_nested():
+                if values["action"] == "read":
+                    value = reads.read_value(values["read_value"], meter.dials, "read_value")
+                    read = meters.record_read(session, meter, on, value, user, today(request), values["read_note"])
+                    flash(
+                        request, "Read recorded." if read.status == "valid" else "Read recorded; it waits for review."
+                    )
+                    return redirect(f"/staff/meters/{serial}")
                 if values["action"] == "exchange":
                     new = session.scalar(select(Meter).where(Meter.serial == values["new_serial"].upper()))
                     if new is None:
@@ -438,10 +448,15 @@ def _meter_action(request: Request, serial: str, values: dict[str, str]) -> Resp
                 else:
                     meters.move(session, meter, values["to"], user, on)
         except InvalidInput as exc:
-            if values["action"] != "exchange":
+            if values["action"] not in ("exchange", "read"):
                 flash(request, f"Nothing was changed: {exc.message}")
                 return redirect(f"/staff/meters/{serial}")
-            field = exc.field if exc.field in ("new_serial", "on", "final_read", "first_read") else "new_serial"
+            fields = (
+                ("read_on", "read_value")
+                if values["action"] == "read"
+                else ("new_serial", "on", "final_read", "first_read")
+            )
+            field = exc.field if exc.field in fields else fields[-1 if values["action"] == "read" else 0]
             return _meter_page(
                 request,
                 session,

@@ -462,3 +462,32 @@ def test_an_upload_that_loses_a_race_to_another_load_is_refused_not_a_500(
     with Session(office) as s:
         assert s.scalar(select(func.count(MeterRead.id)).where(MeterRead.read_on == date(2026, 11, 20))) == 1
         assert s.scalar(select(func.count(ReadImport.id))) == 0
+
+
+def test_a_read_recorded_by_hand_on_the_meter_page(client: TestClient, office: Engine) -> None:
+    sign_in(client, "specialist@x.org", PASSWORD)
+    page_url = "/staff/meters/T000002"
+    assert "Record read of T000002" in client.get(page_url).text
+    wrong = [*ABSURD, ("", "Enter the read.")]
+    for value, message in wrong:
+        answer = post(client, page_url, {"action": "read", "read_on": "2026-11-20", "read_value": value}, page=page_url)
+        assert answer.status_code == 400, value
+        assert field_error(answer.text, "read_value") == message
+        assert 'value="2026-11-20"' in answer.text and (not value or f'value="{value}"' in answer.text)
+    future = post(client, page_url, {"action": "read", "read_on": "2026-12-20", "read_value": "1075"}, page=page_url)
+    assert future.status_code == 400 and field_error(future.text, "read_on") == "The read date is in the future."
+    with Session(office) as s:
+        assert s.scalar(select(func.count(MeterRead.id)).where(MeterRead.read_on > date(2026, 11, 5))) == 0
+    ok = post(client, page_url, {"action": "read", "read_on": "2026-11-20", "read_value": "1,075"}, page=page_url)
+    assert ok.status_code == 303 and "Read recorded." in client.get(page_url).text
+    high = post(client, page_url, {"action": "read", "read_on": "2026-11-21", "read_value": "1500"}, page=page_url)
+    assert "Read recorded; it waits for review." in client.get(high.headers["location"]).text
+    with Session(office) as s:
+        got = s.execute(
+            select(MeterRead.value, MeterRead.status, MeterRead.source).where(MeterRead.read_on > date(2026, 11, 5))
+        ).all()
+        assert sorted(got) == [(Decimal(1075), "valid", "field"), (Decimal(1500), "exception", "field")]
+        assert s.scalar(select(func.count(AuditEvent.id)).where(AuditEvent.action == "meter.read")) == 2
+    sign_in(client, "cashier@x.org", PASSWORD)
+    refused = post(client, page_url, {"action": "read", "read_on": "2026-11-22", "read_value": "1501"}, page=page_url)
+    assert refused.status_code == 403
