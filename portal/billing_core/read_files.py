@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InvalidInput
-from .reads import parse_read
+from .reads import format_quantity, parse_read
 
 LAYOUTS_FILE = Path(__file__).resolve().parent.parent / "data" / "read_layouts.json"
 SOURCES = ("handheld", "amr", "ami", "customer", "field", "estimate")
@@ -292,7 +292,7 @@ def write_route_file(stops: Iterable[RouteStop], layout_name: str = "handheld-60
             "sequence": f"{stop.sequence:05d}",
             "account_number": stop.account_number,
             "meter_serial": stop.meter_serial,
-            "value": f"{stop.previous_value.normalize():f}",
+            "value": format_quantity(stop.previous_value),
             "read_date": stop.scheduled_on.strftime(spec.get("date_format", "%Y%m%d")),
             "read_code": "",
         }

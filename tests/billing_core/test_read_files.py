@@ -132,3 +132,9 @@ def test_a_serial_no_meter_can_have_is_rejected_before_any_lookup(serial: str) -
     content = f"meter_serial,read_value,read_time\n{serial},5,2026-11-05\n".encode()
     _reads, (rejected,), _ = parse(content, "csv", today=TODAY)
     assert "the meter serial is not one" in rejected.reason
+
+
+def test_a_route_file_writes_any_stored_previous_read() -> None:
+    stops = [RouteStop("1-001", 1, "00000018", "M1", Decimal("1E+1000000"), date(2026, 12, 5))]
+    (line,) = write_route_file(stops).splitlines()
+    assert len(line) == 51 and line[31:41].strip() == "1e+1000000"
