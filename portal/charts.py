@@ -6,6 +6,19 @@ from datetime import date
 from decimal import Decimal
 from html import escape
 
+from .billing_core.reads import format_quantity
+
+
+def _drawable(q: Decimal | None) -> Decimal | None:
+    """A quantity a bar can show; anything else (NaN, an infinity, a value no meter reads,
+    whose scaling would overflow) is drawn as no bar, and the table beside the chart says
+    what is stored."""
+    return q if isinstance(q, Decimal) and q.is_finite() and q.adjusted() < 15 else None
+
+
+def _finite(uses: list[tuple[date, Decimal | None]]) -> list[tuple[date, Decimal | None]]:
+    return [(day, _drawable(q)) for day, q in uses]
+
 
 def usage_chart(uses: list[tuple[date, Decimal | None]], unit: str) -> str:
     """A server-rendered SVG bar chart (the table beside it carries the same figures).
@@ -14,6 +27,7 @@ def usage_chart(uses: list[tuple[date, Decimal | None]], unit: str) -> str:
     these charts, and Chromium lays out and prints one element far faster than forty."""
     if not uses:
         return ""
+    uses = _finite(uses)
     width, height, pad = 640, 220, 32
     top = max((q for _d, q in uses if q is not None), default=Decimal(1)) or Decimal(1)
     bar = (width - pad * 2) // len(uses)
@@ -28,7 +42,7 @@ def usage_chart(uses: list[tuple[date, Decimal | None]], unit: str) -> str:
         h = int((height - pad * 2) * q / top)
         if h:
             bars.append(f"M{x} {base - h}h{bar - 8}v{h}h-{bar - 8}z")
-        values.append(f'<tspan x="{middle}" y="{base - h - 4}">{q.normalize():f}</tspan>')
+        values.append(f'<tspan x="{middle}" y="{base - h - 4}">{escape(format_quantity(q))}</tspan>')
     return (
         f'<svg viewBox="0 0 {width} {height}" role="img" aria-labelledby="chart-title" class="chart">'
         f'<title id="chart-title">Use per read period, in {escape(unit)}</title>'
@@ -47,6 +61,7 @@ def usage_bars(uses: list[tuple[date, Decimal | None]]) -> str:
     is the accessible form anyway."""
     if not uses:
         return ""
+    uses = _finite(uses)
     top = max((q for _d, q in uses if q is not None), default=Decimal(1)) or Decimal(1)
     bars = []
     for i, (_day, q) in enumerate(uses):
@@ -66,8 +81,9 @@ LABEL_WIDTH = 8  # characters per period in ``usage_labels``; the bars' width is
 def usage_labels(uses: list[tuple[date, Decimal | None]]) -> str:
     """The month and use under each bar as two lines of fixed-width text, for paper: two
     text runs print far faster than a table of 26 cells (see docs/performance.md)."""
+    uses = _finite(uses)
     months = "".join(f"{day:%b %y}".center(LABEL_WIDTH) for day, _q in uses)
-    values = "".join(("" if q is None else f"{q.normalize():f}").center(LABEL_WIDTH) for _day, q in uses)
+    values = "".join(format_quantity(q).center(LABEL_WIDTH) for _day, q in uses)
     return f"{months.rstrip()}\n{values.rstrip()}"
 
 
@@ -76,6 +92,7 @@ def compare_chart(rows: list[tuple[str, Decimal | None, Decimal | None]], title:
     beside it carries the same figures. ``rows`` are (month label, this year, last year)."""
     if not rows:
         return ""
+    rows = [(label, _drawable(a), _drawable(b)) for label, a, b in rows]
     # Labels 24 units high: the chart is 640 units wide and a 360 px phone draws it about
     # 330 px wide, where they are still 12 px.
     width, height, pad, top_pad, foot = 640, 256, 28, 44, 36

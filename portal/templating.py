@@ -15,6 +15,7 @@ from . import csrf, i18n
 from .billing_core.arrangements import schedule as arrangement_schedule
 from .billing_core.autopay import draft_date as autopay_draft_date
 from .billing_core.money import cents_to_decimal, format_money
+from .billing_core.reads import format_quantity
 from .charts import LABEL_WIDTH, usage_bars, usage_chart, usage_labels
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -69,10 +70,8 @@ def _usage_labels(uses: list[tuple[date, Decimal | None]]) -> str:
 
 
 def _quantity(value: Decimal | None) -> str:
-    if value is None:
-        return ""
-    normalised = value.normalize()
-    return f"{normalised:f}" if normalised == normalised.to_integral() else f"{value.normalize():f}"
+    """Any stored quantity renders, never raises (``reads.format_quantity``)."""
+    return format_quantity(value)
 
 
 def make_templates() -> Jinja2Templates:

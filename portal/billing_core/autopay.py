@@ -22,10 +22,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import String, or_, select
 from sqlalchemy.orm import Session
 
 from . import audit
+from .bulk import among, chunks
 from .models import Account, AutopayEnrollment, Bill, BillDelivery, Payment, User
 
 #: Version of the authorization text customers agree to; change it when the text changes.
@@ -49,15 +50,13 @@ def notice_dates(session: Session, bills: list[tuple[int, int | None, date]], tz
     emailed or its print file was made (None: not sent yet, so not drafted yet); a bill
     made outside a run (a final bill, history brought from another system) on its date."""
     in_runs = [bill_id for bill_id, run_id, _ in bills if run_id is not None]
-    sent = (
-        dict(
+    sent = {}
+    for part in chunks(session, in_runs):  # a due date's bills: bound no IN list by their number
+        sent.update(
             session.execute(
-                select(BillDelivery.bill_id, BillDelivery.sent_at).where(BillDelivery.bill_id.in_(in_runs))
+                select(BillDelivery.bill_id, BillDelivery.sent_at).where(among(session, BillDelivery.bill_id, part))
             ).all()
         )
-        if in_runs
-        else {}
-    )
     dates: dict[int, date | None] = {}
     for bill_id, run_id, bill_date in bills:
         if run_id is None:
@@ -246,14 +245,16 @@ def due_bills(session: Session, as_of: date, tz) -> list[int]:  # type: ignore[n
     if not candidates:
         return []
     # A draft written but never answered by the processor (its job died) is sent again.
-    done = set(
-        session.scalars(
-            select(Payment.idempotency_key).where(
-                Payment.idempotency_key.in_([idempotency_key(b) for b in candidates]),
-                or_(Payment.status != "pending", Payment.processor_id.is_not(None)),
+    done: set[str] = set()
+    for part in chunks(session, [idempotency_key(b) for b in candidates]):
+        done.update(
+            session.scalars(
+                select(Payment.idempotency_key).where(
+                    among(session, Payment.idempotency_key, part, String()),
+                    or_(Payment.status != "pending", Payment.processor_id.is_not(None)),
+                )
             )
         )
-    )
     return sorted(b for b in candidates if idempotency_key(b) not in done)
 
 

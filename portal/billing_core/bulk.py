@@ -8,11 +8,14 @@ be given, since COPY applies no Python-side defaults.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Table, any_, bindparam, insert, literal, text, update
+from sqlalchemy import BigInteger, ColumnElement, Table, any_, bindparam, literal, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.types import TypeEngine
 
 
 def reserve_ids(session: Session, table: str, n: int) -> list[int]:
@@ -31,13 +34,30 @@ def reserve_ids(session: Session, table: str, n: int) -> list[int]:
     return list(range(top + 1, top + n + 1))
 
 
-def among(session: Session, column: ColumnElement, ids: Iterable[int]) -> ColumnElement[bool]:
+#: Values bound in one ``IN (...)`` on SQLite, well under its 32,766 parameters a statement
+#: (PostgreSQL allows 65,535, but there ``among`` binds one array whatever its length).
+IN_CHUNK = 5000
+
+
+def among(
+    session: Session, column: ColumnElement, ids: Iterable[Any], type_: TypeEngine | None = None
+) -> ColumnElement[bool]:
     """``column IN (ids)``; on PostgreSQL ``column = ANY(array)``, one parameter however many
-    ids, so the driver parses the statement once instead of once per chunk."""
+    ids, so the driver parses the statement once instead of once per chunk. On SQLite each
+    id is a parameter: give it at most ``IN_CHUNK`` ids at a time (``chunks``)."""
     values = list(ids)
     if session.get_bind().dialect.name == "postgresql":
-        return column == any_(literal(values, ARRAY(BigInteger())))
+        return column == any_(literal(values, ARRAY(type_ if type_ is not None else BigInteger())))
     return column.in_(values)
+
+
+def chunks(session: Session, values: Iterable[Any]) -> Iterator[list[Any]]:
+    """``values`` in lists ``among`` can bind: all at once on PostgreSQL (one array), else
+    ``IN_CHUNK`` at a time."""
+    items = list(values)
+    size = (len(items) or 1) if session.get_bind().dialect.name == "postgresql" else IN_CHUNK
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def custom_plans(session: Session) -> None:
@@ -54,11 +74,21 @@ def insert_rows(session: Session, table: Table, columns: Sequence[str], rows: Se
     connection = session.connection()
     if connection.dialect.name == "postgresql":
         raw = connection.connection.driver_connection
-        with raw.cursor() as cursor, cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+        statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
+        try:
+            with raw.cursor() as cursor, cursor.copy(statement) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        except raw.IntegrityError as exc:  # as SQLAlchemy raises it for its own statements
+            raise IntegrityError(statement, None, exc) from exc
         return
-    session.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in rows])
+    # One executemany of plain tuples, each value through its column type's bind processing
+    # (what ``insert(table)`` with dicts does, without building and reading a dict per row).
+    processors = [table.c[c].type.dialect_impl(connection.dialect).bind_processor(connection.dialect) for c in columns]
+    if any(processors):
+        rows = [tuple(v if f is None else f(v) for v, f in zip(row, processors, strict=True)) for row in rows]
+    marks = ", ".join("?" for _c in columns)
+    connection.exec_driver_sql(f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})", list(rows))
 
 
 def update_rows(session: Session, table: Table, columns: Sequence[str], rows: Sequence[tuple]) -> None:

@@ -14,7 +14,7 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import audit
+from . import audit, reads
 from .errors import InvalidInput
 from .models import Meter, MeterRead, Premise, Service, User
 
@@ -55,14 +55,51 @@ def move(session: Session, meter: Meter, to: str, actor: User, on: date, note: s
     )
 
 
-def _read(session: Session, meter: Meter, on: date, value: Decimal, note: str) -> MeterRead:
-    if value < 0 or value >= Decimal(10) ** meter.dials:
-        raise InvalidInput(f"a {meter.dials}-dial meter reads 0 to {Decimal(10) ** meter.dials - 1}", "value")
+def _read(session: Session, meter: Meter, on: date, value: Decimal, note: str, field: str = "value") -> MeterRead:
+    reads.check_read(value, meter.dials, field)
     clash = session.scalar(select(MeterRead).where(MeterRead.meter_id == meter.id, MeterRead.read_on == on))
     if clash is not None:
         raise InvalidInput(f"meter {meter.serial} already has a read on {on:%m/%d/%Y}", "on")
     read = MeterRead(meter_id=meter.id, read_on=on, value=value, source="field", status="approved", note=note)
     session.add(read)
+    return read
+
+
+def record_read(
+    session: Session, meter: Meter, on: date, value: Decimal, actor: User, today: date, note: str = ""
+) -> MeterRead:
+    """A read taken by hand (a field visit, a customer's photo): held for review like an
+    imported read when the account's history says it needs a look."""
+    from .read_import import validate_new_read
+
+    _check(actor)
+    if meter.status != "installed":
+        raise InvalidInput(f"meter {meter.serial} is {meter.status.replace('_', ' ')}, not installed", "read_value")
+    if on > today:
+        raise InvalidInput("The read date is in the future.", "read_on")
+    reads.check_read(value, meter.dials, "read_value")
+    if session.scalar(select(MeterRead.id).where(MeterRead.meter_id == meter.id, MeterRead.read_on == on)):
+        raise InvalidInput(f"meter {meter.serial} already has a read on {on:%m/%d/%Y}", "read_on")
+    found = validate_new_read(session, meter, on, value)
+    read = MeterRead(
+        meter_id=meter.id,
+        read_on=on,
+        value=value,
+        source="field",
+        status="exception" if found else "valid",
+        exception=",".join(e.value for e in found) or None,
+        note=(note.strip() or "Read by hand")[:300],
+    )
+    session.add(read)
+    session.flush()
+    audit.record(
+        session,
+        "meter.read",
+        actor=actor,
+        entity_type="meter",
+        entity_id=meter.serial,
+        after={"on": on.isoformat(), "value": str(value), "status": read.status, "exception": read.exception},
+    )
     return read
 
 
@@ -81,7 +118,9 @@ def exchange(
     if old.status != "installed" or old.premise_id is None:
         raise InvalidInput(f"meter {old.serial} is not installed", "old")
     if new.status != "in_stock":
-        raise InvalidInput(f"meter {new.serial} is {new.status.replace('_', ' ')}, not in stock", "new")
+        raise InvalidInput(f"meter {new.serial} is {new.status.replace('_', ' ')}, not in stock", "new_serial")
+    reads.check_read(final_read, old.dials, "final_read")
+    reads.check_read(first_read, new.dials, "first_read")
     last = session.scalar(
         select(MeterRead).where(MeterRead.meter_id == old.id).order_by(MeterRead.read_on.desc()).limit(1)
     )
@@ -89,12 +128,14 @@ def exchange(
         raise InvalidInput(
             f"the exchange must come after meter {old.serial}'s last read ({last.read_on:%m/%d/%Y})", "on"
         )
-    if last is not None and final_read < last.value:
+    if last is not None and last.value.is_finite() and final_read < last.value:
         raise InvalidInput(
-            f"the final read {final_read} is below the last read {last.value.normalize():f}", "final_read"
+            f"the final read {reads.format_quantity(final_read)} is below the last read "
+            f"{reads.format_quantity(last.value)}",
+            "final_read",
         )
-    _read(session, old, on, final_read, "Final read at exchange")
-    _read(session, new, on, first_read, "First read at exchange")
+    _read(session, old, on, final_read, "Final read at exchange", "final_read")
+    _read(session, new, on, first_read, "First read at exchange", "first_read")
     premise = session.get(Premise, old.premise_id)
     new.premise_id, new.installed_on, new.status = old.premise_id, on, "installed"
     new.location_notes = new.location_notes or old.location_notes

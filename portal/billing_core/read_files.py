@@ -13,11 +13,13 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from .errors import InvalidInput
+from .reads import format_quantity, parse_read
 
 LAYOUTS_FILE = Path(__file__).resolve().parent.parent / "data" / "read_layouts.json"
 SOURCES = ("handheld", "amr", "ami", "customer", "field", "estimate")
@@ -77,6 +79,10 @@ class Rejected:
     value: str
     reason: str
 
+    def __post_init__(self) -> None:
+        if len(self.value) > 80:  # a report shows what was wrong, not a megabyte of it
+            object.__setattr__(self, "value", self.value[:80] + "\u2026")
+
 
 def parse(
     content: bytes,
@@ -111,7 +117,10 @@ def _parse_csv(
     text: str, columns: Mapping[str, str], default_source: str, today: date | None
 ) -> tuple[list[ParsedRead], list[Rejected], int]:
     reader = csv.DictReader(io.StringIO(text))
-    header = reader.fieldnames or []
+    try:
+        header = reader.fieldnames or []
+    except csv.Error as exc:
+        raise InvalidInput(_csv_problem(reader.line_num, exc), "file") from exc
     needed = [columns["value"], columns["read_at"]] if "value" in columns and "read_at" in columns else []
     if not needed:
         raise InvalidInput("the column mapping needs value and read_at", "mapping")
@@ -122,9 +131,19 @@ def _parse_csv(
     if not any(c in header for c in ids):
         missing += ids
     if missing:
-        raise InvalidInput(f"the file has no column {', '.join(missing)} (it has {', '.join(header)})", "file")
+        has = ", ".join(header)
+        has = has if len(has) <= 200 else has[:200] + "\u2026"
+        raise InvalidInput(f"the file has no column {', '.join(missing)} (it has {has})", "file")
     reads, rejected, lines = [], [], 0
-    for row in reader:
+    rows = iter(reader)
+    while True:
+        start = reader.line_num + 1  # where the next record begins
+        try:
+            row = next(rows)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise InvalidInput(_csv_problem(start, exc), "file") from exc
         lines += 1
         line = reader.line_num
         raw = ",".join(row.get(c) or "" for c in header)
@@ -144,6 +163,19 @@ def _parse_csv(
         )
         (reads if isinstance(result, ParsedRead) else rejected).append(result)
     return reads, rejected, lines
+
+
+def _csv_problem(line: int, exc: csv.Error) -> str:
+    """csv's own words, for a person: where it broke and why."""
+    text = str(exc)
+    if "field larger than field limit" in text:
+        why = (
+            f"a field is longer than {csv.field_size_limit():,} characters "
+            "(a quote that is never closed, or not a read file)"
+        )
+    else:
+        why = f"the file is not valid CSV ({text})"
+    return f"line {line}: {why}; nothing was loaded"
 
 
 def _parse_fixed(
@@ -195,14 +227,16 @@ def _one(
 ) -> ParsedRead | Rejected:
     if not serial and not account:
         return Rejected(line, raw, "no meter serial or account number")
-    try:
-        value = Decimal(value_text.strip().replace(",", ""))
-        if not value.is_finite():
-            raise InvalidOperation
-    except InvalidOperation:
+    for name, text, longest in (("meter serial", serial, 40), ("account number", account, 20)):
+        if text and (len(text) > longest or not text.isprintable()):
+            return Rejected(line, text, f"the {name} is not one: over {longest} characters or unprintable")
+    if not value_text.strip():
         return Rejected(line, value_text, "the read value is not a number")
-    if value < 0:
-        return Rejected(line, value_text, "the read value is negative")
+    try:
+        value = parse_read(value_text)
+    except InvalidInput as exc:
+        reason = "the read value is negative" if "negative" in exc.message else exc.message
+        return Rejected(line, value_text, reason)
     when = _date(when_text, date_format)
     if when is None:
         return Rejected(line, when_text, "the read date is not a date (use YYYY-MM-DD)")
@@ -215,6 +249,13 @@ def _one(
 
 def _date(text: str, date_format: str | None) -> date | None:
     text = (text or "").strip()
+    if len(text) > 40:
+        return None
+    return _date_of(text, date_format)
+
+
+@lru_cache(maxsize=4096)  # a day's file holds a handful of distinct read times
+def _date_of(text: str, date_format: str | None) -> date | None:
     for fmt in ([date_format] if date_format else []) + list(DATE_FORMATS):
         try:
             return datetime.strptime(text, fmt).date()
@@ -251,7 +292,7 @@ def write_route_file(stops: Iterable[RouteStop], layout_name: str = "handheld-60
             "sequence": f"{stop.sequence:05d}",
             "account_number": stop.account_number,
             "meter_serial": stop.meter_serial,
-            "value": f"{stop.previous_value.normalize():f}",
+            "value": format_quantity(stop.previous_value),
             "read_date": stop.scheduled_on.strftime(spec.get("date_format", "%Y%m%d")),
             "read_code": "",
         }

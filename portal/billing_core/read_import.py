@@ -11,20 +11,25 @@ review queue.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import String, func, select
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from . import audit, reads
+from .bulk import among, chunks, custom_plans, insert_rows
 from .errors import InvalidInput
 from .models import Account, Meter, MeterRead, ReadImport, Service, User
 from .read_files import ParsedRead, Rejected, parse
+
+READ_COLUMNS = ("meter_id", "read_on", "value", "source", "import_id", "status", "exception", "created_at")
 
 
 @dataclass
@@ -43,6 +48,17 @@ class ImportReport:
         return not self.rejected
 
 
+@dataclass(frozen=True)
+class _Meter:
+    """What the import needs of a meter: plain values, not ORM objects."""
+
+    id: int
+    serial: str
+    status: str
+    dials: int
+    multiplier: Decimal
+
+
 def import_reads(
     session: Session,
     content: bytes,
@@ -57,6 +73,13 @@ def import_reads(
     remote_addr: str | None = None,
     rules: reads.Rules = reads.Rules(),
 ) -> ImportReport:
+    """Check every line, then write the file's new reads in bulk, or nothing.
+
+    Set-based whatever the file's size: meters, reads on record and each meter's recent
+    history come in a few queries per chunk of meters (one array a query on PostgreSQL,
+    ``bulk.IN_CHUNK`` values on SQLite); rules run in Python; the reads go in with COPY
+    (PostgreSQL) or one executemany (SQLite)."""
+    file_name = "".join(c for c in file_name if c.isprintable())[:200] or "reads"
     report = ImportReport(file_name=file_name)
     digest = hashlib.sha256(content).hexdigest()
     earlier = session.scalar(select(ReadImport).where(ReadImport.sha256 == digest))
@@ -68,10 +91,12 @@ def import_reads(
         return report
     parsed, rejected, lines = parse(content, fmt, layout_name, mapping, today)
     report.lines = lines
+    session.flush()  # the lookups below are Core statements, which do not autoflush
+    custom_plans(session)
     meters = _resolve_meters(session, parsed, rejected)
+    known = _known_reads(session, meters, rules)
     seen: dict[tuple[int, date], ParsedRead] = {}
-    to_add: list[tuple[ParsedRead, Meter]] = []
-    existing = _existing_reads(session, {(m.id, p.read_on) for p, m in meters})
+    to_add: list[tuple[ParsedRead, _Meter]] = []
     for p, meter in meters:
         key = (meter.id, p.read_on)
         if key in seen:
@@ -85,13 +110,15 @@ def import_reads(
                 )
             continue
         seen[key] = p
-        if key in existing:
-            if existing[key] != p.value:
+        on_record = known.on_day(meter.id, p.read_on)
+        if on_record is not None:
+            if on_record != p.value:
                 rejected.append(
                     Rejected(
                         p.line,
                         str(p.value),
-                        f"meter {meter.serial} already has read {existing[key].normalize():f} on {p.read_on:%m/%d/%Y}",
+                        f"meter {meter.serial} already has read {reads.format_quantity(on_record)} "
+                        f"on {p.read_on:%m/%d/%Y}",
                     )
                 )
             else:
@@ -101,8 +128,41 @@ def import_reads(
     if rejected:
         report.rejected = sorted(rejected, key=lambda r: r.line)
         return report
+    try:
+        with session.begin_nested():  # all or nothing, even when the database refuses the write
+            _write(
+                session, report, to_add, known, digest, fmt, layout_name, lines, actor, actor_label, remote_addr, rules
+            )
+    except (IntegrityError, OperationalError) as exc:
+        # PostgreSQL: a unique key refuses a read or the file another load wrote first; SQLite:
+        # that load's commit left this transaction's snapshot stale ("database is locked").
+        if isinstance(exc, OperationalError) and "database is locked" not in str(exc):
+            raise
+        raise InvalidInput(
+            "Nothing was loaded: another load of this file or of some of its reads finished while this one "
+            "ran. Load the file again to see what is on record.",
+            "file",
+        ) from exc
+    return report
+
+
+def _write(
+    session: Session,
+    report: ImportReport,
+    to_add: list[tuple[ParsedRead, _Meter]],
+    known: _Known,
+    digest: str,
+    fmt: str,
+    layout_name: str | None,
+    lines: int,
+    actor: User | None,
+    actor_label: str | None,
+    remote_addr: str | None,
+    rules: reads.Rules,
+) -> None:
+    file_name = report.file_name
     batch = ReadImport(
-        file_name=file_name[:200],
+        file_name=file_name,
         sha256=digest,
         format=fmt,
         layout=layout_name,
@@ -111,22 +171,25 @@ def import_reads(
     )
     session.add(batch)
     session.flush()
+    now = datetime.now(UTC)
+    rows = []
     for p, meter in sorted(to_add, key=lambda pm: (pm[1].id, pm[0].read_on)):
-        found = validate_new_read(session, meter, p.read_on, p.value, rules)
-        session.add(
-            MeterRead(
-                meter_id=meter.id,
-                read_on=p.read_on,
-                value=p.value,
-                source=p.source,
-                import_id=batch.id,
-                status="exception" if found else "valid",
-                exception=",".join(e.value for e in found) or None,
-            )
+        found = judge(
+            meter.dials,
+            meter.multiplier,
+            known.before(meter.id, p.read_on, rules),
+            p.value,
+            known.active(meter.id),
+            rules,
         )
-        session.flush()
-        report.added += 1
+        known.add(meter.id, p.read_on, p.value)  # the next read of this meter in the file sees it
+        exception = ",".join(e.value for e in found) or None
+        rows.append(
+            (meter.id, p.read_on, p.value, p.source, batch.id, "exception" if found else "valid", exception, now)
+        )
         report.exceptions += bool(found)
+    insert_rows(session, MeterRead.__table__, READ_COLUMNS, rows)
+    report.added = len(rows)
     batch.reads_added, batch.reads_unchanged, batch.exceptions = report.added, report.unchanged, report.exceptions
     report.import_id = batch.id
     audit.record(
@@ -145,26 +208,36 @@ def import_reads(
             "exceptions": report.exceptions,
         },
     )
-    return report
+    session.flush()
+
+
+# Core columns, not ORM attributes: rows come back as tuples, without the ORM's loading.
+_M, _R, _S, _A = (Meter.__table__.c, MeterRead.__table__.c, Service.__table__.c, Account.__table__.c)
+_METER_COLUMNS = (_M.id, _M.serial, _M.status, _M.dials, _M.multiplier)
 
 
 def _resolve_meters(
     session: Session, parsed: list[ParsedRead], rejected: list[Rejected]
-) -> list[tuple[ParsedRead, Meter]]:
+) -> list[tuple[ParsedRead, _Meter]]:
+    """Each line's meter, by serial or by the account's one meter in service; lines whose
+    meter cannot take the read are rejected (unknown, not installed, value beyond its dials)."""
     serials = {p.meter_serial for p in parsed if p.meter_serial}
     numbers = {p.account_number for p in parsed if p.account_number and not p.meter_serial}
-    by_serial = (
-        {m.serial: m for m in session.scalars(select(Meter).where(Meter.serial.in_(serials)))} if serials else {}
-    )
-    by_account: dict[str, list[Meter]] = defaultdict(list)
-    if numbers:
-        rows = session.execute(
-            select(Account.number, Meter)
-            .join(Service, Service.account_id == Account.id)
-            .join(Meter, Meter.id == Service.meter_id)
-            .where(Account.number.in_(numbers), Service.ended_on.is_(None))
+    by_serial: dict[str, _Meter] = {}
+    db = session.connection()
+    for part in chunks(session, serials):
+        for row in db.execute(select(*_METER_COLUMNS).where(among(session, _M.serial, part, String()))):
+            by_serial[row.serial] = _Meter(*row)
+    by_account: dict[str, list[_Meter]] = defaultdict(list)
+    for part in chunks(session, numbers):
+        rows = db.execute(
+            select(_A.number, *_METER_COLUMNS)
+            .join_from(Account.__table__, Service.__table__, _S.account_id == _A.id)
+            .join(Meter.__table__, _M.id == _S.meter_id)
+            .where(among(session, _A.number, part, String()), _S.ended_on.is_(None))
         ).all()
-        for number, meter in rows:
+        for number, *values in rows:
+            meter = _Meter(*values)
             if meter not in by_account[number]:
                 by_account[number].append(meter)
     out = []
@@ -180,67 +253,153 @@ def _resolve_meters(
                 )
                 continue
         else:
-            meters = by_account.get(p.account_number or "", [])
-            if len(meters) != 1:
+            found = by_account.get(p.account_number or "", [])
+            if len(found) != 1:
                 reason = (
                     "no account with this number and a meter"
-                    if not meters
+                    if not found
                     else "the account has several meters: give the meter serial"
                 )
                 rejected.append(Rejected(p.line, p.account_number or "", reason))
                 continue
-            meter = meters[0]
+            meter = found[0]
+        try:
+            reads.check_read(p.value, meter.dials)
+        except InvalidInput as exc:
+            rejected.append(Rejected(p.line, str(p.value), f"meter {meter.serial}: {exc.message}"))
+            continue
         out.append((p, meter))
     return out
 
 
-def _existing_reads(session: Session, keys: set[tuple[int, date]]) -> dict[tuple[int, date], Decimal]:
-    if not keys:
-        return {}
-    meter_ids = {k[0] for k in keys}
-    days = {k[1] for k in keys}
-    rows = session.execute(
-        select(MeterRead.meter_id, MeterRead.read_on, MeterRead.value).where(
-            MeterRead.meter_id.in_(meter_ids), MeterRead.read_on.in_(days)
-        )
-    ).all()
-    return {(m, d): v for m, d, v in rows if (m, d) in keys}
+class _Known:
+    """The reads on record that the file's reads are checked against, per meter, oldest first:
+    the ``history_periods + 1`` before the meter's first day in the file and every one from
+    that day to its last; plus, per meter, whether its account is active."""
+
+    def __init__(self) -> None:
+        self.days: dict[int, list[date]] = defaultdict(list)
+        self.values: dict[int, list[Decimal]] = defaultdict(list)
+        self.status: dict[int, tuple[date, str]] = {}
+
+    def load(self, rows: Iterable[tuple[int, date, Decimal]]) -> None:
+        """Reads on record, in any order, for meters not loaded before."""
+        for meter_id, day, value in sorted(rows, key=lambda r: (r[0], r[1])):
+            self.days[meter_id].append(day)
+            self.values[meter_id].append(value)
+
+    def add(self, meter_id: int, day: date, value: Decimal) -> None:
+        days = self.days[meter_id]
+        at = bisect.bisect_left(days, day)
+        days.insert(at, day)
+        self.values[meter_id].insert(at, value)
+
+    def on_day(self, meter_id: int, day: date) -> Decimal | None:
+        days = self.days.get(meter_id, [])
+        at = bisect.bisect_left(days, day)
+        return self.values[meter_id][at] if at < len(days) and days[at] == day else None
+
+    def before(self, meter_id: int, day: date, rules: reads.Rules) -> list[Decimal]:
+        """The meter's read values before ``day``, newest first, as many as the rules look at."""
+        days = self.days.get(meter_id, [])
+        at = bisect.bisect_left(days, day)
+        values = self.values[meter_id][max(0, at - rules.history_periods - 1) : at]
+        return values[::-1]
+
+    def active(self, meter_id: int) -> bool:
+        return self.status.get(meter_id, (date.min, "active"))[1] == "active"
+
+
+def _known_reads(session: Session, lines: Sequence[tuple[ParsedRead, _Meter]], rules: reads.Rules) -> _Known:
+    known = _Known()
+    first: dict[int, date] = {}
+    last: dict[int, date] = {}
+    for p, meter in lines:
+        first[meter.id] = min(first.get(meter.id, p.read_on), p.read_on)
+        last[meter.id] = max(last.get(meter.id, p.read_on), p.read_on)
+    by_first: dict[date, list[int]] = defaultdict(list)  # usually one day, or a handful
+    for meter_id, day in first.items():
+        by_first[day].append(meter_id)
+    db = session.connection()
+    rank = func.row_number().over(partition_by=_R.meter_id, order_by=_R.read_on.desc()).label("rank")
+    for day, meter_ids in sorted(by_first.items()):
+        until = max(last[m] for m in meter_ids)
+        for part in chunks(session, meter_ids):
+            recent = (
+                select(_R.meter_id, _R.read_on, _R.value, rank)
+                .where(among(session, _R.meter_id, part), _R.read_on < day)
+                .subquery()
+            )
+            rows = db.execute(
+                select(recent.c.meter_id, recent.c.read_on, recent.c.value).where(
+                    recent.c.rank <= rules.history_periods + 1
+                )
+            ).all()
+            rows += db.execute(
+                select(_R.meter_id, _R.read_on, _R.value).where(
+                    among(session, _R.meter_id, part), _R.read_on >= day, _R.read_on <= until
+                )
+            ).all()
+            known.load(row for row in rows if row[1] <= last[row[0]])
+    for part in chunks(session, first):
+        for meter_id, started_on, status in db.execute(
+            select(_S.meter_id, _S.started_on, _A.status)
+            .join_from(Service.__table__, Account.__table__, _A.id == _S.account_id)
+            .where(among(session, _S.meter_id, part))
+        ):
+            if meter_id not in known.status or started_on > known.status[meter_id][0]:
+                known.status[meter_id] = (started_on, status)
+    return known
+
+
+def judge(
+    dials: int,
+    multiplier: Decimal,
+    history: Sequence[Decimal],
+    value: Decimal,
+    active: bool,
+    rules: reads.Rules = reads.Rules(),
+) -> list[reads.ReadException]:
+    """Why a new read needs review, given the meter's earlier read values (newest first,
+    ``history_periods + 1`` of them at most). A first read has nothing to be checked against."""
+    if not history:
+        return []
+    try:
+        use = reads.consumption(history[0], value, dials, multiplier, rules)
+    except InvalidInput:
+        return [reads.ReadException.BELOW_PREVIOUS]
+    past: list[Decimal] = []
+    ordered = list(reversed(history))
+    capacity = Decimal(10) ** dials
+    for older, newer in zip(ordered, ordered[1:], strict=False):
+        if older.is_finite() and newer.is_finite() and older <= newer < capacity:  # the usual case, quickly
+            past.append((newer - older) * multiplier)
+            continue
+        try:
+            past.append(reads.consumption(older, newer, dials, multiplier, rules).quantity)
+        except InvalidInput:
+            continue
+    return reads.validate(use.quantity, past, active=active, rollover=use.rollover, rules=rules)
 
 
 def validate_new_read(
     session: Session, meter: Meter, read_on: date, value: Decimal, rules: reads.Rules = reads.Rules()
 ) -> list[reads.ReadException]:
-    """Check a read against the meter's previous read and the account's recent use."""
+    """Check one read against the meter's previous reads and the account's recent use."""
     history = session.scalars(
-        select(MeterRead)
+        select(MeterRead.value)
         .where(MeterRead.meter_id == meter.id, MeterRead.read_on < read_on)
         .order_by(MeterRead.read_on.desc())
         .limit(rules.history_periods + 1)
     ).all()
-    if not history:
-        return []
-    previous = history[0]
-    try:
-        use = reads.consumption(previous.value, value, meter.dials, meter.multiplier, rules)
-    except reads.BelowPrevious:
-        return [reads.ReadException.BELOW_PREVIOUS]
-    except InvalidInput:
-        return [reads.ReadException.BELOW_PREVIOUS]
-    past: list[Decimal] = []
-    ordered = list(reversed(history))
-    for older, newer in zip(ordered, ordered[1:], strict=False):
-        try:
-            past.append(reads.consumption(older.value, newer.value, meter.dials, meter.multiplier, rules).quantity)
-        except InvalidInput:
-            continue
-    active = session.scalar(
+    status = session.scalar(
         select(Account.status)
         .join(Service, Service.account_id == Account.id)
         .where(Service.meter_id == meter.id)
         .order_by(Service.started_on.desc())
         .limit(1)
     )
-    return reads.validate(use.quantity, past, active=active in (None, "active"), rollover=use.rollover, rules=rules)
+    return judge(meter.dials, meter.multiplier, history, value, status in (None, "active"), rules)
 
 
 def route_stops(session: Session, cycle_code: str, scheduled_on: date, route_code: str | None = None) -> list:

@@ -7,7 +7,7 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
-from . import audit
+from . import audit, reads
 from .errors import InvalidInput
 from .models import Meter, MeterRead, User, utcnow
 from .read_import import validate_new_read
@@ -55,15 +55,15 @@ def approve(session: Session, read: MeterRead, actor: User, note: str = "", remo
 def correct(
     session: Session, read: MeterRead, value: Decimal, reason: str, actor: User, remote_addr: str | None = None
 ) -> list[str]:
-    """Replace a misread value; the reason is required and the change audited. Returns
+    """Replace a misread value (one a read file or form would accept for this meter); the
+    reason is required and the change audited. Returns
     any exceptions the corrected value still raises (it is approved regardless: a person checked it)."""
     _check(read, actor)
     if not (reason or "").strip():
         raise InvalidInput("say why the read is corrected", "reason")
-    if value < 0:
-        raise InvalidInput("a meter read cannot be negative", "value")
     meter = session.get(Meter, read.meter_id)
     assert meter is not None
+    reads.check_read(value, meter.dials)  # the rules every read meets: finite, >= 0, within the dials
     still = validate_new_read(session, meter, read.read_on, value)
     before = {"value": str(read.value), "status": read.status, "exception": read.exception}
     read.value, read.status = value, "approved"

@@ -9,21 +9,100 @@
 - a read is checked against the account's history (high, low, zero on an
   active account, use on an inactive one, read date outside the window);
 - a missing read is estimated from average daily use (the same period last
-  year, else the last three periods) times the days, and marked estimated.
+  year, else the last three periods) times the days, and marked estimated;
+- a read value is plain digits (``read_value``), finite, not negative, below the
+  dials' capacity (10^dials) and what the database holds, with at most three
+  decimal places (``check_read``): every way a read comes in goes through them.
 """
 
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
 
 from .errors import InvalidInput
 
 ZERO = Decimal(0)
 WHOLE = Decimal(1)
+#: meter_read.value is NUMERIC(14, 3): 11 digits before the point, 3 after.
+STORED_LIMIT = Decimal(10) ** 11
+PLACES = Decimal("0.001")
+_PLAIN = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
+_LOOKS_NEGATIVE = re.compile(r"-\s*[0-9.]")
+
+
+def format_quantity(value: Decimal | int | None) -> str:
+    """A quantity as people write it (``12.5``, ``1060``, never ``1.06E+3``). Whatever is
+    stored renders as text and never raises: NaN, infinities, and values far outside any
+    meter's range (shortly, as ``1e+1000000``) included."""
+    if value is None:
+        return ""
+    if not isinstance(value, Decimal):
+        try:
+            value = Decimal(value) if isinstance(value, int) else Decimal(str(value))
+        except (InvalidOperation, ValueError, TypeError):
+            return str(value)
+    if value.is_nan():
+        return "NaN"
+    if value.is_infinite():
+        return "-\u221e" if value.is_signed() else "\u221e"
+    if value.is_zero():
+        return "0"
+    if not -12 <= value.adjusted() < 15:
+        return format(value, ".6g")
+    with localcontext() as context:
+        context.prec = 40
+        return f"{value.normalize():f}"
+
+
+def read_value(text: str, dials: int, field: str = "value") -> Decimal:
+    """A read typed by a person: ``parse_read``, then ``check_read`` against the meter's dials."""
+    return check_read(_plain(text, field), dials, field)
+
+
+def parse_read(text: str, field: str = "value") -> Decimal:
+    """A read as written, when the meter is not known yet: ASCII digits with one optional
+    decimal point (thousands commas allowed), at most three decimal places, within what
+    is stored. The dials are checked once the meter is found (``check_read``)."""
+    return check_read(_plain(text, field), 12, field)
+
+
+def _plain(text: str, field: str) -> Decimal:
+    text = (text or "").strip().replace(",", "")
+    if not text:
+        raise InvalidInput("Enter the read.", field)
+    if _PLAIN.fullmatch(text) is None:
+        if _LOOKS_NEGATIVE.match(text):
+            raise InvalidInput("a meter read cannot be negative", field)
+        try:
+            number = Decimal(text)
+        except InvalidOperation:
+            number = None
+        if number is None or not number.is_finite():
+            raise InvalidInput("the read value is not a number", field)
+        raise InvalidInput("write the read with the digits 0-9 and a decimal point only", field)
+    return Decimal(text)
+
+
+def check_read(value: Decimal, dials: int, field: str = "value") -> Decimal:
+    """``value`` if it can be on a ``dials``-dial meter's register, else InvalidInput."""
+    if not isinstance(value, Decimal) or not value.is_finite():
+        raise InvalidInput("the read value is not a number", field)
+    if value < 0:
+        raise InvalidInput("a meter read cannot be negative", field)
+    capacity = Decimal(10) ** dials
+    if capacity > STORED_LIMIT:
+        if value >= STORED_LIMIT:
+            raise InvalidInput(f"a meter read is at most {STORED_LIMIT - PLACES}", field)
+    elif value >= capacity:
+        raise InvalidInput(f"a {dials}-dial meter reads at most {capacity - 1}", field)
+    if value != value.quantize(PLACES):
+        raise InvalidInput("a meter read has at most 3 decimal places", field)
+    return value
 
 
 class ReadException(str, enum.Enum):
@@ -73,10 +152,12 @@ def consumption(
     previous: Decimal, current: Decimal, dials: int, multiplier: Decimal = WHOLE, rules: Rules = Rules()
 ) -> Consumption:
     """Use between two reads of one meter. Raises when the read cannot be right."""
+    if not (current.is_finite() and previous.is_finite()):
+        raise InvalidInput("the read value is not a number", "value")
     if current < 0 or previous < 0:
         raise InvalidInput("a meter read cannot be negative", "value")
     capacity = Decimal(10) ** dials
-    if current >= capacity:
+    if current >= capacity or previous >= capacity:
         raise InvalidInput(f"a {dials}-dial meter reads at most {capacity - 1}", "value")
     if current >= previous:
         return Consumption((current - previous) * multiplier)

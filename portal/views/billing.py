@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import date
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from sqlalchemy import select
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import Session, joinedload
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
 from .. import jobs
-from ..billing_core import bill_runs, delivery, read_files, read_review
+from ..billing_core import bill_runs, delivery, read_files, read_review, reads
 from ..billing_core.errors import InvalidInput
-from ..billing_core.models import Account, BillingCycle, BillRun, Meter, MeterRead, Service
+from ..billing_core.models import Account, BillingCycle, BillRun, Meter, MeterRead, Service, User
 from ..billing_core.read_import import import_reads
 from ..billing_core.reads import ReadException, consumption
 from ..charts import usage_chart
@@ -37,42 +36,57 @@ def _templates(request: Request):  # type: ignore[no-untyped-def]
 def review_queue(request: Request) -> Response:
     with db(request) as session:
         user = require_staff(request, session)
-        queue = read_review.queue(session)
-        previous = {}
-        accounts = {}
-        for read in queue:
-            previous[read.id] = session.scalar(
-                select(MeterRead)
-                .where(MeterRead.meter_id == read.meter_id, MeterRead.read_on < read.read_on)
-                .order_by(MeterRead.read_on.desc())
-                .limit(1)
-            )
-            accounts[read.id] = session.scalar(
-                select(Account.number)
-                .join(Service, Service.account_id == Account.id)
-                .where(Service.meter_id == read.meter_id)
-                .limit(1)
-            )
-        labels = {e.value: e.plain for e in ReadException}
-        return _templates(request).TemplateResponse(
-            request,
-            "staff/reads.html",
-            {
-                "queue": queue,
-                "previous": previous,
-                "accounts": accounts,
-                "labels": labels,
-                "can_review": user.role in read_review.REVIEWERS,
-                "errors": {},
-                "done": request.query_params.get("done"),
-            },
+        return _queue_page(request, session, user)
+
+
+def _queue_page(
+    request: Request,
+    session: Session,
+    user: User,
+    errors: dict[int, dict[str, str]] | None = None,
+    typed: dict[int, dict[str, str]] | None = None,
+    status_code: int = 200,
+) -> Response:
+    """The queue; ``errors`` and ``typed`` put a refused correction's message next to its
+    field and keep what was typed, per read."""
+    queue = read_review.queue(session)
+    previous = {}
+    accounts = {}
+    for read in queue:
+        previous[read.id] = session.scalar(
+            select(MeterRead)
+            .where(MeterRead.meter_id == read.meter_id, MeterRead.read_on < read.read_on)
+            .order_by(MeterRead.read_on.desc())
+            .limit(1)
         )
+        accounts[read.id] = session.scalar(
+            select(Account.number)
+            .join(Service, Service.account_id == Account.id)
+            .where(Service.meter_id == read.meter_id)
+            .limit(1)
+        )
+    labels = {e.value: e.plain for e in ReadException}
+    return _templates(request).TemplateResponse(
+        request,
+        "staff/reads.html",
+        {
+            "queue": queue,
+            "previous": previous,
+            "accounts": accounts,
+            "labels": labels,
+            "can_review": user.role in read_review.REVIEWERS,
+            "errors": errors or {},
+            "typed": typed or {},
+            "done": None if errors else request.query_params.get("done"),
+        },
+        status_code=status_code,
+    )
 
 
 async def review_action(request: Request) -> Response:
     form = await request.form()
     action = str(form.get("action", ""))
-    value_text = str(form.get("value", "")).strip()
+    value_text = str(form.get("value", "")).strip()[:40]
     reason = str(form.get("reason", "")).strip()[:250]
     return await run_in_threadpool(_review, request, int(request.path_params["read"]), action, value_text, reason)
 
@@ -86,20 +100,27 @@ def _review(request: Request, read_id: int, action: str, value_text: str, reason
         if read is None:
             raise PageNotFound()
         try:
-            if action == "approve":
-                read_review.approve(session, read, user, reason, remote_addr(request))
-            elif action == "reread":
-                read_review.order_reread(session, read, user, reason, remote_addr(request))
-            elif action == "correct":
-                try:
-                    value = Decimal(value_text)
-                except InvalidOperation as exc:
-                    raise InvalidInput("Enter the corrected read as a number.", "value") from exc
-                read_review.correct(session, read, value, reason, user, remote_addr(request))
-            else:
-                raise InvalidInput("Choose approve, correct or order a re-read.", "action")
+            with session.begin_nested():  # a refusal undoes all of it; the page still renders
+                if action == "approve":
+                    read_review.approve(session, read, user, reason, remote_addr(request))
+                elif action == "reread":
+                    read_review.order_reread(session, read, user, reason, remote_addr(request))
+                elif action == "correct":
+                    value = reads.read_value(value_text, read.meter.dials)
+                    read_review.correct(session, read, value, reason, user, remote_addr(request))
+                else:
+                    raise InvalidInput("Choose approve, correct or order a re-read.", "action")
         except InvalidInput as exc:
-            session.rollback()
+            if action == "correct" and read.status == "exception":
+                field = "reason" if exc.field == "reason" else "value"
+                return _queue_page(
+                    request,
+                    session,
+                    user,
+                    errors={read_id: {field: exc.message}},
+                    typed={read_id: {"value": value_text, "reason": reason}},
+                    status_code=400,
+                )
             return _templates(request).TemplateResponse(
                 request, "staff/_read_error.html", {"message": exc.message, "read_id": read_id}, status_code=400
             )
@@ -347,39 +368,80 @@ def meter_view(request: Request) -> Response:
         meter = session.scalar(select(Meter).where(Meter.serial == request.path_params["serial"]))
         if meter is None:
             raise PageNotFound()
-        history = session.scalars(
-            select(MeterRead).where(MeterRead.meter_id == meter.id).order_by(MeterRead.read_on.desc()).limit(25)
-        ).all()
-        uses = []
-        ordered = list(reversed(history))
-        for older, newer in zip(ordered, ordered[1:], strict=False):
-            try:
-                q = consumption(older.value, newer.value, meter.dials, meter.multiplier).quantity
-            except InvalidInput:
-                q = None
-            uses.append((newer.read_on, q))
-        from ..billing_core.meters import FIELD_ROLES, MOVES
+        return _meter_page(request, session, user, meter, message=pop_flash(request))
 
-        return _templates(request).TemplateResponse(
-            request,
-            "staff/meter.html",
-            {
-                "meter": meter,
-                "reads": history,
-                "uses": uses[-13:],
-                "chart": usage_chart(uses[-13:], meter.unit),
-                "can_change": user.role in FIELD_ROLES,
-                "moves": sorted(MOVES.get(meter.status, set()) - {"installed", "removed"}),
-                "message": pop_flash(request),
-            },
+
+def _meter_page(
+    request: Request,
+    session: Session,
+    user: User,
+    meter: Meter,
+    *,
+    message: str | None = None,
+    errors: dict[str, str] | None = None,
+    form: dict[str, str] | None = None,
+    status_code: int = 200,
+) -> Response:
+    from ..billing_core.meters import FIELD_ROLES, MOVES
+
+    history = session.scalars(
+        select(MeterRead).where(MeterRead.meter_id == meter.id).order_by(MeterRead.read_on.desc()).limit(25)
+    ).all()
+    uses = []
+    ordered = list(reversed(history))
+    for older, newer in zip(ordered, ordered[1:], strict=False):
+        try:
+            q = consumption(older.value, newer.value, meter.dials, meter.multiplier).quantity
+        except InvalidInput:
+            q = None
+        uses.append((newer.read_on, q))
+    return _templates(request).TemplateResponse(
+        request,
+        "staff/meter.html",
+        {
+            "meter": meter,
+            "accounts": _meter_accounts(session, meter),
+            "reads": history,
+            "uses": uses[-13:],
+            "chart": usage_chart(uses[-13:], meter.unit),
+            "can_change": user.role in FIELD_ROLES,
+            "moves": sorted(MOVES.get(meter.status, set()) - {"installed", "removed"}),
+            "message": message,
+            "errors": errors or {},
+            "form": form or {},
+        },
+        status_code=status_code,
+    )
+
+
+def _meter_accounts(session: Session, meter: Meter) -> list[str]:
+    """The accounts this meter serves; for a meter taken out, the accounts at its premise."""
+    served = session.scalars(
+        select(Account.number)
+        .join(Service, Service.account_id == Account.id)
+        .where(Service.meter_id == meter.id)
+        .group_by(Account.number)
+        .order_by(Account.number)
+    ).all()
+    if served or meter.premise_id is None:
+        return list(served)
+    return list(
+        session.scalars(
+            select(Account.number)
+            .where(Account.premise_id == meter.premise_id)
+            .order_by((Account.status == "active").desc(), Account.opened_on.desc())
+            .limit(3)
         )
+    )
 
 
 async def meter_action(request: Request) -> Response:
     form = await request.form()
     values = {
-        k: str(form.get(k, "")).strip()[:40] for k in ("action", "to", "new_serial", "on", "final_read", "first_read")
+        k: str(form.get(k, "")).strip()[:40]
+        for k in ("action", "to", "new_serial", "on", "final_read", "first_read", "read_on", "read_value")
     }
+    values["read_note"] = str(form.get("read_note", "")).strip()[:200]
     return await run_in_threadpool(_meter_action, request, request.path_params["serial"], values)
 
 
@@ -393,25 +455,48 @@ def _meter_action(request: Request, serial: str, values: dict[str, str]) -> Resp
         meter = session.scalar(select(Meter).where(Meter.serial == serial))
         if meter is None:
             raise PageNotFound()
+        date_field = "read_on" if values["action"] == "read" else "on"
         try:
             try:
-                on = date.fromisoformat(values["on"]) if values["on"] else today(request)
+                on = date.fromisoformat(values[date_field]) if values[date_field] else today(request)
             except ValueError as exc:
-                raise InvalidInput("Enter the date as YYYY-MM-DD.", "on") from exc
+                raise InvalidInput("Enter the date as YYYY-MM-DD.", date_field) from exc
             with session.begin_nested():
+                if values["action"] == "read":
+                    value = reads.read_value(values["read_value"], meter.dials, "read_value")
+                    read = meters.record_read(session, meter, on, value, user, today(request), values["read_note"])
+                    flash(
+                        request, "Read recorded." if read.status == "valid" else "Read recorded; it waits for review."
+                    )
+                    return redirect(f"/staff/meters/{serial}")
                 if values["action"] == "exchange":
                     new = session.scalar(select(Meter).where(Meter.serial == values["new_serial"].upper()))
                     if new is None:
                         raise InvalidInput(f"No meter with serial {values['new_serial']}.", "new_serial")
-                    try:
-                        final, first = Decimal(values["final_read"]), Decimal(values["first_read"] or "0")
-                    except InvalidOperation as exc:
-                        raise InvalidInput("Enter the reads as numbers.", "final_read") from exc
+                    final = reads.read_value(values["final_read"], meter.dials, "final_read")
+                    first = reads.read_value(values["first_read"] or "0", new.dials, "first_read")
                     meters.exchange(session, meter, new, on, final, first, user)
                 else:
                     meters.move(session, meter, values["to"], user, on)
         except InvalidInput as exc:
-            flash(request, f"Nothing was changed: {exc.message}")
-            return redirect(f"/staff/meters/{serial}")
+            if values["action"] not in ("exchange", "read"):
+                flash(request, f"Nothing was changed: {exc.message}")
+                return redirect(f"/staff/meters/{serial}")
+            fields = (
+                ("read_on", "read_value")
+                if values["action"] == "read"
+                else ("new_serial", "on", "final_read", "first_read")
+            )
+            field = exc.field if exc.field in fields else fields[-1 if values["action"] == "read" else 0]
+            return _meter_page(
+                request,
+                session,
+                user,
+                meter,
+                message=f"Nothing was changed: {exc.message}",
+                errors={field: exc.message},
+                form=values,
+                status_code=400,
+            )
     flash(request, "Meter updated.")
     return redirect(f"/staff/meters/{serial}")

@@ -38,6 +38,11 @@ def test_a_column_mapping_reads_any_csv() -> None:
     [
         ("M1,abc,2026-11-05", "abc", "not a number"),
         ("M1,-5,2026-11-05", "-5", "negative"),
+        ("M1,-1,2026-11-05", "-1", "negative"),
+        ("M1,Infinity,2026-11-05", "Infinity", "not a number"),
+        ("M1,NaN,2026-11-05", "NaN", "not a number"),
+        ("M1,1E+1000000,2026-11-05", "1E+1000000", "digits 0-9"),
+        ("M1,12.3456,2026-11-05", "12.3456", "at most 3 decimal places"),
         ("M1,5,yesterday", "yesterday", "not a date"),
         ("M1,5,2027-01-01", "2027-01-01", "in the future"),
         (",5,2026-11-05", ",5,2026-11-05", "no meter serial"),
@@ -91,3 +96,45 @@ def test_fixed_width_skips_no_read_codes_and_rejects_short_records() -> None:
     reads, rejected, lines = parse(f"{good}\n{skipped}\nshort\n".encode(), "fixed", "handheld-60", today=TODAY)
     assert lines == 3 and len(reads) == 1
     assert rejected[0].line == 3 and "the layout needs 51" in rejected[0].reason
+
+
+def test_an_over_long_field_is_a_clear_rejection_not_a_crash() -> None:
+    content = b"meter_serial,read_value,read_time\nM2,5,2026-11-05\nM3," + b"9" * 200_000 + b",2026-11-05\n"
+    with pytest.raises(InvalidInput, match="line 3: a field is longer than") as caught:
+        parse(content, "csv", today=TODAY)
+    assert caught.value.field == "file"
+
+
+def test_an_unclosed_quote_swallowing_the_file_is_a_clear_rejection() -> None:
+    content = b'meter_serial,read_value,read_time\nM2,"5,2026-11-05\n' + b"M3,5,2026-11-05\n" * 20_000
+    with pytest.raises(InvalidInput, match="a field is longer than"):
+        parse(content, "csv", today=TODAY)
+
+
+def test_a_rejected_value_is_shown_shortened() -> None:
+    content = b"meter_serial,read_value,read_time\nM2," + b"x" * 5000 + b",2026-11-05\n"
+    _reads, (rejected,), _ = parse(content, "csv", today=TODAY)
+    assert len(rejected.value) <= 81 and rejected.value.endswith("\u2026")
+
+
+def test_ragged_rows_are_rejected_or_read_never_crash() -> None:
+    content = b"meter_serial,read_value,read_time\nM2\nM3,5,2026-11-05,extra,fields\n,\n"
+    reads, rejected, lines = parse(content, "csv", today=TODAY)
+    assert [r.meter_serial for r in reads] == ["M3"]
+    assert [(r.line, r.reason) for r in rejected] == [
+        (2, "the read value is not a number"),
+        (4, "no meter serial or account number"),
+    ]
+
+
+@pytest.mark.parametrize("serial", ["M\x002", "M" * 41, "M\u200b2"])
+def test_a_serial_no_meter_can_have_is_rejected_before_any_lookup(serial: str) -> None:
+    content = f"meter_serial,read_value,read_time\n{serial},5,2026-11-05\n".encode()
+    _reads, (rejected,), _ = parse(content, "csv", today=TODAY)
+    assert "the meter serial is not one" in rejected.reason
+
+
+def test_a_route_file_writes_any_stored_previous_read() -> None:
+    stops = [RouteStop("1-001", 1, "00000018", "M1", Decimal("1E+1000000"), date(2026, 12, 5))]
+    (line,) = write_route_file(stops).splitlines()
+    assert len(line) == 51 and line[31:41].strip() == "1e+1000000"

@@ -111,3 +111,60 @@ def test_estimate_needs_history() -> None:
 
 def test_every_exception_reads_in_plain_words() -> None:
     assert all(e.plain and e.plain[0].isupper() for e in ReadException)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("Infinity", "not a number"),
+        ("-Infinity", "not a number"),
+        ("NaN", "not a number"),
+        ("sNaN", "not a number"),
+        ("ten", "not a number"),
+        ("", "Enter the read"),
+        ("-1", "cannot be negative"),
+        ("-0.5", "cannot be negative"),
+        ("1E+1000000", "digits 0-9"),
+        ("1e3", "digits 0-9"),
+        ("\uff11\uff12", "digits 0-9"),  # full-width digits, which Decimal() accepts
+        ("1000000", "reads at most 999999"),  # a 6-dial meter
+        ("1" + "0" * 5000, "reads at most 999999"),
+        ("12.3456", "at most 3 decimal places"),
+    ],
+)
+def test_a_read_value_that_cannot_be_on_the_dials_is_refused(text: str, message: str) -> None:
+    from portal.billing_core.errors import InvalidInput
+    from portal.billing_core.reads import read_value
+
+    with pytest.raises(InvalidInput, match=message) as caught:
+        read_value(text, 6)
+    assert caught.value.field == "value"
+
+
+@pytest.mark.parametrize(
+    "text, dials, expected",
+    [("0", 6, "0"), ("999999", 6, "999999"), ("1,234.5", 6, "1234.5"), (" 12.300 ", 4, "12.3"), (".5", 4, "0.5")],
+)
+def test_plain_read_values(text: str, dials: int, expected: str) -> None:
+    from portal.billing_core.reads import read_value
+
+    assert read_value(text, dials) == D(expected)
+
+
+def test_a_twelve_dial_meter_is_capped_at_what_the_database_holds() -> None:
+    from portal.billing_core.errors import InvalidInput
+    from portal.billing_core.reads import check_read
+
+    assert check_read(D("99999999999.999"), 12) == D("99999999999.999")
+    with pytest.raises(InvalidInput, match="at most 99999999999.999"):
+        check_read(D("100000000000"), 12)
+
+
+@pytest.mark.parametrize("bad", ["NaN", "Infinity", "-Infinity", "sNaN", "1E+1000000"])
+def test_consumption_refuses_values_that_are_not_reads(bad: str) -> None:
+    from portal.billing_core.errors import InvalidInput
+
+    with pytest.raises(InvalidInput):
+        consumption(D(0), D(bad), 6)
+    with pytest.raises(InvalidInput):
+        consumption(D(bad), D(5), 6)
