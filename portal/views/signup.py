@@ -6,6 +6,7 @@ either way; what differs goes into the email, which only the address's owner rea
 
 from __future__ import annotations
 
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -42,6 +43,12 @@ def _send(request: Request, user_id: int, kind: str) -> None:
     jobs.defer(request.app.state.settings, "email.account", request.app.state.sessions, user_id=user_id, kind=kind)
 
 
+def _send_later(request: Request, user_id: int, kind: str) -> BackgroundTask:
+    """The email, sent after the answer has gone out: an address with a sign-in and one
+    without are answered after the same work, so the time taken tells nobody which."""
+    return BackgroundTask(_send, request, user_id, kind)
+
+
 # --- Sign up ---------------------------------------------------------------------------
 
 
@@ -57,27 +64,47 @@ async def sign_up(request: Request) -> Response:
         form.errors["password_again"] = gettext("The two passwords are not the same. Type the same one twice.")
     if not form.errors:
         result = await run_in_threadpool(_sign_up, request, form, password)
+        if isinstance(result, int):
+            form.errors["email"] = too_many(result)
+            return _render(request, "account/sign_up.html", {"form": form}, 429)
         if result is not None:
             user_id, new = result
-            await run_in_threadpool(_send, request, user_id, "confirm_email" if new else "already_registered")
-            return _render(request, "account/check_email.html", {"email": users.normalise_email(form.get("email"))})
+            response = _render(request, "account/check_email.html", {"email": users.normalise_email(form.get("email"))})
+            response.background = _send_later(request, user_id, "confirm_email" if new else "already_registered")
+            return response
     return _render(request, "account/sign_up.html", {"form": form}, 400)
 
 
-def _sign_up(request: Request, form: FormState, password: str) -> tuple[int, bool] | None:
+def _sign_up(request: Request, form: FormState, password: str) -> tuple[int, bool] | int | None:
+    """(user id, send the confirmation link) when the sign-up went through or the address
+    already had a sign-in; seconds to wait when too many sign-ups came from this network
+    address or for this email; None when the form was wrong (its errors set)."""
+    at = now(request)
+    limits = throttle.sign_up_keys(form.get("email"), remote_addr(request))
     try:
         with db(request) as session:
-            result = users.sign_up(session, form.get("email"), password, i18n.language(), form.get("name"))
-            if result.new:
+            wait = throttle.longest_wait(session, limits, at)
+            if wait is not None:
                 audit.record(
                     session,
-                    "user.sign_up",
-                    actor=result.user,
-                    entity_type="user",
-                    entity_id=result.user.id,
+                    "user.sign_up_throttled",
+                    actor_label=users.normalise_email(form.get("email")),
                     remote_addr=remote_addr(request),
                 )
-            elif result.user.email_verified_at is None:
+                return int(wait.total_seconds())
+            result = users.sign_up(session, form.get("email"), password, i18n.language(), form.get("name"))
+            throttle.record(session, [key for key, _limit in limits], at)
+            # Audited either way, so both answers do the same writes.
+            audit.record(
+                session,
+                "user.sign_up" if result.new else "user.sign_up_existing",
+                actor=result.user if result.new else None,
+                actor_label=result.user.email,
+                entity_type="user",
+                entity_id=result.user.id,
+                remote_addr=remote_addr(request),
+            )
+            if not result.new and result.user.email_verified_at is None:
                 # Signed up before and never confirmed: the confirmation link again.
                 return result.user.id, True
             return result.user.id, result.new
@@ -113,7 +140,7 @@ async def confirm_email(request: Request) -> Response:
     user = await run_in_threadpool(confirm)
     if user is None:
         return _render(request, "account/confirm_email.html", {"token": "", "valid": False}, 400)
-    start_session(request, user)
+    await run_in_threadpool(start_session, request, user)
     flash(request, gettext("Your email address is confirmed. Next, link your account."))
     return redirect("/my/link")
 
@@ -136,12 +163,13 @@ async def forgot_password(request: Request) -> Response:
     def find() -> tuple[int | None, int | None]:
         with db(request) as session:
             at = now(request)
-            # Asking for links is slowed like signing in, so nobody floods a mailbox.
-            key = throttle.address_key(remote_addr(request))
-            wait = throttle.retry_after(session, key, throttle.PER_ADDRESS, at)
+            # Asking for links is slowed per network address and per email, so nobody floods
+            # a mailbox; counted apart from failed sign-ins, so it never slows signing in.
+            limits = throttle.reset_keys(form.get("email"), remote_addr(request))
+            wait = throttle.longest_wait(session, limits, at)
             if wait is not None:
                 return None, int(wait.total_seconds())
-            throttle.record(session, [key], at)
+            throttle.record(session, [key for key, _limit in limits], at)
             user = users.user_by_email(session, form.get("email"))
             audit.record(
                 session,
@@ -156,9 +184,10 @@ async def forgot_password(request: Request) -> Response:
     if wait is not None:
         form.errors["email"] = too_many(wait)
         return _render(request, "account/forgot_password.html", {"form": form, "sent": False}, 429)
+    response = _render(request, "account/forgot_password.html", {"form": form, "sent": True})
     if user_id is not None:
-        await run_in_threadpool(_send, request, user_id, "reset_password")
-    return _render(request, "account/forgot_password.html", {"form": form, "sent": True})
+        response.background = _send_later(request, user_id, "reset_password")
+    return response
 
 
 def reset_password_page(request: Request) -> Response:
@@ -185,6 +214,8 @@ async def reset_password(request: Request) -> Response:
     def reset() -> User | InvalidInput:
         try:
             with db(request) as session:
+                # Every session of the sign-in ends (users.reset_password); this browser
+                # gets a new one.
                 user = users.reset_password(session, token, password, now(request))
                 audit.record(
                     session,
@@ -194,6 +225,7 @@ async def reset_password(request: Request) -> Response:
                     entity_id=user.id,
                     remote_addr=remote_addr(request),
                 )
+                start_session(request, user, session)
                 return user
         except InvalidInput as exc:
             return exc
@@ -203,7 +235,6 @@ async def reset_password(request: Request) -> Response:
         valid = result.field != "token"
         form.errors[result.field or "password"] = error_text(result)
         return _render(request, "account/reset_password.html", {"token": token, "valid": valid, "form": form}, 400)
-    start_session(request, result)
     flash(request, gettext("Your new password is set, and you are signed in."))
     return redirect("/my")
 
@@ -234,14 +265,15 @@ async def link(request: Request) -> Response:
                     form.get("service_zip"),
                     form.get("amount_due"),
                     now(request),
+                    remote_addr(request),
                 )
             except InvalidInput as exc:
                 form.errors[exc.field or "account_number"] = error_text(exc)
                 return None
-            if result.retry_after is not None:
-                form.errors["account_number"] = too_many(int(result.retry_after.total_seconds()))
-            elif result.account is None:
+            if result.account is None:
+                # One answer for every refusal: facts that did not match, or any limit reached.
                 form.errors["account_number"] = gettext(users.LINK_FAILED)
+            tried = f"account number {form.get('account_number')[:20]}"
             audit.record(
                 session,
                 "account.linked" if result.account else "account.link_failed",
@@ -249,7 +281,9 @@ async def link(request: Request) -> Response:
                 entity_type="account",
                 entity_id=result.account.id if result.account else None,
                 remote_addr=remote_addr(request),
-                detail=None if result.account else f"tried account number {form.get('account_number')[:20]}",
+                detail=None
+                if result.account
+                else (f"too many tries, not checked: {tried}" if result.retry_after else f"tried {tried}"),
             )
             return result.account.number if result.account else None
 
