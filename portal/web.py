@@ -71,6 +71,7 @@ def now(request: Request) -> datetime:
 
 
 SESSION_ID = "sid"
+TIMED_OUT = "timed_out"
 
 
 def signed_in_user(request: Request, session: Session) -> User | None:
@@ -82,13 +83,13 @@ def signed_in_user(request: Request, session: Session) -> User | None:
         return None
     raw = request.session.get(SESSION_ID)
     user, end_because = user_sessions.check(session, raw, user_id, now(request))
-    if user is not None and _signed_in_before_password_change(request, user):
-        user, end_because = None, "password"
     if user is None:
         if end_because:
             with db(request) as own:
                 user_sessions.end(own, raw, now(request), end_because)
         _forget(request)
+        if end_because in ("idle", "expired"):
+            request.session[TIMED_OUT] = True  # the sign-in page says why
         return None
     request.state.user = user
     return user
@@ -102,28 +103,23 @@ def _forget(request: Request) -> None:
         request.session["lang"] = lang
 
 
-def _signed_in_before_password_change(request: Request, user: User) -> bool:
-    if user.password_changed_at is None:
-        return False
-    signed_in_at = request.session.get("signed_in_at")
-    try:
-        return signed_in_at is None or datetime.fromisoformat(signed_in_at) < user.password_changed_at
-    except (TypeError, ValueError):
-        return True
-
-
 def start_session(request: Request, user: User, session: Session | None = None) -> None:
     """A fresh session for ``user``: a new server-side record, and nothing from before
     carries over in the cookie but the language. Written with ``session`` when given, else
     with the database session ``user`` belongs to, else in a transaction of its own."""
     from . import csrf
 
+    def begin(db_session: Session, who: User) -> str:
+        # Whoever this browser was signed in as before is signed out on the server too.
+        user_sessions.end(db_session, current_session_id(request), now(request), "signed_in_again")
+        return user_sessions.start(db_session, who, now(request), remote_addr(request))
+
     session = session or object_session(user)
     if session is not None:
-        raw = user_sessions.start(session, user, now(request), remote_addr(request))
+        raw = begin(session, user)
     else:
         with db(request) as own:
-            raw = user_sessions.start(own, own.get(User, user.id) or user, now(request), remote_addr(request))
+            raw = begin(own, own.get(User, user.id) or user)
     request.session.clear()
     request.session["user_id"] = user.id
     request.session[SESSION_ID] = raw

@@ -15,7 +15,7 @@ from .. import i18n, jobs
 from ..billing_core import audit, throttle, users
 from ..billing_core.models import Role, User
 from ..i18n import N_, gettext
-from ..web import db, end_session, now, redirect, remote_addr, safe_next, signed_in_user, start_session
+from ..web import TIMED_OUT, db, end_session, now, redirect, remote_addr, safe_next, signed_in_user, start_session
 
 GENERIC_FAILURE = N_("That email and password do not match our records. Check them and try again.")
 NOT_CONFIRMED = N_(
@@ -72,7 +72,14 @@ def sign_in_page(request: Request) -> Response:
         if user is not None:
             return redirect(_home_for(user))
     return request.app.state.templates.TemplateResponse(
-        request, "sign_in.html", {"next": request.query_params.get("next", ""), "email": "", "error": None}
+        request,
+        "sign_in.html",
+        {
+            "next": request.query_params.get("next", ""),
+            "email": "",
+            "error": None,
+            "timed_out": bool(request.session.pop(TIMED_OUT, False)),
+        },
     )
 
 

@@ -215,6 +215,15 @@ def test_a_copied_cookie_is_worthless_after_sign_out(client: TestClient, demo_en
     assert _sessions_of(demo_engine, "resident@demo.example")[-1].end_reason == "sign_out"
 
 
+def test_signing_in_again_ends_the_session_before(client: TestClient, demo_engine: Engine) -> None:
+    sign_in(client, "resident@demo.example")
+    copy = _copy_of(client, demo_engine)
+    sign_in(client, "csr@demo.example")  # the same browser, someone else
+    assert _signed_in(client, "/staff")
+    assert not _signed_in(copy)
+    assert _sessions_of(demo_engine, "resident@demo.example")[-1].end_reason == "signed_in_again"
+
+
 def test_the_cookie_holds_a_random_id_and_the_database_only_its_hash(client: TestClient, demo_engine: Engine) -> None:
     sign_in(client, "csr@demo.example")
     raw = client.get("/staff").request.headers["cookie"]
@@ -237,6 +246,8 @@ def test_staff_are_signed_out_after_30_idle_minutes(demo_engine: Engine) -> None
     assert _signed_in(staff, "/staff")
     clock.advance(minutes=30)
     assert not _signed_in(staff, "/staff")
+    assert "we signed you out after a while" in staff.get("/sign-in").text  # says why, once
+    assert "we signed you out after a while" not in staff.get("/sign-in").text
     assert not _signed_in(copy, "/staff")
     assert _sessions_of(demo_engine, "csr@demo.example")[-1].end_reason == "idle"
 
