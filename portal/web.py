@@ -82,17 +82,21 @@ def signed_in_user(request: Request, session: Session) -> User | None:
     if not user_id:
         return None
     raw = request.session.get(SESSION_ID)
-    user, end_because = user_sessions.check(session, raw, user_id, now(request))
-    if user is None:
-        if end_because:
-            with db(request) as own:
-                user_sessions.end(own, raw, now(request), end_because)
+    checked = user_sessions.check(session, raw, user_id, now(request))
+    # Ending and touching are short transactions of their own (see user_sessions.check).
+    if checked.end:
+        with db(request) as own:
+            user_sessions.end(own, raw, now(request), checked.end)
+    elif checked.touch and isinstance(raw, str):
+        with db(request) as own:
+            user_sessions.touch(own, raw, now(request))
+    if checked.user is None:
         _forget(request)
-        if end_because in ("idle", "expired"):
+        if checked.end in ("idle", "expired"):
             request.session[TIMED_OUT] = True  # the sign-in page says why
         return None
-    request.state.user = user
-    return user
+    request.state.user = checked.user
+    return checked.user
 
 
 def _forget(request: Request) -> None:

@@ -114,7 +114,7 @@ def _session_for(engine: Engine, email: str) -> str:
 def _open(engine: Engine, raw: str, email: str) -> bool:
     with Session(engine) as s, s.begin():
         user_id = users.user_by_email(s, email).id
-        return user_sessions.check(s, raw, user_id, datetime.now(UTC))[0] is not None
+        return user_sessions.check(s, raw, user_id, datetime.now(UTC)).user is not None
 
 
 def test_users_list_deactivate_set_role_and_sign_out(

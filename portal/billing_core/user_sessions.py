@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
@@ -80,26 +81,46 @@ def find(session: Session, raw: str | None) -> UserSession | None:
     return session.scalar(select(UserSession).where(UserSession.token_hash == _hash(raw)))
 
 
-def check(session: Session, raw: str | None, user_id: object, now: datetime) -> tuple[User | None, str | None]:
-    """(the active user whose session this is, None), or (None, why it must end now) when
-    it timed out or its sign-in was turned off, or (None, None) when there is no open
-    session. Ending is left to the caller (``end``), in a transaction of its own, because
-    the request's own transaction is rolled back when the visitor is sent to sign in.
-    Touches ``last_seen_at`` at most once a minute."""
+class Checked(NamedTuple):
+    #: The active user whose session this is, or None.
+    user: User | None
+    #: Why the session must end now (it timed out, or its sign-in was turned off), or None.
+    end: str | None = None
+    #: Last seen more than a minute ago: the caller writes ``touch``.
+    touch: bool = False
+
+
+def check(session: Session, raw: str | None, user_id: object, now: datetime) -> Checked:
+    """Whether the session named by the cookie's ``raw`` id for ``user_id`` may be used now.
+    Reads only: ending a timed-out session and touching ``last_seen_at`` are left to the
+    caller, each in a short transaction of its own (``end``, ``touch``), so the request's
+    own transaction writes nothing it did not mean to and a rollback (the visitor sent to
+    sign in) loses nothing."""
     record = find(session, raw)
     if record is None or record.ended_at is not None or record.user_id != user_id:
-        return None, None
+        return Checked(None)
     user = session.get(User, record.user_id)
     if user is None or not user.active:
-        return None, "deactivated"
+        return Checked(None, "deactivated")
     idle, absolute = timeouts(user)
     if now - record.created_at >= absolute:
-        return None, "expired"
+        return Checked(None, "expired")
     if now - record.last_seen_at >= idle:
-        return None, "idle"
-    if now - record.last_seen_at >= SEEN_EVERY:
-        record.last_seen_at = now
-    return user, None
+        return Checked(None, "idle")
+    return Checked(user, touch=now - record.last_seen_at >= SEEN_EVERY)
+
+
+def touch(session: Session, raw: str, now: datetime) -> None:
+    """Note that the session was used now (at most once a minute: see ``check``)."""
+    session.execute(
+        update(UserSession)
+        .where(
+            UserSession.token_hash == _hash(raw),
+            UserSession.ended_at.is_(None),
+            UserSession.last_seen_at <= now - SEEN_EVERY,
+        )
+        .values(last_seen_at=now)
+    )
 
 
 def _end(record: UserSession, now: datetime, reason: str) -> None:

@@ -58,7 +58,7 @@ def test_one_sign_in_per_email(session: Session) -> None:
 
 
 def _open(session: Session, raw: str, user) -> bool:  # type: ignore[no-untyped-def]
-    return user_sessions.check(session, raw, user.id, NOW)[0] is not None
+    return user_sessions.check(session, raw, user.id, NOW).user is not None
 
 
 def test_sessions_are_stored_as_hashes_and_end_one_or_all(session: Session) -> None:
@@ -74,8 +74,8 @@ def test_sessions_are_stored_as_hashes_and_end_one_or_all(session: Session) -> N
     assert _open(session, there, user) and not _open(session, elsewhere, user)
     # A session id names its own sign-in only.
     other = users.create_user(session, "other@example.org", "a long password", "csr")
-    assert user_sessions.check(session, there, other.id, NOW) == (None, None)
-    assert user_sessions.check(session, "made-up", user.id, NOW) == (None, None)
+    assert user_sessions.check(session, there, other.id, NOW) == (None, None, False)
+    assert user_sessions.check(session, "made-up", user.id, NOW) == (None, None, False)
 
 
 def test_sessions_time_out_by_role(session: Session) -> None:
@@ -85,14 +85,15 @@ def test_sessions_time_out_by_role(session: Session) -> None:
     for user, idle, absolute in [(staff, 30, 12 * 60), (customer, 120, 8 * 60)]:
         raw = user_sessions.start(session, user, NOW)
         at = NOW + timedelta(minutes=idle - 1)
-        assert user_sessions.check(session, raw, user.id, at)[0] is user
-        assert user_sessions.check(session, raw, user.id, at + timedelta(minutes=idle))[1] == "idle"
+        assert user_sessions.check(session, raw, user.id, at) == (user, None, True)
+        assert user_sessions.check(session, raw, user.id, at + timedelta(minutes=idle)).end == "idle"
         raw = user_sessions.start(session, user, NOW)
         at = NOW
         while at + timedelta(minutes=idle - 1) < NOW + timedelta(minutes=absolute):
             at += timedelta(minutes=idle - 1)
-            assert user_sessions.check(session, raw, user.id, at)[0] is user
-        assert user_sessions.check(session, raw, user.id, NOW + timedelta(minutes=absolute))[1] == "expired"
+            assert user_sessions.check(session, raw, user.id, at).touch
+            user_sessions.touch(session, raw, at)
+        assert user_sessions.check(session, raw, user.id, NOW + timedelta(minutes=absolute)).end == "expired"
 
 
 def test_turning_off_reset_and_role_changes_end_sessions(session: Session) -> None:
