@@ -76,12 +76,54 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+ROLES = ["customer", "csr", "specialist", "cashier", "supervisor", "admin"]
+
+
+class UsageError(BillingError):
+    pass
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    """The new sign-in's password: one line from standard input with --password-stdin, else
+    asked twice at the terminal. Never from the command line, where other users of the
+    machine and the shell's history would see it."""
+    import getpass
+
+    if args.password_argv is not None:
+        raise UsageError(
+            "--password is not accepted: a password on the command line is seen by other users of the machine "
+            "and kept in shell history; answer the prompt, or pipe it in with --password-stdin"
+        )
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise UsageError("--password-stdin: standard input had no password on its first line")
+        return password
+    if not sys.stdin.isatty():
+        raise UsageError("no terminal to ask for the password on: pipe it in and add --password-stdin")
+    password = getpass.getpass(f"Password for {args.email}: ")
+    if getpass.getpass("The same password again: ") != password:
+        raise UsageError("the two passwords were not the same; nothing was created")
+    return password
+
+
+def _user_error(exc: InvalidInput) -> int:
+    print(f"error: {exc.field}: {exc.message}" if exc.field else f"error: {exc.message}", file=sys.stderr)
+    return 2
+
+
 def cmd_users_create(args: argparse.Namespace) -> int:
     from .billing_core import audit, users
 
+    if args.role == "customer" and not args.account:
+        raise UsageError(
+            "--account is required for a customer sign-in: give the number of the account it belongs to "
+            "(staff sign-ins take no --account)"
+        )
+    password = _read_password(args)
     try:
         with _engine() as engine, transaction(make_sessionmaker(engine)) as session:
-            user = users.create_user(session, args.email, args.password, args.role, args.account)
+            user = users.create_user(session, args.email, password, args.role, args.account, args.name)
             audit.record(
                 session,
                 "user.create",
@@ -91,10 +133,105 @@ def cmd_users_create(args: argparse.Namespace) -> int:
                 after={"email": user.email, "role": user.role, "account": args.account},
             )
     except InvalidInput as exc:
-        print(f"error: {exc.field}: {exc.message}" if exc.field else f"error: {exc.message}", file=sys.stderr)
-        return 2
+        return _user_error(exc)
     print(f"Created {args.role} sign-in {user.email}" + (f" for account {args.account}" if args.account else ""))
     return 0
+
+
+def cmd_users_list(args: argparse.Namespace) -> int:
+    from .billing_core import user_sessions, users
+    from .billing_core.models import utcnow
+
+    try:
+        with _engine() as engine, transaction(make_sessionmaker(engine)) as session:
+            found = users.list_users(session, args.role, include_inactive=not args.active_only)
+            now = utcnow()
+            print(f"{'email':<36} {'role':<10} {'state':<6} {'sessions':>8}  {'last sign-in':<16}  accounts")
+            for user in found:
+                last = user.last_sign_in_at.strftime("%Y-%m-%d %H:%M") if user.last_sign_in_at else "never"
+                numbers = ", ".join(a.number for a in user.accounts[:5]) + (" ..." if len(user.accounts) > 5 else "")
+                print(
+                    f"{user.email:<36} {user.role:<10} {'on' if user.active else 'off':<6} "
+                    f"{user_sessions.open_sessions(session, user, now):>8}  {last:<16}  {numbers}"
+                )
+            print(f"{len(found)} sign-in" + ("" if len(found) == 1 else "s"))
+    except InvalidInput as exc:
+        return _user_error(exc)
+    return 0
+
+
+def _change_user(args: argparse.Namespace, action: str, change) -> int:  # type: ignore[no-untyped-def]
+    """Find the sign-in by --email, apply ``change(session, user, now) -> (message, before, after)``,
+    audit it as ``action``, print the message."""
+    from .billing_core import audit, users
+    from .billing_core.models import utcnow
+
+    try:
+        with _engine() as engine, transaction(make_sessionmaker(engine)) as session:
+            user = users.find_user(session, args.email)
+            message, before, after = change(session, user, utcnow())
+            audit.record(
+                session,
+                action,
+                actor_label=f"portal users {args.users_command}",
+                entity_type="user",
+                entity_id=user.id,
+                before=before,
+                after=after,
+            )
+    except InvalidInput as exc:
+        return _user_error(exc)
+    print(message)
+    return 0
+
+
+def _ended(count: int) -> str:
+    return f"{count} session{'' if count == 1 else 's'} ended"
+
+
+def cmd_users_deactivate(args: argparse.Namespace) -> int:
+    from .billing_core import users
+
+    def change(session, user, now):  # type: ignore[no-untyped-def]
+        ended = users.set_active(session, user, False, now)
+        return f"Turned off sign-in {user.email}; {_ended(ended)}.", {"active": True}, {"active": False}
+
+    return _change_user(args, "user.deactivate", change)
+
+
+def cmd_users_activate(args: argparse.Namespace) -> int:
+    from .billing_core import users
+
+    def change(session, user, now):  # type: ignore[no-untyped-def]
+        users.set_active(session, user, True, now)
+        return f"Turned on sign-in {user.email}.", {"active": False}, {"active": True}
+
+    return _change_user(args, "user.activate", change)
+
+
+def cmd_users_set_role(args: argparse.Namespace) -> int:
+    from .billing_core import users
+
+    def change(session, user, now):  # type: ignore[no-untyped-def]
+        before = user.role
+        ended = users.set_role(session, user, args.role, now)
+        return (
+            f"{user.email} is now {user.role} (was {before}); {_ended(ended)}.",
+            {"role": before},
+            {"role": user.role},
+        )
+
+    return _change_user(args, "user.role", change)
+
+
+def cmd_users_sign_out(args: argparse.Namespace) -> int:
+    from .billing_core import users
+
+    def change(session, user, now):  # type: ignore[no-untyped-def]
+        ended = users.sign_out_everywhere(session, user, now)
+        return f"Signed {user.email} out everywhere; {_ended(ended)}.", None, {"sessions_ended": ended}
+
+    return _change_user(args, "user.sign_out_everywhere", change)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -589,13 +726,49 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_demo)
 
-    users = sub.add_parser("users", help="manage sign-ins").add_subparsers(dest="users_command", required=True)
-    p = users.add_parser("create", help="create a sign-in")
-    p.add_argument("--email", required=True)
-    p.add_argument("--password", required=True)
-    p.add_argument("--role", required=True, choices=["customer", "csr", "specialist", "cashier", "supervisor", "admin"])
-    p.add_argument("--account", help="account number (customer sign-ins)")
+    users = sub.add_parser(
+        "users", help="manage sign-ins: create, list, turn off or on, change role, sign out everywhere"
+    ).add_subparsers(dest="users_command", required=True)
+    p = users.add_parser(
+        "create",
+        help="create a sign-in (the password is asked for at the terminal, or read from standard input)",
+        description="Create a sign-in. The password is asked for twice at the terminal, or read from the first "
+        "line of standard input with --password-stdin (for scripts: printf '%s\\n' \"$PW\" | portal users "
+        "create ... --password-stdin). It is never taken from the command line.",
+    )
+    p.add_argument("--email", required=True, help="the email address the person signs in with")
+    p.add_argument("--role", required=True, choices=ROLES, help="what the sign-in may do: %(choices)s")
+    p.add_argument(
+        "--account", help="the account number a customer sign-in belongs to (required for customers, staff take none)"
+    )
+    p.add_argument("--name", help="the person's name, shown on pages (optional)")
+    p.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of standard input instead of asking at the terminal",
+    )
+    # Refused with a clear message (not taken for --password-stdin): see _read_password.
+    p.add_argument("--password", dest="password_argv", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_users_create)
+    p = users.add_parser("list", help="list sign-ins: role, on or off, open sessions, last sign-in, accounts")
+    p.add_argument("--role", choices=ROLES, help="only sign-ins with this role")
+    p.add_argument("--active-only", action="store_true", help="leave out sign-ins that are turned off")
+    p.set_defaults(func=cmd_users_list)
+    p = users.add_parser("deactivate", help="turn a sign-in off; every session of it ends at once")
+    p.add_argument("email", help="the sign-in's email address")
+    p.set_defaults(func=cmd_users_deactivate)
+    p = users.add_parser("activate", help="turn a sign-in that was turned off back on")
+    p.add_argument("email", help="the sign-in's email address")
+    p.set_defaults(func=cmd_users_activate)
+    p = users.add_parser(
+        "set-role", help="give a staff sign-in another staff role; its sessions end (customers stay customers)"
+    )
+    p.add_argument("email", help="the sign-in's email address")
+    p.add_argument("role", choices=ROLES, help="the new role: %(choices)s")
+    p.set_defaults(func=cmd_users_set_role)
+    p = users.add_parser("sign-out", help="sign a person out everywhere: every session of the sign-in ends")
+    p.add_argument("email", help="the sign-in's email address")
+    p.set_defaults(func=cmd_users_sign_out)
 
     rates = sub.add_parser("rates", help="rate schedules").add_subparsers(dest="rates_command", required=True)
     p = rates.add_parser("quote", help="compute bills for a CSV of cases against OWRS files")

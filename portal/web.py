@@ -7,11 +7,12 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from urllib.parse import quote
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from . import i18n
+from .billing_core import user_sessions
 from .billing_core.errors import InvalidInput
 from .billing_core.models import Role, User
 
@@ -69,37 +70,78 @@ def now(request: Request) -> datetime:
     return request.app.state.clock().astimezone(UTC)
 
 
+SESSION_ID = "sid"
+TIMED_OUT = "timed_out"
+
+
 def signed_in_user(request: Request, session: Session) -> User | None:
+    """Who is signed in: the cookie's session id must name a record in the database that
+    has not ended or timed out (``billing_core/user_sessions.py``). A copied cookie stops
+    working the moment its session ends on the server."""
     user_id = request.session.get("user_id")
     if not user_id:
         return None
-    user = session.get(User, user_id)
-    if user is None or not user.active or _signed_in_before_password_change(request, user):
-        request.session.clear()
+    raw = request.session.get(SESSION_ID)
+    checked = user_sessions.check(session, raw, user_id, now(request))
+    # Ending and touching are short transactions of their own (see user_sessions.check).
+    if checked.end:
+        with db(request) as own:
+            user_sessions.end(own, raw, now(request), checked.end)
+    elif checked.touch and isinstance(raw, str):
+        with db(request) as own:
+            user_sessions.touch(own, raw, now(request))
+    if checked.user is None:
+        _forget(request)
+        if checked.end in ("idle", "expired"):
+            request.session[TIMED_OUT] = True  # the sign-in page says why
         return None
-    request.state.user = user
-    return user
+    request.state.user = checked.user
+    return checked.user
 
 
-def _signed_in_before_password_change(request: Request, user: User) -> bool:
-    if user.password_changed_at is None:
-        return False
-    signed_in_at = request.session.get("signed_in_at")
-    try:
-        return signed_in_at is None or datetime.fromisoformat(signed_in_at) < user.password_changed_at
-    except (TypeError, ValueError):
-        return True
+def _forget(request: Request) -> None:
+    """Drop the sign-in from the cookie; keep the language the visitor chose."""
+    lang = request.session.get("lang")
+    request.session.clear()
+    if lang:
+        request.session["lang"] = lang
 
 
-def start_session(request: Request, user: User) -> None:
-    """A fresh session for ``user``: nothing from before carries over but the language."""
+def start_session(request: Request, user: User, session: Session | None = None) -> None:
+    """A fresh session for ``user``: a new server-side record, and nothing from before
+    carries over in the cookie but the language. Written with ``session`` when given, else
+    with the database session ``user`` belongs to, else in a transaction of its own."""
     from . import csrf
 
+    def begin(db_session: Session, who: User) -> str:
+        # Whoever this browser was signed in as before is signed out on the server too.
+        user_sessions.end(db_session, current_session_id(request), now(request), "signed_in_again")
+        return user_sessions.start(db_session, who, now(request), remote_addr(request))
+
+    session = session or object_session(user)
+    if session is not None:
+        raw = begin(session, user)
+    else:
+        with db(request) as own:
+            raw = begin(own, own.get(User, user.id) or user)
     request.session.clear()
     request.session["user_id"] = user.id
+    request.session[SESSION_ID] = raw
     request.session["signed_in_at"] = now(request).isoformat()
     request.session["lang"] = user.language
     csrf.rotate(request)
+
+
+def end_session(request: Request, session: Session, reason: str = "sign_out") -> bool:
+    """End this browser's session on the server and in the cookie."""
+    ended = user_sessions.end(session, request.session.get(SESSION_ID), now(request), reason)
+    _forget(request)
+    return ended
+
+
+def current_session_id(request: Request) -> str | None:
+    raw = request.session.get(SESSION_ID)
+    return raw if isinstance(raw, str) else None
 
 
 def error_text(exc: InvalidInput) -> str:

@@ -1,9 +1,15 @@
+import getpass
+import io
+import sys
+from datetime import UTC, datetime
+
 import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from portal.billing_core import user_sessions, users
 from portal.billing_core.models import AuditEvent, User
-from portal.cli import main
+from portal.cli import build_parser, main
 from portal.demo import build_demo
 
 
@@ -18,50 +24,143 @@ def test_migrate(env: Engine, capsys: pytest.CaptureFixture[str]) -> None:
     assert "up to date" in capsys.readouterr().out
 
 
-def test_users_create_links_a_customer_to_an_account(env: Engine, capsys: pytest.CaptureFixture[str]) -> None:
+def _stdin(monkeypatch: pytest.MonkeyPatch, text: str, tty: bool = False) -> None:
+    class Input(io.StringIO):
+        def isatty(self) -> bool:
+            return tty
+
+    monkeypatch.setattr(sys, "stdin", Input(text))
+
+
+def _create(monkeypatch: pytest.MonkeyPatch, *args: str, password: str = "long enough pw") -> int:
+    _stdin(monkeypatch, password + "\n")
+    return main(["users", "create", *args, "--password-stdin"])
+
+
+def test_users_create_links_a_customer_to_an_account(
+    env: Engine, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     build_demo(env, accounts=3, seed=1, progress=False, today="2026-11-22")
-    assert (
-        main(
-            [
-                "users",
-                "create",
-                "--email",
-                "new@example.org",
-                "--password",
-                "long enough pw",
-                "--role",
-                "customer",
-                "--account",
-                "00000026",
-            ]
-        )
-        == 0
+    code = _create(
+        monkeypatch, "--email", "new@example.org", "--role", "customer", "--account", "00000026", "--name", "Pat"
     )
+    assert code == 0
     assert "Created customer sign-in new@example.org for account 00000026" in capsys.readouterr().out
     with Session(env) as s:
         user = s.scalar(select(User).where(User.email == "new@example.org"))
-        assert [a.number for a in user.accounts] == ["00000026"]
+        assert [a.number for a in user.accounts] == ["00000026"] and user.display_name == "Pat"
         assert s.scalar(
             select(AuditEvent).where(AuditEvent.action == "user.create", AuditEvent.entity_id == str(user.id))
         )
+        assert users.authenticate(s, "new@example.org", "long enough pw", datetime.now(UTC)) is not None
+
+
+def test_users_create_never_takes_the_password_from_the_command_line(
+    env: Engine, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code = main(["users", "create", "--email", "x@example.org", "--role", "csr", "--password", "long enough pw"])
+    assert code == 2 and "--password is not accepted" in capsys.readouterr().err
+    # Without a terminal to ask on, and without --password-stdin: a clear error.
+    _stdin(monkeypatch, "long enough pw\n")
+    assert main(["users", "create", "--email", "x@example.org", "--role", "csr"]) == 2
+    assert "--password-stdin" in capsys.readouterr().err
+    # At a terminal it is asked twice (without echo), and must match.
+    _stdin(monkeypatch, "", tty=True)
+    answers = iter(["long enough pw", "something else"])
+    monkeypatch.setattr(getpass, "getpass", lambda prompt: next(answers))
+    assert main(["users", "create", "--email", "x@example.org", "--role", "csr"]) == 2
+    assert "not the same" in capsys.readouterr().err
+    answers = iter(["long enough pw", "long enough pw"])
+    assert main(["users", "create", "--email", "x@example.org", "--role", "csr"]) == 0
+    with Session(env) as s:
+        assert s.scalar(select(User.role).where(User.email == "x@example.org")) == "csr"
 
 
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--role", "customer"], "account: A customer sign-in needs the account"),
+        (["--role", "customer"], "--account is required for a customer sign-in"),
         (["--role", "customer", "--account", "12345674"], "account: No account numbered 12345674"),
         (["--role", "csr", "--account", "00000018"], "account: Only customer sign-ins"),
     ],
 )
 def test_users_create_explains_bad_input_and_writes_nothing(
-    env: Engine, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+    env: Engine, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, args: list[str], message: str
 ) -> None:
-    code = main(["users", "create", "--email", "x@example.org", "--password", "long enough pw", *args])
-    assert code == 2
+    assert _create(monkeypatch, "--email", "x@example.org", *args) == 2
     assert message in capsys.readouterr().err
     with Session(env) as s:
         assert s.scalar(select(User).where(User.email == "x@example.org")) is None
+
+
+def test_every_users_option_has_help(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = build_parser()
+    users_parser = next(
+        a for a in parser._subparsers._group_actions[0].choices["users"]._actions if a.dest == "users_command"
+    )
+    assert set(users_parser.choices) == {"create", "list", "deactivate", "activate", "set-role", "sign-out"}
+    for name, sub in users_parser.choices.items():
+        for action in sub._actions:
+            if action.dest != "help":
+                assert action.help, f"portal users {name}: {action.dest} has no help"
+
+
+def _session_for(engine: Engine, email: str) -> str:
+    """A session started for ``email`` as signing in would; its raw id."""
+    with Session(engine) as s, s.begin():
+        return user_sessions.start(s, users.user_by_email(s, email), datetime.now(UTC))
+
+
+def _open(engine: Engine, raw: str, email: str) -> bool:
+    with Session(engine) as s, s.begin():
+        user_id = users.user_by_email(s, email).id
+        return user_sessions.check(s, raw, user_id, datetime.now(UTC)).user is not None
+
+
+def test_users_list_deactivate_set_role_and_sign_out(
+    env: Engine, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert _create(monkeypatch, "--email", "clerk@example.org", "--role", "csr") == 0
+    assert _create(monkeypatch, "--email", "boss@example.org", "--role", "supervisor") == 0
+    capsys.readouterr()
+    first, second = _session_for(env, "clerk@example.org"), _session_for(env, "clerk@example.org")
+
+    assert main(["users", "list"]) == 0
+    out = capsys.readouterr().out
+    clerk = next(line for line in out.splitlines() if line.startswith("clerk@example.org"))
+    assert clerk.split()[1:4] == ["csr", "on", "2"]
+    assert "2 sign-ins" in out
+    assert main(["users", "list", "--role", "supervisor"]) == 0
+    assert "clerk@" not in capsys.readouterr().out
+
+    # An administrator signs the clerk out everywhere: both sessions end.
+    assert main(["users", "sign-out", "clerk@example.org"]) == 0
+    assert "2 sessions ended" in capsys.readouterr().out
+    assert not _open(env, first, "clerk@example.org") and not _open(env, second, "clerk@example.org")
+
+    # A new role ends the sessions too, and customers and staff do not trade places.
+    third = _session_for(env, "clerk@example.org")
+    assert main(["users", "set-role", "clerk@example.org", "specialist"]) == 0
+    assert "now specialist (was csr); 1 session ended" in capsys.readouterr().out
+    assert not _open(env, third, "clerk@example.org")
+    assert main(["users", "set-role", "clerk@example.org", "customer"]) == 2
+    assert "cannot become" in capsys.readouterr().err
+
+    # Turning a sign-in off ends its sessions at once.
+    fourth = _session_for(env, "clerk@example.org")
+    assert main(["users", "deactivate", "clerk@example.org"]) == 0
+    assert "Turned off sign-in clerk@example.org; 1 session ended" in capsys.readouterr().out
+    assert not _open(env, fourth, "clerk@example.org")
+    assert main(["users", "list", "--active-only"]) == 0
+    assert "clerk@" not in capsys.readouterr().out
+    assert main(["users", "activate", "clerk@example.org"]) == 0
+    assert not _open(env, fourth, "clerk@example.org")  # what ended stays ended
+
+    assert main(["users", "sign-out", "nobody@example.org"]) == 2
+    assert "No sign-in has the email address nobody@example.org" in capsys.readouterr().err
+    with Session(env) as s:
+        actions = set(s.scalars(select(AuditEvent.action).where(AuditEvent.actor_label.like("portal users %"))))
+    assert {"user.sign_out_everywhere", "user.role", "user.deactivate", "user.activate"} <= actions
 
 
 def test_demo_prints_sign_ins_and_keeps_an_existing_district(env: Engine, capsys: pytest.CaptureFixture[str]) -> None:

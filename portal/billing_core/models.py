@@ -696,6 +696,25 @@ class AuthFailure(Base):
     __table_args__ = (Index("ix_auth_failure_key_at", "key", "at"),)
 
 
+class UserSession(Base):
+    """One signed-in browser. The signed cookie carries a random id; only its SHA-256
+    hash is kept here, so a copy of this table signs nobody in. Every request checks the
+    record: once ``ended_at`` is set (sign-out, password reset, "sign out everywhere",
+    deactivation, or an idle or absolute timeout) the cookie is worth nothing."""
+
+    __tablename__ = "user_session"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: Written at most once a minute, so a busy page does not write on every request.
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Why it ended: sign_out, password, sign_out_everywhere, sign_out_others, deactivated, idle, expired.
+    end_reason: Mapped[str | None] = mapped_column(String(30))
+    remote_addr: Mapped[str | None] = mapped_column(String(64))
+
+
 class ProcessorEvent(Base):
     """A webhook event from the payment processor, kept so each is acted on once."""
 

@@ -1,5 +1,11 @@
 """The customer's own details: their name and phone, language, which emails they want,
-and the email and phone on file for each account they hold (where bills and notices go).
+and the email on file for each account they hold (where bills and notices go).
+
+There is one phone number: the sign-in's own, which is also the phone on file for every
+account it holds. The page shows the sign-in's number, or the one on file for its first
+account when it has none; when the person changes it, the new number goes on the sign-in
+and on every customer record it holds, and when they leave it as it was, nothing changes
+(a landlord's customers keep the numbers the office has for them).
 
 Checked whole: every problem by field, and nothing changes unless all is right. Every
 change is audited with what it was before.
@@ -42,7 +48,8 @@ class Change:
     language: str
     notify_receipts: bool
     notify_updates: bool
-    #: first account number of each customer -> (email, phone) on file for that customer
+    #: first account number of each customer -> (email, phone) on file for that customer;
+    #: the phone is the one above when it was changed, else the customer's own as it was
     contacts: dict[str, tuple[str | None, str | None]]
 
 
@@ -55,18 +62,25 @@ def contact_groups(accounts: list[Account]) -> list[tuple[str, list[Account]]]:
     return [(held[0].number, held) for held in groups.values()]
 
 
-def check(values: dict[str, str], accounts: list[Account], languages: tuple[str, ...]) -> Change:
+def shown_phone(user: User, accounts: list[Account]) -> str:
+    """The one phone number the profile shows."""
+    return user.phone or next((a.customer.phone for a in accounts if a.customer.phone), None) or ""
+
+
+def check(values: dict[str, str], accounts: list[Account], languages: tuple[str, ...], user: User) -> Change:
     errors: dict[str, InvalidInput] = {}
     name = values.get("display_name", "").strip()
     if not name or len(name) > 200:
         errors["display_name"] = InvalidInput(N_("Enter your full name."), "display_name")
-    phone = _phone(values.get("phone", ""), "phone", errors)
+    typed = values.get("phone", "").strip()
+    phone_changed = typed != shown_phone(user, accounts).strip()
+    phone = _phone(typed, "phone", errors) if phone_changed else user.phone
     language = values.get("language", "")
     if language not in languages:
         errors["language"] = InvalidInput(N_("Choose a language."), "language")
     contacts: dict[str, tuple[str | None, str | None]] = {}
     for key, held in contact_groups(accounts):
-        email_field, phone_field = f"email-{key}", f"phone-{key}"
+        email_field = f"email-{key}"
         email = normalise_email(values.get(email_field, "")) or None
         if email and (not EMAIL_RE.match(email) or len(email) > 254):
             errors[email_field] = InvalidInput(N_("Enter an email address like name@example.org."), email_field)
@@ -74,7 +88,7 @@ def check(values: dict[str, str], accounts: list[Account], languages: tuple[str,
             errors[email_field] = InvalidInput(
                 N_("Paperless billing is on for this account, so it needs an email address."), email_field
             )
-        contacts[key] = (email, _phone(values.get(phone_field, ""), phone_field, errors))
+        contacts[key] = (email, phone if phone_changed else held[0].customer.phone)
     if errors:
         raise ProfileErrors(errors)
     return Change(

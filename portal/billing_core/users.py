@@ -13,7 +13,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from . import throttle
+from . import throttle, user_sessions
 from .errors import N_, InvalidInput
 from .models import Account, Bill, Premise, Role, User, UserAccountLink, UserToken, utcnow
 from .money import ascii_number
@@ -111,6 +111,57 @@ def authenticate(session: Session, email: str, password: str, now: datetime) -> 
         user.password_hash = hash_password(password)
     user.last_sign_in_at = now
     return user
+
+
+# --- The office's tools: list, turn off, change role, sign out everywhere ----------------
+
+
+def find_user(session: Session, email: str) -> User:
+    user = user_by_email(session, email)
+    if user is None:
+        raise InvalidInput(f"No sign-in has the email address {normalise_email(email)}.", "email")
+    return user
+
+
+def list_users(session: Session, role: str | None = None, include_inactive: bool = True) -> list[User]:
+    query = select(User).order_by(User.role, User.email)
+    if role is not None:
+        try:
+            query = query.where(User.role == Role(role).value)
+        except ValueError as exc:
+            raise InvalidInput(f"Unknown role {role!r}; one of {', '.join(r.value for r in Role)}.", "role") from exc
+    if not include_inactive:
+        query = query.where(User.active.is_(True))
+    return list(session.scalars(query))
+
+
+def set_active(session: Session, user: User, active: bool, now: datetime) -> int:
+    """Turn a sign-in off (every session ends) or back on; how many sessions ended."""
+    user.active = active
+    return 0 if active else user_sessions.end_all(session, user, now, "deactivated")
+
+
+def set_role(session: Session, user: User, role: str, now: datetime) -> int:
+    """Give a staff sign-in another staff role; its sessions end, so the new role starts
+    with a fresh sign-in. Customers and staff do not trade places: a customer's sign-in
+    holds their accounts, so make a separate sign-in instead."""
+    try:
+        new = Role(role)
+    except ValueError as exc:
+        raise InvalidInput(f"Unknown role {role!r}; one of {', '.join(r.value for r in Role)}.", "role") from exc
+    if new.is_staff != Role(user.role).is_staff:
+        raise InvalidInput(
+            "A customer sign-in cannot become staff, nor staff a customer: create a separate sign-in.", "role"
+        )
+    if new.value == user.role:
+        return 0
+    user.role = new.value
+    return user_sessions.end_all(session, user, now, "role_changed")
+
+
+def sign_out_everywhere(session: Session, user: User, now: datetime) -> int:
+    """End every session of the sign-in (an administrator's "sign out everywhere")."""
+    return user_sessions.end_all(session, user, now, "sign_out_everywhere")
 
 
 # --- Signing up, confirming the address, resetting the password -------------------------
@@ -219,10 +270,16 @@ def reset_password(session: Session, raw: str, password: str, now: datetime) -> 
     if user.email_verified_at is None:
         user.email_verified_at = now
     throttle.clear(session, throttle.email_key(user.email))
+    # Whoever else was signed in with the old password is signed out everywhere.
+    user_sessions.end_all(session, user, now, "password")
     return user
 
 
-def change_password(session: Session, user: User, current: str, new: str, now: datetime) -> None:
+def change_password(
+    session: Session, user: User, current: str, new: str, now: datetime, keep_session: str | None = None
+) -> None:
+    """Change the password; every other session of the sign-in ends (``keep_session``, the
+    raw id of the one making the change, goes on)."""
     try:
         _hasher.verify(user.password_hash or _DUMMY_HASH, current or "")
     except (VerifyMismatchError, VerificationError, InvalidHashError) as exc:
@@ -230,15 +287,21 @@ def change_password(session: Session, user: User, current: str, new: str, now: d
     validate_new_password(new)
     user.password_hash = hash_password(new)
     user.password_changed_at = now
+    user_sessions.end_all(session, user, now, "password", keep=keep_session)
 
 
 # --- Linking an account with facts printed on its bill ---------------------------------
 
 LINK_PER_USER = 5
 LINK_PER_ACCOUNT = 10
+LINK_PER_ADDRESS = throttle.LINK_PER_ADDRESS
+#: The one answer to every refused link, whether the facts did not match or a limit was
+#: reached (per sign-in, per account number or per network address): nobody learns which
+#: limit, that someone else is trying the same account, or how close they are.
 LINK_FAILED = N_(
-    "We could not match those details to an account. Check the account number, the ZIP code of the "
-    "service address and the amount due on your latest bill, and try again."
+    "We could not link an account with those details. Check the account number, the ZIP code of "
+    "the service address and the amount due on your latest bill. After several tries we stop "
+    "checking for a while: if the details are right, try again in 15 minutes or call customer service."
 )
 
 
@@ -268,11 +331,19 @@ def parse_amount(text: str) -> int | None:
 
 
 def link_account(
-    session: Session, user: User, account_number: str, service_zip: str, amount_due: str, now: datetime
+    session: Session,
+    user: User,
+    account_number: str,
+    service_zip: str,
+    amount_due: str,
+    now: datetime,
+    remote_addr: str | None = None,
 ) -> LinkAttempt:
     """Link an account to a customer sign-in when the account number, the service address's
-    ZIP code and the amount due on the latest bill all match. Every mismatch reads the same,
-    and failures are counted per sign-in and per account to stop guessing."""
+    ZIP code and the amount due on the latest bill all match. Every refusal reads the same.
+    Failures are counted per sign-in, per account number and per network address, every
+    limit is checked before the facts are, and a success clears none of the counts (or one
+    account a person can link would buy them fresh guesses at others)."""
     if user.role != Role.CUSTOMER.value:
         raise InvalidInput(N_("Only customer sign-ins link accounts."), "account_number")
     number = normalise_account_number(account_number)
@@ -284,11 +355,15 @@ def link_account(
     cents = parse_amount(amount_due)
     if cents is None:
         raise InvalidInput(N_("Enter the amount due from your latest bill, like 84.20."), "amount_due")
-    keys = [link_user_key(user), link_account_key(number)]
-    for key, limit in zip(keys, (LINK_PER_USER, LINK_PER_ACCOUNT)):
-        wait = throttle.retry_after(session, key, limit, now)
-        if wait is not None:
-            return LinkAttempt(None, wait)
+    limits = [
+        (link_user_key(user), LINK_PER_USER),
+        (link_account_key(number), LINK_PER_ACCOUNT),
+        (throttle.link_address_key(remote_addr), LINK_PER_ADDRESS),
+    ]
+    keys = [key for key, _limit in limits]
+    wait = throttle.longest_wait(session, limits, now)
+    if wait is not None:
+        return LinkAttempt(None, wait)
     found = session.execute(
         select(Account, Premise.zip).join(Premise, Premise.id == Account.premise_id).where(Account.number == number)
     ).first()
@@ -309,7 +384,6 @@ def link_account(
     if session.get(UserAccountLink, (user.id, matched.id)) is None:
         session.add(UserAccountLink(user_id=user.id, account_id=matched.id, linked_at=now))
         session.flush()
-    throttle.clear(session, link_user_key(user))
     return LinkAttempt(matched)
 
 

@@ -6,6 +6,7 @@ import hashlib
 import math
 
 from itsdangerous import BadSignature, URLSafeSerializer
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -14,7 +15,7 @@ from .. import i18n, jobs
 from ..billing_core import audit, throttle, users
 from ..billing_core.models import Role, User
 from ..i18n import N_, gettext
-from ..web import db, now, redirect, remote_addr, safe_next, signed_in_user, start_session
+from ..web import TIMED_OUT, db, end_session, now, redirect, remote_addr, safe_next, signed_in_user, start_session
 
 GENERIC_FAILURE = N_("That email and password do not match our records. Check them and try again.")
 NOT_CONFIRMED = N_(
@@ -74,7 +75,14 @@ def sign_in_page(request: Request) -> Response:
         if user is not None:
             return redirect(_home_for(user))
     return request.app.state.templates.TemplateResponse(
-        request, "sign_in.html", {"next": request.query_params.get("next", ""), "email": "", "error": None}
+        request,
+        "sign_in.html",
+        {
+            "next": request.query_params.get("next", ""),
+            "email": "",
+            "error": None,
+            "timed_out": bool(request.session.pop(TIMED_OUT, False)),
+        },
     )
 
 
@@ -86,20 +94,26 @@ async def sign_in(request: Request) -> Response:
     marks = known_marks(request)
     user, wait = await run_in_threadpool(_check, request, email, password, _email_mark(email) in marks)
     if user is not None and user.email_verified_at is None:
-        # The right password, but the address was never confirmed: send the link again.
-        queued = jobs.defer(
+        # The right password, but the address was never confirmed: queue the link again and
+        # send it after the answer has gone out.
+        outbox_id = await run_in_threadpool(
+            jobs.queue_email,
             request.app.state.settings,
             "email.account",
             request.app.state.sessions,
             user_id=user.id,
             kind="confirm_email",
         )
-        error = gettext(NOT_CONFIRMED, email=user.email) if queued else gettext(NOT_CONFIRMED_UNSENT)
-        return _sign_in_again(request, next_url, email, error, 400)
+        error = gettext(NOT_CONFIRMED, email=user.email) if outbox_id is not None else gettext(NOT_CONFIRMED_UNSENT)
+        response = _sign_in_again(request, next_url, email, error, 400)
+        response.background = BackgroundTask(
+            jobs.send_queued, request.app.state.settings, request.app.state.sessions, outbox_id
+        )
+        return response
     if user is None:
         error = too_many(wait) if wait else gettext(GENERIC_FAILURE)
         return _sign_in_again(request, next_url, email, error, 429 if wait else 400)
-    start_session(request, user)
+    await run_in_threadpool(start_session, request, user)
     default = "/staff" if Role(user.role).is_staff else "/my"
     response = redirect(safe_next(next_url, default))
     # Remember that this browser signed in to this address (see billing_core/throttle.py).
@@ -158,16 +172,24 @@ def _check(request: Request, email: str, password: str, known_device: bool) -> t
 
 
 async def sign_out(request: Request) -> Response:
-    user_id = request.session.get("user_id")
-    if user_id:
-        await run_in_threadpool(_record_sign_out, request, user_id)
-    request.session.clear()
+    """End the session on the server, not only in this browser: a copy of the cookie
+    is worth nothing afterwards."""
+    await run_in_threadpool(_sign_out, request)
     return redirect("/sign-in?signed_out=1")
 
 
-def _record_sign_out(request: Request, user_id: int) -> None:
+def _sign_out(request: Request) -> None:
+    user_id = request.session.get("user_id")
     with db(request) as session:
-        user = session.get(User, user_id)
-        audit.record(
-            session, "sign_out", actor=user, entity_type="user", entity_id=user_id, remote_addr=remote_addr(request)
-        )
+        ended = end_session(request, session)
+        if user_id:
+            user = session.get(User, user_id)
+            audit.record(
+                session,
+                "sign_out",
+                actor=user,
+                entity_type="user",
+                entity_id=user_id,
+                remote_addr=remote_addr(request),
+                detail=None if ended else "session had already ended",
+            )

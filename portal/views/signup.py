@@ -6,6 +6,7 @@ either way; what differs goes into the email, which only the address's owner rea
 
 from __future__ import annotations
 
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -38,12 +39,21 @@ def _render(request: Request, template: str, context: dict, status: int = 200) -
     return request.app.state.templates.TemplateResponse(request, template, context, status_code=status)
 
 
-#: When the email could not even be queued: the page must not say it was sent.
-NOT_QUEUED = N_("We could not send you an email just now. Please try again in a few minutes.")
+def _queue(request: Request, user_id: int, kind: str) -> int | None:
+    """Put the email in the outbox now; its id when it is on its way (None: it could not be)."""
+    return jobs.queue_email(
+        request.app.state.settings, "email.account", request.app.state.sessions, user_id=user_id, kind=kind
+    )
+
+
+def _send_later(request: Request, outbox_id: int | None) -> BackgroundTask:
+    """Send a queued email after the answer has gone out, so the time an answer takes does
+    not depend on talking to the mail server."""
+    return BackgroundTask(jobs.send_queued, request.app.state.settings, request.app.state.sessions, outbox_id)
 
 
 def _send(request: Request, user_id: int, kind: str) -> bool:
-    """Queue the email; True when it is on its way (sent, or waiting to retry)."""
+    """Queue the email and send it (without workers) here: for background tasks only."""
     return jobs.defer(
         request.app.state.settings, "email.account", request.app.state.sessions, user_id=user_id, kind=kind
     )
@@ -64,32 +74,58 @@ async def sign_up(request: Request) -> Response:
         form.errors["password_again"] = gettext("The two passwords are not the same. Type the same one twice.")
     if not form.errors:
         result = await run_in_threadpool(_sign_up, request, form, password)
+        if isinstance(result, int):
+            form.errors["email"] = too_many(result)
+            return _render(request, "account/sign_up.html", {"form": form}, 429)
         if result is not None:
             user_id, new = result
-            queued = await run_in_threadpool(_send, request, user_id, "confirm_email" if new else "already_registered")
-            return _render(
+            # Both answers (a new sign-in, or "you already have one") queue one email here and
+            # send it after the response: the same work before the answer either way.
+            outbox_id = await run_in_threadpool(
+                _queue, request, user_id, "confirm_email" if new else "already_registered"
+            )
+            queued = outbox_id is not None
+            response = _render(
                 request,
                 "account/check_email.html",
                 {"email": users.normalise_email(form.get("email")), "queued": queued},
                 200 if queued else 503,
             )
+            response.background = _send_later(request, outbox_id)
+            return response
     return _render(request, "account/sign_up.html", {"form": form}, 400)
 
 
-def _sign_up(request: Request, form: FormState, password: str) -> tuple[int, bool] | None:
+def _sign_up(request: Request, form: FormState, password: str) -> tuple[int, bool] | int | None:
+    """(user id, send the confirmation link) when the sign-up went through or the address
+    already had a sign-in; seconds to wait when too many sign-ups came from this network
+    address or for this email; None when the form was wrong (its errors set)."""
+    at = now(request)
+    limits = throttle.sign_up_keys(form.get("email"), remote_addr(request))
     try:
         with db(request) as session:
-            result = users.sign_up(session, form.get("email"), password, i18n.language(), form.get("name"))
-            if result.new:
+            wait = throttle.longest_wait(session, limits, at)
+            if wait is not None:
                 audit.record(
                     session,
-                    "user.sign_up",
-                    actor=result.user,
-                    entity_type="user",
-                    entity_id=result.user.id,
+                    "user.sign_up_throttled",
+                    actor_label=users.normalise_email(form.get("email")),
                     remote_addr=remote_addr(request),
                 )
-            elif result.user.email_verified_at is None:
+                return int(wait.total_seconds())
+            result = users.sign_up(session, form.get("email"), password, i18n.language(), form.get("name"))
+            throttle.record(session, [key for key, _limit in limits], at)
+            # Audited either way, so both answers do the same writes.
+            audit.record(
+                session,
+                "user.sign_up" if result.new else "user.sign_up_existing",
+                actor=result.user if result.new else None,
+                actor_label=result.user.email,
+                entity_type="user",
+                entity_id=result.user.id,
+                remote_addr=remote_addr(request),
+            )
+            if not result.new and result.user.email_verified_at is None:
                 # Signed up before and never confirmed: the confirmation link again.
                 return result.user.id, True
             return result.user.id, result.new
@@ -125,7 +161,7 @@ async def confirm_email(request: Request) -> Response:
     user = await run_in_threadpool(confirm)
     if user is None:
         return _render(request, "account/confirm_email.html", {"token": "", "valid": False}, 400)
-    start_session(request, user)
+    await run_in_threadpool(start_session, request, user)
     flash(request, gettext("Your email address is confirmed. Next, link your account."))
     return redirect("/my/link")
 
@@ -148,12 +184,13 @@ async def forgot_password(request: Request) -> Response:
     def find() -> tuple[int | None, int | None]:
         with db(request) as session:
             at = now(request)
-            # Asking for links is slowed like signing in, so nobody floods a mailbox.
-            key = throttle.address_key(remote_addr(request))
-            wait = throttle.retry_after(session, key, throttle.PER_ADDRESS, at)
+            # Asking for links is slowed per network address and per email, so nobody floods
+            # a mailbox; counted apart from failed sign-ins, so it never slows signing in.
+            limits = throttle.reset_keys(form.get("email"), remote_addr(request))
+            wait = throttle.longest_wait(session, limits, at)
             if wait is not None:
                 return None, int(wait.total_seconds())
-            throttle.record(session, [key], at)
+            throttle.record(session, [key for key, _limit in limits], at)
             user = users.user_by_email(session, form.get("email"))
             audit.record(
                 session,
@@ -168,10 +205,14 @@ async def forgot_password(request: Request) -> Response:
     if wait is not None:
         form.errors["email"] = too_many(wait)
         return _render(request, "account/forgot_password.html", {"form": form, "sent": False}, 429)
-    if user_id is not None and not await run_in_threadpool(_send, request, user_id, "reset_password"):
-        form.errors["email"] = gettext(NOT_QUEUED)
-        return _render(request, "account/forgot_password.html", {"form": form, "sent": False}, 503)
-    return _render(request, "account/forgot_password.html", {"form": form, "sent": True})
+    # Only an address with a sign-in gets an email, so it is queued and sent after the
+    # answer: known and unknown addresses get the same page after the same work. (The page
+    # says an email goes out if the address has a sign-in; it cannot say more without
+    # telling who has one.)
+    response = _render(request, "account/forgot_password.html", {"form": form, "sent": True})
+    if user_id is not None:
+        response.background = BackgroundTask(_send, request, user_id, "reset_password")
+    return response
 
 
 def reset_password_page(request: Request) -> Response:
@@ -198,6 +239,8 @@ async def reset_password(request: Request) -> Response:
     def reset() -> User | InvalidInput:
         try:
             with db(request) as session:
+                # Every session of the sign-in ends (users.reset_password); this browser
+                # gets a new one.
                 user = users.reset_password(session, token, password, now(request))
                 audit.record(
                     session,
@@ -207,6 +250,7 @@ async def reset_password(request: Request) -> Response:
                     entity_id=user.id,
                     remote_addr=remote_addr(request),
                 )
+                start_session(request, user, session)
                 return user
         except InvalidInput as exc:
             return exc
@@ -216,7 +260,6 @@ async def reset_password(request: Request) -> Response:
         valid = result.field != "token"
         form.errors[result.field or "password"] = error_text(result)
         return _render(request, "account/reset_password.html", {"token": token, "valid": valid, "form": form}, 400)
-    start_session(request, result)
     flash(request, gettext("Your new password is set, and you are signed in."))
     return redirect("/my")
 
@@ -247,14 +290,15 @@ async def link(request: Request) -> Response:
                     form.get("service_zip"),
                     form.get("amount_due"),
                     now(request),
+                    remote_addr(request),
                 )
             except InvalidInput as exc:
                 form.errors[exc.field or "account_number"] = error_text(exc)
                 return None
-            if result.retry_after is not None:
-                form.errors["account_number"] = too_many(int(result.retry_after.total_seconds()))
-            elif result.account is None:
+            if result.account is None:
+                # One answer for every refusal: facts that did not match, or any limit reached.
                 form.errors["account_number"] = gettext(users.LINK_FAILED)
+            tried = f"account number {form.get('account_number')[:20]}"
             audit.record(
                 session,
                 "account.linked" if result.account else "account.link_failed",
@@ -262,7 +306,9 @@ async def link(request: Request) -> Response:
                 entity_type="account",
                 entity_id=result.account.id if result.account else None,
                 remote_addr=remote_addr(request),
-                detail=None if result.account else f"tried account number {form.get('account_number')[:20]}",
+                detail=None
+                if result.account
+                else (f"too many tries, not checked: {tried}" if result.retry_after else f"tried {tried}"),
             )
             return result.account.number if result.account else None
 

@@ -1,10 +1,12 @@
-from sqlalchemy import Engine, select
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
 from portal.app import create_app
 from portal.billing_core import throttle
-from portal.billing_core.models import AuditEvent
+from portal.billing_core.models import AuditEvent, User, UserSession
 from portal.settings import Settings
 from portal.views.auth import GENERIC_FAILURE
 
@@ -156,3 +158,165 @@ def test_the_browser_is_told_never_to_eval_or_run_scripts_from_elsewhere(client)
         directives = dict(d.strip().split(" ", 1) for d in policy.split(";"))
         assert directives["script-src"] == "'self'" and "unsafe-eval" not in policy
         assert directives["frame-ancestors"] == "'none'"
+
+
+# --- Server-side sessions (issue 12 item 1) ------------------------------------------------
+
+
+class Clock:
+    """The app's clock, moved by the test."""
+
+    def __init__(self) -> None:
+        self.at = CLOCK()
+
+    def __call__(self) -> datetime:
+        return self.at
+
+    def advance(self, **delta: float) -> None:
+        self.at += timedelta(**delta)
+
+
+def _app_client(demo_engine: Engine, clock: Clock | None = None) -> TestClient:
+    return TestClient(create_app(SETTINGS, engine=demo_engine, clock=clock or CLOCK), base_url="https://testserver")
+
+
+def _copy_of(client: TestClient, demo_engine: Engine, clock: Clock | None = None) -> TestClient:
+    """Another browser holding a copy of ``client``'s session cookie."""
+    thief = _app_client(demo_engine, clock)
+    thief.cookies.set("portal_session", client.cookies["portal_session"], domain="testserver.local")
+    return thief
+
+
+def _signed_in(client: TestClient, path: str = "/my") -> bool:
+    response = client.get(path, follow_redirects=False)
+    assert response.status_code in (200, 303)
+    return response.status_code == 200
+
+
+def _sessions_of(engine: Engine, email: str) -> list[UserSession]:
+    with Session(engine) as s:
+        return list(
+            s.scalars(
+                select(UserSession)
+                .join(User, User.id == UserSession.user_id)
+                .where(User.email == email)
+                .order_by(UserSession.id)
+            )
+        )
+
+
+def test_a_copied_cookie_is_worthless_after_sign_out(client: TestClient, demo_engine: Engine) -> None:
+    sign_in(client, "resident@demo.example")
+    copy = _copy_of(client, demo_engine)
+    assert _signed_in(copy)  # the copy works while the session lasts...
+    client.post("/sign-out", data={"csrf_token": csrf_from(client.get("/my").text)})
+    assert not _signed_in(client)
+    assert not _signed_in(copy)  # ...and not after sign-out: it ended on the server
+    assert _sessions_of(demo_engine, "resident@demo.example")[-1].end_reason == "sign_out"
+
+
+def test_signing_in_again_ends_the_session_before(client: TestClient, demo_engine: Engine) -> None:
+    sign_in(client, "resident@demo.example")
+    copy = _copy_of(client, demo_engine)
+    sign_in(client, "csr@demo.example")  # the same browser, someone else
+    assert _signed_in(client, "/staff")
+    assert not _signed_in(copy)
+    assert _sessions_of(demo_engine, "resident@demo.example")[-1].end_reason == "signed_in_again"
+
+
+def test_the_cookie_holds_a_random_id_and_the_database_only_its_hash(client: TestClient, demo_engine: Engine) -> None:
+    sign_in(client, "csr@demo.example")
+    raw = client.get("/staff").request.headers["cookie"]
+    record = _sessions_of(demo_engine, "csr@demo.example")[-1]
+    assert record.ended_at is None and record.remote_addr
+    assert record.token_hash not in raw
+    sign_in(client, "csr@demo.example")  # signing in again starts a new session
+    newer = _sessions_of(demo_engine, "csr@demo.example")[-1]
+    assert newer.id != record.id and newer.token_hash != record.token_hash
+
+
+def test_staff_are_signed_out_after_30_idle_minutes(demo_engine: Engine) -> None:
+    clock = Clock()
+    staff = _app_client(demo_engine, clock)
+    sign_in(staff, "csr@demo.example")
+    copy = _copy_of(staff, demo_engine, clock)
+    clock.advance(minutes=29)
+    assert _signed_in(staff, "/staff")  # activity keeps it going
+    clock.advance(minutes=29)
+    assert _signed_in(staff, "/staff")
+    clock.advance(minutes=30)
+    assert not _signed_in(staff, "/staff")
+    assert "we signed you out after a while" in staff.get("/sign-in").text  # says why, once
+    assert "we signed you out after a while" not in staff.get("/sign-in").text
+    assert not _signed_in(copy, "/staff")
+    assert _sessions_of(demo_engine, "csr@demo.example")[-1].end_reason == "idle"
+
+
+def test_staff_sessions_end_after_12_hours_however_busy(demo_engine: Engine) -> None:
+    clock = Clock()
+    staff = _app_client(demo_engine, clock)
+    sign_in(staff, "csr@demo.example")
+    for _ in range(12 * 3 - 1):
+        clock.advance(minutes=20)
+        assert _signed_in(staff, "/staff")
+    clock.advance(minutes=20)
+    assert not _signed_in(staff, "/staff")
+    assert _sessions_of(demo_engine, "csr@demo.example")[-1].end_reason == "expired"
+
+
+def test_customer_timeouts_are_two_idle_hours_and_eight_in_all(demo_engine: Engine) -> None:
+    clock = Clock()
+    resident = _app_client(demo_engine, clock)
+    sign_in(resident, "resident@demo.example")
+    clock.advance(minutes=119)
+    assert _signed_in(resident)
+    clock.advance(minutes=121)
+    assert not _signed_in(resident)
+    sign_in(resident, "resident@demo.example")
+    for _ in range(7):
+        clock.advance(hours=1)
+        assert _signed_in(resident)
+    clock.advance(hours=1)
+    assert not _signed_in(resident)
+
+
+def test_last_seen_is_written_at_most_once_a_minute(demo_engine: Engine) -> None:
+    clock = Clock()
+    resident = _app_client(demo_engine, clock)
+    sign_in(resident, "resident@demo.example")
+    started = _sessions_of(demo_engine, "resident@demo.example")[-1].last_seen_at
+    updates: list[str] = []
+
+    def count(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]
+        if statement.lstrip().upper().startswith("UPDATE USER_SESSION"):
+            updates.append(statement)
+
+    event.listen(demo_engine, "before_cursor_execute", count)
+    try:
+        for _ in range(5):
+            clock.advance(seconds=10)
+            assert _signed_in(resident)
+        assert updates == [] and _sessions_of(demo_engine, "resident@demo.example")[-1].last_seen_at == started
+        clock.advance(seconds=20)
+        assert _signed_in(resident)
+        assert len(updates) == 1
+    finally:
+        event.remove(demo_engine, "before_cursor_execute", count)
+    assert _sessions_of(demo_engine, "resident@demo.example")[-1].last_seen_at == clock.at
+
+
+def test_a_cookie_from_before_server_sessions_signs_nobody_in(demo_engine: Engine) -> None:
+    """A cookie signed with the key but naming no session record (as every cookie issued
+    before the records existed) is not a sign-in."""
+    import base64
+    import json
+
+    from itsdangerous import TimestampSigner
+
+    with Session(demo_engine) as s:
+        user_id = s.scalar(select(User.id).where(User.email == "resident@demo.example"))
+    payload = base64.b64encode(json.dumps({"user_id": user_id, "signed_in_at": CLOCK().isoformat()}).encode())
+    forged = TimestampSigner(SETTINGS.secret_key).sign(payload).decode()
+    browser = _app_client(demo_engine)
+    browser.cookies.set("portal_session", forged, domain="testserver.local")
+    assert not _signed_in(browser)

@@ -29,10 +29,10 @@ def test_the_profile_is_checked_whole_and_saved_with_an_audit_trail(client: Test
     form = profile_form(client)
     bad = client.post(
         "/my/profile",
-        data={**form, "display_name": "", f"email-{numbers[0]}": "not-an-email", f"phone-{numbers[0]}": "123"},
+        data={**form, "display_name": "", f"email-{numbers[0]}": "not-an-email", "phone": "123"},
     )
     assert bad.status_code == 400
-    assert set(bad.context["form"].errors) == {"display_name", f"email-{numbers[0]}", f"phone-{numbers[0]}"}
+    assert set(bad.context["form"].errors) == {"display_name", f"email-{numbers[0]}", "phone"}
     with Session(district) as s:
         assert s.scalar(select(User.display_name).where(User.email == EMAIL)) != ""
     form.pop("notify_updates")  # unticked
@@ -79,3 +79,57 @@ def test_updates_turned_off_are_not_emailed(client: TestClient, district: Engine
     before = len(mail_to(inbox, EMAIL))
     client.post(f"/staff/requests/{request_id}", data={"csrf_token": csrf_from(page.text), "action": "scheduled"})
     assert len(mail_to(inbox, EMAIL)) == before
+
+
+def _phones(engine: Engine, numbers: list[str]) -> list[str | None]:
+    with Session(engine) as s:
+        return [
+            s.scalar(
+                select(Customer.phone).join(Account, Account.customer_id == Customer.id).where(Account.number == n)
+            )
+            for n in numbers
+        ]
+
+
+def test_the_profile_has_one_phone_number(client: TestClient, district: Engine) -> None:
+    sign_in(client, EMAIL)
+    numbers = linked_numbers(district, EMAIL)
+    page = client.get("/my/profile")
+    assert page.text.count('type="tel"') == 1
+    assert '<label for="phone">Phone number (optional)</label>' in page.text
+    with Session(district) as s, s.begin():
+        # The office has different numbers for the customers this sign-in holds.
+        for n, number in enumerate(numbers):
+            customer = s.scalar(
+                select(Customer).join(Account, Account.customer_id == Customer.id).where(Account.number == number)
+            )
+            customer.phone = f"(555) 010-300{n}"
+    before = _phones(district, numbers)
+    # Saved as shown: nobody's number changes.
+    assert client.post("/my/profile", data=profile_form(client)).status_code == 200
+    assert _phones(district, numbers) == before
+    # Changed: the one number goes on the sign-in and on every account it holds.
+    form = profile_form(client)
+    assert client.post("/my/profile", data={**form, "phone": "555-010-7777"}).status_code == 200
+    assert _phones(district, numbers) == ["555-010-7777"] * len(numbers)
+    with Session(district) as s:
+        assert s.scalar(select(User.phone).where(User.email == EMAIL)) == "555-010-7777"
+    assert profile_form(client)["phone"] == "555-010-7777"
+
+
+def test_sign_out_of_every_other_device(client: TestClient, district: Engine) -> None:
+    sign_in(client, EMAIL)
+    elsewhere = TestClient(client.app, base_url="https://testserver")
+    sign_in(elsewhere, EMAIL)
+    copy = TestClient(client.app, base_url="https://testserver")
+    copy.cookies.set("portal_session", elsewhere.cookies["portal_session"], domain="testserver.local")
+    page = client.get("/my/profile")
+    assert "You are also signed in on 1 other device or browser." in page.text
+    done = client.post("/my/profile", data={"csrf_token": csrf_from(page.text), "action": "sign_out_others"})
+    assert done.status_code == 200 and "You are signed out on 1 other device." in done.text
+    assert "You are not signed in anywhere else." in done.text
+    assert client.get("/my").status_code == 200  # this one stays
+    for other in (elsewhere, copy):
+        assert other.get("/my", follow_redirects=False).status_code == 303
+    with Session(district) as s:
+        assert s.scalar(select(AuditEvent.id).where(AuditEvent.action == "user.sign_out_others"))
