@@ -15,7 +15,7 @@ from .. import i18n, jobs
 from ..billing_core import audit, throttle, users
 from ..billing_core.errors import InvalidInput
 from ..billing_core.models import User
-from ..i18n import N_, gettext
+from ..i18n import gettext
 from ..web import (
     FormState,
     db,
