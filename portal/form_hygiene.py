@@ -87,8 +87,14 @@ def page(status: int) -> HTMLResponse:
     )
 
 
+#: A run of more digits than any identifier here has: SQLite cannot even bind an integer
+#: over 2**63 (19 digits), so such an address would be a 500 instead of a 404.
+_HUGE_NUMBER = re.compile(r"[0-9]{19,}")
+
+
 def check_path(scope: Scope) -> None:
-    if _CONTROL.search(scope.get("path", "")):
+    path = scope.get("path", "")
+    if _CONTROL.search(path) or _HUGE_NUMBER.search(path):
         raise Refused(404)
 
 

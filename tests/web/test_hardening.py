@@ -286,3 +286,31 @@ def test_clean_text_rules() -> None:
     assert clean("\x00\x01\x08\x0b\x0c\x0e\x1f\x7f\x80\x9f") == ""
     assert clean("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069") == ""
     assert clean("José Ñúñez 李 👩‍👩‍👧") == "José Ñúñez 李 👩‍👩‍👧"
+
+
+def test_an_identifier_too_big_for_the_database_is_a_404_not_a_500(probe: TestClient) -> None:
+    """SQLite cannot bind an integer over 2**63 (OverflowError) and PostgreSQL's integer
+    columns stop at 2**31: an address with such a number names nothing."""
+    assert sign_in(probe, "supervisor@demo.example").status_code == 303
+    huge = "9" * 30
+    for path in (
+        f"/staff/bill-runs/{huge}",
+        f"/staff/reads/{huge}",
+        f"/staff/rates/versions/{huge}",
+        f"/staff/requests/{huge}",
+        f"/staff/arrangements/{huge}",
+    ):
+        response = probe.get(path, follow_redirects=False)
+        assert response.status_code == 404 or response.status_code == 405, (path, response.status_code)
+        assert_security_headers(response)
+    probe.post("/sign-out", data={"csrf_token": csrf_from(probe.get("/staff").text)})
+    assert sign_in(probe, "resident@demo.example").status_code == 303
+    page = probe.get("/my")
+    number = page.text.split("/my/accounts/", 1)[1].split('"', 1)[0].split("/", 1)[0]
+    for path in (
+        f"/my/accounts/{number}/bills/{huge}",
+        f"/my/accounts/{number}/payments/{huge}",
+        f"/my/requests/{huge}",
+    ):
+        response = probe.get(path, follow_redirects=False)
+        assert response.status_code == 404, (path, response.status_code)
