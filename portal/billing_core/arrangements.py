@@ -80,6 +80,8 @@ def check(
             {"installments": InvalidInput(N_("There is nothing to pay on this account."), "installments")}
         )
     try:
+        if not installments.strip().isascii() or not installments.strip().isdigit():
+            raise ValueError  # int() would take Arabic-Indic or full-width digits too
         months = int(installments)
         if not 2 <= months <= policy.max_months:
             raise ValueError

@@ -41,6 +41,9 @@ TODAY = date(2026, 11, 22)
         ("3", "", "2026-11-22", "first_due"),
         ("3", "", "2027-01-30", "first_due"),
         ("3", "", "soon", "first_due"),
+        ("\u0663", "", "2026-12-01", "installments"),  # Arabic-Indic 3: counts are ASCII digits only
+        ("\uff13", "", "2026-12-01", "installments"),  # full-width 3
+        (" 3_0 ", "", "2026-12-01", "installments"),
     ],
 )
 def test_a_plan_outside_the_policy_is_refused_on_its_field(
