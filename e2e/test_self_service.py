@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from decimal import Decimal
 
@@ -43,14 +44,20 @@ def _unlinked_account(server: LiveServer, skip: int = 0) -> tuple[str, str, str]
     return number, zip_code, f"{Decimal(total) / 100:.2f}"
 
 
-def _email_link(server: LiveServer, to: str, path: str) -> str:
-    for message in reversed(server.inbox):
-        if message["To"] == to:
-            body = message.get_payload(decode=True).decode()
-            match = re.search(r"https?://[^/\s]+(" + re.escape(path) + r"\S*)", body)
-            if match:
-                return server.url + match.group(1)
-    raise AssertionError(f"no email to {to} with a link to {path}")
+def _email_link(server: LiveServer, to: str, path: str, wait: float = 15) -> str:
+    """The link in the newest email to ``to``. Emails go out after the page has answered
+    (sign-up and reset send theirs in the background), so wait for it a little."""
+    deadline = time.monotonic() + wait
+    while True:
+        for message in reversed(server.inbox):
+            if message["To"] == to:
+                body = message.get_payload(decode=True).decode()
+                match = re.search(r"https?://[^/\s]+(" + re.escape(path) + r"\S*)", body)
+                if match:
+                    return server.url + match.group(1)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no email to {to} with a link to {path}")
+        time.sleep(0.1)
 
 
 def sign_up_and_link(page: Page, server: LiveServer, skip: int = 0) -> str:
