@@ -87,9 +87,9 @@ def page(status: int) -> HTMLResponse:
     )
 
 
-#: A run of more digits than any identifier here has: SQLite cannot even bind an integer
-#: over 2**63 (19 digits), so such an address would be a 500 instead of a 404.
-_HUGE_NUMBER = re.compile(r"[0-9]{19,}")
+#: A path segment that is a number of more digits than any identifier here has: SQLite
+#: cannot even bind an integer over 2**63 (19 digits), so it would be a 500, not a 404.
+_HUGE_NUMBER = re.compile(r"/[0-9]{19,}(?=/|$)")
 
 
 def check_path(scope: Scope) -> None:
