@@ -29,6 +29,7 @@ Semantics (the quote contract):
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -228,9 +229,10 @@ def number_problem(value: Any) -> str | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, float):
-        if value != value:  # noqa: PLR0124 - NaN is the one value unequal to itself
+        # YAML's .nan and .inf arrive as floats (the loader's); they are never used as numbers.
+        if math.isnan(value):
             return "NaN (not a number) is not a rate"
-        if value in (float("inf"), float("-inf")):
+        if math.isinf(value):
             return "an infinite number is not a rate"
         text = repr(value)
     elif isinstance(value, (int, Decimal)):
