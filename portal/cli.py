@@ -578,11 +578,11 @@ def cmd_bill_run(args: argparse.Namespace) -> int:
 def cmd_account_stop(args: argparse.Namespace) -> int:
     """Stop an account's service and post its final bill (what the staff account page does)."""
     from datetime import date, timedelta
-    from decimal import Decimal, InvalidOperation
+    from decimal import Decimal
 
     from sqlalchemy import select
 
-    from .billing_core import bill_runs, customers
+    from .billing_core import bill_runs, customers, reads
     from .billing_core.models import Account, Bill, Meter, Service
     from .templating import _money
 
@@ -594,9 +594,9 @@ def cmd_account_stop(args: argparse.Namespace) -> int:
     for item in args.read:
         serial, _, value = item.partition("=")
         try:
-            given[serial.strip().upper()] = Decimal(value)
-        except InvalidOperation as exc:
-            raise InvalidInput(f"give each --read as SERIAL=VALUE, not {item!r}", "read") from exc
+            given[serial.strip().upper()] = reads.parse_read(value, "read")
+        except InvalidInput as exc:
+            raise InvalidInput(f"give each --read as SERIAL=VALUE, not {item!r} ({exc.message})", "read") from exc
     with _engine() as engine, transaction(make_sessionmaker(engine)) as session:
         actor = _actor(session, args.as_user, True)
         account = session.scalar(select(Account).where(Account.number == args.account))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .. import jobs
-from ..billing_core import accounts, arrangements, autopay, bill_runs, customers, payments, service_requests
+from ..billing_core import accounts, arrangements, autopay, bill_runs, customers, payments, reads, service_requests
 from ..billing_core.errors import InvalidInput
 from ..billing_core.models import Account, Bill, Meter, MeterRead, Service, User
 from ..web import (
@@ -169,13 +169,12 @@ async def stop_service(request: Request) -> Response:
 
 
 def _number(text: str, field: str, what: str) -> Decimal:
+    """A read typed on a staff form: plain ASCII digits, as every read (``reads.parse_read``;
+    the meter's dials are checked where the read is used)."""
     try:
-        value = Decimal(text)
-    except InvalidOperation as exc:
-        raise InvalidInput(f"Enter {what} as a number.", field) from exc
-    if not value.is_finite() or value < 0:
-        raise InvalidInput(f"Enter {what} as a number, 0 or more.", field)
-    return value
+        return reads.parse_read(text, field)
+    except InvalidInput as exc:
+        raise InvalidInput(f"Enter {what} as a number, 0 or more ({exc.message}).", field) from exc
 
 
 def _stop_service(request: Request, values: dict[str, str]) -> Response:

@@ -241,3 +241,22 @@ def test_void_and_rebill_takes_the_corrected_read_and_keeps_the_final_proration(
         assert usage.current_value == last + 1 and usage.quantity < 3 * max(Decimal(1), usage.quantity)
         old_usage = s.scalar(select(BillUsage).where(BillUsage.bill_id == old.id))
         assert usage.quantity < old_usage.quantity
+
+
+@pytest.mark.parametrize("digits", ["arabic-indic", "full-width", "exponent"])
+def test_a_final_read_in_anything_but_plain_ascii_digits_is_refused(
+    office: TestClient, district: Engine, digits: str
+) -> None:
+    number, meter_id, last = an_account_with_one_meter(district)
+    plausible = str(int(last) + 3)  # a read that would post, written another way
+    typed = {
+        "arabic-indic": plausible.translate({ord(d): chr(0x0660 + int(d)) for d in "0123456789"}),
+        "full-width": plausible.translate({ord(d): chr(0xFF10 + int(d)) for d in "0123456789"}),
+        "exponent": f"{plausible}e0",
+    }[digits]
+    page, url = f"/staff/accounts/{number}", f"/staff/accounts/{number}/stop"
+    sign_in(office, "specialist@demo.example")
+    refused = post_form(office, url, page, {"stop_on": TODAY.isoformat(), f"read-{meter_id}": typed})
+    assert refused.status_code == 400 and f'id="read-{meter_id}-error"' in refused.text
+    with Session(district) as s:
+        assert s.scalar(select(Account.status).where(Account.number == number)) == "active"
