@@ -84,7 +84,7 @@ def main() -> None:
     with Session(engine) as s:
         bill_ids = list(s.scalars(select(Bill.id).where(Bill.bill_run_id == run_id).limit(20)))
         htmls = [
-            documents.bill_html(env, settings, accounts.bill_document(s, b.account, b, date(2026, 11, 22)))
+            documents.bill_html(env, settings, accounts.bill_document(s, b.account, b))
             for b in (s.get(Bill, i) for i in bill_ids)
         ]
 

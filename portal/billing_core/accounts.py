@@ -187,7 +187,9 @@ class BillDocument:
     reads: list = field(default_factory=list)
 
 
-def bill_document(session: Session, account: Account, bill: Bill, as_of: date) -> BillDocument:
+def bill_document(session: Session, account: Account, bill: Bill) -> BillDocument:
+    """The bill as it was issued: what was past due is counted from the postings up to its
+    bill date, so the page, a PDF made later and the print file all say the same."""
     from .bill_reads import for_bills as reads_for_bills
     from .numbers import scan_line
 
@@ -206,7 +208,9 @@ def bill_document(session: Session, account: Account, bill: Bill, as_of: date) -
     ):
         used[bill_id] += qty
     history = [(end, used[bill_id]) for bill_id, end in reversed(recent)]
-    summary = summarise(session, account, as_of)
+    aged = aging.age(
+        [p for p in account_postings(session, account.id) if p.effective_date <= bill.bill_date], bill.bill_date
+    )
     return BillDocument(
         account=account,
         bill=bill,
@@ -221,7 +225,7 @@ def bill_document(session: Session, account: Account, bill: Bill, as_of: date) -
             )
         ),
         history=history,
-        past_due_cents=max(summary.past_due_cents, 0),
+        past_due_cents=max(aged.past_due_cents, 0),
         scan_line=scan_line(account.number, bill.total_due_cents),
         reads=reads_for_bills(session, [bill])[bill.id],
     )
@@ -298,7 +302,7 @@ def bill_documents(session: Session, bill_ids: Sequence[int]) -> list[BillDocume
         if bill is None:
             continue
         history = [(end, used[b]) for b, end, billed in recent[bill.account_id] if billed <= bill.bill_date][-13:]
-        aged = aging.age(postings[bill.account_id], bill.bill_date)
+        aged = aging.age([p for p in postings[bill.account_id] if p.effective_date <= bill.bill_date], bill.bill_date)
         docs.append(
             BillDocument(
                 account=bill.account,

@@ -110,7 +110,7 @@ def bill_document(request: Request) -> Response:
     """The printable bill, for a bill on one of this customer's accounts."""
     with db(request) as session:
         account, bill = _my_bill(request, session)
-        doc = accounts.bill_document(session, account, bill, today(request))
+        doc = accounts.bill_document(session, account, bill)
         return render_bill_document(
             request, doc, f"/my/accounts/{account.number}/bills/{bill.number}/pdf", i18n.language()
         )
@@ -122,9 +122,7 @@ async def bill_pdf(request: Request) -> Response:
     def build() -> tuple[str, str]:
         with db(request) as session:
             account, bill = _my_bill(request, session)
-            return bill_pdf_html(
-                request, accounts.bill_document(session, account, bill, today(request)), i18n.language()
-            )
+            return bill_pdf_html(request, accounts.bill_document(session, account, bill), i18n.language())
 
     return await pdf_response(request, *await run_in_threadpool(build))
 

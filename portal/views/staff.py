@@ -375,7 +375,7 @@ def bill_document(request: Request) -> Response:
 
     with db(request) as session:
         account, bill = _staff_bill(request, session)
-        doc = accounts.bill_document(session, account, bill, today(request))
+        doc = accounts.bill_document(session, account, bill)
         return render_bill_document(request, doc, f"/staff/accounts/{account.number}/bills/{bill.number}/pdf")
 
 
@@ -385,7 +385,7 @@ async def bill_pdf(request: Request) -> Response:
     def build() -> tuple[str, str]:
         with db(request) as session:
             account, bill = _staff_bill(request, session)
-            return bill_pdf_html(request, accounts.bill_document(session, account, bill, today(request)))
+            return bill_pdf_html(request, accounts.bill_document(session, account, bill))
 
     return await pdf_response(request, *await run_in_threadpool(build))
 
