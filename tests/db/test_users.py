@@ -121,3 +121,13 @@ def test_old_session_records_are_cleared_away(session: Session) -> None:
     user_sessions.start(session, user, NOW + user_sessions.KEEP + timedelta(days=1))
     assert user_sessions.find(session, old) is None
     assert len(session.scalars(select(UserSession.id)).all()) == 1
+
+
+def test_production_hashes_passwords_with_argon2id_at_rfc_9106_low_memory() -> None:
+    """The suite hashes with cheap parameters (conftest.py); the portal itself does not."""
+    import conftest
+
+    hasher = conftest.PRODUCTION_HASHER
+    assert (hasher.type.name, hasher.memory_cost, hasher.time_cost, hasher.parallelism) == ("ID", 65536, 3, 4)
+    stored = hasher.hash("a long enough password")
+    assert stored.startswith("$argon2id$v=19$m=65536,t=3,p=4$") and hasher.verify(stored, "a long enough password")
