@@ -1028,15 +1028,12 @@ def _correct_closing_read(
     meter = session.get(Meter, meter_id)
     if read is None or meter is None:
         raise InvalidInput("that meter has no read on this bill to correct", field_name)
-    if not value.is_finite() or value < 0:
-        raise InvalidInput(f"enter the corrected read of meter {meter.serial} as a number, 0 or more", field_name)
-    if usage is not None and usage.previous_value is not None:
-        try:
+    try:
+        reads.check_read(value, meter.dials, field_name)  # the rules every read meets
+        if usage is not None and usage.previous_value is not None:
             reads.consumption(usage.previous_value, value, meter.dials, meter.multiplier)
-        except InvalidInput as exc:
-            raise InvalidInput(f"meter {meter.serial}: {exc.message}", field_name) from exc
-    elif value >= Decimal(10) ** meter.dials:
-        raise InvalidInput(f"meter {meter.serial} reads at most {Decimal(10) ** meter.dials - 1}", field_name)
+    except InvalidInput as exc:
+        raise InvalidInput(f"meter {meter.serial}: {exc.message}", field_name) from exc
     before = {"value": str(read.value), "status": read.status, "source": read.source}
     read.value, read.status, read.exception = value, "approved", None
     if read.source == "estimate":

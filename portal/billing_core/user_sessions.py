@@ -28,6 +28,7 @@ from typing import NamedTuple
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
+from . import audit
 from .models import Role, User, UserSession
 
 STAFF_IDLE = timedelta(minutes=30)
@@ -159,4 +160,19 @@ def open_sessions(session: Session, user: User, now: datetime) -> int:
                 UserSession.last_seen_at > now - idle,
             )
         ).all()
+    )
+
+
+def record_sign_out(session: Session, user_id: int | None, ended: bool, remote_addr: str | None) -> None:
+    """The audit event of a sign-out (``ended`` False: the session had already ended)."""
+    if not user_id:
+        return
+    audit.record(
+        session,
+        "sign_out",
+        actor=session.get(User, user_id),
+        entity_type="user",
+        entity_id=user_id,
+        remote_addr=remote_addr,
+        detail=None if ended else "session had already ended",
     )

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .. import i18n, jobs
-from ..billing_core import audit, throttle, users
+from ..billing_core import audit, throttle, user_sessions, users
 from ..billing_core.models import Role, User
 from ..i18n import N_, gettext
 from ..web import TIMED_OUT, db, end_session, now, redirect, remote_addr, safe_next, signed_in_user, start_session
@@ -182,14 +182,4 @@ def _sign_out(request: Request) -> None:
     user_id = request.session.get("user_id")
     with db(request) as session:
         ended = end_session(request, session)
-        if user_id:
-            user = session.get(User, user_id)
-            audit.record(
-                session,
-                "sign_out",
-                actor=user,
-                entity_type="user",
-                entity_id=user_id,
-                remote_addr=remote_addr(request),
-                detail=None if ended else "session had already ended",
-            )
+        user_sessions.record_sign_out(session, user_id, ended, remote_addr(request))
