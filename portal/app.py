@@ -20,7 +20,7 @@ from starlette.types import ASGIApp
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from . import devstack, jobs
-from .billing_core.errors import NotFound
+from .billing_core.errors import NotAllowed, NotFound
 from .csrf import CSRFMiddleware
 from .db import make_engine, make_sessionmaker
 from .documents import AsyncPrinter
@@ -46,7 +46,7 @@ from .views import (
     signup,
     staff,
 )
-from .web import Forbidden, PageNotFound, SignInRequired, sign_in_url
+from .web import PageNotFound, SignInRequired, sign_in_url
 
 log = logging.getLogger(__name__)
 STATIC = __file__.rsplit("/", 1)[0] + "/static"
@@ -165,7 +165,7 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 
 async def _forbidden(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, Forbidden)
+    assert isinstance(exc, NotAllowed)
     return _page(request, 403, "Not allowed", exc.message)
 
 
@@ -253,7 +253,7 @@ def create_app(
         exception_handlers={
             SignInRequired: _sign_in_required,
             PageNotFound: _not_found,
-            Forbidden: _forbidden,
+            NotAllowed: _forbidden,
             NotFound: _not_found,
             HTTPException: _http_error,
             500: _server_error,

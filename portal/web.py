@@ -13,7 +13,7 @@ from starlette.responses import RedirectResponse, Response
 
 from . import i18n
 from .billing_core import user_sessions
-from .billing_core.errors import InvalidInput
+from .billing_core.errors import InvalidInput, NotAllowed
 from .billing_core.models import Role, User
 
 
@@ -25,12 +25,9 @@ class PageNotFound(Exception):
     """Answered with the 404 page; also what anyone gets for what is not theirs."""
 
 
-class Forbidden(Exception):
-    """Staff whose role does not allow the action: answered with a 403 page saying why."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+#: Staff whose role does not allow the action: answered with a 403 page saying why. The
+#: same idea as the core's ``NotAllowed`` (raised by ``permissions.require``); one name for both.
+Forbidden = NotAllowed
 
 
 class FormState:

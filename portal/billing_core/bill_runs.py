@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from . import audit, ledger, posting, rating, reads
 from .bulk import among, custom_plans, insert_rows, reserve_ids, update_rows
-from .errors import BillingError, InvalidInput
+from .errors import InvalidInput, NotAllowed
 from .models import (
     Account,
     Bill,
@@ -62,10 +62,6 @@ class _Rebill:
     due_date: date
     #: A full period's days, when this one is shorter (a final bill): fixed charges prorate by it.
     full_days: int | None = None
-
-
-class NotAllowed(BillingError):
-    """The signed-in person's role does not allow this step."""
 
 
 @dataclass(frozen=True)

@@ -36,3 +36,26 @@ class UnbalancedTransaction(BillingError):
 
 class AlreadyReversed(BillingError):
     """A ledger transaction may be reversed once only."""
+
+
+class NotAllowed(BillingError):
+    """The person asking may not take this step (``permissions.require``): a 403 page on the
+    web, an error on the command line. ``message`` says who may."""
+
+    def __init__(self, message: str, action: object | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.action = action
+
+
+class FieldErrors(BillingError):
+    """Every problem with a form, by field (field name -> ``InvalidInput``): nothing was
+    written. Views show each message next to its field."""
+
+    def __init__(self, errors: dict[str, InvalidInput]) -> None:
+        super().__init__("; ".join(e.message for e in errors.values()))
+        self.errors = errors
+
+    @classmethod
+    def one(cls, field: str, message: str, **params: object) -> FieldErrors:
+        return cls({field: InvalidInput(message, field, **params)})

@@ -1,0 +1,336 @@
+"""Who may do what: one table, read by services, views, the command line and docs/roles.md.
+
+Policy is data here, not ``if role in (...)`` scattered through the code. The table says,
+for every action a person can take in the portal:
+
+- which roles may take it (``GRANTS``);
+- for actions that move money, how much each role may do on its own (``LIMITS``): above its
+  limit the action waits for someone whose limit covers it;
+- whether the person who approves must be someone other than the person who prepared it
+  (``SEPARATE_APPROVER``: "the approver is never the preparer");
+- which sensitive fields each role may see (``FIELDS``), and that each showing is audited.
+
+``docs/roles.md`` is rendered from this module (``render_markdown``); a test checks the
+file is current, so the document and the code cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .errors import NotAllowed
+from .models import Role
+
+CUSTOMER, CSR, SPECIALIST, CASHIER, SUPERVISOR, ADMIN = (
+    Role.CUSTOMER,
+    Role.CSR,
+    Role.SPECIALIST,
+    Role.CASHIER,
+    Role.SUPERVISOR,
+    Role.ADMIN,
+)
+STAFF = frozenset({CSR, SPECIALIST, CASHIER, SUPERVISOR, ADMIN})
+
+
+class Action(str, enum.Enum):
+    """Everything the table grants. The value is how logs, audit rows and the doc name it."""
+
+    # Staff pages
+    STAFF_VIEW = "staff.view"
+    # Rates
+    RATES_EDIT = "rates.edit"
+    # Meter reads and meters
+    READS_REVIEW = "reads.review"
+    READS_LOAD = "reads.load"
+    METERS_CHANGE = "meters.change"
+    # Bill runs
+    BILL_RUNS_RUN = "bill_runs.run"
+    BILL_RUNS_APPROVE = "bill_runs.approve"
+    # One bill
+    BILLS_FINAL = "bills.final"
+    BILLS_FINAL_APPROVE = "bills.final_approve"
+    BILLS_CORRECT = "bills.correct"
+    BILLS_VOID = "bills.void"
+    # Customer requests and payment plans
+    REQUESTS_HANDLE = "requests.handle"
+    ARRANGEMENTS_DECIDE = "arrangements.decide"
+    # Money
+    PAYMENTS_REVIEW_OVERPAYMENT = "payments.review_overpayment"
+    ADJUSTMENTS_PREPARE = "adjustments.prepare"
+    ADJUSTMENTS_APPROVE = "adjustments.approve"
+    # Sign-ins
+    USERS_MANAGE = "users.manage"
+
+
+@dataclass(frozen=True)
+class Grant:
+    roles: frozenset[Role]
+    #: What the action is, in a line, for docs/roles.md.
+    means: str
+    #: What someone without it is told (the 403 page, the command line).
+    refusal: str
+
+
+def _grant(roles: Iterable[Role], means: str, refusal: str) -> Grant:
+    return Grant(frozenset(roles), means, refusal)
+
+
+BILLING = (SPECIALIST, SUPERVISOR, ADMIN)
+APPROVING = (SUPERVISOR, ADMIN)
+
+GRANTS: dict[Action, Grant] = {
+    Action.STAFF_VIEW: _grant(
+        STAFF, "See the staff pages: accounts, bills, reads, runs, queues.", "Only staff see the staff pages."
+    ),
+    Action.RATES_EDIT: _grant(
+        APPROVING,
+        "Upload, edit and schedule rate structures.",
+        "Only billing supervisors and administrators change rates.",
+    ),
+    Action.READS_REVIEW: _grant(
+        BILLING,
+        "Approve, correct or reject meter reads held for review.",
+        "Only billing specialists and supervisors review reads.",
+    ),
+    Action.READS_LOAD: _grant(
+        BILLING, "Load a file of meter reads.", "Only billing specialists and supervisors load reads."
+    ),
+    Action.METERS_CHANGE: _grant(
+        BILLING,
+        "Set, exchange and remove meters; record a read by hand.",
+        "Only billing specialists and supervisors change meters.",
+    ),
+    Action.BILL_RUNS_RUN: _grant(
+        BILLING,
+        "Start, calculate and deliver a bill run; resend its emails.",
+        "Only billing specialists and supervisors start bill runs.",
+    ),
+    Action.BILL_RUNS_APPROVE: _grant(
+        APPROVING,
+        "Approve a calculated bill run and post it to the ledger.",
+        "Only a billing supervisor approves and posts bill runs.",
+    ),
+    Action.BILLS_FINAL: _grant(
+        BILLING,
+        "Stop service on an account and prepare its final bill.",
+        "Only billing specialists and supervisors stop service and make final bills.",
+    ),
+    Action.BILLS_FINAL_APPROVE: _grant(
+        APPROVING,
+        "Approve or send back a final bill held for review.",
+        "Only a billing supervisor approves final bills held for review.",
+    ),
+    Action.BILLS_CORRECT: _grant(
+        BILLING,
+        "Prepare a correction of a posted bill (a corrected read, then void and rebill).",
+        "Only billing specialists and supervisors correct bills.",
+    ),
+    Action.BILLS_VOID: _grant(
+        APPROVING, "Void a posted bill and post its rebill.", "Only a billing supervisor voids and rebills a bill."
+    ),
+    Action.REQUESTS_HANDLE: _grant(
+        (CSR, SPECIALIST, SUPERVISOR, ADMIN),
+        "Work the queue of start, stop and transfer requests.",
+        "Only customer service and billing staff work customer requests.",
+    ),
+    Action.ARRANGEMENTS_DECIDE: _grant(
+        (CSR, SPECIALIST, SUPERVISOR, ADMIN),
+        "Approve or decline a customer's payment plan request.",
+        "Only customer service and billing staff decide payment plans.",
+    ),
+    Action.PAYMENTS_REVIEW_OVERPAYMENT: _grant(
+        (CASHIER, SUPERVISOR, ADMIN),
+        "Record the refund decision on a payment that overpaid.",
+        "Only cashiers and billing supervisors record refund decisions.",
+    ),
+    Action.ADJUSTMENTS_PREPARE: _grant(
+        (CSR, SPECIALIST, SUPERVISOR, ADMIN),
+        "Prepare an adjustment to an account (up to the role's limit on its own).",
+        "Only customer service and billing staff prepare adjustments.",
+    ),
+    Action.ADJUSTMENTS_APPROVE: _grant(
+        APPROVING,
+        "Approve an adjustment another person prepared, above the preparer's limit.",
+        "Only a billing supervisor approves adjustments.",
+    ),
+    Action.USERS_MANAGE: _grant(
+        (ADMIN,),
+        "Create sign-ins, change roles, turn sign-ins off, sign people out everywhere.",
+        "Only administrators manage sign-ins.",
+    ),
+}
+
+#: Money an action may move on one person's say, by role, in cents. A role with a grant
+#: but no limit here is unlimited; above the limit the step needs someone whose limit covers it.
+LIMITS: dict[Action, dict[Role, int]] = {
+    Action.ADJUSTMENTS_PREPARE: {CSR: 2_500, SPECIALIST: 50_000, SUPERVISOR: 500_000, ADMIN: 500_000},
+}
+
+#: Actions whose approval must come from someone other than whoever prepared the thing.
+SEPARATE_APPROVER: dict[Action, Action] = {
+    Action.BILLS_VOID: Action.BILLS_CORRECT,
+    Action.ADJUSTMENTS_APPROVE: Action.ADJUSTMENTS_PREPARE,
+}
+
+
+class Field(str, enum.Enum):
+    """Sensitive fields shown only to roles that need them; every showing is audited."""
+
+    BIRTH_DATE = "start_request.birth_date"
+    ID_LAST4 = "start_request.id_last4"
+
+
+@dataclass(frozen=True)
+class FieldRule:
+    roles: frozenset[Role]
+    means: str
+    #: The audit action recorded each time the field is shown.
+    audit_action: str
+
+
+FIELDS: dict[Field, FieldRule] = {
+    Field.BIRTH_DATE: FieldRule(
+        frozenset({CSR, SPECIALIST, SUPERVISOR, ADMIN}),
+        "The applicant's date of birth on a start-service request (for a credit or identity check).",
+        "start_request.identity_viewed",
+    ),
+    Field.ID_LAST4: FieldRule(
+        frozenset({CSR, SPECIALIST, SUPERVISOR, ADMIN}),
+        "The last four digits of the applicant's ID on a start-service request.",
+        "start_request.identity_viewed",
+    ),
+}
+
+
+def _role(role: Role | str) -> Role | None:
+    try:
+        return Role(role)
+    except ValueError:
+        return None
+
+
+def can(role: Role | str | None, action: Action) -> bool:
+    """May someone with ``role`` take ``action`` at all?"""
+    found = _role(role) if role is not None else None
+    return found is not None and found in GRANTS[action].roles
+
+
+def require(actor: object, action: Action) -> None:
+    """Raise ``NotAllowed`` with the action's refusal unless ``actor`` (anything with a
+    ``role``; None for nobody) may take it."""
+    if not can(getattr(actor, "role", None), action):
+        raise NotAllowed(GRANTS[action].refusal, action=action)
+
+
+def limit_cents(role: Role | str, action: Action) -> int | None:
+    """How much ``role`` may do of ``action`` on its own: None is no limit, 0 is nothing."""
+    if not can(role, action):
+        return 0
+    found = _role(role)
+    return LIMITS.get(action, {}).get(found) if found is not None else 0
+
+
+def within_limit(role: Role | str, action: Action, amount_cents: int) -> bool:
+    limit = limit_cents(role, action)
+    return limit is None or abs(amount_cents) <= limit
+
+
+def require_approver(
+    actor: object, action: Action, prepared_by_id: int | None, amount_cents: int | None = None
+) -> None:
+    """The checks an approval makes: the role may approve, the approver is not the
+    preparer where the table says so, and the amount is within the approver's limit."""
+    require(actor, action)
+    if action in SEPARATE_APPROVER and prepared_by_id is not None and prepared_by_id == getattr(actor, "id", None):
+        raise NotAllowed("The person who prepared this cannot also approve it.", action=action)
+    if amount_cents is not None and not within_limit(getattr(actor, "role", ""), action, amount_cents):
+        raise NotAllowed("This amount is above what your role may approve.", action=action)
+
+
+def may_see(role: Role | str | None, field: Field) -> bool:
+    found = _role(role) if role is not None else None
+    return found is not None and found in FIELDS[field].roles
+
+
+def allowed(role: Role | str | None) -> frozenset[Action]:
+    """Every action ``role`` may take (templates ask ``can.bills_void`` and the like)."""
+    return frozenset(action for action in Action if can(role, action))
+
+
+# --- docs/roles.md -------------------------------------------------------------------------
+
+ROLE_NAMES = {
+    CUSTOMER: "Customer",
+    CSR: "Customer service",
+    SPECIALIST: "Billing specialist",
+    CASHIER: "Cashier",
+    SUPERVISOR: "Billing supervisor",
+    ADMIN: "Administrator",
+}
+COLUMNS = (CSR, SPECIALIST, CASHIER, SUPERVISOR, ADMIN)
+
+
+def _dollars(cents: int) -> str:
+    return f"${cents // 100:,}" + (f".{cents % 100:02d}" if cents % 100 else "")
+
+
+def render_markdown() -> str:
+    """docs/roles.md, from the table above."""
+    lines = [
+        "# Roles: who may do what",
+        "",
+        "<!-- Generated from portal/billing_core/permissions.py by"
+        " `python -m portal.billing_core.permissions > docs/roles.md`;"
+        " tests/billing_core/test_permissions.py checks it is current. -->",
+        "",
+        "Every check in the portal (services, staff pages, the command line) reads one table,"
+        " `portal/billing_core/permissions.py`. Customers reach only their own accounts, through"
+        " the accounts linked to their sign-in; they hold none of the staff actions below.",
+        "",
+        "## Actions",
+        "",
+        "| Action | What it is | " + " | ".join(ROLE_NAMES[r] for r in COLUMNS) + " |",
+        "|---|---|" + "---|" * len(COLUMNS),
+    ]
+    for action, grant in GRANTS.items():
+        cells = []
+        for role in COLUMNS:
+            if role not in grant.roles:
+                cells.append("")
+                continue
+            limit = LIMITS.get(action, {}).get(role)
+            cells.append("yes" if limit is None else f"up to {_dollars(limit)}")
+        lines.append(f"| `{action.value}` | {grant.means} | " + " | ".join(cells) + " |")
+    lines += ["", "## Approval by someone else", ""]
+    for approve, prepare in SEPARATE_APPROVER.items():
+        lines.append(f"- `{approve.value}` is never done by the person who did `{prepare.value}` on the same thing.")
+    lines += [
+        "",
+        "## Limits",
+        "",
+        "A role with a limit does the action on its own up to that amount; above it, the step waits"
+        " for someone whose limit covers it.",
+        "",
+    ]
+    for action, limits in LIMITS.items():
+        parts = ", ".join(f"{ROLE_NAMES[r]} {_dollars(c)}" for r, c in limits.items())
+        lines.append(f"- `{action.value}`: {parts}.")
+    lines += [
+        "",
+        "## Sensitive fields",
+        "",
+        "Shown only to these roles, and each showing is written to the audit trail.",
+        "",
+        "| Field | What it is | Shown to | Audited as |",
+        "|---|---|---|---|",
+    ]
+    for field, rule in FIELDS.items():
+        shown = ", ".join(ROLE_NAMES[r] for r in COLUMNS if r in rule.roles)
+        lines.append(f"| `{field.value}` | {rule.means} | {shown} | `{rule.audit_action}` |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(render_markdown(), end="")

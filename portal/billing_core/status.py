@@ -1,0 +1,117 @@
+"""The states a bill run, a bill, a payment, a service request and a payment plan request
+can be in, and which moves between them are allowed.
+
+Each enum's values are what the database stores (the tables' CHECK constraints list the
+same words). Code compares with the enum, never with a string literal, and changes a state
+with ``move``, which refuses a move its table does not list. The enums are ``str``
+subclasses, so a stored value compares equal to its member and renders as its word.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import TypeVar
+
+from .errors import BillingError
+
+
+class IllegalTransition(BillingError):
+    """A state change the transition table does not allow (a bug, or two people at once)."""
+
+
+class BillRunStatus(str, enum.Enum):
+    CREATED = "created"
+    CALCULATING = "calculating"
+    CALCULATED = "calculated"
+    APPROVED = "approved"
+    POSTING = "posting"
+    POSTED = "posted"
+    CANCELLED = "cancelled"
+
+
+class BillStatus(str, enum.Enum):
+    DRAFT = "draft"
+    POSTED = "posted"
+    VOIDED = "voided"
+
+
+class PaymentStatus(str, enum.Enum):
+    PENDING = "pending"
+    POSTED = "posted"
+    RETURNED = "returned"
+    FAILED = "failed"
+
+
+class RequestStatus(str, enum.Enum):
+    """A start, stop or transfer request."""
+
+    SUBMITTED = "submitted"
+    SCHEDULED = "scheduled"
+    COMPLETED = "completed"
+    DECLINED = "declined"
+    CANCELLED = "cancelled"
+
+
+class ArrangementStatus(str, enum.Enum):
+    """A customer's request for a payment plan."""
+
+    SUBMITTED = "submitted"
+    APPROVED = "approved"
+    DECLINED = "declined"
+    WITHDRAWN = "withdrawn"
+
+
+#: What may follow each state. A state not listed is final.
+BILL_RUN_TRANSITIONS: dict[BillRunStatus, tuple[BillRunStatus, ...]] = {
+    BillRunStatus.CREATED: (BillRunStatus.CALCULATING, BillRunStatus.CANCELLED),
+    # Calculating again (after a corrected read) keeps a run calculated.
+    BillRunStatus.CALCULATING: (BillRunStatus.CALCULATED,),
+    BillRunStatus.CALCULATED: (BillRunStatus.CALCULATED, BillRunStatus.APPROVED, BillRunStatus.CANCELLED),
+    BillRunStatus.APPROVED: (BillRunStatus.POSTING, BillRunStatus.POSTED),
+    BillRunStatus.POSTING: (BillRunStatus.POSTED,),
+}
+
+BILL_TRANSITIONS: dict[BillStatus, tuple[BillStatus, ...]] = {
+    BillStatus.DRAFT: (BillStatus.POSTED,),
+    BillStatus.POSTED: (BillStatus.VOIDED,),
+}
+
+PAYMENT_TRANSITIONS: dict[PaymentStatus, tuple[PaymentStatus, ...]] = {
+    PaymentStatus.PENDING: (PaymentStatus.POSTED, PaymentStatus.FAILED),
+    # A bank payment can be returned after it posted; a card charge can be disputed.
+    PaymentStatus.POSTED: (PaymentStatus.RETURNED,),
+}
+
+REQUEST_TRANSITIONS: dict[RequestStatus, tuple[RequestStatus, ...]] = {
+    RequestStatus.SUBMITTED: (
+        RequestStatus.SCHEDULED,
+        RequestStatus.COMPLETED,
+        RequestStatus.DECLINED,
+        RequestStatus.CANCELLED,
+    ),
+    RequestStatus.SCHEDULED: (RequestStatus.COMPLETED, RequestStatus.DECLINED, RequestStatus.CANCELLED),
+}
+
+ARRANGEMENT_TRANSITIONS: dict[ArrangementStatus, tuple[ArrangementStatus, ...]] = {
+    ArrangementStatus.SUBMITTED: (ArrangementStatus.APPROVED, ArrangementStatus.DECLINED, ArrangementStatus.WITHDRAWN),
+    ArrangementStatus.APPROVED: (ArrangementStatus.WITHDRAWN,),
+}
+
+S = TypeVar("S", bound=enum.Enum)
+
+
+def allowed(table: Mapping[S, tuple[S, ...]], current: str, new: str) -> bool:
+    enum_type = type(next(iter(table)))
+    try:
+        return enum_type(new) in table.get(enum_type(current), ())
+    except ValueError:
+        return False
+
+
+def move(table: Mapping[S, tuple[S, ...]], thing: object, new: S) -> None:
+    """Set ``thing.status`` to ``new``, or raise ``IllegalTransition`` if the table forbids it."""
+    current = getattr(thing, "status")  # noqa: B009 - any object with a status
+    if not allowed(table, current, new.value):
+        raise IllegalTransition(f"{type(thing).__name__} cannot go from {current!r} to {new.value!r}")
+    setattr(thing, "status", new.value)  # noqa: B010
