@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from . import aging
@@ -146,7 +146,7 @@ def search(session: Session, query: str, limit: int = 50) -> list[Account]:
     text = (query or "").strip()
     if not text:
         return []
-    stmt: Select[tuple[Account]] = select(Account).options(joinedload(Account.customer), joinedload(Account.premise))
+    stmt = select(Account).options(joinedload(Account.customer), joinedload(Account.premise))
     digits = normalise_account_number(text)
     like = f"%{_escape_like(text.lower())}%"
     serial_match = (
@@ -279,7 +279,7 @@ def bill_documents(session: Session, bill_ids: Sequence[int]) -> list[BillDocume
     ):
         used[bill_id] = quantity
     postings: dict[int, list[Posting]] = defaultdict(list)
-    for account_id, effective_on, due_on, amount in session.execute(
+    for owner_id, effective_on, due_on, amount in session.execute(
         select(
             LedgerEntry.account_id,
             LedgerTransaction.effective_on,
@@ -293,8 +293,8 @@ def bill_documents(session: Session, bill_ids: Sequence[int]) -> list[BillDocume
         )
         .order_by(LedgerEntry.account_id, LedgerTransaction.effective_on, LedgerTransaction.id)
     ):
-        if amount:
-            postings[account_id].append(Posting(effective_on, int(amount), due_on))
+        if amount and owner_id is not None:  # never None: the query asks for these accounts
+            postings[owner_id].append(Posting(effective_on, int(amount), due_on))
     meter_reads = reads_for_bills(session, list(bills.values()))
     docs = []
     for bill_id in bill_ids:

@@ -134,7 +134,9 @@ def _parse_csv(
         has = ", ".join(header)
         has = has if len(has) <= 200 else has[:200] + "\u2026"
         raise InvalidInput(f"the file has no column {', '.join(missing)} (it has {has})", "file")
-    reads, rejected, lines = [], [], 0
+    reads: list[ParsedRead] = []
+    rejected: list[Rejected] = []
+    lines = 0
     rows = iter(reader)
     while True:
         start = reader.line_num + 1  # where the next record begins
@@ -161,7 +163,10 @@ def _parse_csv(
             None,
             today,
         )
-        (reads if isinstance(result, ParsedRead) else rejected).append(result)
+        if isinstance(result, ParsedRead):
+            reads.append(result)
+        else:
+            rejected.append(result)
     return reads, rejected, lines
 
 
@@ -183,7 +188,9 @@ def _parse_fixed(
 ) -> tuple[list[ParsedRead], list[Rejected], int]:
     fields = spec["fields"]
     width = max(end for _start, end in fields.values())
-    reads, rejected, lines = [], [], 0
+    reads: list[ParsedRead] = []
+    rejected: list[Rejected] = []
+    lines = 0
     for n, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
             continue
@@ -210,7 +217,10 @@ def _parse_fixed(
             spec.get("date_format"),
             today,
         )
-        (reads if isinstance(result, ParsedRead) else rejected).append(result)
+        if isinstance(result, ParsedRead):
+            reads.append(result)
+        else:
+            rejected.append(result)
     return reads, rejected, lines
 
 

@@ -23,9 +23,9 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import CursorResult, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from . import audit
@@ -144,7 +144,8 @@ def end_all(session: Session, user: User, now: datetime, reason: str, keep: str 
     query = update(UserSession).where(UserSession.user_id == user.id, UserSession.ended_at.is_(None))
     if keep:
         query = query.where(UserSession.token_hash != _hash(keep))
-    result = session.execute(query.values(ended_at=now, end_reason=reason))
+    # An UPDATE's result is a CursorResult (it has rowcount); Session.execute is typed for any statement.
+    result = cast(CursorResult[Any], session.execute(query.values(ended_at=now, end_reason=reason)))
     return int(result.rowcount or 0)
 
 
