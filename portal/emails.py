@@ -48,8 +48,9 @@ def build(settings: Settings, to: str, language: str | None, template: str, **co
     msg["From"] = settings.smtp_from
     msg["To"] = to
     msg["Subject"] = subject.strip()
-    msg["Content-Language"] = i18n.supported(language) or i18n.DEFAULT
     msg.set_content(body.strip() + "\n")
+    # After set_content, which replaces every Content-* header.
+    msg["Content-Language"] = i18n.supported(language) or i18n.DEFAULT
     return msg
 
 
