@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import func, select  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
+from portal.adapters.database import make_engine  # noqa: E402
 from portal.billing_core import bill_runs  # noqa: E402
 from portal.billing_core.models import Account, BillRun, Meter, MeterRead, Service, User  # noqa: E402
-from portal.db import make_engine  # noqa: E402
 from portal.demo import DemoExists, build_demo  # noqa: E402
 from portal.jobs import dispatch  # noqa: E402
 from portal.settings import Settings, normalise_database_url  # noqa: E402

@@ -32,9 +32,10 @@ from sqlalchemy import func, select  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from portal import documents  # noqa: E402
+from portal.adapters.database import make_engine  # noqa: E402
+from portal.adapters.printer import AsyncPrinter  # noqa: E402
 from portal.billing_core import accounts, bill_runs, delivery  # noqa: E402
 from portal.billing_core.models import Account, Bill, BillRun, Meter, MeterRead, PrintFile, Service, User  # noqa: E402
-from portal.db import make_engine  # noqa: E402
 from portal.demo import build_demo  # noqa: E402
 from portal.jobs import dispatch, dispatch_delivery  # noqa: E402
 from portal.settings import Settings, normalise_database_url  # noqa: E402
@@ -89,7 +90,7 @@ def main() -> None:
         ]
 
     async def one_by_one() -> list[float]:
-        printer = documents.AsyncPrinter(settings.chromium)
+        printer = AsyncPrinter(settings.chromium)
         await printer.pdf(htmls[0])  # start the browser
         times = []
         for html in htmls:

@@ -71,8 +71,8 @@ def ami_file(meters: int, history: int = 6, high_every: int = 1000) -> bytes:
 def main() -> None:
     from sqlalchemy import text
 
+    from portal.adapters.database import make_engine
     from portal.billing_core.read_import import import_reads
-    from portal.db import make_engine
     from portal.migrate import upgrade
     from portal.settings import normalise_database_url
 

@@ -15,8 +15,8 @@ import pytest
 import uvicorn
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from portal.adapters.database import make_engine
 from portal.app import create_app
-from portal.db import make_engine
 from portal.demo import build_demo
 from portal.settings import Settings
 from tests.localstripe import PUBLISHABLE_KEY, SECRET_KEY, WEBHOOK_SECRET, localstripe

@@ -12,8 +12,8 @@ from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from portal.adapters.database import make_engine
 from portal.billing_core.models import Account, Bill, User, UserAccountLink
-from portal.db import make_engine
 from portal.demo import DEMO_PASSWORD
 
 from .conftest import LiveServer

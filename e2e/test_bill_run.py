@@ -17,9 +17,9 @@ from playwright.sync_api import Page, expect
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from portal.adapters.database import make_engine
 from portal.app import create_app
 from portal.billing_core.models import Account, Meter, MeterRead, Service, User, UserAccountLink
-from portal.db import make_engine
 from portal.demo import build_demo
 from portal.settings import Settings
 from tests.smtp import smtp_server

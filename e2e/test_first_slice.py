@@ -6,8 +6,8 @@ from playwright.sync_api import Page, expect
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from portal.adapters.database import make_engine
 from portal.billing_core.models import Account, Meter, Service
-from portal.db import make_engine
 from portal.demo import DEMO_PASSWORD
 
 from .conftest import LiveServer

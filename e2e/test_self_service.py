@@ -12,9 +12,9 @@ from playwright.sync_api import Page, expect
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from portal.adapters.database import make_engine
 from portal.billing_core import posting
 from portal.billing_core.models import Account, Bill, Premise, UserAccountLink
-from portal.db import make_engine
 
 from .conftest import LiveServer
 

@@ -20,10 +20,10 @@ from starlette.types import ASGIApp
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from . import devstack, jobs
+from .adapters.database import make_engine, make_sessionmaker
+from .adapters.printer import AsyncPrinter
 from .billing_core.errors import NotAllowed, NotFound
 from .csrf import CSRFMiddleware
-from .db import make_engine, make_sessionmaker
-from .documents import AsyncPrinter
 from .gateway import PaymentGateway
 from .gateway import from_settings as gateway_from_settings
 from .i18n import LanguageMiddleware, gettext

@@ -1,42 +1,8 @@
-"""Engine and sessions. A session is opened at the edge (request, job, command)."""
+"""TEMPORARY, for the merge of issue 13 only: the database adapter is
+``portal/adapters/database.py``. This module remains because files outside this branch's
+area still import it (portal/autopay.py, portal/cli.py, portal/demo.py,
+portal/devstack.py); delete it when their imports point at ``portal.adapters.database``."""
 
-from __future__ import annotations
+from .adapters.database import make_engine, make_sessionmaker, transaction
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any
-
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.orm import Session, sessionmaker
-
-
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
-
-        @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.close()
-
-        return engine
-    kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, **kwargs)
-
-
-def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
-
-
-@contextmanager
-def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """One unit of work: commit when the block ends, roll back on any error."""
-    with factory() as session, session.begin():
-        yield session
+__all__ = ["make_engine", "make_sessionmaker", "transaction"]

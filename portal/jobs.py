@@ -1,11 +1,15 @@
-"""The job queue. Batch work runs as procrastinate jobs kept in PostgreSQL and
-executed by ``portal worker`` processes (the Procfile's ``worker``); start more
-of them, on more machines, to go faster. On SQLite there is no queue: the same
-job functions are called in-process by ``dispatch``.
+"""The job definitions: the top layer of the batch work, as the views are of the pages.
+Batch work runs as procrastinate jobs kept in PostgreSQL and executed by ``portal
+worker`` processes (the Procfile's ``worker``); start more of them, on more machines,
+to go faster. On SQLite there is no queue: the queue adapter (``adapters/queue.py``)
+runs the same work in-process, with the functions registered here (``job_queue``).
 
-A bill run step is split into chunks of accounts, one job each. Every job is
-safe to run again: calculating replaces the chunk's drafts, posting skips
-bills already posted. A job that dies half way is simply run again.
+Each task reads the settings, builds its collaborators (sessions, mailer, printer,
+gateway) and calls one service function: bill-run chunks (``services/bill_run_chunks``),
+print slices and bill-ready emails (``services/delivery``), the other emails and the
+outbox (``services/notifications``), autopay drafts (``portal/autopay``). Nothing below
+imports this module. A bill run step is split into chunks of accounts, one job each.
+Every job is safe to run again.
 
 Every email is first a row of the email outbox (``billing_core/outbox.py``), written
 before anyone is told it was sent. One task, ``email.send``, sends a list of them and
@@ -22,41 +26,68 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from procrastinate import App, PsycopgConnector, SyncPsycopgConnector
+from procrastinate import App, PsycopgConnector
 from procrastinate.retry import BaseRetryStrategy, RetryDecision
 
-from . import autopay, delivery, emails
-from .billing_core import bill_runs, outbox, users
-from .billing_core.models import BillRun, PrintFile, User, utcnow
-from .db import make_engine, make_sessionmaker, transaction
-from .documents import AsyncPrinter
+from . import autopay
+from .adapters.clock import system_clock
+from .adapters.database import sessions_for
+from .adapters.printer import AsyncPrinter
+from .adapters.queue import InProcessQueue, JobQueue, Progress, WorkerQueue, conninfo
+from .emails import Mailer
 from .gateway import from_settings as gateway_from_settings
+from .services import bill_run_chunks, delivery, notifications
 from .settings import Settings
 
 log = logging.getLogger(__name__)
-CHUNK_ACCOUNTS = 500
 
 # Tasks are declared on an app without a connection; the worker and the
 # deferring code give it one from DATABASE_URL.
 app = App(connector=PsycopgConnector(), import_paths=["portal.jobs"])
 
 
-def conninfo(database_url: str) -> str:
-    """procrastinate speaks libpq: drop SQLAlchemy's driver suffix."""
-    return database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+def _in_process(settings: Settings) -> bool:
+    return settings.jobs_in_process or not settings.is_postgres
 
 
-_engines: dict[str, Any] = {}
+def job_queue(settings: Settings, factory=None, gateway=None, in_process: bool | None = None) -> JobQueue:  # type: ignore[no-untyped-def]
+    """Where deferred jobs go: procrastinate's queue for the workers, or (SQLite,
+    ``PORTAL_JOBS_IN_PROCESS``) here and now, each job name run by the same service
+    function its task calls, with ``factory``'s sessions."""
+    if in_process is None:
+        in_process = _in_process(settings)
+    if not in_process:
+        return WorkerQueue(app, settings.database_url)
+    factory = factory or sessions_for(settings.database_url)
+    mailer = Mailer(settings)
+
+    def print_parts(jobs: list[dict[str, Any]], progress: Progress | None) -> None:
+        asyncio.run(_render_here(settings, factory, [(j["print_file_id"], j["part"]) for j in jobs], progress))
+
+    return (
+        InProcessQueue()
+        .register("bill_run.calculate_chunk", lambda **a: bill_run_chunks.calculate_chunk(factory, **a))
+        .register("bill_run.post_chunk", lambda **a: bill_run_chunks.post_chunk(factory, **a))
+        .register("delivery.print_part", lambda **a: print_parts([a], None), print_parts)
+        .register("email.send", lambda outbox_ids: notifications.send_outbox(mailer, factory, outbox_ids, system_clock))
+        .register(
+            "autopay.draft_bills",
+            lambda bill_ids, as_of: autopay.draft_bills(
+                settings, factory, gateway, bill_ids, date.fromisoformat(as_of)
+            ),
+        )
+    )
 
 
-def _sessions(database_url: str):  # type: ignore[no-untyped-def]
-    engine = _engines.get(database_url)
-    if engine is None:
-        engine = _engines[database_url] = make_engine(database_url)
-    return make_sessionmaker(engine)
+async def _render_here(settings: Settings, factory, slices: list[tuple[int, int]], progress=None) -> None:  # type: ignore[no-untyped-def]
+    printer = AsyncPrinter(settings.chromium)
+    try:
+        await delivery.render_parts(settings, factory, printer, slices, progress)
+    finally:
+        await printer.close()
 
 
 # Jobs carry ids only; a worker reaches the database named by its own DATABASE_URL.
@@ -64,29 +95,12 @@ def _sessions(database_url: str):  # type: ignore[no-untyped-def]
 
 @app.task(name="bill_run.calculate_chunk", queue="billing", retry=3)
 def calculate_chunk(run_id: int, account_ids: list[int]) -> int:
-    return _calculate(Settings.from_env().database_url, run_id, account_ids)
+    return bill_run_chunks.calculate_chunk(sessions_for(Settings.from_env().database_url), run_id, account_ids)
 
 
 @app.task(name="bill_run.post_chunk", queue="billing", retry=3)
 def post_chunk(run_id: int, account_ids: list[int], actor_id: int) -> int:
-    return _post(Settings.from_env().database_url, run_id, account_ids, actor_id)
-
-
-def _calculate(database_url: str, run_id: int, account_ids: list[int]) -> int:
-    with transaction(_sessions(database_url)) as session:
-        run = session.get(BillRun, run_id)
-        if run is None:
-            return 0
-        return bill_runs.calculate(session, run, account_ids).accounts
-
-
-def _post(database_url: str, run_id: int, account_ids: list[int], actor_id: int) -> int:
-    with transaction(_sessions(database_url)) as session:
-        run = session.get(BillRun, run_id)
-        actor = session.get(User, actor_id)
-        if run is None or actor is None:
-            return 0
-        return bill_runs.post(session, run, actor, account_ids).accounts
+    return bill_run_chunks.post_chunk(sessions_for(Settings.from_env().database_url), run_id, account_ids, actor_id)
 
 
 _printer: AsyncPrinter | None = None
@@ -99,14 +113,15 @@ async def print_part(print_file_id: int, part: int) -> bool:
     settings = Settings.from_env()
     if _printer is None:
         _printer = AsyncPrinter(settings.chromium)
-    return await delivery.render_part(settings, _sessions(settings.database_url), _printer, print_file_id, part)
+    return await delivery.render_part(settings, sessions_for(settings.database_url), _printer, print_file_id, part)
 
 
 @app.task(name="delivery.email_bills", queue="delivery", retry=3)
 def email_bills(print_file_id: int, bill_ids: list[int]) -> int:
     """Jobs queued before the email outbox: their emails now go through it."""
     settings = Settings.from_env()
-    return delivery.send_emails(settings, _sessions(settings.database_url), print_file_id, bill_ids)
+    factory = sessions_for(settings.database_url)
+    return delivery.send_emails(Mailer(settings), factory, system_clock, print_file_id, bill_ids)
 
 
 def dispatch_delivery(
@@ -116,33 +131,8 @@ def dispatch_delivery(
     progress: Callable[[int, int], None] | None = None,
 ) -> int:
     """Split a print file into one job per slice, and its emails into batches. Returns the job count."""
-    factory = _sessions(settings.database_url)
-    with factory() as session:
-        pf = session.get(PrintFile, print_file_id)
-        if pf is None:
-            raise bill_runs.InvalidInput(f"no print file {print_file_id}", "print_file")
-        parts = list(range(pf.parts_total))
-        batches = delivery.email_batches(session, pf)
-    if in_process is None:
-        in_process = settings.jobs_in_process or not settings.is_postgres
-    total = len(parts) + len(batches)
-    if in_process:
-        asyncio.run(
-            delivery.render_parts(settings, factory, print_file_id, parts, progress and (lambda n: progress(n, total)))
-        )
-        for n, batch in enumerate(batches, start=len(parts) + 1):
-            # A mail server that is down makes these wait and retry; it does not fail the delivery.
-            send_outbox(settings, factory, batch)
-            if progress:
-                progress(n, total)
-        return total
-    connector = SyncPsycopgConnector(conninfo=conninfo(settings.database_url))
-    with app.replace_connector(connector) as deferring, deferring.open():
-        for part in parts:
-            deferring.configure_task("delivery.print_part").defer(print_file_id=print_file_id, part=part)
-        for batch in batches:
-            deferring.configure_task("email.send").defer(outbox_ids=batch)
-    return total
+    factory = sessions_for(settings.database_url)
+    return delivery.dispatch(factory, job_queue(settings, factory, in_process=in_process), print_file_id, progress)
 
 
 def dispatch(
@@ -150,125 +140,54 @@ def dispatch(
     run_id: int,
     step: str,
     actor_id: int | None = None,
-    chunk: int = CHUNK_ACCOUNTS,
+    chunk: int = bill_run_chunks.CHUNK_ACCOUNTS,
     in_process: bool | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> int:
     """Split a run's step into chunks: defer them as jobs (PostgreSQL) or run them here.
     Returns the number of chunks."""
-    factory = _sessions(settings.database_url)
-    with factory() as session:
-        run = session.get(BillRun, run_id)
-        if run is None:
-            raise bill_runs.InvalidInput(f"no bill run {run_id}", "run")
-        ids = bill_runs.cycle_accounts(session, run.cycle_id)
-    parts = bill_runs.chunks(ids, chunk)
-    if in_process is None:
-        in_process = settings.jobs_in_process or not settings.is_postgres
-    if in_process:
-        done = 0
-        for part in parts:
-            if step == "calculate":
-                _calculate(settings.database_url, run_id, part)
-            else:
-                assert actor_id is not None
-                _post(settings.database_url, run_id, part, actor_id)
-            done += len(part)
-            if progress:
-                progress(done, len(ids))
-        return len(parts)
-    connector = SyncPsycopgConnector(conninfo=conninfo(settings.database_url))
-    with app.replace_connector(connector) as deferring, deferring.open():
-        for part in parts:
-            if step == "calculate":
-                deferring.configure_task("bill_run.calculate_chunk").defer(run_id=run_id, account_ids=part)
-            else:
-                deferring.configure_task("bill_run.post_chunk").defer(
-                    run_id=run_id, account_ids=part, actor_id=actor_id
-                )
-    return len(parts)
+    factory = sessions_for(settings.database_url)
+    queue = job_queue(settings, factory, in_process=in_process)
+    return bill_run_chunks.dispatch(factory, queue, run_id, step, actor_id, chunk, progress)
 
 
-# --- Emails to one person (sign-up, password reset, receipts) ---------------------------
+# --- Emails ------------------------------------------------------------------------------
+
+
+def _mail_task(kind: str, **args: Any) -> bool:
+    settings = Settings.from_env()
+    sender = notifications.SENDERS[kind]
+    return sender(Mailer(settings), sessions_for(settings.database_url), system_clock, **args) is not None
 
 
 @app.task(name="email.account", queue="email", retry=3)
 def account_email(user_id: int, kind: str) -> bool:
-    settings = Settings.from_env()
-    return send_account_email(settings, _sessions(settings.database_url), user_id, kind)
-
-
-ACCOUNT_EMAILS = ("confirm_email", "reset_password", "already_registered")
-
-
-def send_account_email(settings: Settings, factory, user_id: int, kind: str) -> bool:  # type: ignore[no-untyped-def]
-    """Write and send one sign-in email. A link's token is made here, in the job, so it
-    exists only in the email; the database keeps its hash. Sent again, it makes a new
-    link and the old one stops working."""
-    if kind not in ACCOUNT_EMAILS:
-        raise ValueError(f"unknown account email {kind!r}")
-    with transaction(factory) as session:
-        user = session.get(User, user_id)
-        if user is None or not user.active:
-            return False
-        to, language = user.email, user.language
-        if kind == "confirm_email":
-            token = users.issue_token(session, user, users.VERIFY_EMAIL, utcnow())
-            context = {"url": emails.link(settings, f"/confirm-email?token={token}")}
-        elif kind == "reset_password":
-            token = users.issue_token(session, user, users.RESET_PASSWORD, utcnow())
-            context = {"url": emails.link(settings, f"/reset-password?token={token}")}
-        else:
-            context = {
-                "sign_in_url": emails.link(settings, "/sign-in"),
-                "reset_url": emails.link(settings, "/forgot-password"),
-            }
-    emails.send(settings, emails.build(settings, to, language, kind, **context))
-    return True
+    return _mail_task("email.account", user_id=user_id, kind=kind)
 
 
 @app.task(name="email.receipt", queue="email", retry=3)
 def receipt_email(payment_id: int) -> bool:
-    settings = Settings.from_env()
-    return send_receipt(settings, _sessions(settings.database_url), payment_id)
+    return _mail_task("email.receipt", payment_id=payment_id)
 
 
-def send_receipt(settings: Settings, factory, payment_id: int) -> bool:  # type: ignore[no-untyped-def]
-    """Email the receipt of a posted payment, once, to whoever paid (else the customer)."""
-    from sqlalchemy import update
+@app.task(name="email.autopay_failed", queue="email", retry=3)
+def autopay_failed_email(payment_id: int) -> bool:
+    return _mail_task("email.autopay_failed", payment_id=payment_id)
 
-    from .billing_core.models import Account, Customer, Payment
 
-    with transaction(factory) as session:
-        payment = session.get(Payment, payment_id)
-        if payment is None or payment.status != "posted" or payment.receipt_sent_at is not None:
-            return False
-        account = session.get(Account, payment.account_id)
-        customer = session.get(Customer, account.customer_id)
-        payer = session.get(User, payment.user_id) if payment.user_id else None
-        if payer is not None and not payer.notify_receipts:
-            return False  # they chose no receipts (the payment page still shows it)
-        to = payer.email if payer else customer.email
-        if not to:
-            return False
-        language = payer.language if payer else customer.preferred_language
-        message = emails.build(
-            settings,
-            to,
-            language,
-            "receipt",
-            payment=payment,
-            account=account,
-            url=emails.link(settings, f"/my/accounts/{account.number}/payments/{payment.id}"),
-        )
-    emails.send(settings, message)
-    with transaction(factory) as session:
-        session.execute(
-            update(Payment)
-            .where(Payment.id == payment_id, Payment.receipt_sent_at.is_(None))
-            .values(receipt_sent_at=utcnow())
-        )
-    return True
+@app.task(name="email.autopay_enrolled", queue="email", retry=3)
+def autopay_enrolled_email(enrollment_id: int) -> bool:
+    return _mail_task("email.autopay_enrolled", enrollment_id=enrollment_id)
+
+
+@app.task(name="email.request_update", queue="email", retry=3)
+def request_update_email(request_id: int) -> bool:
+    return _mail_task("email.request_update", request_id=request_id)
+
+
+@app.task(name="email.arrangement_decision", queue="email", retry=3)
+def arrangement_decision_email(request_id: int) -> bool:
+    return _mail_task("email.arrangement_decision", request_id=request_id)
 
 
 # --- Autopay -----------------------------------------------------------------------------
@@ -279,8 +198,6 @@ def send_receipt(settings: Settings, factory, payment_id: int) -> bool:  # type:
 def autopay_daily(timestamp: int) -> int:
     """Every hour (drafting is idempotent, so a missed hour or a second worker is harmless):
     today's drafts, in the agency's calendar, split into chunks for the workers."""
-    from datetime import datetime
-
     settings = Settings.from_env()
     as_of = datetime.fromtimestamp(timestamp, settings.tz).date()
     return dispatch_autopay(settings, as_of, gateway_from_settings(settings))
@@ -288,11 +205,13 @@ def autopay_daily(timestamp: int) -> int:
 
 @app.task(name="autopay.draft_bills", queue="autopay", retry=3)
 def autopay_draft_bills(bill_ids: list[int], as_of: str) -> dict[str, int]:
-    from datetime import date
-
     settings = Settings.from_env()
     return autopay.draft_bills(
-        settings, _sessions(settings.database_url), gateway_from_settings(settings), bill_ids, date.fromisoformat(as_of)
+        settings,
+        sessions_for(settings.database_url),
+        gateway_from_settings(settings),
+        bill_ids,
+        date.fromisoformat(as_of),
     )
 
 
@@ -302,107 +221,12 @@ def dispatch_autopay(settings: Settings, as_of, gateway, sessions=None, in_proce
     if gateway is None:
         log.warning("autopay: no payment processor is configured, so no drafts are made")
         return 0
-    factory = sessions or _sessions(settings.database_url)
+    factory = sessions or sessions_for(settings.database_url)
     bill_ids = autopay.due(settings, factory, as_of)
-    if in_process is None:
-        in_process = settings.jobs_in_process or not settings.is_postgres
     chunks = [bill_ids[i : i + autopay.CHUNK] for i in range(0, len(bill_ids), autopay.CHUNK)]
-    if in_process:
-        for chunk in chunks:
-            autopay.draft_bills(settings, factory, gateway, chunk, as_of)
-        return len(bill_ids)
-    connector = SyncPsycopgConnector(conninfo=conninfo(settings.database_url))
-    with app.replace_connector(connector) as deferring, deferring.open():
-        for chunk in chunks:
-            deferring.configure_task("autopay.draft_bills").defer(bill_ids=chunk, as_of=as_of.isoformat())
+    queue = job_queue(settings, factory, gateway, in_process)
+    queue.defer_many("autopay.draft_bills", [{"bill_ids": chunk, "as_of": as_of.isoformat()} for chunk in chunks])
     return len(bill_ids)
-
-
-@app.task(name="email.autopay_failed", queue="email", retry=3)
-def autopay_failed_email(payment_id: int) -> bool:
-    settings = Settings.from_env()
-    return autopay.notify_failure(settings, _sessions(settings.database_url), payment_id)
-
-
-@app.task(name="email.autopay_enrolled", queue="email", retry=3)
-def autopay_enrolled_email(enrollment_id: int) -> bool:
-    settings = Settings.from_env()
-    return autopay.send_enrolled(settings, _sessions(settings.database_url), enrollment_id)
-
-
-# --- Answers to what customers asked for online -------------------------------------------
-
-
-@app.task(name="email.request_update", queue="email", retry=3)
-def request_update_email(request_id: int) -> bool:
-    settings = Settings.from_env()
-    return send_request_update(settings, _sessions(settings.database_url), request_id)
-
-
-def send_request_update(settings: Settings, factory, request_id: int) -> bool:  # type: ignore[no-untyped-def]
-    """Tell the customer what staff did with their start, stop or transfer request."""
-    from .billing_core.models import ServiceRequest
-
-    with factory() as session:
-        item = session.get(ServiceRequest, request_id)
-        user = session.get(User, item.user_id) if item else None
-        if item is None or user is None or not user.notify_updates:
-            return False
-        message = emails.build(
-            settings,
-            item.contact_email,
-            user.language,
-            "request_update",
-            item=item,
-            url=emails.link(settings, f"/my/requests/{item.id}"),
-        )
-    emails.send(settings, message)
-    return True
-
-
-@app.task(name="email.arrangement_decision", queue="email", retry=3)
-def arrangement_decision_email(request_id: int) -> bool:
-    settings = Settings.from_env()
-    return send_arrangement_decision(settings, _sessions(settings.database_url), request_id)
-
-
-def send_arrangement_decision(settings: Settings, factory, request_id: int) -> bool:  # type: ignore[no-untyped-def]
-    """Tell the customer whether their payment plan was approved, with its payments."""
-    from .billing_core import arrangements
-    from .billing_core.models import Account, ArrangementRequest
-
-    with factory() as session:
-        item = session.get(ArrangementRequest, request_id)
-        if item is None or item.status not in ("approved", "declined"):
-            return False
-        user = session.get(User, item.user_id)
-        if not user.notify_updates:
-            return False
-        account = session.get(Account, item.account_id)
-        message = emails.build(
-            settings,
-            user.email,
-            user.language,
-            "arrangement_decision",
-            item=item,
-            account=account,
-            plan=arrangements.schedule(item.total_cents, item.down_payment_cents, item.installments, item.first_due_on),
-            url=emails.link(settings, f"/my/accounts/{account.number}/arrangement"),
-        )
-    emails.send(settings, message)
-    return True
-
-
-JOBS: dict[str, Callable[..., Any]] = {
-    "email.request_update": send_request_update,
-    "email.arrangement_decision": send_arrangement_decision,
-    "email.account": send_account_email,
-    "email.receipt": send_receipt,
-    "email.autopay_failed": autopay.notify_failure,
-    "email.autopay_enrolled": autopay.send_enrolled,
-    # Bill-ready emails are sent in batches by delivery.send_bill_ready; listed so they queue.
-    delivery.BILL_READY: lambda settings, factory, bill_id: False,
-}
 
 
 # --- The email outbox: queue, send, retry ----------------------------------------------------
@@ -433,27 +257,11 @@ class EmailRetry(BaseRetryStrategy):
         return None
 
 
-def _in_process(settings: Settings) -> bool:
-    return settings.jobs_in_process or not settings.is_postgres
-
-
 def enqueue(settings: Settings, name: str, sessions=None, **kwargs: Any) -> int:  # type: ignore[no-untyped-def]
     """Write one email to the outbox (committed when this returns) and, with workers, queue
     the job that sends it. Returns the outbox id. Raises when it could not be written."""
-    if name not in JOBS:
-        raise ValueError(f"unknown email job {name!r}")
-    factory = sessions or _sessions(settings.database_url)
-    with transaction(factory) as session:
-        outbox_id = outbox.queue(session, name, kwargs, utcnow()).id
-    if not _in_process(settings):
-        try:
-            connector = SyncPsycopgConnector(conninfo=conninfo(settings.database_url))
-            with app.replace_connector(connector) as deferring, deferring.open():
-                deferring.configure_task("email.send").defer(outbox_ids=[outbox_id])
-        except Exception:
-            # The email is in the outbox all the same: the workers' sweep sends it.
-            log.exception("could not queue the job for email %s; the sweep will send it", outbox_id)
-    return outbox_id
+    factory = sessions or sessions_for(settings.database_url)
+    return notifications.enqueue(factory, job_queue(settings, factory), system_clock, name, kwargs)
 
 
 def queue_email(settings: Settings, name: str, sessions=None, **kwargs: Any) -> int | None:  # type: ignore[no-untyped-def]
@@ -473,7 +281,8 @@ def send_queued(settings: Settings, sessions, outbox_id: int | None) -> None:  #
     if outbox_id is None or not _in_process(settings):
         return
     try:
-        send_outbox(settings, sessions or _sessions(settings.database_url), [outbox_id])
+        factory = sessions or sessions_for(settings.database_url)
+        notifications.send_outbox(Mailer(settings), factory, [outbox_id], system_clock)
     except Exception:
         log.exception("email %s: sending in-process failed; it is retried later", outbox_id)
 
@@ -483,66 +292,23 @@ def defer(settings: Settings, name: str, sessions=None, **kwargs: Any) -> bool: 
     ``sessions`` (after the caller's transaction has committed): ``queue_email`` then
     ``send_queued``. True when it is queued: a page may then say it is on its way. A failed
     attempt never reaches the person who asked."""
-    factory = sessions or _sessions(settings.database_url)
+    factory = sessions or sessions_for(settings.database_url)
     outbox_id = queue_email(settings, name, factory, **kwargs)
     send_queued(settings, factory, outbox_id)
     return outbox_id is not None
 
 
-def send_outbox(settings: Settings, factory, ids: list[int], now: datetime | None = None, due_only: bool = True):  # type: ignore[no-untyped-def]
-    """Send the emails ``ids`` that may go now and record how each went. Returns an
-    ``outbox.Outcome`` whose ``retry_at`` says when the ones that still wait are due."""
-    clock = (lambda: now) if now is not None else utcnow
-    with transaction(factory) as session:
-        token, claimed = outbox.claim(session, ids, clock(), due_only)
-    outcome = outbox.Outcome()
-    bills = [c for c in claimed if c.kind == delivery.BILL_READY]
-    delivery.send_bill_ready(settings, factory, token, bills, outcome, clock)
-    unreachable: str | None = None
-    for item in (c for c in claimed if c.kind != delivery.BILL_READY):
-        error, permanent, done, to = unreachable, False, False, []
-        if error is None:
-            try:
-                with emails.recording() as to:
-                    done = JOBS[item.kind](settings, factory, **item.args)
-            except Exception as exc:  # noqa: BLE001 - every failure is recorded on the email
-                error, permanent = emails.describe(exc), emails.permanent(exc)
-                if emails.unreachable(exc):
-                    unreachable = error  # the rest of this pass waits too, without each timing out
-                log.warning("email %s (%s): %s", item.id, item.kind, error)
-        with transaction(factory) as session:
-            if error is not None:
-                outcome.add(outbox.mark_failed(session, item, token, clock(), error, permanent))
-            elif done:
-                outbox.mark_sent(session, item, token, clock(), ", ".join(to) or None)
-                outcome.add("sent")
-            else:
-                outbox.mark_skipped(session, item, token, clock())
-                outcome.add("skipped")
-    with factory() as session:
-        outcome.retry_at = outbox.next_attempt(session, ids)
-    return outcome
-
-
 def retry_due(settings: Settings, factory=None, now: datetime | None = None, due_only: bool = True, grace=None):  # type: ignore[no-untyped-def]
     """Send every email that is due (with ``due_only=False``: every one waiting, now),
     a batch at a time. Returns the summed ``outbox.Outcome``."""
-    factory = factory or _sessions(settings.database_url)
-    total, after = outbox.Outcome(), 0
-    while True:
-        at = now or utcnow()
-        with factory() as session:
-            ids = outbox.due_ids(session, at - (grace or timedelta(0)), delivery.EMAIL_BATCH, due_only, after)
-        if not ids:
-            return total
-        after = ids[-1]
-        total += send_outbox(settings, factory, ids, at, due_only)
+    factory = factory or sessions_for(settings.database_url)
+    return notifications.retry_due(Mailer(settings), factory, system_clock, now, due_only, grace)
 
 
 @app.task(name="email.send", queue="email", retry=EmailRetry())
 def send_email_job(outbox_ids: list[int]) -> dict[str, int]:
     settings = Settings.from_env()
-    outcome = send_outbox(settings, _sessions(settings.database_url), outbox_ids)
+    outcome = notifications.send_outbox(Mailer(settings), sessions_for(settings.database_url), outbox_ids, system_clock)
     if outcome.retry_at is not None:
         raise EmailsPending(outcome.retry_at)
     return {"sent": outcome.sent, "skipped": outcome.skipped, "failed": outcome.failed}
@@ -576,21 +342,7 @@ def start_email_pass(settings: Settings, factory) -> asyncio.Task | None:  # typ
 
 def resend_failed(settings: Settings, factory, print_file_id: int) -> int:  # type: ignore[no-untyped-def]
     """Staff asked to send a run's failed emails once more: queue them with fresh attempts."""
-    with transaction(factory) as session:
-        ids = outbox.failed_ids(session, print_file_id)
-        outbox.send_again(session, ids, utcnow())
-    if not ids:
-        return 0
-    batches = [ids[i : i + delivery.EMAIL_BATCH] for i in range(0, len(ids), delivery.EMAIL_BATCH)]
-    if _in_process(settings):
-        for batch in batches:
-            send_outbox(settings, factory, batch)
-        return len(ids)
-    connector = SyncPsycopgConnector(conninfo=conninfo(settings.database_url))
-    with app.replace_connector(connector) as deferring, deferring.open():
-        for batch in batches:
-            deferring.configure_task("email.send").defer(outbox_ids=batch)
-    return len(ids)
+    return notifications.resend_failed(factory, job_queue(settings, factory), system_clock, print_file_id)
 
 
 def run_worker(settings: Settings, concurrency: int = 1, wait: bool = True) -> int:

@@ -6,7 +6,9 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine
+
+from .adapters import queue
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -25,19 +27,7 @@ def upgrade(engine: Engine) -> None:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
     if engine.dialect.name == "postgresql":
-        apply_job_queue_schema(engine)
-
-
-def apply_job_queue_schema(engine: Engine) -> None:
-    """procrastinate keeps its queue in PostgreSQL tables; create them once."""
-    if inspect(engine).has_table("procrastinate_jobs"):
-        return
-    from procrastinate import App, SyncPsycopgConnector
-
-    conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    app = App(connector=SyncPsycopgConnector(conninfo=conninfo))
-    with app.open():
-        app.schema_manager.apply_schema()
+        queue.apply_schema(engine)
 
 
 def is_current(engine: Engine) -> bool:

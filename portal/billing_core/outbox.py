@@ -11,8 +11,9 @@ when sending failed, ``retrying`` with the next attempt after a growing delay, a
 A sender that died while sending leaves a claim older than ``STALE_CLAIM``; the row is
 then taken again (such a message may go out twice; an email is never silently lost).
 
-Writing and sending the message belong to the portal (``portal/jobs.py``); this module
-keeps the rows and their rules, and takes ``now`` from its caller.
+Writing and sending the message belong to the services (``services/notifications.py``,
+``services/delivery.py``); this module keeps the rows and their rules, and takes ``now``
+from its caller: it never reads the clock.
 """
 
 from __future__ import annotations

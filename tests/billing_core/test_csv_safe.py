@@ -49,7 +49,7 @@ def test_the_writer_neutralises_every_cell_and_keeps_quoting() -> None:
 
 
 def test_the_mail_house_extract_neutralises_a_customer_name(tmp_path: Path) -> None:
-    from portal.delivery import write_extract
+    from portal.services.delivery import write_extract
 
     row = ("1", "00000026", "B-1", '=HYPERLINK("http://evil.example")', "@1 Main St", "", "Chino", "CA")
     row += ("91710", "-12.50", "2026-12-15", "00000026 0000000000 3")

@@ -16,9 +16,9 @@ import pytest
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
+from portal.adapters.database import make_engine
 from portal.billing_core import bill_runs
 from portal.billing_core.models import Bill, BillRun, LedgerEntry, LedgerTransaction, Meter, MeterRead, User
-from portal.db import make_engine
 from portal.demo import build_demo
 from portal.jobs import dispatch
 from portal.settings import Settings

@@ -10,11 +10,13 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from portal import delivery as portal_delivery
+from portal.adapters.clock import system_clock
 from portal.billing_core import bill_runs, delivery
 from portal.billing_core.errors import InvalidInput
 from portal.billing_core.models import Account, Bill, BillDelivery, Customer, Premise, PrintFile
+from portal.emails import Mailer
 from portal.jobs import dispatch_delivery
+from portal.services import delivery as portal_delivery
 from portal.settings import Settings
 
 from ..smtp import smtp_server
@@ -87,7 +89,7 @@ def test_the_print_file_and_the_emails(sessions: sessionmaker[Session], tmp_path
         with sessions() as session:
             pf = session.get(PrintFile, pf_id)
             ids = [d.bill_id for d in session.scalars(select(BillDelivery).where(BillDelivery.channel == "email"))]
-        assert portal_delivery.send_emails(settings, sessions, pf_id, ids) == 0
+        assert portal_delivery.send_emails(Mailer(settings), sessions, system_clock, pf_id, ids) == 0
         assert len(inbox) == 1
     with sessions() as session:
         pf = session.get(PrintFile, pf_id)

@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select, text
 
+from portal.adapters.database import make_engine
 from portal.billing_core import accounts, posting
 from portal.billing_core.models import (
     Account,
@@ -14,7 +15,6 @@ from portal.billing_core.models import (
     Payment,
     User,
 )
-from portal.db import make_engine
 from portal.demo import DemoExists, build_demo
 from tests.conftest import DEMO_ACCOUNTS, fresh_database
 

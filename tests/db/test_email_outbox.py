@@ -190,10 +190,13 @@ def test_a_print_file_from_before_the_outbox_still_sends(sessions: sessionmaker[
         assert session.get(PrintFile, pf_id).emails_total == 5
     with smtp_server() as (port, inbox):
         settings = settings_for(sessions, tmp_path, port)
-        from portal import delivery as portal_delivery
+        from portal.adapters.clock import system_clock
+        from portal.emails import Mailer
+        from portal.services import delivery as portal_delivery
 
-        assert portal_delivery.send_emails(settings, sessions, pf_id, bill_ids[:2]) == 2
-        assert portal_delivery.send_emails(settings, sessions, pf_id, bill_ids) == 3
+        mailer = Mailer(settings)
+        assert portal_delivery.send_emails(mailer, sessions, system_clock, pf_id, bill_ids[:2]) == 2
+        assert portal_delivery.send_emails(mailer, sessions, system_clock, pf_id, bill_ids) == 3
         assert len(inbox) == 5
 
 

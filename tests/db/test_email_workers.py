@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import sessionmaker
 
+from portal.adapters.database import make_engine
 from portal.billing_core.models import EmailOutbox
-from portal.db import make_engine
 from portal.jobs import dispatch_delivery
 from portal.settings import Settings
 from tests.conftest import fresh_database

@@ -1,10 +1,11 @@
 """Delivering a posted run's bills: the print file and the paperless emails.
 
 The billing core decides who gets paper and who gets email (``billing_core.delivery``);
-this module does the work that needs a browser, a disk and a mail server. Both are
-split into jobs: one per slice of the print file, one per batch of emails. Each email
-is a row of the email outbox: a batch that cannot reach the mail server records that on
-each email and is tried again later (``jobs.send_outbox``), it never fails the delivery.
+this service does the work that needs a browser (the printer adapter), a disk and a mail
+server (the mailer). Both are split into jobs: one per slice of the print file, one per
+batch of emails (``dispatch``). Each email is a row of the email outbox: a batch that
+cannot reach the mail server records that on each email and is tried again later
+(``notifications.send_outbox``), it never fails the delivery.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import asyncio
 import csv
 import logging
 import os
-import smtplib
+from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import date
 from email.message import EmailMessage
@@ -23,12 +24,18 @@ import pikepdf
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from . import documents, emails
-from .billing_core import accounts, delivery, outbox
-from .billing_core.models import Account, Bill, BillDelivery, Customer, EmailOutbox, PrintFile, utcnow
-from .db import transaction
-from .settings import Settings
-from .templating import make_templates
+from .. import documents
+from ..adapters import smtp
+from ..adapters.clock import Clock
+from ..adapters.database import transaction
+from ..adapters.printer import Printer
+from ..adapters.queue import JobQueue
+from ..billing_core import accounts, delivery, outbox
+from ..billing_core.errors import InvalidInput
+from ..billing_core.models import Account, Bill, BillDelivery, Customer, EmailOutbox, PrintFile
+from ..emails import Mailer
+from ..settings import Settings
+from ..templating import make_templates
 
 log = logging.getLogger(__name__)
 EMAIL_BATCH = 200
@@ -53,7 +60,7 @@ def run_dir(settings: Settings, pf: PrintFile) -> Path:
 async def render_part(
     settings: Settings,
     factory: sessionmaker[Session],
-    printer: documents.AsyncPrinter,
+    printer: Printer,
     print_file_id: int,
     part: int,
 ) -> bool:
@@ -67,16 +74,15 @@ async def render_part(
     return await asyncio.to_thread(_store_part, factory, print_file_id, part, bills, path)
 
 
-async def render_parts(settings: Settings, factory: sessionmaker[Session], print_file_id: int, parts, progress=None):  # type: ignore[no-untyped-def]
-    """Every slice here, one browser for all of them (SQLite, tests, --in-process)."""
-    printer = documents.AsyncPrinter(settings.chromium)
-    try:
-        for n, part in enumerate(parts, start=1):
-            await render_part(settings, factory, printer, print_file_id, part)
-            if progress:
-                progress(n)
-    finally:
-        await printer.close()
+async def render_parts(  # type: ignore[no-untyped-def]
+    settings: Settings, factory: sessionmaker[Session], printer: Printer, slices: list[tuple[int, int]], progress=None
+) -> None:
+    """Render these (print file id, part) slices one after the other with one printer (one
+    browser for all of them: SQLite, tests, --in-process). ``progress`` hears how many are done."""
+    for n, (print_file_id, part) in enumerate(slices, start=1):
+        await render_part(settings, factory, printer, print_file_id, part)
+        if progress:
+            progress(n)
 
 
 def _prepare_part(
@@ -116,7 +122,7 @@ def join_pdfs(paths: list[str], target: Path) -> None:
 
 
 def write_extract(rows: list[tuple[str, ...]], target: Path) -> None:
-    from .billing_core import csv_safe
+    from ..billing_core import csv_safe
 
     tmp = target.with_suffix(".tmp")
     with tmp.open("w", newline="", encoding="utf-8") as f:
@@ -132,7 +138,9 @@ def _write_atomically(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def send_emails(settings: Settings, factory: sessionmaker[Session], print_file_id: int, bill_ids: list[int]) -> int:
+def send_emails(
+    mailer: Mailer, factory: sessionmaker[Session], clock: Clock, print_file_id: int, bill_ids: list[int]
+) -> int:
     """Send the waiting bill-ready emails of these bills now (each one's outbox row says
     whether it was sent). Returns how many were sent; one sent before is not sent again."""
     with factory() as session:
@@ -145,29 +153,37 @@ def send_emails(settings: Settings, factory: sessionmaker[Session], print_file_i
                 )
             )
         )
-    return send_outbox_rows(settings, factory, ids).sent
+    return send_outbox_rows(mailer, factory, clock, ids).sent
 
 
-def send_outbox_rows(settings: Settings, factory: sessionmaker[Session], ids: list[int]):  # type: ignore[no-untyped-def]
-    """Claim and send these bill-ready emails over one connection (see ``jobs.send_outbox``)."""
+def send_outbox_rows(mailer: Mailer, factory: sessionmaker[Session], clock: Clock, ids: list[int]) -> outbox.Outcome:
+    """Claim and send these bill-ready emails over one connection (see ``notifications.send_outbox``)."""
     outcome = outbox.Outcome()
     with transaction(factory) as session:
-        token, claimed = outbox.claim(session, ids, utcnow())
-    send_bill_ready(settings, factory, token, claimed, outcome)
+        token, claimed = outbox.claim(session, ids, clock())
+    send_bill_ready(mailer, factory, token, claimed, outcome, clock)
     with factory() as session:
         outcome.retry_at = outbox.next_attempt(session, ids)
     return outcome
 
 
 def send_bill_ready(  # type: ignore[no-untyped-def]
-    settings: Settings, factory: sessionmaker[Session], token: str, claimed: list, outcome, clock=utcnow
+    mailer: Mailer,
+    factory: sessionmaker[Session],
+    token: str,
+    claimed: list,
+    outcome: outbox.Outcome,
+    clock: Clock,
+    at: Clock | None = None,
 ) -> None:
     """Email each paperless customer a link to their new bill, over one SMTP connection.
-    Each email is marked as it goes (sent, or failed with when it is tried next), so a
-    batch run again sends only what is left. When the server cannot be reached, the
-    rest of the batch waits for the next attempt without trying each one."""
+    Each email is marked as it goes (sent, or failed with when it is tried next, as of
+    ``at``, else ``clock``), so a batch run again sends only what is left. When the server
+    cannot be reached, the rest of the batch waits for the next attempt without trying
+    each one."""
     if not claimed:
         return
+    at = at or clock
     with factory() as session:
         rows = {
             r[0]: r[1:]
@@ -188,57 +204,42 @@ def send_bill_ready(  # type: ignore[no-untyped-def]
                 .where(BillDelivery.bill_id.in_([c.args.get("bill_id") for c in claimed]))
             )
         }
-    smtp: smtplib.SMTP | None = None
     unreachable: str | None = None
-    try:
+    with mailer.batch() as connection:
         for item in claimed:
             row = rows.get(item.args.get("bill_id"))
             if row is None or not row[0]:
                 with transaction(factory) as session:
-                    outbox.mark_skipped(session, item, token, clock())
+                    outbox.mark_skipped(session, item, token, at())
                 outcome.add("skipped")
                 continue
             to, name, language, account_number, bill_number, total, due = row
             error, permanent = unreachable, False
             if error is None:
                 try:
-                    if smtp is None:
-                        smtp = emails.connect(settings)
-                    smtp.send_message(bill_email(settings, to, name, language, account_number, bill_number, total, due))
+                    connection.send(bill_email(mailer, to, name, language, account_number, bill_number, total, due))
                 except Exception as exc:  # noqa: BLE001 - every failure is recorded on the email
-                    error, permanent = emails.describe(exc), emails.permanent(exc)
-                    if emails.unreachable(exc):
+                    error, permanent = smtp.describe(exc), smtp.permanent(exc)
+                    if smtp.unreachable(exc):
                         # The connection itself failed: the others of this batch wait too.
                         unreachable = error
-                        smtp = _close(smtp)
+                        connection.drop()
                     log.warning("bill email %s to bill %s: %s", item.id, item.args.get("bill_id"), error)
             with transaction(factory) as session:
                 if error is None:
-                    outbox.mark_sent(session, item, token, clock(), to)
+                    outbox.mark_sent(session, item, token, at(), to)
                     session.execute(
                         BillDelivery.__table__.update()
                         .where(BillDelivery.bill_id == item.args["bill_id"], BillDelivery.sent_at.is_(None))
-                        .values(sent_at=utcnow())
+                        .values(sent_at=clock())
                     )
                     outcome.add("sent")
                 else:
-                    outcome.add(outbox.mark_failed(session, item, token, clock(), error, permanent))
-    finally:
-        if smtp is not None:
-            try:
-                smtp.quit()
-            except (smtplib.SMTPException, OSError):
-                smtp.close()
-
-
-def _close(smtp: smtplib.SMTP | None) -> None:
-    if smtp is not None:
-        smtp.close()
-    return None
+                    outcome.add(outbox.mark_failed(session, item, token, at(), error, permanent))
 
 
 def bill_email(
-    settings: Settings,
+    mailer: Mailer,
     to: str,
     name: str,
     language: str | None,
@@ -248,8 +249,7 @@ def bill_email(
     due: date,
 ) -> EmailMessage:
     """The bill-ready email, in the customer's language."""
-    return emails.build(
-        settings,
+    return mailer.build(
         to,
         language or "en",
         "bill_ready",
@@ -257,7 +257,7 @@ def bill_email(
         account_number=account_number,
         total=total,
         due=due,
-        url=emails.link(settings, f"/my/accounts/{account_number}/bills/{bill_number}"),
+        url=mailer.link(f"/my/accounts/{account_number}/bills/{bill_number}"),
     )
 
 
@@ -274,4 +274,38 @@ def email_batches(session: Session, pf: PrintFile) -> list[list[int]]:
             .order_by(EmailOutbox.id)
         )
     )
-    return [ids[i : i + EMAIL_BATCH] for i in range(0, len(ids), EMAIL_BATCH)]
+    return batches(ids)
+
+
+def batches(ids: list[int], size: int = EMAIL_BATCH) -> list[list[int]]:
+    return [ids[i : i + size] for i in range(0, len(ids), size)]
+
+
+def dispatch(
+    factory: sessionmaker[Session],
+    queue: JobQueue,
+    print_file_id: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Split a print file into one job per slice (``delivery.print_part``), and its emails
+    into batches (``email.send``). Returns the job count. In-process, ``progress`` hears
+    the jobs done out of all of them."""
+    with factory() as session:
+        pf = session.get(PrintFile, print_file_id)
+        if pf is None:
+            raise InvalidInput(f"no print file {print_file_id}", "print_file")
+        parts = list(range(pf.parts_total))
+        emails = email_batches(session, pf)
+    total = len(parts) + len(emails)
+    queue.defer_many(
+        "delivery.print_part",
+        [{"print_file_id": print_file_id, "part": part} for part in parts],
+        progress and (lambda n: progress(n, total)),
+    )
+    # A mail server that is down makes these wait and retry; it does not fail the delivery.
+    queue.defer_many(
+        "email.send",
+        [{"outbox_ids": batch} for batch in emails],
+        progress and (lambda n: progress(len(parts) + n, total)),
+    )
+    return total
