@@ -633,7 +633,7 @@ def cmd_autopay_run(args: argparse.Namespace) -> int:
     """Take the autopay drafts due on a day (a worker does this every hour on its own)."""
     from datetime import date, datetime
 
-    from .gateway import from_settings
+    from .adapters.gateway import from_settings
     from .jobs import dispatch_autopay
 
     settings = _settings()

@@ -28,12 +28,13 @@ from typing import Any
 from procrastinate import App, PsycopgConnector, SyncPsycopgConnector
 from procrastinate.retry import BaseRetryStrategy, RetryDecision
 
-from . import autopay, delivery, emails
+from . import delivery, emails
+from .adapters.gateway import from_settings as gateway_from_settings
 from .billing_core import bill_runs, outbox, users
 from .billing_core.models import BillRun, PrintFile, User, utcnow
 from .db import make_engine, make_sessionmaker, transaction
 from .documents import AsyncPrinter
-from .gateway import from_settings as gateway_from_settings
+from .services import autopay
 from .settings import Settings
 
 log = logging.getLogger(__name__)

@@ -17,9 +17,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .. import i18n, jobs
+from ..adapters.gateway import BANK, CARD, GatewayError
 from ..billing_core import autopay
 from ..billing_core.models import Account
-from ..gateway import BANK, CARD, GatewayError
 from ..i18n import gettext
 from ..web import FormState, PageNotFound, db, flash, now, pop_flash, redirect, remote_addr, today
 from .payments import (

@@ -23,10 +23,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from .. import jobs
+from ..adapters.gateway import BANK, CARD, BadEvent, BadSignature, GatewayError, PaymentGateway
 from ..billing_core import accounts, audit, payments
 from ..billing_core.errors import InvalidInput
 from ..billing_core.models import Account, Payment, ProcessorEvent, User
-from ..gateway import BANK, CARD, BadEvent, BadSignature, GatewayError, PaymentGateway
 from ..i18n import gettext
 from ..web import (
     Forbidden,

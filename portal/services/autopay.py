@@ -21,12 +21,12 @@ from datetime import date
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
-from . import emails
-from .billing_core import autopay, payments, posting
-from .billing_core.models import Account, AutopayEnrollment, Bill, Payment, User, utcnow
-from .db import transaction
-from .gateway import GatewayError, PaymentGateway
-from .settings import Settings
+from .. import emails
+from ..adapters.gateway import GatewayError, PaymentGateway
+from ..billing_core import autopay, payments, posting
+from ..billing_core.models import Account, AutopayEnrollment, Bill, Payment, User, utcnow
+from ..db import transaction
+from ..settings import Settings
 
 log = logging.getLogger(__name__)
 CHUNK = 50
