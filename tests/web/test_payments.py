@@ -16,13 +16,14 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
-from portal.adapters.gateway import BANK, FakeBankGateway
+from portal.adapters.gateway import BANK
 from portal.app import create_app
 from portal.billing_core import accounts as accounts_core
 from portal.billing_core import payments as payments_core
 from portal.billing_core import posting
 from portal.billing_core.models import Account, AuditEvent, LedgerTransaction, Payment, ProcessorEvent
 from portal.demo import build_demo
+from tests.bank_gateway import FakeBankGateway
 from tests.db.test_demo import TODAY
 from tests.localstripe import PUBLISHABLE_KEY, SECRET_KEY, WEBHOOK_SECRET, LocalStripe, localstripe, signed
 
