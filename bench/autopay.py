@@ -29,10 +29,10 @@ from sqlalchemy import select, update  # noqa: E402
 from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
 
 from portal.adapters.database import make_engine  # noqa: E402
+from portal.adapters.gateway import Intent  # noqa: E402
 from portal.billing_core import autopay  # noqa: E402
 from portal.billing_core.models import AutopayEnrollment, Bill, Payment  # noqa: E402
 from portal.demo import DemoExists, build_demo  # noqa: E402
-from portal.gateway import Intent  # noqa: E402
 from portal.jobs import dispatch_autopay  # noqa: E402
 from portal.settings import Settings, normalise_database_url  # noqa: E402
 

@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from portal import jobs
 from portal.adapters.database import make_engine
+from portal.adapters.gateway import StripeGateway
 from portal.billing_core import autopay
 from portal.billing_core.models import Account, AutopayEnrollment
-from portal.gateway import StripeGateway
 from portal.settings import Settings
 from tests.localstripe import PUBLISHABLE_KEY, SECRET_KEY, WEBHOOK_SECRET
 

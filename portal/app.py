@@ -21,11 +21,11 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from . import devstack, jobs
 from .adapters.database import make_engine, make_sessionmaker
+from .adapters.gateway import PaymentGateway
+from .adapters.gateway import from_settings as gateway_from_settings
 from .adapters.printer import AsyncPrinter
 from .billing_core.errors import NotAllowed, NotFound
 from .csrf import CSRFMiddleware
-from .gateway import PaymentGateway
-from .gateway import from_settings as gateway_from_settings
 from .i18n import LanguageMiddleware, gettext
 from .security_headers import SecurityHeadersMiddleware, content_security_policy
 from .settings import Settings

@@ -9,8 +9,8 @@ from contextlib import contextmanager
 
 from sqlalchemy import Engine
 
+from .adapters.database import make_engine, make_sessionmaker, transaction
 from .billing_core.errors import BillingError, InvalidInput
-from .db import make_engine, make_sessionmaker, transaction
 from .settings import Settings
 
 
@@ -633,7 +633,7 @@ def cmd_autopay_run(args: argparse.Namespace) -> int:
     """Take the autopay drafts due on a day (a worker does this every hour on its own)."""
     from datetime import date, datetime
 
-    from .gateway import from_settings
+    from .adapters.gateway import from_settings
     from .jobs import dispatch_autopay
 
     settings = _settings()

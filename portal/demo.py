@@ -1315,7 +1315,7 @@ def _chunk_in_worker(c: int) -> _ChunkOutcome:
     """Runs in a forked worker process: its own engine, its own connection."""
     from sqlalchemy.pool import NullPool
 
-    from .db import make_engine
+    from .adapters.database import make_engine
 
     builder = _FORKED_BUILDER
     assert builder is not None

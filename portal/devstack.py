@@ -286,10 +286,10 @@ def _demo_people(settings: Settings) -> tuple[list[str], list[str], tuple[str, s
     from sqlalchemy import select
     from sqlalchemy.orm import Session
 
+    from .adapters.database import make_engine
     from .billing_core import posting
     from .billing_core.models import Account, Bill, Premise, User, UserAccountLink
     from .billing_core.money import format_money
-    from .db import make_engine
 
     engine = make_engine(settings.database_url)
     try:

@@ -7,7 +7,7 @@ runs the same work in-process, with the functions registered here (``job_queue``
 Each task reads the settings, builds its collaborators (sessions, mailer, printer,
 gateway) and calls one service function: bill-run chunks (``services/bill_run_chunks``),
 print slices and bill-ready emails (``services/delivery``), the other emails and the
-outbox (``services/notifications``), autopay drafts (``portal/autopay``). Nothing below
+outbox (``services/notifications``), autopay drafts (``services/autopay``). Nothing below
 imports this module. A bill run step is split into chunks of accounts, one job each.
 Every job is safe to run again.
 
@@ -32,14 +32,13 @@ from typing import Any
 from procrastinate import App, PsycopgConnector
 from procrastinate.retry import BaseRetryStrategy, RetryDecision
 
-from . import autopay
 from .adapters.clock import system_clock
 from .adapters.database import sessions_for
+from .adapters.gateway import from_settings as gateway_from_settings
 from .adapters.printer import AsyncPrinter
 from .adapters.queue import InProcessQueue, JobQueue, Progress, WorkerQueue, conninfo
 from .emails import Mailer
-from .gateway import from_settings as gateway_from_settings
-from .services import bill_run_chunks, delivery, notifications
+from .services import autopay, bill_run_chunks, delivery, notifications
 from .settings import Settings
 
 log = logging.getLogger(__name__)

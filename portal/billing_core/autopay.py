@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from . import audit
 from .bulk import among, chunks
 from .models import Account, AutopayEnrollment, Bill, BillDelivery, Payment, User
+from .status import AUTOPAY_TRANSITIONS, AutopayStatus, BillStatus, PaymentStatus, ProcessorStatus, move
 
 #: Version of the authorization text customers agree to; change it when the text changes.
 AUTHORIZATION_VERSION = "2026-11"
@@ -80,7 +81,7 @@ def idempotency_key(bill_id: int) -> str:
 def active_enrollment(session: Session, account_id: int) -> AutopayEnrollment | None:
     return session.scalar(
         select(AutopayEnrollment).where(
-            AutopayEnrollment.account_id == account_id, AutopayEnrollment.status == "active"
+            AutopayEnrollment.account_id == account_id, AutopayEnrollment.status == AutopayStatus.ACTIVE
         )
     )
 
@@ -105,14 +106,14 @@ def enroll(
         raise ValueError(f"unknown payment method kind {method_kind!r}")
     previous = active_enrollment(session, account.id)
     if previous is not None:
-        previous.status = "replaced"
+        move(AUTOPAY_TRANSITIONS, previous, AutopayStatus.REPLACED)
         previous.ended_at = now
         previous.ended_by_id = user.id if user else None
         session.flush()  # the active-enrollment index admits one at a time
     enrollment = AutopayEnrollment(
         account_id=account.id,
         user_id=user.id if user else None,
-        status="active",
+        status=AutopayStatus.ACTIVE.value,
         method_kind=method_kind,
         payment_method_id=payment_method_id,
         method_label=(method_label or "")[:80] or None,
@@ -151,7 +152,7 @@ def cancel(
     account.autopay = False
     if enrollment is None:
         return None
-    enrollment.status = "cancelled"
+    move(AUTOPAY_TRANSITIONS, enrollment, AutopayStatus.CANCELLED)
     enrollment.ended_at = now
     enrollment.ended_by_id = user.id if user else None
     audit.record(
@@ -170,7 +171,7 @@ def cancel(
 def latest_bill(session: Session, account_id: int) -> Bill | None:
     return session.scalars(
         select(Bill)
-        .where(Bill.account_id == account_id, Bill.status == "posted")
+        .where(Bill.account_id == account_id, Bill.status == BillStatus.POSTED)
         .order_by(Bill.bill_date.desc(), Bill.id.desc())
         .limit(1)
     ).first()
@@ -200,7 +201,7 @@ def outlook(session: Session, account: Account, balance_cents: int, as_of: date,
     failed = None
     if bill is not None:
         draft = session.scalar(select(Payment).where(Payment.idempotency_key == idempotency_key(bill.id)))
-        if draft is not None and draft.status in ("failed", "returned"):
+        if draft is not None and draft.status in (PaymentStatus.FAILED, PaymentStatus.RETURNED):
             failed = draft
         on = scheduled_on(session, bill, tz) if enrollment is not None and draft is None else None
         if on is not None and on >= as_of and covers(enrollment, bill, tz):
@@ -224,8 +225,8 @@ def due_bills(session: Session, as_of: date, tz) -> list[int]:  # type: ignore[n
         )
         .join(AutopayEnrollment, AutopayEnrollment.account_id == Bill.account_id)
         .where(
-            AutopayEnrollment.status == "active",
-            Bill.status == "posted",
+            AutopayEnrollment.status == AutopayStatus.ACTIVE,
+            Bill.status == BillStatus.POSTED,
             Bill.due_date <= as_of,
             Bill.due_date >= earliest_due,
         )
@@ -251,7 +252,7 @@ def due_bills(session: Session, as_of: date, tz) -> list[int]:  # type: ignore[n
             session.scalars(
                 select(Payment.idempotency_key).where(
                     among(session, Payment.idempotency_key, part, String()),
-                    or_(Payment.status != "pending", Payment.processor_id.is_not(None)),
+                    or_(Payment.status != PaymentStatus.PENDING, Payment.processor_id.is_not(None)),
                 )
             )
         )
@@ -277,7 +278,7 @@ def prepare(session: Session, bill_id: int, as_of: date, balance_cents: int, pen
         return Draft(None, None, "no such bill")
     enrollment = active_enrollment(session, bill.account_id)
     if existing is not None:
-        if existing.status == "pending" and existing.processor_id is None:
+        if existing.status == PaymentStatus.PENDING and existing.processor_id is None:
             # An earlier try wrote it and stopped before the processor answered: send it
             # again with the same key, which the processor answers with the same charge.
             return Draft(existing, enrollment)
@@ -307,9 +308,9 @@ def prepare(session: Session, bill_id: int, as_of: date, balance_cents: int, pen
         method="bank" if enrollment.method_kind == "us_bank_account" else "card",
         received_on=as_of,
         reference=bill.number,
-        status="pending",
+        status=PaymentStatus.PENDING.value,
         idempotency_key=key,
-        processor_status="created",
+        processor_status=ProcessorStatus.CREATED.value,
         user_id=enrollment.user_id,
         method_label=enrollment.method_label,
     )

@@ -31,6 +31,7 @@ from . import audit, ledger, posting
 from .accounts import AccountSummary
 from .errors import N_, InvalidInput
 from .models import Account, Payment, User
+from .status import PAYMENT_TRANSITIONS, PaymentStatus, ProcessorStatus, move
 
 #: The processor's smallest charge in US dollars.
 MINIMUM_CENTS = 50
@@ -108,7 +109,9 @@ def pending_cents(session: Session, account_id: int) -> int:
 def pending(session: Session, account_id: int) -> list[Payment]:
     return list(
         session.scalars(
-            select(Payment).where(Payment.account_id == account_id, Payment.status == "pending").order_by(Payment.id)
+            select(Payment)
+            .where(Payment.account_id == account_id, Payment.status == PaymentStatus.PENDING)
+            .order_by(Payment.id)
         )
     )
 
@@ -210,9 +213,9 @@ def start(
         channel=channel,
         method="bank" if method == "us_bank_account" else "card",
         received_on=received_on,
-        status="pending",
+        status=PaymentStatus.PENDING.value,
         idempotency_key=idempotency_key,
-        processor_status="created",
+        processor_status=ProcessorStatus.CREATED.value,
         user_id=user.id if user else None,
     )
     session.add(payment)
@@ -220,8 +223,8 @@ def start(
     return payment, True
 
 
-SUCCEEDED = "succeeded"
-FAILED_STATES = ("requires_payment_method", "canceled")
+SUCCEEDED = ProcessorStatus.SUCCEEDED
+FAILED_STATES = (ProcessorStatus.REQUIRES_PAYMENT_METHOD, ProcessorStatus.CANCELED)
 
 
 @dataclass(frozen=True)
@@ -245,19 +248,19 @@ def apply(
     failed by a late "processing" or "failed" report, a failed one never posted twice."""
     if method_label and not payment.method_label:
         payment.method_label = method_label[:80]
-    if payment.status in ("returned", "failed"):
+    if payment.status in (PaymentStatus.RETURNED, PaymentStatus.FAILED):
         return Applied(payment, "")
     if status == SUCCEEDED:
-        if payment.status == "posted":
+        if payment.status == PaymentStatus.POSTED:
             return Applied(payment, "")
         _post(session, payment, as_of, now)
-        return Applied(payment, "posted")
+        return Applied(payment, PaymentStatus.POSTED.value)
     if status in FAILED_STATES:
         # Payments are confirmed when made, so "needs a payment method" means it was declined,
         # failed authentication or was returned by the bank before it cleared.
-        if payment.status == "posted":
+        if payment.status == PaymentStatus.POSTED:
             return Applied(payment, "")
-        payment.status = "failed"
+        move(PAYMENT_TRANSITIONS, payment, PaymentStatus.FAILED)
         payment.processor_status = status
         payment.failure_message = (failure or "The payment did not go through.")[:300]
         audit.record(
@@ -265,12 +268,12 @@ def apply(
             "payment.failed",
             entity_type="payment",
             entity_id=payment.id,
-            after={"status": "failed", "reason": payment.failure_message},
+            after={"status": PaymentStatus.FAILED.value, "reason": payment.failure_message},
         )
-        return Applied(payment, "failed")
-    if payment.status == "pending" and status != payment.processor_status:
+        return Applied(payment, PaymentStatus.FAILED.value)
+    if payment.status == PaymentStatus.PENDING and status != payment.processor_status:
         payment.processor_status = status
-        return Applied(payment, status if status == "processing" else "")
+        return Applied(payment, ProcessorStatus.PROCESSING.value if status == ProcessorStatus.PROCESSING else "")
     return Applied(payment, "")
 
 
@@ -287,8 +290,8 @@ def _post(session: Session, payment: Payment, as_of: date, now: datetime) -> Non
     )
     row = posting.post(session, txn, payment.account_id, payment.user_id)
     payment.ledger_transaction_id = row.id
-    payment.status = "posted"
-    payment.processor_status = SUCCEEDED
+    move(PAYMENT_TRANSITIONS, payment, PaymentStatus.POSTED)
+    payment.processor_status = SUCCEEDED.value
     payment.received_on = as_of
     payment.settled_at = now
     audit.record(
@@ -296,7 +299,11 @@ def _post(session: Session, payment: Payment, as_of: date, now: datetime) -> Non
         "payment.posted",
         entity_type="payment",
         entity_id=payment.id,
-        after={"status": "posted", "amount_cents": payment.amount_cents, "ledger_transaction": row.id},
+        after={
+            "status": PaymentStatus.POSTED.value,
+            "amount_cents": payment.amount_cents,
+            "ledger_transaction": row.id,
+        },
     )
     if payment.amount_cents > owed:
         # The money is real, so it posts; what was beyond the balance is a credit to review.
@@ -322,7 +329,7 @@ def to_review(
     if reviewed:
         query = query.where(Payment.refund_reviewed_at.is_not(None)).order_by(Payment.refund_reviewed_at.desc())
     else:
-        query = query.where(Payment.refund_reviewed_at.is_(None), Payment.status == "posted").order_by(
+        query = query.where(Payment.refund_reviewed_at.is_(None), Payment.status == PaymentStatus.POSTED).order_by(
             Payment.settled_at, Payment.id
         )
     return list(session.scalars(query.limit(limit)))
@@ -330,7 +337,11 @@ def to_review(
 
 def mark_reviewed(session: Session, payment: Payment, user: User, now: datetime, note: str) -> None:
     """Staff decided about an overpayment (refunded outside the portal, or kept as credit)."""
-    if payment.overpaid_cents is None or payment.refund_reviewed_at is not None or payment.status != "posted":
+    if (
+        payment.overpaid_cents is None
+        or payment.refund_reviewed_at is not None
+        or payment.status != PaymentStatus.POSTED
+    ):
         raise InvalidInput("This payment has no overpayment left to review.", "note")
     payment.refund_reviewed_at = now
     payment.refund_reviewed_by_id = user.id
@@ -347,17 +358,17 @@ def mark_reviewed(session: Session, payment: Payment, user: User, now: datetime,
 def return_payment(session: Session, payment: Payment, as_of: date, reason: str) -> Applied:
     """A posted payment taken back by the bank or card holder: its ledger transaction is
     reversed (linked to it) and the amount is owed again. Once only."""
-    if payment.status != "posted" or payment.ledger_transaction_id is None:
+    if payment.status != PaymentStatus.POSTED or payment.ledger_transaction_id is None:
         return Applied(payment, "")
     posting.reverse(session, payment.ledger_transaction_id, as_of, memo=f"Payment {payment.id} returned: {reason}")
-    payment.status = "returned"
+    move(PAYMENT_TRANSITIONS, payment, PaymentStatus.RETURNED)
     payment.failure_message = reason[:300]
     audit.record(
         session,
         "payment.returned",
         entity_type="payment",
         entity_id=payment.id,
-        before={"status": "posted"},
-        after={"status": "returned", "reason": reason},
+        before={"status": PaymentStatus.POSTED.value},
+        after={"status": PaymentStatus.RETURNED.value, "reason": reason},
     )
-    return Applied(payment, "returned")
+    return Applied(payment, PaymentStatus.RETURNED.value)

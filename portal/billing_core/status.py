@@ -1,5 +1,5 @@
-"""The states a bill run, a bill, a payment, a service request and a payment plan request
-can be in, and which moves between them are allowed.
+"""The states a bill run, a bill, a payment, an autopay enrollment, a service request and a
+payment plan request can be in, and which moves between them are allowed.
 
 Each enum's values are what the database stores (the tables' CHECK constraints list the
 same words). Code compares with the enum, never with a string literal, and changes a state
@@ -43,6 +43,29 @@ class PaymentStatus(str, enum.Enum):
     FAILED = "failed"
 
 
+class ProcessorStatus(str, enum.Enum):
+    """The payment processor's own word for where a payment or a saved method stands
+    (Stripe's PaymentIntent and SetupIntent states, kept in ``payment.processor_status``),
+    plus ``created``: written, not yet answered. The processor moves these, not the portal,
+    so they have no table; ``payments.apply`` maps them onto ``PaymentStatus``."""
+
+    CREATED = "created"
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"
+    REQUIRES_ACTION = "requires_action"
+    REQUIRES_PAYMENT_METHOD = "requires_payment_method"
+    CANCELED = "canceled"
+
+
+class AutopayStatus(str, enum.Enum):
+    """An autopay enrollment (a standing authorization)."""
+
+    ACTIVE = "active"
+    #: Moved to another card or bank account: a new enrollment took its place.
+    REPLACED = "replaced"
+    CANCELLED = "cancelled"
+
+
 class RequestStatus(str, enum.Enum):
     """A start, stop or transfer request."""
 
@@ -81,6 +104,10 @@ PAYMENT_TRANSITIONS: dict[PaymentStatus, tuple[PaymentStatus, ...]] = {
     PaymentStatus.PENDING: (PaymentStatus.POSTED, PaymentStatus.FAILED),
     # A bank payment can be returned after it posted; a card charge can be disputed.
     PaymentStatus.POSTED: (PaymentStatus.RETURNED,),
+}
+
+AUTOPAY_TRANSITIONS: dict[AutopayStatus, tuple[AutopayStatus, ...]] = {
+    AutopayStatus.ACTIVE: (AutopayStatus.REPLACED, AutopayStatus.CANCELLED),
 }
 
 REQUEST_TRANSITIONS: dict[RequestStatus, tuple[RequestStatus, ...]] = {

@@ -17,19 +17,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .. import i18n, jobs
+from ..adapters.gateway import CARD, GatewayError
 from ..billing_core import autopay
 from ..billing_core.models import Account
-from ..gateway import BANK, CARD, GatewayError
 from ..i18n import gettext
-from ..web import FormState, PageNotFound, db, flash, now, pop_flash, redirect, remote_addr, today
+from ..services import autopay as service
+from ..web import FormState, PageNotFound, db, error_text, flash, now, pop_flash, redirect, remote_addr, today
 from .payments import (
     answer_response,
+    field_errors,
     gateway,
     method_page,
     my_account,
-    processor_customer,
     render,
-    saved_setup,
     session_attempt,
 )
 
@@ -53,17 +53,10 @@ def authorization_text(request: Request, account: Account) -> str:
     )
 
 
-def _context(request: Request, session, account: Account) -> dict:  # type: ignore[no-untyped-def]
-    from ..billing_core import accounts
-
-    summary = accounts.summarise(session, account, today(request))
+def _context(request: Request, page: service.AutopayPage, terms: str | None = None) -> dict:
     return {
-        "account": account,
-        "summary": summary,
-        "outlook": autopay.outlook(
-            session, account, summary.balance_cents, today(request), request.app.state.settings.tz
-        ),
-        "terms": authorization_text(request, account),
+        **page.context(),
+        "terms": terms if terms is not None else authorization_text(request, page.account),
         "available": gateway(request) is not None,
     }
 
@@ -71,7 +64,8 @@ def _context(request: Request, session, account: Account) -> dict:  # type: igno
 def autopay_page(request: Request) -> Response:
     with db(request) as session:
         _user, account = my_account(request, session)
-        context = _context(request, session, account)
+        page = service.autopay_page(session, account, today(request), request.app.state.settings.tz)
+        context = _context(request, page)
     form = FormState({"method": CARD, "attempt": secrets.token_urlsafe(18)})
     return render(request, "customer/autopay.html", {**context, "form": form, "flash": pop_flash(request)})
 
@@ -84,35 +78,25 @@ async def autopay_start(request: Request) -> Response:
     def start() -> tuple[str | None, dict]:
         with db(request) as session:
             user, account = my_account(request, session)
-            context = _context(request, session, account)
-            if processor is None:
-                form.errors["method"] = gettext("Autopay is not available right now.")
+            terms = authorization_text(request, account)
+            started = service.start_enrollment(
+                session,
+                processor,
+                account,
+                user,
+                today(request),
+                request.app.state.settings.tz,
+                method=form.get("method"),
+                agree=form.get("agree"),
+                attempt=form.get("attempt"),
+                terms=terms,
+                language=i18n.language(),
+            )
+            context = _context(request, started.page, terms)
+            field_errors(form, started.errors)
+            if started.attempt is None:
                 return None, context
-            if form.get("method") not in (CARD, BANK):
-                form.errors["method"] = gettext("Choose a card or a bank account.")
-            if form.get("agree") != "yes":
-                form.errors["agree"] = gettext("To turn on autopay, check the box to agree.")
-            if len(form.get("attempt")) < 16:
-                form.errors["method"] = gettext("This form had expired. Please choose again.")
-            if form.errors:
-                return None, context
-            try:
-                setup = processor.create_setup(
-                    customer=processor_customer(processor, account, user),
-                    kind=form.get("method"),
-                    idempotency_key=f"autopay-setup-{form.get('attempt')}",
-                    metadata={"account": account.number, "attempt": form.get("attempt"), "purpose": "autopay"},
-                )
-            except GatewayError as exc:
-                form.errors["method"] = gettext("We could not reach the payment service: %(why)s", why=exc.message)
-                return None, context
-            request.session[ATTEMPT_PREFIX + form.get("attempt")] = {
-                "account": account.number,
-                "method": form.get("method"),
-                "setup": setup.id,
-                "terms": context["terms"],
-                "language": i18n.language(),
-            }
+            request.session[ATTEMPT_PREFIX + form.get("attempt")] = started.attempt
             return account.number, context
 
     number, context = await run_in_threadpool(start)
@@ -140,23 +124,12 @@ async def autopay_confirm(request: Request) -> Response:
             attempt = _attempt(request, account)
             if processor is None:
                 raise PageNotFound()
-            setup = saved_setup(processor, attempt, attempt_id)
-            if setup is None:
-                return {"error": gettext("The card or bank account was not saved. Please try again.")}
-            enrollment = autopay.enroll(
-                session,
-                account,
-                user,
-                method_kind=attempt["method"],
-                payment_method_id=setup.payment_method,
-                method_label=setup.method_label,
-                setup_id=setup.id,
-                authorization_text=attempt["terms"],
-                language=attempt["language"],
-                now=now(request),
-                remote_addr=remote_addr(request),
+            enrolled = service.confirm_enrollment(
+                session, processor, account, user, attempt, attempt_id, now(request), remote_addr(request)
             )
-            return {"next": f"/my/accounts/{account.number}/autopay", "enrollment": enrollment.id}
+            if enrolled.error is not None:
+                return {"error": error_text(enrolled.error)}
+            return {"next": f"/my/accounts/{account.number}/autopay", "enrollment": enrolled.enrollment_id}
 
     try:
         answer = await run_in_threadpool(confirm)
@@ -182,8 +155,7 @@ async def autopay_cancel(request: Request) -> Response:
     def cancel() -> str:
         with db(request) as session:
             user, account = my_account(request, session)
-            ended = autopay.cancel(session, account, user, now(request), remote_addr(request))
-            if ended is None:
+            if not service.cancel(session, account, user, now(request), remote_addr(request)):
                 return gettext("Autopay was already off.")
             return gettext("Autopay is off. Please pay each bill by its due date.")
 

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from datetime import date
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -23,13 +21,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from .. import jobs
-from ..billing_core import accounts, audit, payments
+from ..adapters.gateway import CARD, BadEvent, BadSignature, GatewayError, PaymentGateway
+from ..billing_core import permissions
 from ..billing_core.errors import InvalidInput
-from ..billing_core.models import Account, Payment, ProcessorEvent, User
-from ..gateway import BANK, CARD, BadEvent, BadSignature, GatewayError, PaymentGateway
+from ..billing_core.models import Account, User
+from ..billing_core.permissions import Action
+from ..billing_core.status import PaymentStatus, ProcessorStatus
 from ..i18n import gettext
+from ..services import payments as service
 from ..web import (
-    Forbidden,
     FormState,
     PageNotFound,
     db,
@@ -53,32 +53,31 @@ def gateway(request: Request) -> PaymentGateway | None:
 
 def my_account(request: Request, session: Session) -> tuple[User, Account]:
     user = require_customer(request, session)
-    account = accounts.account_for_user(session, user, request.path_params["number"])
+    account = service.customer_account(session, user, request.path_params["number"])
     if account is None:
         raise PageNotFound()
     return user, account
 
 
-def _context(session: Session, account: Account, as_of: date) -> dict:
-    summary = accounts.summarise(session, account, as_of)
-    pending = payments.pending(session, account.id)
-    allowed = payments.limits(summary, sum(p.amount_cents for p in pending))
-    return {"summary": summary, "account": account, "allowed": allowed, "pending": pending}
+def render(request: Request, template: str, context: dict, status: int = 200) -> Response:
+    return request.app.state.templates.TemplateResponse(request, template, context, status_code=status)
+
+
+def field_errors(form: FormState, errors: dict[str, InvalidInput]) -> None:
+    """The service's problems by field, in the reader's language, next to their fields."""
+    for name, exc in errors.items():
+        form.errors[name] = error_text(exc)
 
 
 def pay_page(request: Request) -> Response:
     with db(request) as session:
         _user, account = my_account(request, session)
-        context = _context(session, account, today(request))
+        context = service.pay_page(session, account, today(request)).context()
     form = FormState({"choice": "balance", "method": CARD, "attempt": secrets.token_urlsafe(18)})
     message = pop_flash(request)
     if message:
         form.errors["choice"] = message
     return render(request, "customer/pay.html", {**context, "form": form, "available": gateway(request) is not None})
-
-
-def render(request: Request, template: str, context: dict, status: int = 200) -> Response:
-    return request.app.state.templates.TemplateResponse(request, template, context, status_code=status)
 
 
 async def pay_start(request: Request) -> Response:
@@ -89,40 +88,22 @@ async def pay_start(request: Request) -> Response:
     def start() -> tuple[str | None, dict]:
         with db(request) as session:
             user, account = my_account(request, session)
-            context = _context(session, account, today(request))
-            if processor is None:
-                form.errors["choice"] = gettext("Online payment is not available right now.")
-                return None, context
-            if form.get("method") not in (CARD, BANK):
-                form.errors["method"] = gettext("Choose a card or a bank account.")
-            if len(form.get("attempt")) < 16:
-                form.errors["choice"] = gettext("This form had expired. Please choose again.")
-            try:
-                amount = payments.choose_amount(
-                    context["summary"], context["allowed"], form.get("choice"), form.get("other_amount")
-                )
-            except InvalidInput as exc:
-                form.errors[exc.field or "choice"] = error_text(exc)
-            if form.errors:
-                return None, context
-            try:
-                processor_customer(processor, account, user)
-                setup = processor.create_setup(
-                    customer=account.processor_customer_id,
-                    kind=form.get("method"),
-                    idempotency_key=f"setup-{form.get('attempt')}",
-                    metadata={"account": account.number, "attempt": form.get("attempt")},
-                )
-            except GatewayError as exc:
-                form.errors["choice"] = gettext("We could not reach the payment service: %(why)s", why=exc.message)
-                return None, context
-            request.session[ATTEMPT_PREFIX + form.get("attempt")] = {
-                "account": account.number,
-                "amount": amount,
-                "method": form.get("method"),
-                "setup": setup.id,
-            }
-            return account.number, context
+            started = service.start_payment(
+                session,
+                processor,
+                account,
+                user,
+                today(request),
+                choice=form.get("choice"),
+                other_amount=form.get("other_amount"),
+                method=form.get("method"),
+                attempt=form.get("attempt"),
+            )
+            field_errors(form, started.errors)
+            if started.attempt is None:
+                return None, started.page.context()
+            request.session[ATTEMPT_PREFIX + form.get("attempt")] = started.attempt
+            return account.number, started.page.context()
 
     number, context = await run_in_threadpool(start)
     if number is None:
@@ -130,22 +111,11 @@ async def pay_start(request: Request) -> Response:
     return redirect(f"/my/accounts/{number}/pay/{form.get('attempt')}")
 
 
-def processor_customer(processor: PaymentGateway, account: Account, user: User) -> str:
-    """The account's customer record at the processor, made the first time it is needed."""
-    if not account.processor_customer_id:
-        account.processor_customer_id = processor.ensure_customer(
-            email=user.email,
-            name=account.customer.name,
-            account_number=account.number,
-            idempotency_key=f"customer-account-{account.id}",
-        )
-    return account.processor_customer_id
-
-
 def session_attempt(request: Request, account: Account, prefix: str = ATTEMPT_PREFIX) -> dict:
     """What this browser started saving a card or bank account for (kept in its signed
     session), only for this account."""
-    attempt = request.session.get(prefix + request.path_params["attempt"])
+    key = prefix + request.path_params["attempt"]
+    attempt = request.session[key] if key in request.session else None
     if not attempt or attempt.get("account") != account.number:
         raise PageNotFound()
     return attempt
@@ -161,12 +131,9 @@ def method_page(request: Request, template: str, prefix: str = ATTEMPT_PREFIX) -
     with db(request) as session:
         _user, account = my_account(request, session)
         attempt = session_attempt(request, account, prefix)
-    if processor is None:
+    setup = service.setup_for(processor, attempt)
+    if processor is None or setup is None:
         raise PageNotFound()
-    try:
-        setup = processor.retrieve_setup(attempt["setup"])
-    except GatewayError:
-        raise PageNotFound() from None
     return render(
         request,
         template,
@@ -179,14 +146,6 @@ def method_page(request: Request, template: str, prefix: str = ATTEMPT_PREFIX) -
             "stripe_js": request.app.state.settings.stripe_js_url,
         },
     )
-
-
-def saved_setup(processor: PaymentGateway, attempt: dict, attempt_id: str):  # type: ignore[no-untyped-def]
-    """The SetupIntent of this attempt once Stripe.js saved a card or bank account on it, else None."""
-    setup = processor.retrieve_setup(attempt["setup"])
-    if setup.status != "succeeded" or not setup.payment_method or setup.metadata.get("attempt") != attempt_id:
-        return None
-    return setup
 
 
 def answer_response(request: Request, answer: dict, form_path: str) -> Response:
@@ -215,44 +174,14 @@ async def pay_charge(request: Request) -> Response:
             attempt = _attempt(request, account)
             if processor is None:
                 raise PageNotFound()
-            setup = saved_setup(processor, attempt, attempt_id)
-            if setup is None:
-                return {"error": gettext("The card or bank account was not saved. Please try again.")}
-            try:
-                # The amount is checked again here, with the account locked until the charge
-                # is made: another form may have paid the same balance since this one was shown.
-                payment, new = payments.start(
-                    session, account, user, attempt["amount"], attempt["method"], f"pay-{attempt_id}", today(request)
-                )
-            except InvalidInput as exc:
-                return {"error": error_text(exc)}
-            if new:
-                audit.record(
-                    session,
-                    "payment.started",
-                    actor=user,
-                    entity_type="payment",
-                    entity_id=payment.id,
-                    after={"amount_cents": payment.amount_cents, "method": payment.method},
-                )
-            intent = processor.charge(
-                amount_cents=payment.amount_cents,
-                customer=account.processor_customer_id or "",
-                payment_method=setup.payment_method,
-                kind=attempt["method"],
-                idempotency_key=payment.idempotency_key,
-                metadata={"account": account.number, "payment": str(payment.id)},
+            charged = service.charge_saved_method(
+                session, processor, account, user, attempt, attempt_id, today(request), now(request)
             )
-            payment.processor_id = intent.id
-            payment.method_label = intent.method_label or setup.method_label
-            # Only the webhook posts a payment; here a decline or a pending bank debit is noted.
-            if intent.status != payments.SUCCEEDED:
-                payments.apply(
-                    session, payment, intent.status, today(request), now(request), failure=intent.failure_message
-                )
-            answer = {"next": f"/my/accounts/{account.number}/payments/{payment.id}"}
-            if intent.status == "requires_action":
-                answer["action_secret"] = intent.client_secret or ""
+            if charged.error is not None:
+                return {"error": error_text(charged.error)}
+            answer = {"next": charged.next}
+            if charged.action_secret is not None:
+                answer["action_secret"] = charged.action_secret
             return answer
 
     try:
@@ -267,13 +196,17 @@ async def pay_charge(request: Request) -> Response:
 def receipt(request: Request) -> Response:
     with db(request) as session:
         _user, account = my_account(request, session)
-        payment = session.scalar(
-            select(Payment).where(Payment.id == _int(request.path_params["payment"]), Payment.account_id == account.id)
-        )
+        payment = service.payment_on_account(session, account, _int(request.path_params["payment"]))
         if payment is None:
             raise PageNotFound()
         template = "customer/_payment_status.html" if request.headers.get("HX-Request") else "customer/receipt.html"
-        response = render(request, template, {"account": account, "payment": payment})
+        context = {
+            "account": account,
+            "payment": payment,
+            "PaymentStatus": PaymentStatus,
+            "ProcessorStatus": ProcessorStatus,
+        }
+        response = render(request, template, context)
         response.headers["Vary"] = "HX-Request"
         response.headers["Cache-Control"] = "private, no-store"
         return response
@@ -287,14 +220,6 @@ def _int(value: str) -> int:
 
 
 # --- The processor's webhook -------------------------------------------------------------
-
-PAYMENT_EVENTS = {
-    "payment_intent.succeeded",
-    "payment_intent.processing",
-    "payment_intent.payment_failed",
-    "payment_intent.canceled",
-}
-
 
 #: Stripe's events are a few kilobytes; anything over this is refused before it is read.
 MAX_WEBHOOK_BYTES = 1024 * 1024
@@ -330,108 +255,55 @@ async def webhook(request: Request) -> Response:
     except BodyTooLarge:
         return PlainTextResponse("too large", status_code=413, headers={"Connection": "close"})
     try:
-        event = processor.parse_event(payload, request.headers.get("stripe-signature", ""))
+        handled = await run_in_threadpool(
+            service.receive_webhook,
+            request.app.state.sessions,
+            processor,
+            payload,
+            request.headers.get("stripe-signature", ""),
+            today(request),
+            now(request),
+        )
     except BadSignature:
         return PlainTextResponse("bad signature", status_code=400)
     except BadEvent:
         return PlainTextResponse("malformed event", status_code=400)
-    try:
-        outcome, email = await run_in_threadpool(_handle_event, request, processor, event)
-    except IntegrityError:
-        # The same event delivered twice at the same moment: the other delivery has it.
-        return PlainTextResponse("duplicate")
     except GatewayError:
         # Stripe could not be asked for the payment's state: nothing was written, and a
         # non-2xx answer makes Stripe deliver the event again later.
         return PlainTextResponse("payment service unavailable, try again", status_code=503)
-    if email is not None:
+    if handled.email is not None:
         await run_in_threadpool(
-            jobs.defer, request.app.state.settings, email[0], request.app.state.sessions, payment_id=email[1]
+            jobs.defer,
+            request.app.state.settings,
+            handled.email[0],
+            request.app.state.sessions,
+            payment_id=handled.email[1],
         )
-    return PlainTextResponse(outcome)
-
-
-def _email_for(payment: Payment, change: str) -> tuple[str, int] | None:
-    """The email a change sends: a receipt when posted; for autopay, a notice when the
-    draft failed or the bank returned it (the bill is open again)."""
-    if change == "posted":
-        return "email.receipt", payment.id
-    if change in ("failed", "returned") and payment.channel == "autopay":
-        return "email.autopay_failed", payment.id
-    return None
-
-
-def _handle_event(request: Request, processor: PaymentGateway, event) -> tuple[str, tuple[str, int] | None]:  # type: ignore[no-untyped-def]
-    with db(request) as session:
-        if session.scalar(select(ProcessorEvent.id).where(ProcessorEvent.event_id == event.id)) is not None:
-            return "already handled", None
-        record = ProcessorEvent(event_id=event.id, type=event.type, object_id=event.object_id, received_at=now(request))
-        session.add(record)
-        session.flush()  # a second delivery running at the same moment stops here (unique event id)
-        outcome, email = "ignored", None
-        if event.type in PAYMENT_EVENTS:
-            payment = session.scalar(select(Payment).where(Payment.processor_id == event.object_id).with_for_update())
-            if payment is None:
-                outcome = "ignored: unknown payment"
-            else:
-                # The event says something changed; the processor's current state says what.
-                # Events arrive out of order, so their own content is not trusted for it.
-                intent = processor.retrieve_payment(event.object_id)
-                applied = payments.apply(
-                    session,
-                    payment,
-                    intent.status,
-                    today(request),
-                    now(request),
-                    method_label=intent.method_label,
-                    failure=intent.failure_message,
-                )
-                outcome = f"payment {payment.id}: {applied.change or 'no change'}"
-                if applied.change == "posted" and payment.overpaid_cents:
-                    outcome += ", overpaid"  # a credit on the account, listed for refund review
-                email = _email_for(payment, applied.change)
-        elif event.type == "charge.dispute.created" and event.payment_intent:
-            payment = session.scalar(
-                select(Payment).where(Payment.processor_id == event.payment_intent).with_for_update()
-            )
-            if payment is None:
-                outcome = "ignored: unknown payment"
-            else:
-                applied = payments.return_payment(session, payment, today(request), event.reason or "disputed")
-                outcome = f"payment {payment.id}: {applied.change or 'no change'}"
-                email = _email_for(payment, applied.change)
-        record.outcome = outcome[:200]
-        return outcome, email
+    return PlainTextResponse(handled.outcome)
 
 
 # --- Staff: payments that posted beyond what was owed ------------------------------------
-
-#: Who records what was done about an overpayment: the cashiers who refund, and their supervisors.
-REFUND_REVIEWERS = frozenset({"cashier", "supervisor", "admin"})
 
 
 def refund_queue(request: Request) -> Response:
     """Payments to review for refund: each posted beyond the balance, so the account holds a credit."""
     with db(request) as session:
         user = require_staff(request, session)
-        return _refund_page(request, session, user, FormState({}))
+        return _refund_page(request, service.refund_review(session, user), FormState({}))
 
 
 def _refund_page(
-    request: Request, session: Session, user: User, form: FormState, failed: int | None = None
+    request: Request, review: service.RefundReview, form: FormState, failed: int | None = None
 ) -> Response:
-    items = payments.to_review(session)
-    reviewed = payments.to_review(session, reviewed=True, limit=50)
-    ids = {p.account_id for p in items + reviewed}
-    numbers = dict(session.execute(select(Account.id, Account.number).where(Account.id.in_(ids))).all()) if ids else {}
     return render(
         request,
         "staff/refunds.html",
         {
-            "items": items,
-            "reviewed": reviewed,
-            "numbers": numbers,
-            "can_review": user.role in REFUND_REVIEWERS,
+            "items": review.items,
+            "reviewed": review.reviewed,
+            "numbers": review.numbers,
+            "can_review": review.can_review,
             "form": form,
             "failed": failed,
             "flash": pop_flash(request),
@@ -447,22 +319,17 @@ async def refund_reviewed(request: Request) -> Response:
     def act() -> Response:
         with db(request) as session:
             user = require_staff(request, session)
-            if user.role not in REFUND_REVIEWERS:
-                raise Forbidden("Only cashiers and billing supervisors record refund decisions.")
-            payment = session.get(Payment, _int(request.path_params["payment"]), with_for_update=True)
-            if payment is None or payment.overpaid_cents is None:
-                raise PageNotFound()
-            if payment.refund_reviewed_at is not None:  # two people at once, or a repeated post
-                flash(request, f"Payment {payment.id} was already reviewed.")
-                return redirect("/staff/payments/refunds")
+            permissions.require(user, Action.PAYMENTS_REVIEW_OVERPAYMENT)
+            payment_id = _int(request.path_params["payment"])
             try:
-                if not form.get("note"):
-                    raise InvalidInput("Say what was done: refunded (how and when) or kept as credit.", "note")
-                payments.mark_reviewed(session, payment, user, now(request), form.get("note"))
+                recorded = service.record_refund_decision(session, user, payment_id, form.get("note"), now(request))
             except InvalidInput as exc:
                 form.errors["note"] = exc.message
-                return _refund_page(request, session, user, form, failed=payment.id)
-            flash(request, f"Payment {payment.id} is reviewed.")
+                return _refund_page(request, service.refund_review(session, user), form, failed=payment_id)
+            if not recorded:  # two people at once, or a repeated post
+                flash(request, f"Payment {payment_id} was already reviewed.")
+            else:
+                flash(request, f"Payment {payment_id} is reviewed.")
             return redirect("/staff/payments/refunds")
 
     return await run_in_threadpool(act)

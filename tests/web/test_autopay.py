@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.testclient import TestClient
 
 from portal import jobs
+from portal.adapters.gateway import BANK, StripeGateway
 from portal.app import create_app
 from portal.billing_core import autopay
 from portal.billing_core.models import (
@@ -27,7 +28,7 @@ from portal.billing_core.models import (
     PrintFile,
 )
 from portal.demo import build_demo
-from portal.gateway import BANK, FakeBankGateway, StripeGateway
+from tests.bank_gateway import FakeBankGateway
 from tests.db.test_demo import TODAY
 from tests.localstripe import PUBLISHABLE_KEY, SECRET_KEY, WEBHOOK_SECRET, LocalStripe, localstripe
 

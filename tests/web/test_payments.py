@@ -16,13 +16,14 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
+from portal.adapters.gateway import BANK
 from portal.app import create_app
 from portal.billing_core import accounts as accounts_core
 from portal.billing_core import payments as payments_core
 from portal.billing_core import posting
 from portal.billing_core.models import Account, AuditEvent, LedgerTransaction, Payment, ProcessorEvent
 from portal.demo import build_demo
-from portal.gateway import BANK, FakeBankGateway
+from tests.bank_gateway import FakeBankGateway
 from tests.db.test_demo import TODAY
 from tests.localstripe import PUBLISHABLE_KEY, SECRET_KEY, WEBHOOK_SECRET, LocalStripe, localstripe, signed
 
@@ -645,7 +646,7 @@ def send_at(client: TestClient, fake: FakeBankGateway, event: dict, timestamp: i
 
 
 def test_the_real_gateway_refuses_events_from_the_future() -> None:
-    from portal.gateway import BadEvent, BadSignature, StripeGateway
+    from portal.adapters.gateway import BadEvent, BadSignature, StripeGateway
 
     gateway = StripeGateway(SECRET_KEY, PUBLISHABLE_KEY, WEBHOOK_SECRET)
     event = {"id": "evt_1", "type": "payment_intent.succeeded", "data": {"object": {"id": "pi_1"}}}
