@@ -228,8 +228,8 @@ def stop_service(
             done = service_requests.complete_stops_for(session, account, actor, now, today)
     except InvalidInput as exc:
         session.expire_all()
-        field = exc.field if exc.field in STOP_FIELDS or (exc.field or "").startswith("read-") else "final"
-        raise FieldErrors({field: exc}) from exc
+        named = exc.field or ""
+        raise FieldErrors({named if named in STOP_FIELDS or named.startswith("read-") else "final": exc}) from exc
     return FinalBillOutcome(bill.number, [], done)
 
 
@@ -271,19 +271,19 @@ def review_final_bill(
                     corrections[int(meter_id)] = _number(values[field], field, "the corrected read")
             if not corrections:
                 raise InvalidInput("Enter the corrected read of a meter.", f"correct-{min(review.reads)}")
-            for meter_id, value in corrections.items():
+            for corrected_id, value in corrections.items():
                 try:
                     bill_runs.correct_final_read(
-                        session, review, meter_id, value, values.get("reason", ""), actor, today, remote_addr
+                        session, review, corrected_id, value, values.get("reason", ""), actor, today, remote_addr
                     )
                 except InvalidInput as exc:
                     raise InvalidInput(
-                        exc.message, "reason" if exc.field == "reason" else f"correct-{meter_id}"
+                        exc.message, "reason" if exc.field == "reason" else f"correct-{corrected_id}"
                     ) from exc
     except InvalidInput as exc:
         session.expire_all()
-        field = exc.field if (exc.field or "").startswith("correct-") or exc.field == "reason" else "review"
-        raise FieldErrors({field or "review": exc}) from exc
+        named = exc.field or ""
+        raise FieldErrors({named if named.startswith("correct-") or named == "reason" else "review": exc}) from exc
     return FinalBillOutcome(None, [r for r in review.reasons.split(",") if r], [])
 
 

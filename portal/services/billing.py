@@ -250,7 +250,10 @@ class DeliveryState:
 
 
 def delivery_state(session: Session, run_id: int) -> DeliveryState:
-    progress = delivery.progress(session, session.get(BillRun, run_id))
+    run = session.get(BillRun, run_id)
+    if run is None:
+        raise NotFound(f"bill run {run_id}")
+    progress = delivery.progress(session, run)
     pf, emails = progress.print_file, progress.emails
     if pf is None:
         return DeliveryState(False)

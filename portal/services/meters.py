@@ -120,6 +120,6 @@ def change_meter(session: Session, actor: User, serial: str, values: dict[str, s
         if action not in ("exchange", "read"):
             raise
         fields = READ_FIELDS if action == "read" else EXCHANGE_FIELDS
-        field = exc.field if exc.field in fields else fields[-1 if action == "read" else 0]
+        field = exc.field if exc.field is not None and exc.field in fields else fields[-1 if action == "read" else 0]
         raise FieldErrors({field: exc}) from exc
     return "Meter updated."

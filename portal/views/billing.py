@@ -30,9 +30,9 @@ def _templates(request: Request):  # type: ignore[no-untyped-def]
     return request.app.state.templates
 
 
-def _fields(value: object) -> dict[str, object]:
+def _fields(page: object) -> dict[str, object]:
     """A service's page (a dataclass) as template variables."""
-    return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}  # type: ignore[arg-type]
+    return dict(vars(page))
 
 
 # --------------------------------------------------------------------------- reads

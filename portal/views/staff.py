@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -48,7 +46,7 @@ def _account_page(
         review_form = review_form or FormState()
         review_form.errors.setdefault(page.held_error.field or "review", _sentence(page.held_error.message))
     errors = bool(stop_form and stop_form.errors) or bool(review_form and review_form.errors)
-    context = {f.name: getattr(page, f.name) for f in dataclasses.fields(page)}
+    context = dict(vars(page))  # the service's page as template variables, but for these two:
     del context["held_error"], context["stoppable"]
     return request.app.state.templates.TemplateResponse(
         request,
