@@ -418,16 +418,17 @@ def _run_step(args: argparse.Namespace, factory) -> int:  # type: ignore[no-unty
 
     from sqlalchemy import func, select
 
-    from .billing_core import bill_runs
+    from .billing_core import bill_runs, permissions
     from .billing_core.models import Bill
+    from .billing_core.permissions import Action
     from .jobs import dispatch
 
     settings = _settings()
     with transaction(factory) as session:
         run = _run(session, args.run)
         actor = _actor(session, args.as_user, needed=args.bill_run_command == "post")
-        if args.bill_run_command == "post" and actor.role not in bill_runs.APPROVERS:
-            raise bill_runs.NotAllowed("only a billing supervisor posts a bill run")
+        if args.bill_run_command == "post":
+            permissions.require(actor, Action.BILL_RUNS_APPROVE)
         if args.bill_run_command == "post" and run.status not in ("approved", "posting", "posted"):
             raise InvalidInput(f"run {run.id} is {run.status}; approve it before posting", "status")
         total = run.accounts_total

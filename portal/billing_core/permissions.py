@@ -47,10 +47,12 @@ class Action(str, enum.Enum):
     METERS_CHANGE = "meters.change"
     # Bill runs
     BILL_RUNS_RUN = "bill_runs.run"
+    BILL_RUNS_CALCULATE = "bill_runs.calculate"
     BILL_RUNS_APPROVE = "bill_runs.approve"
     # One bill
     BILLS_FINAL = "bills.final"
     BILLS_FINAL_APPROVE = "bills.final_approve"
+    BILLS_FINAL_CORRECT = "bills.final_correct"
     BILLS_CORRECT = "bills.correct"
     BILLS_VOID = "bills.void"
     # Customer requests and payment plans
@@ -104,8 +106,13 @@ GRANTS: dict[Action, Grant] = {
     ),
     Action.BILL_RUNS_RUN: _grant(
         BILLING,
-        "Start, calculate and deliver a bill run; resend its emails.",
+        "Start a bill run for a cycle and period.",
         "Only billing specialists and supervisors start bill runs.",
+    ),
+    Action.BILL_RUNS_CALCULATE: _grant(
+        BILLING,
+        "Calculate a bill run's drafts, deliver its bills, resend its failed emails.",
+        "Only billing specialists and supervisors calculate bill runs.",
     ),
     Action.BILL_RUNS_APPROVE: _grant(
         APPROVING,
@@ -119,8 +126,13 @@ GRANTS: dict[Action, Grant] = {
     ),
     Action.BILLS_FINAL_APPROVE: _grant(
         APPROVING,
-        "Approve or send back a final bill held for review.",
-        "Only a billing supervisor approves final bills held for review.",
+        "Approve and post a final bill held for review.",
+        "Only a billing supervisor approves and posts a held final bill.",
+    ),
+    Action.BILLS_FINAL_CORRECT: _grant(
+        BILLING,
+        "Correct a final read of a final bill held for review (it stays held).",
+        "Only billing specialists and supervisors correct final reads.",
     ),
     Action.BILLS_CORRECT: _grant(
         BILLING,

@@ -68,6 +68,22 @@ def test_a_cashier_cannot_review_reads(client: TestClient, office: Engine) -> No
     assert post(client, f"/staff/reads/{read.id}", {"action": "approve"}).status_code == 403
 
 
+def test_each_refusal_says_who_may(client: TestClient, office: Engine) -> None:
+    """The 403 page says who may take the step (the permission table's refusal texts)."""
+    sign_in(client, "cashier@x.org", PASSWORD)
+    read = client.get("/staff/reads").context["queue"][0]
+    meter = "/staff/meters/T000001"
+    refusals = [
+        (f"/staff/reads/{read.id}", {"action": "approve"}, "/staff/reads", "review reads."),
+        ("/staff/reads/upload", {"format": "csv"}, "/staff/reads", "load reads."),
+        ("/staff/bill-runs", {"cycle": "C1"}, "/staff/bill-runs", "start bill runs."),
+        (meter, {"action": "read"}, meter, "change meters."),
+    ]
+    for url, data, page, says in refusals:
+        refused = post(client, url, data, page=page)
+        assert refused.status_code == 403 and f"Only billing specialists and supervisors {says}" in refused.text
+
+
 def test_read_upload_reports_every_bad_line_and_loads_nothing(client: TestClient, office: Engine) -> None:
     sign_in(client, "specialist@x.org", PASSWORD)
     bad = b"meter_serial,read_value,read_time\nT000002,1075,2026-11-20\nNOPE,5,2026-11-20\nT000002,x,2026-11-21\n"
