@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from .. import documents, i18n
 from ..billing_core.accounts import BillDocument
+from ..billing_core.status import PaymentStatus
 from ..i18n import gettext
 from ..services import customers
 from ..web import db, flash, pop_flash, redirect, remote_addr, require_customer, today
@@ -30,7 +31,9 @@ def account_detail(request: Request) -> Response:
             session, user, request.path_params["number"], today(request), request.app.state.settings.tz
         )
         return request.app.state.templates.TemplateResponse(
-            request, "customer/account.html", {**vars(page), "flash": pop_flash(request)}
+            request,
+            "customer/account.html",
+            {**vars(page), "flash": pop_flash(request), "PaymentStatus": PaymentStatus},
         )
 
 
