@@ -35,7 +35,7 @@ MAX_DAYS_AHEAD = 60
 PHONE = re.compile(r"\+?[\d\s().-]{10,20}")
 
 #: The name of each status, the same for residents (in their language) and staff.
-STATUS_LABELS = {
+STATUS_LABELS: dict[str, str] = {
     RequestStatus.SUBMITTED: N_("Received"),
     RequestStatus.SCHEDULED: N_("Scheduled"),
     RequestStatus.COMPLETED: N_("Done"),
