@@ -28,6 +28,7 @@ from .models import (
 )
 from .numbers import normalise_account_number
 from .posting import Posting, account_postings
+from .status import BillStatus
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ def summarise(session: Session, account: Account, as_of: date) -> AccountSummary
     aged = aging.age(account_postings(session, account.id), as_of)
     last_bill = session.scalars(
         select(Bill)
-        .where(Bill.account_id == account.id, Bill.status == "posted")
+        .where(Bill.account_id == account.id, Bill.status == BillStatus.POSTED)
         .order_by(Bill.bill_date.desc(), Bill.id.desc())
         .limit(1)
     ).first()
@@ -92,7 +93,7 @@ def account_for_user(session: Session, user: User, account_number: str) -> Accou
 def bills_for_account(session: Session, account_id: int, limit: int | None = None) -> list[Bill]:
     stmt = (
         select(Bill)
-        .where(Bill.account_id == account_id, Bill.status != "draft")
+        .where(Bill.account_id == account_id, Bill.status != BillStatus.DRAFT)
         .order_by(Bill.bill_date.desc(), Bill.id.desc())
     )
     if limit:
@@ -103,7 +104,7 @@ def bills_for_account(session: Session, account_id: int, limit: int | None = Non
 def bill_with_lines(session: Session, account_id: int, bill_number: str) -> Bill | None:
     return session.scalars(
         select(Bill)
-        .where(Bill.account_id == account_id, Bill.number == bill_number, Bill.status != "draft")
+        .where(Bill.account_id == account_id, Bill.number == bill_number, Bill.status != BillStatus.DRAFT)
         .options(selectinload(Bill.lines))
     ).first()
 
@@ -196,7 +197,7 @@ def bill_document(session: Session, account: Account, bill: Bill) -> BillDocumen
     # Use per period from the water lines billed by volume (every bill has them; reads may be gone).
     recent = session.execute(
         select(Bill.id, Bill.period_end)
-        .where(Bill.account_id == account.id, Bill.status == "posted", Bill.bill_date <= bill.bill_date)
+        .where(Bill.account_id == account.id, Bill.status == BillStatus.POSTED, Bill.bill_date <= bill.bill_date)
         .order_by(Bill.period_end.desc())
         .limit(13)
     ).all()
@@ -263,7 +264,7 @@ def bill_documents(session: Session, bill_ids: Sequence[int]) -> list[BillDocume
     recent: dict[int, list[tuple[int, date, date]]] = defaultdict(list)
     for bill_id, account_id, period_end, bill_date in session.execute(
         select(Bill.id, Bill.account_id, Bill.period_end, Bill.bill_date)
-        .where(Bill.account_id.in_(account_ids), Bill.status == "posted", Bill.period_end >= since)
+        .where(Bill.account_id.in_(account_ids), Bill.status == BillStatus.POSTED, Bill.period_end >= since)
         .order_by(Bill.period_end, Bill.id)
     ):
         recent[account_id].append((bill_id, period_end, bill_date))
@@ -332,7 +333,7 @@ def usage_history(session: Session, account_id: int, months: int = 12) -> tuple[
     beside the same months a year earlier (None: no bill ended that month). Also the unit."""
     bills = session.execute(
         select(Bill.id, Bill.period_end)
-        .where(Bill.account_id == account_id, Bill.status == "posted")
+        .where(Bill.account_id == account_id, Bill.status == BillStatus.POSTED)
         .order_by(Bill.period_end.desc())
         .limit(months * 2 + 2)
     ).all()

@@ -16,8 +16,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import audit, delinquency
-from .errors import N_, InvalidInput
+from .errors import N_, FieldErrors, InvalidInput
 from .models import Account, ArrangementRequest, User
+from .status import ARRANGEMENT_TRANSITIONS, ArrangementStatus, allowed, move
 from .users import parse_amount
 
 
@@ -58,12 +59,6 @@ class Proposal:
         return schedule(self.total_cents, self.down_cents, self.installments, self.first_due)
 
 
-class ProposalErrors(Exception):
-    def __init__(self, errors: dict[str, InvalidInput]) -> None:
-        super().__init__("; ".join(e.message for e in errors.values()))
-        self.errors = errors
-
-
 def check(
     balance_cents: int,
     installments: str,
@@ -76,9 +71,7 @@ def check(
     """A proposal from the form's text, or every problem with it by field."""
     errors: dict[str, InvalidInput] = {}
     if balance_cents <= 0:
-        raise ProposalErrors(
-            {"installments": InvalidInput(N_("There is nothing to pay on this account."), "installments")}
-        )
+        raise FieldErrors.one("installments", N_("There is nothing to pay on this account."))
     try:
         if not installments.strip().isascii() or not installments.strip().isdigit():
             raise ValueError  # int() would take Arabic-Indic or full-width digits too
@@ -116,14 +109,18 @@ def check(
     if len(reason) > 1000:
         errors["reason"] = InvalidInput(N_("Please keep this under 1,000 characters."), "reason")
     if errors:
-        raise ProposalErrors(errors)
+        raise FieldErrors(errors)
     return Proposal(balance_cents, down, months, first, reason.strip())
+
+
+#: A plan that is waiting for a decision or in force: an account has at most one.
+OPEN = (ArrangementStatus.SUBMITTED, ArrangementStatus.APPROVED)
 
 
 def open_for(session: Session, account_id: int) -> ArrangementRequest | None:
     return session.scalar(
         select(ArrangementRequest).where(
-            ArrangementRequest.account_id == account_id, ArrangementRequest.status.in_(("submitted", "approved"))
+            ArrangementRequest.account_id == account_id, ArrangementRequest.status.in_(OPEN)
         )
     )
 
@@ -146,7 +143,7 @@ def submit(
     request = ArrangementRequest(
         account_id=account.id,
         user_id=user.id,
-        status="submitted",
+        status=ArrangementStatus.SUBMITTED.value,
         total_cents=proposal.total_cents,
         down_payment_cents=proposal.down_cents,
         installments=proposal.installments,
@@ -177,31 +174,39 @@ def submit(
 def decide(
     session: Session, request: ArrangementRequest, staff: User, approve: bool, message: str, now: datetime
 ) -> None:
-    if request.status != "submitted":
+    new = ArrangementStatus.APPROVED if approve else ArrangementStatus.DECLINED
+    if not allowed(ARRANGEMENT_TRANSITIONS, request.status, new):
         raise InvalidInput(f"This request is already {request.status}.", "decision")
     message = message.strip()[:500]
     if not approve and not message:
         raise InvalidInput(
             "Tell the customer why the plan is declined, and what they could ask for instead.", "message"
         )
-    request.status = "approved" if approve else "declined"
+    before = request.status
+    move(ARRANGEMENT_TRANSITIONS, request, new)
     request.message = message or None
     request.decided_at, request.decided_by_id = now, staff.id
     audit.record(
         session,
-        f"arrangement.{request.status}",
+        f"arrangement.{new.value}",
         actor=staff,
         entity_type="arrangement_request",
         entity_id=request.id,
-        before={"status": "submitted"},
-        after={"status": request.status, "message": request.message},
+        before={"status": before},
+        after={"status": new.value, "message": request.message},
     )
 
 
+def may_decide(request: ArrangementRequest) -> bool:
+    """Is the request still waiting for a decision?"""
+    return allowed(ARRANGEMENT_TRANSITIONS, request.status, ArrangementStatus.APPROVED)
+
+
 def withdraw(session: Session, request: ArrangementRequest, user: User, now: datetime) -> None:
-    if request.status != "submitted":
+    if not allowed(ARRANGEMENT_TRANSITIONS, request.status, ArrangementStatus.WITHDRAWN):
         raise InvalidInput(N_("Staff already decided on this request. Call us to change the plan."), "decision")
-    request.status = "withdrawn"
+    before = request.status
+    move(ARRANGEMENT_TRANSITIONS, request, ArrangementStatus.WITHDRAWN)
     request.decided_at = now
     audit.record(
         session,
@@ -209,12 +214,12 @@ def withdraw(session: Session, request: ArrangementRequest, user: User, now: dat
         actor=user,
         entity_type="arrangement_request",
         entity_id=request.id,
-        before={"status": "submitted"},
-        after={"status": "withdrawn"},
+        before={"status": before},
+        after={"status": ArrangementStatus.WITHDRAWN.value},
     )
 
 
-def queue(session: Session, status: str = "submitted") -> list[ArrangementRequest]:
+def queue(session: Session, status: str = ArrangementStatus.SUBMITTED) -> list[ArrangementRequest]:
     return list(
         session.scalars(
             select(ArrangementRequest)

@@ -19,17 +19,11 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from . import audit
-from .errors import N_, InvalidInput
+from .errors import N_, FieldErrors, InvalidInput
 from .models import Account, User
 from .users import EMAIL_RE, normalise_email
 
 PHONE = re.compile(r"\+?[\d\s().-]{10,20}")
-
-
-class ProfileErrors(Exception):
-    def __init__(self, errors: dict[str, InvalidInput]) -> None:
-        super().__init__("; ".join(e.message for e in errors.values()))
-        self.errors = errors
 
 
 def _phone(text: str, field: str, errors: dict[str, InvalidInput]) -> str | None:
@@ -90,7 +84,7 @@ def check(values: dict[str, str], accounts: list[Account], languages: tuple[str,
             )
         contacts[key] = (email, phone if phone_changed else held[0].customer.phone)
     if errors:
-        raise ProfileErrors(errors)
+        raise FieldErrors(errors)
     return Change(
         name,
         phone,

@@ -1,7 +1,7 @@
 """Start, stop and transfer of service, as the customer asks for them and staff work them.
 
 A request is checked whole before anything is written: every field's problem is reported
-at once (``RequestErrors``), and a request with any problem writes nothing. Staff move a
+at once (``errors.FieldErrors``), and a request with any problem writes nothing. Staff move a
 request on from a queue (scheduled, completed, declined) with a message the customer
 sees; the customer may cancel it while it is still only submitted.
 
@@ -23,22 +23,24 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import audit, customers
-from .errors import N_, InvalidInput
-from .models import Account, AccountStatus, ServiceRequest, User
+from .errors import N_, FieldErrors, InvalidInput
+from .models import Account, AccountStatus, Role, ServiceRequest, User
+from .status import REQUEST_TRANSITIONS, RequestStatus, allowed, move
 
 KINDS = ("start", "stop", "transfer")
-OPEN = ("submitted", "scheduled")
+OPEN = (RequestStatus.SUBMITTED, RequestStatus.SCHEDULED)
+DONE = (RequestStatus.COMPLETED, RequestStatus.DECLINED, RequestStatus.CANCELLED)
 #: How far ahead a customer may ask for a start or stop date.
 MAX_DAYS_AHEAD = 60
 PHONE = re.compile(r"\+?[\d\s().-]{10,20}")
 
 #: The name of each status, the same for residents (in their language) and staff.
-STATUS_LABELS = {
-    "submitted": N_("Received"),
-    "scheduled": N_("Scheduled"),
-    "completed": N_("Done"),
-    "declined": N_("Declined"),
-    "cancelled": N_("Cancelled"),
+STATUS_LABELS: dict[str, str] = {
+    RequestStatus.SUBMITTED: N_("Received"),
+    RequestStatus.SCHEDULED: N_("Scheduled"),
+    RequestStatus.COMPLETED: N_("Done"),
+    RequestStatus.DECLINED: N_("Declined"),
+    RequestStatus.CANCELLED: N_("Cancelled"),
 }
 
 
@@ -65,14 +67,6 @@ class DepositPolicy:
 
 
 DEPOSIT = DepositPolicy()
-
-
-class RequestErrors(Exception):
-    """Every problem with a request, by field: nothing was written."""
-
-    def __init__(self, errors: dict[str, InvalidInput]) -> None:
-        super().__init__("; ".join(e.message for e in errors.values()))
-        self.errors = errors
 
 
 @dataclass
@@ -193,13 +187,15 @@ def deposit_for(session: Session, user: User, occupancy: str, today: date, polic
 def submit(
     session: Session, user: User, kind: str, form: Form, today: date, now: datetime, remote_addr: str | None
 ) -> ServiceRequest:
-    """Check a request whole and write it, or raise ``RequestErrors`` and write nothing."""
+    """Check a request whole and write it, or raise ``FieldErrors`` and write nothing."""
     from . import accounts
 
     if kind not in KINDS:
         raise ValueError(f"unknown request kind {kind!r}")
     errors: dict[str, InvalidInput] = {}
-    request = ServiceRequest(kind=kind, status="submitted", user_id=user.id, created_at=now, updated_at=now)
+    request = ServiceRequest(
+        kind=kind, status=RequestStatus.SUBMITTED.value, user_id=user.id, created_at=now, updated_at=now
+    )
 
     name = form.get("contact_name")
     if not name or len(name) > 200:
@@ -280,7 +276,7 @@ def submit(
             request.deposit_cents = deposit_for(session, user, request.occupancy, today)
 
     if errors:
-        raise RequestErrors(errors)
+        raise FieldErrors(errors)
     session.add(request)
     session.flush()
     audit.record(
@@ -326,17 +322,25 @@ def one_for_user(session: Session, user: User, request_id: str) -> ServiceReques
     return session.scalar(select(ServiceRequest).where(ServiceRequest.id == rid, ServiceRequest.user_id == user.id))
 
 
+def may_cancel(request: ServiceRequest) -> bool:
+    """May the customer still cancel it? Only while it is still only submitted."""
+    return allowed(REQUEST_TRANSITIONS, request.status, RequestStatus.CANCELLED)
+
+
 def cancel(session: Session, request: ServiceRequest, user: User, now: datetime) -> None:
-    if request.status != "submitted":
+    """The customer cancels their request: only while it is still only submitted."""
+    if not may_cancel(request):
         raise InvalidInput(N_("Staff are already working on this request. Call us to change it."), "status")
-    _move(session, request, "cancelled", user, now, None)
+    _move(session, request, RequestStatus.CANCELLED, user, now, None)
 
 
-#: What staff may do next with a request in each state.
-TRANSITIONS = {
-    "submitted": ("scheduled", "completed", "declined"),
-    "scheduled": ("completed", "declined"),
-}
+def staff_actions(current: str) -> tuple[RequestStatus, ...]:
+    """What staff may do next with a request in ``current`` state (cancelling is the customer's)."""
+    try:
+        moves = REQUEST_TRANSITIONS.get(RequestStatus(current), ())
+    except ValueError:
+        return ()
+    return tuple(s for s in moves if s is not RequestStatus.CANCELLED)
 
 
 def handle(
@@ -351,15 +355,16 @@ def handle(
 ) -> None:
     """Staff move a request on. Declining needs a reason the customer will read. Done only when
     the work is: not before the request's date, and a stop only once service has stopped."""
-    if action not in TRANSITIONS.get(request.status, ()):
+    if action not in staff_actions(request.status):
         raise InvalidInput(
             f"A request that is {status_label(request).lower()} cannot be marked {status_label(action).lower()}.",
             "action",
         )
+    new = RequestStatus(action)
     message = message.strip()[:500]
-    if action == "declined" and not message:
+    if new is RequestStatus.DECLINED and not message:
         raise InvalidInput("Tell the customer why the request is declined.", "message")
-    if action == "completed":
+    if new is RequestStatus.COMPLETED:
         today = today or now.date()
         day = work_date(request)
         if day is not None and day > today:
@@ -369,7 +374,7 @@ def handle(
                 "action",
             )
         account = session.get(Account, request.account_id) if request.account_id else None
-        if request.kind in ("stop", "transfer") and account is not None and account.status == "active":
+        if request.kind in ("stop", "transfer") and account is not None and account.status == AccountStatus.ACTIVE:
             raise InvalidInput(
                 "Service on the account has not stopped: stop it on the account page, and the final bill "
                 "marks this request done.",
@@ -378,26 +383,26 @@ def handle(
     if note.strip():
         stamp = f"{now:%Y-%m-%d %H:%M} {staff.email}: {note.strip()}"
         request.staff_note = f"{request.staff_note}\n{stamp}" if request.staff_note else stamp
-    _move(session, request, action, staff, now, message or request.message)
+    _move(session, request, new, staff, now, message or request.message)
 
 
 def _move(
-    session: Session, request: ServiceRequest, status: str, actor: User, now: datetime, message: str | None
+    session: Session, request: ServiceRequest, new: RequestStatus, actor: User, now: datetime, message: str | None
 ) -> None:
     before = request.status
-    request.status = status
+    move(REQUEST_TRANSITIONS, request, new)
     request.message = message
     request.updated_at = now
-    if actor.role != "customer":
+    if actor.role != Role.CUSTOMER:
         request.handled_by_id = actor.id
     audit.record(
         session,
-        f"service_request.{status}",
+        f"service_request.{new.value}",
         actor=actor,
         entity_type="service_request",
         entity_id=request.id,
         before={"status": before},
-        after={"status": status, "message": message},
+        after={"status": new.value, "message": message},
     )
 
 
@@ -418,9 +423,9 @@ def complete_stops_for(
     ):
         day = work_date(request)
         if day is None or day <= today:
-            _move(session, request, "completed", staff, now, request.message)
-        elif request.status == "submitted":
-            _move(session, request, "scheduled", staff, now, request.message)
+            _move(session, request, RequestStatus.COMPLETED, staff, now, request.message)
+        elif request.status == RequestStatus.SUBMITTED:
+            _move(session, request, RequestStatus.SCHEDULED, staff, now, request.message)
         else:
             continue
         changed.append(request.id)

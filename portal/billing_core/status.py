@@ -111,18 +111,21 @@ AUTOPAY_TRANSITIONS: dict[AutopayStatus, tuple[AutopayStatus, ...]] = {
 }
 
 REQUEST_TRANSITIONS: dict[RequestStatus, tuple[RequestStatus, ...]] = {
+    # Staff schedule, complete or decline a request; the customer may cancel it only while
+    # it is still only submitted (``service_requests.cancel``). Posting a stop's final bill
+    # completes it, or schedules it when the new service starts later.
     RequestStatus.SUBMITTED: (
         RequestStatus.SCHEDULED,
         RequestStatus.COMPLETED,
         RequestStatus.DECLINED,
         RequestStatus.CANCELLED,
     ),
-    RequestStatus.SCHEDULED: (RequestStatus.COMPLETED, RequestStatus.DECLINED, RequestStatus.CANCELLED),
+    RequestStatus.SCHEDULED: (RequestStatus.COMPLETED, RequestStatus.DECLINED),
 }
 
 ARRANGEMENT_TRANSITIONS: dict[ArrangementStatus, tuple[ArrangementStatus, ...]] = {
+    # Staff approve or decline; the customer may withdraw only while no decision is made.
     ArrangementStatus.SUBMITTED: (ArrangementStatus.APPROVED, ArrangementStatus.DECLINED, ArrangementStatus.WITHDRAWN),
-    ArrangementStatus.APPROVED: (ArrangementStatus.WITHDRAWN,),
 }
 
 S = TypeVar("S", bound=enum.Enum)

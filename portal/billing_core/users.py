@@ -18,6 +18,7 @@ from .errors import N_, InvalidInput
 from .models import Account, Bill, Premise, Role, User, UserAccountLink, UserToken, utcnow
 from .money import ascii_number
 from .numbers import normalise_account_number
+from .status import BillStatus
 
 # argon2-cffi's defaults are argon2id with RFC 9106's low-memory profile.
 _hasher = PasswordHasher()
@@ -61,7 +62,11 @@ def create_user(
     role: str,
     account_number: str | None = None,
     display_name: str | None = None,
+    now: datetime | None = None,
 ) -> User:
+    """A sign-in made by the office (``portal users add``, the demo), its address taken as
+    checked at ``now``. ``now`` is the caller's clock; it falls back to the wall clock only
+    until every caller passes it (the command line, the demo, older tests)."""
     email = validate_email(email)
     try:
         role_enum = Role(role)
@@ -85,7 +90,7 @@ def create_user(
         role=role_enum.value,
         display_name=display_name,
         # Made by the office, which checked the address.
-        email_verified_at=utcnow(),
+        email_verified_at=now or utcnow(),
     )
     session.add(user)
     session.flush()
@@ -372,7 +377,7 @@ def link_account(
     if account is not None and (found[1] or "")[:5] == zip5:
         latest = session.scalar(
             select(Bill.total_due_cents)
-            .where(Bill.account_id == account.id, Bill.status == "posted")
+            .where(Bill.account_id == account.id, Bill.status == BillStatus.POSTED)
             .order_by(Bill.bill_date.desc(), Bill.id.desc())
             .limit(1)
         )

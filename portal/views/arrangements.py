@@ -1,35 +1,32 @@
-"""A payment plan the customer proposes for one account, and what staff decided."""
+"""A payment plan the customer proposes for one account, and what staff decided
+(``services/arrangements.py``)."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..billing_core import accounts, arrangements
-from ..billing_core.errors import InvalidInput
-from ..billing_core.models import ArrangementRequest
+from ..billing_core.arrangements import Proposal
+from ..billing_core.errors import FieldErrors, InvalidInput
+from ..billing_core.status import ArrangementStatus
 from ..i18n import gettext
+from ..services import arrangements
 from ..web import FormState, PageNotFound, db, error_text, flash, now, pop_flash, redirect, remote_addr, today
 from .payments import my_account, render
 
 FIELDS = ("installments", "down_payment", "first_due", "reason", "preview")
 
 
-def _context(request: Request, session, account, form: FormState, proposal=None) -> dict:  # type: ignore[no-untyped-def]
-    summary = accounts.summarise(session, account, today(request))
+def _context(request: Request, page: arrangements.PlanPage, form: FormState, proposal: Proposal | None = None) -> dict:
     return {
-        "account": account,
-        "summary": summary,
+        **vars(page),
         "form": form,
         "proposal": proposal,
-        "policy": arrangements.POLICY,
-        "current": arrangements.open_for(session, account.id),
-        "history": arrangements.for_account(session, account.id),
         "flash": pop_flash(request),
+        "ArrangementStatus": ArrangementStatus,
     }
 
 
@@ -38,7 +35,8 @@ def arrangement_page(request: Request) -> Response:
         _user, account = my_account(request, session)
         first_due = today(request) + timedelta(days=14)
         form = FormState({"installments": "6", "down_payment": "", "first_due": first_due.isoformat()})
-        return render(request, "customer/arrangement.html", _context(request, session, account, form))
+        page = arrangements.plan_page(session, account, today(request))
+        return render(request, "customer/arrangement.html", _context(request, page, form))
 
 
 async def arrangement_submit(request: Request) -> Response:
@@ -49,27 +47,18 @@ async def arrangement_submit(request: Request) -> Response:
     def submit() -> Response:
         with db(request) as session:
             user, account = my_account(request, session)
-            summary = accounts.summarise(session, account, today(request))
+            preview = bool(form.get("preview"))
             try:
-                proposal = arrangements.check(
-                    summary.balance_cents,
-                    form.get("installments"),
-                    form.get("down_payment"),
-                    form.get("first_due"),
-                    form.get("reason"),
-                    today(request),
+                proposal = arrangements.propose(
+                    session, account, user, form.values, today(request), now(request), remote_addr(request), not preview
                 )
-                if form.get("preview"):
-                    return render(
-                        request, "customer/arrangement.html", _context(request, session, account, form, proposal)
-                    )
-                arrangements.submit(session, account, user, proposal, now(request), remote_addr(request))
-            except arrangements.ProposalErrors as exc:
+            except FieldErrors as exc:
                 form.errors.update({k: error_text(e) for k, e in exc.errors.items()})
-            except InvalidInput as exc:
-                form.errors[exc.field or "installments"] = error_text(exc)
-            if form.errors:
-                return render(request, "customer/arrangement.html", _context(request, session, account, form), 400)
+                page = arrangements.plan_page(session, account, today(request))
+                return render(request, "customer/arrangement.html", _context(request, page, form), 400)
+            if preview:
+                page = arrangements.plan_page(session, account, today(request))
+                return render(request, "customer/arrangement.html", _context(request, page, form, proposal))
             flash(request, gettext("We sent your payment plan to our staff. We will email you their answer."))
             return redirect(f"/my/accounts/{account.number}/arrangement")
 
@@ -84,15 +73,8 @@ async def arrangement_withdraw(request: Request) -> Response:
                 rid = int(request.path_params["request"])
             except ValueError:
                 raise PageNotFound() from None
-            item = session.scalar(
-                select(ArrangementRequest).where(
-                    ArrangementRequest.id == rid, ArrangementRequest.account_id == account.id
-                )
-            )
-            if item is None:
-                raise PageNotFound()
             try:
-                arrangements.withdraw(session, item, user, now(request))
+                arrangements.withdraw(session, account, user, rid, now(request))
             except InvalidInput as exc:
                 return error_text(exc)
             return gettext("You withdrew the request.")

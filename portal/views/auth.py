@@ -12,9 +12,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .. import i18n, jobs
-from ..billing_core import audit, throttle, user_sessions, users
-from ..billing_core.models import Role, User
+from ..billing_core import permissions, user_sessions, users
+from ..billing_core.models import User
+from ..billing_core.permissions import Action
 from ..i18n import N_, gettext
+from ..services import signin
 from ..web import TIMED_OUT, db, end_session, now, redirect, remote_addr, safe_next, signed_in_user, start_session
 
 GENERIC_FAILURE = N_("That email and password do not match our records. Check them and try again.")
@@ -66,7 +68,7 @@ def home(request: Request) -> Response:
 
 
 def _home_for(user: User) -> str:
-    return "/staff" if Role(user.role).is_staff else "/my"
+    return "/staff" if permissions.can(user.role, Action.STAFF_VIEW) else "/my"
 
 
 def sign_in_page(request: Request) -> Response:
@@ -114,8 +116,7 @@ async def sign_in(request: Request) -> Response:
         error = too_many(wait) if wait else gettext(GENERIC_FAILURE)
         return _sign_in_again(request, next_url, email, error, 429 if wait else 400)
     await run_in_threadpool(start_session, request, user)
-    default = "/staff" if Role(user.role).is_staff else "/my"
-    response = redirect(safe_next(next_url, default))
+    response = redirect(safe_next(next_url, _home_for(user)))
     # Remember that this browser signed in to this address (see billing_core/throttle.py).
     mark = _email_mark(email)
     response.set_cookie(
@@ -138,37 +139,9 @@ def _sign_in_again(request: Request, next_url: str, email: str, error: str, stat
 def _check(request: Request, email: str, password: str, known_device: bool) -> tuple[User | None, int]:
     """(user, 0) on success; (None, seconds to wait) when throttled; else (None, 0).
     A throttled attempt does not check the password at all."""
-    at = now(request)
-    by_email, by_address = throttle.email_key(email), throttle.address_key(remote_addr(request))
     with db(request) as session:
-        wait = throttle.retry_after(session, by_address, throttle.PER_ADDRESS, at)
-        if wait is None and not known_device:
-            wait = throttle.retry_after(session, by_email, throttle.PER_EMAIL, at)
-        if wait is not None:
-            audit.record(
-                session,
-                "sign_in.throttled",
-                actor_label=users.normalise_email(email),
-                remote_addr=remote_addr(request),
-                detail="too many failed attempts",
-            )
-            return None, int(wait.total_seconds())
-        user = users.authenticate(session, email, password, at)
-        audit.record(
-            session,
-            "sign_in.success" if user else "sign_in.failure",
-            actor=user,
-            actor_label=users.normalise_email(email),
-            entity_type="user",
-            entity_id=user.id if user else None,
-            remote_addr=remote_addr(request),
-            detail=None if user else "wrong email or password",
-        )
-        if user is None:
-            throttle.record(session, [by_email, by_address], at)
-            return None, 0
-        throttle.clear(session, by_email)
-        return user, 0
+        checked = signin.check_password(session, email, password, known_device, now(request), remote_addr(request))
+        return checked.user, checked.wait_seconds
 
 
 async def sign_out(request: Request) -> Response:
@@ -179,7 +152,8 @@ async def sign_out(request: Request) -> Response:
 
 
 def _sign_out(request: Request) -> None:
-    user_id = request.session.get("user_id")
+    cookie = request.session
+    user_id = cookie.get("user_id")
     with db(request) as session:
         ended = end_session(request, session)
         user_sessions.record_sign_out(session, user_id, ended, remote_addr(request))

@@ -16,9 +16,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .. import i18n
-from ..billing_core import audit, users
-from ..billing_core.models import Role
+from ..billing_core import permissions
+from ..billing_core.models import User
+from ..billing_core.permissions import Action
 from ..i18n import gettext
+from ..services import signin
 from ..settings import Settings
 from ..web import PageNotFound, db, now, redirect, remote_addr, start_session
 
@@ -71,32 +73,14 @@ async def callback(request: Request) -> Response:
     issuer = request.app.state.settings.oidc_issuer
     language = i18n.language()
 
-    def sign_in() -> tuple[object | None, bool, str]:
+    def sign_in() -> tuple[User | None, bool]:
         with db(request) as session:
-            try:
-                user, made = users.outside_sign_in(session, issuer, claims, language, now(request))
-            except users.OutsideSignInRefused as exc:
-                audit.record(
-                    session,
-                    "sign_in.failure",
-                    actor_label=str(claims.get("email") or "")[:254],
-                    remote_addr=remote_addr(request),
-                    detail=f"outside provider: {exc.reason}",
-                )
-                return None, False, exc.reason
-            audit.record(
-                session,
-                "sign_in.success",
-                actor=user,
-                entity_type="user",
-                entity_id=user.id,
-                remote_addr=remote_addr(request),
-                detail="outside provider" + (": new sign-in" if made else ""),
-            )
-            start_session(request, user)
-            return user, made, ""
+            reached = signin.outside_sign_in(session, issuer, claims, language, now(request), remote_addr(request))
+            if reached.user is not None:
+                start_session(request, reached.user)
+            return reached.user, reached.made
 
-    user, made, _reason = await run_in_threadpool(sign_in)
+    user, made = await run_in_threadpool(sign_in)
     if user is None:
         return _back(
             request,
@@ -105,7 +89,7 @@ async def callback(request: Request) -> Response:
                 "Please sign in with your email and password, or sign up."
             ),
         )
-    if Role(user.role).is_staff:  # type: ignore[attr-defined]
+    if permissions.can(user.role, Action.STAFF_VIEW):
         return redirect("/staff")
     return redirect("/my/link" if made else "/my")
 

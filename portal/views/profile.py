@@ -1,4 +1,4 @@
-"""The customer's profile page."""
+"""The customer's profile page (``services/profile.py``)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .. import i18n
-from ..billing_core import accounts, audit, profile, user_sessions
+from ..billing_core.errors import FieldErrors
 from ..i18n import gettext
+from ..services import profile
+from ..services.profile import SIGN_OUT_OTHERS
 from ..web import (
     FormState,
     current_session_id,
@@ -24,42 +26,21 @@ from ..web import (
 from .payments import render
 
 
-def _form(user, linked) -> FormState:  # type: ignore[no-untyped-def]
-    values = {
-        "display_name": user.display_name or (linked[0].customer.name if linked else ""),
-        "phone": profile.shown_phone(user, linked),
-        "language": user.language,
-        "notify_receipts": "on" if user.notify_receipts else "",
-        "notify_updates": "on" if user.notify_updates else "",
-    }
-    for key, held in profile.contact_groups(linked):
-        values[f"email-{key}"] = held[0].customer.email or ""
-    return FormState(values)
-
-
-SIGN_OUT_OTHERS = "sign_out_others"
-
-
-def _context(request: Request, session, user, linked, form: FormState, flash_text: str | None) -> dict:  # type: ignore[no-untyped-def]
+def _context(page: profile.ProfilePage, form: FormState, flash_text: str | None) -> dict:
     return {
         "form": form,
-        "user": user,
-        "groups": profile.contact_groups(linked),
+        "user": page.user,
+        "groups": page.groups,
         "flash": flash_text,
-        # Sessions of this sign-in still open in other browsers (this one not counted).
-        "other_sessions": max(0, user_sessions.open_sessions(session, user, now(request)) - 1),
+        "other_sessions": page.other_sessions,
     }
 
 
 def profile_page(request: Request) -> Response:
     with db(request) as session:
         user = require_customer(request, session)
-        linked = accounts.accounts_for_user(session, user)
-        return render(
-            request,
-            "customer/profile.html",
-            _context(request, session, user, linked, _form(user, linked), pop_flash(request)),
-        )
+        page = profile.page(session, user, now(request))
+        return render(request, "customer/profile.html", _context(page, FormState(page.defaults), pop_flash(request)))
 
 
 async def profile_save(request: Request) -> Response:
@@ -71,16 +52,13 @@ async def profile_save(request: Request) -> Response:
     def save() -> Response:
         with db(request) as session:
             user = require_customer(request, session)
-            linked = accounts.accounts_for_user(session, user)
             try:
-                change = profile.check(values, linked, tuple(i18n.LANGUAGES), user)
-            except profile.ProfileErrors as exc:
+                change = profile.save(session, user, values, tuple(i18n.LANGUAGES), remote_addr(request))
+            except FieldErrors as exc:
                 form = FormState(values)
                 form.errors.update({k: error_text(e) for k, e in exc.errors.items()})
-                return render(
-                    request, "customer/profile.html", _context(request, session, user, linked, form, None), 400
-                )
-            profile.apply(session, user, linked, change, remote_addr(request))
+                page = profile.page(session, user, now(request))
+                return render(request, "customer/profile.html", _context(page, form, None), 400)
             request.session["lang"] = change.language
             with i18n.use(change.language):
                 flash(request, gettext("Your profile is saved."))
@@ -93,16 +71,7 @@ def _sign_out_others(request: Request) -> Response:
     """End every session of this sign-in but the one in this browser."""
     with db(request) as session:
         user = require_customer(request, session)
-        ended = user_sessions.end_all(session, user, now(request), SIGN_OUT_OTHERS, keep=current_session_id(request))
-        audit.record(
-            session,
-            "user.sign_out_others",
-            actor=user,
-            entity_type="user",
-            entity_id=user.id,
-            after={"sessions_ended": ended},
-            remote_addr=remote_addr(request),
-        )
+        ended = profile.sign_out_others(session, user, now(request), current_session_id(request), remote_addr(request))
         flash(
             request,
             i18n.ngettext(

@@ -6,10 +6,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..billing_core import accounts, service_requests
-from ..billing_core.errors import InvalidInput
-from ..billing_core.models import AccountStatus
+from ..billing_core import service_requests
+from ..billing_core.errors import FieldErrors, InvalidInput
 from ..i18n import gettext, language
+from ..services import requests
 from ..web import (
     FormState,
     PageNotFound,
@@ -56,34 +56,20 @@ def _kind(request: Request) -> str:
 def requests_page(request: Request) -> Response:
     with db(request) as session:
         user = require_customer(request, session)
-        mine = service_requests.for_user(session, user)
-        numbers = {a.id: a.number for a in accounts.accounts_for_user(session, user)}
-        return render(
-            request,
-            "customer/requests.html",
-            {"requests": mine, "numbers": numbers, "flash": pop_flash(request)},
-        )
+        page = requests.my_requests(session, user)
+        return render(request, "customer/requests.html", {**vars(page), "flash": pop_flash(request)})
 
 
-def _form_context(request: Request, session, user, kind: str, form: FormState) -> dict:  # type: ignore[no-untyped-def]
-    active = [a for a in accounts.accounts_for_user(session, user) if a.status == AccountStatus.ACTIVE.value]
-    return {"kind": kind, "form": form, "accounts": active, "max_days": service_requests.MAX_DAYS_AHEAD}
+def _form_context(kind: str, page: requests.RequestForm, form: FormState) -> dict:
+    return {"kind": kind, "form": form, "accounts": page.accounts, "max_days": page.max_days}
 
 
 def new_request_page(request: Request) -> Response:
     kind = _kind(request)
     with db(request) as session:
         user = require_customer(request, session)
-        linked = accounts.accounts_for_user(session, user)
-        first = linked[0] if linked else None
-        form = FormState(
-            {
-                "account": request.query_params.get("account", first.number if first else ""),
-                "contact_name": user.display_name or (first.customer.name if first else ""),
-                "contact_phone": (first.customer.phone or "") if first else "",
-            }
-        )
-        return render(request, "customer/request_form.html", _form_context(request, session, user, kind, form))
+        page = requests.request_form(session, user, request.query_params.get("account"))
+        return render(request, "customer/request_form.html", _form_context(kind, page, FormState(page.defaults)))
 
 
 async def new_request(request: Request) -> Response:
@@ -95,18 +81,12 @@ async def new_request(request: Request) -> Response:
         with db(request) as session:
             user = require_customer(request, session)
             try:
-                made = service_requests.submit(
-                    session,
-                    user,
-                    kind,
-                    service_requests.Form(form.values, language()),
-                    today(request),
-                    now(request),
-                    remote_addr(request),
+                made = requests.submit(
+                    session, user, kind, form.values, language(), today(request), now(request), remote_addr(request)
                 )
-            except service_requests.RequestErrors as exc:
+            except FieldErrors as exc:
                 form.errors.update({name: error_text(err) for name, err in exc.errors.items()})
-                context = _form_context(request, session, user, kind, form)
+                context = _form_context(kind, requests.request_form(session, user), form)
                 return render(request, "customer/request_form.html", context, 400)
             flash(request, gettext("We received your request. We will email you when it is scheduled."))
             return redirect(f"/my/requests/{made.id}")
@@ -117,14 +97,17 @@ async def new_request(request: Request) -> Response:
 def request_detail(request: Request) -> Response:
     with db(request) as session:
         user = require_customer(request, session)
-        item = service_requests.one_for_user(session, user, request.path_params["request"])
-        if item is None:
-            raise PageNotFound()
-        numbers = {a.id: a.number for a in accounts.accounts_for_user(session, user)}
+        page = requests.my_request(session, user, request.path_params["request"])
         return render(
             request,
             "customer/request.html",
-            {"item": item, "number": numbers.get(item.account_id), "flash": pop_flash(request), "error": None},
+            {
+                "item": page.item,
+                "number": page.number,
+                "flash": pop_flash(request),
+                "error": None,
+                "may_cancel": service_requests.may_cancel(page.item),
+            },
         )
 
 
@@ -132,11 +115,8 @@ async def request_cancel(request: Request) -> Response:
     def cancel() -> str:
         with db(request) as session:
             user = require_customer(request, session)
-            item = service_requests.one_for_user(session, user, request.path_params["request"])
-            if item is None:
-                raise PageNotFound()
             try:
-                service_requests.cancel(session, item, user, now(request))
+                requests.cancel(session, user, request.path_params["request"], now(request))
             except InvalidInput as exc:
                 return error_text(exc)
             return gettext("Your request is cancelled.")

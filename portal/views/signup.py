@@ -12,10 +12,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .. import i18n, jobs
-from ..billing_core import audit, throttle, users
+from ..billing_core import users
 from ..billing_core.errors import InvalidInput
 from ..billing_core.models import User
 from ..i18n import gettext
+from ..services import customers, signin
 from ..web import (
     FormState,
     db,
@@ -100,44 +101,30 @@ def _sign_up(request: Request, form: FormState, password: str) -> tuple[int, boo
     """(user id, send the confirmation link) when the sign-up went through or the address
     already had a sign-in; seconds to wait when too many sign-ups came from this network
     address or for this email; None when the form was wrong (its errors set)."""
-    at = now(request)
-    limits = throttle.sign_up_keys(form.get("email"), remote_addr(request))
     try:
         with db(request) as session:
-            wait = throttle.longest_wait(session, limits, at)
-            if wait is not None:
-                audit.record(
-                    session,
-                    "user.sign_up_throttled",
-                    actor_label=users.normalise_email(form.get("email")),
-                    remote_addr=remote_addr(request),
-                )
-                return int(wait.total_seconds())
-            result = users.sign_up(session, form.get("email"), password, i18n.language(), form.get("name"))
-            throttle.record(session, [key for key, _limit in limits], at)
-            # Audited either way, so both answers do the same writes.
-            audit.record(
+            result = signin.sign_up(
                 session,
-                "user.sign_up" if result.new else "user.sign_up_existing",
-                actor=result.user if result.new else None,
-                actor_label=result.user.email,
-                entity_type="user",
-                entity_id=result.user.id,
-                remote_addr=remote_addr(request),
+                form.get("email"),
+                password,
+                form.get("name"),
+                i18n.language(),
+                now(request),
+                remote_addr(request),
             )
-            if not result.new and result.user.email_verified_at is None:
-                # Signed up before and never confirmed: the confirmation link again.
-                return result.user.id, True
-            return result.user.id, result.new
     except InvalidInput as exc:
         form.errors[exc.field or "email"] = error_text(exc)
         return None
+    if result.wait_seconds is not None:
+        return result.wait_seconds
+    assert result.user_id is not None
+    return result.user_id, result.confirm
 
 
 def confirm_email_page(request: Request) -> Response:
     token = request.query_params.get("token", "")
     with db(request) as session:
-        valid = users.valid_token(session, token, users.VERIFY_EMAIL, now(request)) is not None
+        valid = signin.token_valid(session, token, users.VERIFY_EMAIL, now(request))
     return _render(request, "account/confirm_email.html", {"token": token, "valid": valid}, 200 if valid else 400)
 
 
@@ -146,17 +133,7 @@ async def confirm_email(request: Request) -> Response:
 
     def confirm() -> User | None:
         with db(request) as session:
-            user = users.confirm_email(session, token, now(request))
-            if user is not None:
-                audit.record(
-                    session,
-                    "user.email_confirmed",
-                    actor=user,
-                    entity_type="user",
-                    entity_id=user.id,
-                    remote_addr=remote_addr(request),
-                )
-            return user
+            return signin.confirm_email(session, token, now(request), remote_addr(request))
 
     user = await run_in_threadpool(confirm)
     if user is None:
@@ -183,23 +160,8 @@ async def forgot_password(request: Request) -> Response:
 
     def find() -> tuple[int | None, int | None]:
         with db(request) as session:
-            at = now(request)
-            # Asking for links is slowed per network address and per email, so nobody floods
-            # a mailbox; counted apart from failed sign-ins, so it never slows signing in.
-            limits = throttle.reset_keys(form.get("email"), remote_addr(request))
-            wait = throttle.longest_wait(session, limits, at)
-            if wait is not None:
-                return None, int(wait.total_seconds())
-            throttle.record(session, [key for key, _limit in limits], at)
-            user = users.user_by_email(session, form.get("email"))
-            audit.record(
-                session,
-                "user.reset_requested",
-                actor=user,
-                actor_label=users.normalise_email(form.get("email")),
-                remote_addr=remote_addr(request),
-            )
-            return (user.id if user is not None and user.active else None), None
+            asked = signin.ask_reset(session, form.get("email"), now(request), remote_addr(request))
+            return asked.user_id, asked.wait_seconds
 
     user_id, wait = await run_in_threadpool(find)
     if wait is not None:
@@ -218,7 +180,7 @@ async def forgot_password(request: Request) -> Response:
 def reset_password_page(request: Request) -> Response:
     token = request.query_params.get("token", "")
     with db(request) as session:
-        valid = users.valid_token(session, token, users.RESET_PASSWORD, now(request)) is not None
+        valid = signin.token_valid(session, token, users.RESET_PASSWORD, now(request))
     return _render(
         request,
         "account/reset_password.html",
@@ -241,15 +203,7 @@ async def reset_password(request: Request) -> Response:
             with db(request) as session:
                 # Every session of the sign-in ends (users.reset_password); this browser
                 # gets a new one.
-                user = users.reset_password(session, token, password, now(request))
-                audit.record(
-                    session,
-                    "user.password_reset",
-                    actor=user,
-                    entity_type="user",
-                    entity_id=user.id,
-                    remote_addr=remote_addr(request),
-                )
+                user = signin.reset_password(session, token, password, now(request), remote_addr(request))
                 start_session(request, user, session)
                 return user
         except InvalidInput as exc:
@@ -283,7 +237,7 @@ async def link(request: Request) -> Response:
         with db(request) as session:
             user = require_customer(request, session)
             try:
-                result = users.link_account(
+                account = customers.link_account(
                     session,
                     user,
                     form.get("account_number"),
@@ -295,22 +249,11 @@ async def link(request: Request) -> Response:
             except InvalidInput as exc:
                 form.errors[exc.field or "account_number"] = error_text(exc)
                 return None
-            if result.account is None:
+            if account is None:
                 # One answer for every refusal: facts that did not match, or any limit reached.
                 form.errors["account_number"] = gettext(users.LINK_FAILED)
-            tried = f"account number {form.get('account_number')[:20]}"
-            audit.record(
-                session,
-                "account.linked" if result.account else "account.link_failed",
-                actor=user,
-                entity_type="account",
-                entity_id=result.account.id if result.account else None,
-                remote_addr=remote_addr(request),
-                detail=None
-                if result.account
-                else (f"too many tries, not checked: {tried}" if result.retry_after else f"tried {tried}"),
-            )
-            return result.account.number if result.account else None
+                return None
+            return account.number
 
     number = await run_in_threadpool(attempt)
     if number is None:
@@ -330,18 +273,7 @@ async def set_language(request: Request) -> Response:
 
     def remember() -> None:
         with db(request) as session:
-            user = signed_in_user(request, session)
-            if user is not None and user.language != code:
-                audit.record(
-                    session,
-                    "user.language",
-                    actor=user,
-                    entity_type="user",
-                    entity_id=user.id,
-                    before={"language": user.language},
-                    after={"language": code},
-                )
-                user.language = code
+            signin.set_language(session, signed_in_user(request, session), code)
 
     await run_in_threadpool(remember)
     request.session["lang"] = code

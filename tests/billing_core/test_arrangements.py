@@ -5,6 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from portal.billing_core import arrangements
+from portal.billing_core.errors import FieldErrors
 
 
 @given(
@@ -49,7 +50,7 @@ TODAY = date(2026, 11, 22)
 def test_a_plan_outside_the_policy_is_refused_on_its_field(
     installments: str, down: str, first: str, field: str
 ) -> None:
-    with pytest.raises(arrangements.ProposalErrors) as caught:
+    with pytest.raises(FieldErrors) as caught:
         arrangements.check(5_000, installments, down, first, "", TODAY)
     assert field in caught.value.errors
 

@@ -231,7 +231,7 @@ def test_a_bill_from_before_autopay_is_still_the_residents_to_pay() -> None:
     from zoneinfo import ZoneInfo
 
     from portal.billing_core import autopay, delinquency
-    from portal.views.customer import bill_before_autopay
+    from portal.services.customers import bill_before_autopay
 
     tz = ZoneInfo("America/Los_Angeles")
     bill = SimpleNamespace(bill_date=date(2026, 11, 7), due_date=date(2026, 11, 28))
