@@ -253,7 +253,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_rates_quote(args: argparse.Namespace) -> int:
-    from .rates import quote_cases
+    from .services.rates import quote_cases
 
     with open(args.cases, newline="", encoding="utf-8") as cases:
         rows, errors = quote_cases(args.owrs_root, cases, sys.stdout)

@@ -664,12 +664,15 @@ class _Builder:
             ],
         )
 
-    def rate(self, schedule_id: int, quantity: int, meter_size: str | None, cart: str | None) -> list[rating.LineDraft]:
+    def rate(
+        self, schedule_id: int, quantity: int, meter_size: str | None, cart: str | None, period_end: date
+    ) -> list[rating.LineDraft]:
         rater = self.raters.get(schedule_id)
         if rater is None:
             version_id, service, definition = self.definitions[schedule_id]
             rater = self.raters[schedule_id] = rating.Rater(service, definition, version_id)
-        return list(rater.rate(rating.Usage(Decimal(quantity), meter_size, {"cart_size": cart} if cart else None)))
+        usage = rating.Usage(Decimal(quantity), meter_size, {"cart_size": cart} if cart else None)
+        return list(rater.rate(usage, period_end=period_end))
 
     # -- the district -------------------------------------------------------
     def run(self, workers: int) -> DemoResult:
@@ -1138,6 +1141,7 @@ class _Builder:
                         qty,
                         size if service == "water" else None,
                         cart if service == "sanitation" else None,
+                        end,
                     )
                 )
             by_service: dict[str, int] = {}

@@ -42,9 +42,6 @@ class FormState:
         return self.values.get(name, default)
 
 
-RATE_EDITORS = frozenset({Role.SUPERVISOR.value, Role.ADMIN.value})
-
-
 @contextmanager
 def db(request: Request) -> Iterator[Session]:
     """One database transaction for the request: committed on success."""
@@ -162,11 +159,6 @@ def require_staff(request: Request, session: Session) -> User:
     if not Role(user.role).is_staff:
         raise PageNotFound()
     return user
-
-
-def require_rate_editor(user: User) -> None:
-    if user.role not in RATE_EDITORS:
-        raise Forbidden("Only billing supervisors and administrators change rates.")
 
 
 def flash(request: Request, message: str) -> None:

@@ -33,8 +33,10 @@ def to_decimal(value: str | int | Decimal) -> Decimal:
         return value
     if isinstance(value, int):
         return Decimal(value)
+    if not isinstance(value, str):
+        raise InvalidInput(f"{value!r} is not a number")
     try:
-        result = Decimal(str(value).strip())
+        result = Decimal(value.strip())
     except InvalidOperation as exc:
         raise InvalidInput(f"{value!r} is not a number") from exc
     if not result.is_finite():

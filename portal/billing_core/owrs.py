@@ -29,11 +29,10 @@ Semantics (the quote contract):
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal, DecimalException, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal, DecimalException, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +42,7 @@ from yaml.constructor import SafeConstructor
 from yaml.resolver import Resolver
 
 from .errors import InvalidInput
+from .money import cents_to_decimal, round_cents
 
 RATE_TYPES = ("Tiered", "Budget")
 SUFFIXES = ("commodity", "drought")
@@ -224,21 +224,28 @@ _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 _NOT_FINITE = re.compile(r"[-+]?(?:\.?nan|\.?inf(?:inity)?|s?nan)", re.IGNORECASE)
 
 
+_INF = float("inf")
+
+
 def number_problem(value: Any) -> str | None:
     """Why a number in a file cannot be used (NaN, infinite, too long, too large), or None."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, float):
-        # YAML's .nan and .inf arrive as floats (the loader's); they are never used as numbers.
-        if math.isnan(value):
+    if isinstance(value, Decimal):
+        # YAML's .nan and .inf arrive as Decimal NaN and infinities (the loader's); they are
+        # never used as numbers.
+        if value.is_nan():
             return "NaN (not a number) is not a rate"
-        if math.isinf(value):
+        if value.is_infinite():
+            return "an infinite number is not a rate"
+        # Shown and measured as before numbers were Decimal: 1.0e+300 reads 1e+300.
+        value = json_number(value)
+    if isinstance(value, float):
+        if value in (_INF, -_INF):  # written finite but past what a float holds (1.0e+400)
             return "an infinite number is not a rate"
         text = repr(value)
-    elif isinstance(value, (int, Decimal)):
-        if isinstance(value, Decimal) and not value.is_finite():
-            return f"{value} is not a finite number"
-        text = str(value) if isinstance(value, Decimal) or abs(value) < 10**50 else "1" + "0" * 51
+    elif isinstance(value, int):
+        text = str(value) if abs(value) < 10**50 else "1" + "0" * 51
     else:
         text = str(value).strip()
         if _NOT_FINITE.fullmatch(text):
@@ -277,10 +284,10 @@ def evaluate_node(node: Node, lookup: Callable[[str], Any]) -> Decimal:
         return node[1]
     if kind == "name":
         value = lookup(node[1])
-        if isinstance(value, list) and len(value) == 1 and isinstance(value[0], (Decimal, int, float)):
-            value = Decimal(str(value[0]))  # a one-item YAML list is that item
+        if isinstance(value, list) and len(value) == 1 and _is_numeric(value[0]):
+            value = Decimal(value[0])  # a one-item YAML list is that item
         if not isinstance(value, Decimal):
-            raise ValueError(f"{node[1]} is {value!r}, not a number")
+            raise ValueError(f"{node[1]} is {plain(value)!r}, not a number")
         return bounded(value, node[1])
     if kind == "neg":
         return -evaluate_node(node[1], lookup)
@@ -358,9 +365,11 @@ class _StrictComposer(Composer, SafeConstructor):
       lines: PyYAML keeps the last one silently, so part of what the file says would be
       lost. The same key and value twice loses nothing and is let through.
     - Nesting is capped at ``MAX_YAML_DEPTH`` levels and a file at ``MAX_NODES`` nodes.
-    - A number written with more than ``MAX_NUMBER_TEXT`` characters stays text, so the
-      file's checks refuse it by class and field (Python would refuse to read an integer
-      of over 4,300 digits with a bare ValueError).
+    - Every number (YAML int or float) is a ``Decimal`` made from its text; ``.nan`` and
+      ``.inf`` are Decimal NaN and infinities, which ``number_problem`` refuses by class and
+      field. A number written with more than ``MAX_NUMBER_TEXT`` characters stays text, so
+      the file's checks refuse it by class and field (Python would refuse to read an
+      integer of over 4,300 digits with a bare ValueError).
     """
 
     def _start_limits(self) -> None:
@@ -413,19 +422,23 @@ class _StrictComposer(Composer, SafeConstructor):
         return super().construct_mapping(node, deep=deep)
 
     def construct_number(self, node: Any) -> Any:
+        """Every YAML number (int or float) as a ``Decimal``, read from the text as written:
+        ``2.78`` is exactly 2.78, never the float nearest it. Booleans stay booleans."""
         if len(node.value) > MAX_NUMBER_TEXT:
             return node.value
         if node.tag.endswith(":int"):
-            return self.construct_yaml_int(node)
-        return self.construct_yaml_float(node)
+            # PyYAML reads 0x1F, 0o17, 1_000 and 1:30 (sexagesimal) as integers: exact.
+            return Decimal(self.construct_yaml_int(node))
+        return yaml_float(node.value)
 
 
 if hasattr(yaml, "CSafeLoader"):
     from yaml.cyaml import CParser
 
     class StrictLoader(_StrictComposer, CParser, Resolver):
-        """libyaml reads the events (it is faster and takes the tabs some real files have);
-        this module's composer and PyYAML's safe constructor make the values."""
+        """The one YAML loader of rate files. libyaml reads the events (it is faster and
+        takes the tabs some real files have); this module's composer and PyYAML's safe
+        constructor make the values, every number a ``Decimal`` (``construct_number``)."""
 
         def __init__(self, stream: str) -> None:
             CParser.__init__(self, stream)
@@ -444,6 +457,77 @@ else:  # pragma: no cover - PyYAML without libyaml
 
 StrictLoader.add_constructor("tag:yaml.org,2002:int", StrictLoader.construct_number)
 StrictLoader.add_constructor("tag:yaml.org,2002:float", StrictLoader.construct_number)
+
+
+_TENTH = Decimal("0.1")
+
+
+def yaml_float(text: str) -> Decimal:
+    """A YAML float as a Decimal, as PyYAML reads the text (underscores dropped, ``.inf``,
+    ``.nan``, sexagesimal ``1:30.5``), without going through a binary float.
+
+    A float written without decimals (``5.``) keeps one (``5.0``), so that it stays a float
+    when stored as JSON (``json_number``), as it was before numbers were Decimal."""
+    value = text.replace("_", "").lower()
+    sign = -1 if value.startswith("-") else 1
+    if value[:1] in ("+", "-"):
+        value = value[1:]
+    if value == ".inf":
+        return Decimal(sign) * Decimal("Infinity")
+    if value == ".nan":
+        return Decimal("NaN")
+    try:
+        if ":" in value:
+            result = Decimal(0)
+            for part in value.split(":"):
+                result = result * 60 + Decimal(part)
+        else:
+            result = Decimal(value)
+    except InvalidOperation:
+        raise ValueError(f"could not convert string to float: {value!r}") from None
+    if result.as_tuple().exponent == 0 and result.adjusted() < MAX_NUMBER_TEXT // 2:
+        result = result.quantize(_TENTH)
+    return sign * result
+
+
+def json_number(value: Decimal) -> int | float:
+    """How a stored definition (JSON) keeps a number of the file: an integer as an integer,
+    any other number as the float JSON writes (its text is the file's, less trailing zeros;
+    ``decimals`` reads it back). Numbers are never computed with in this form."""
+    if value.is_finite() and value.as_tuple().exponent == 0:
+        return int(value)
+    return float(value)
+
+
+def decimals(value: Any) -> Any:
+    """A stored definition's part (JSON: ``int`` and ``float``) with every number a
+    ``Decimal``, as ``load_text`` gives them; booleans, text and ``Decimal`` unchanged.
+
+    A float from JSON is read back from its shortest text (``repr``), which is the number as
+    the file wrote it, so 2.78 is 2.78 and not the binary float's 2.77999..."""
+    if isinstance(value, dict):
+        return {k: decimals(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [decimals(v) for v in value]
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    return value
+
+
+def plain(value: Any) -> Any:
+    """``value`` with every ``Decimal`` as ``json_number`` makes it: how messages and size
+    checks see the file's values (``[2.5, 3]``, not ``[Decimal('2.5'), Decimal('3')]``)."""
+    if isinstance(value, dict):
+        return {plain(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, Decimal):
+        return json_number(value) if value.is_finite() else value
+    return value
 
 
 def load_text(text: str, path: str = "<text>") -> OwrsFile:
@@ -474,7 +558,7 @@ def load_text(text: str, path: str = "<text>") -> OwrsFile:
             raise OwrsError("a customer class must be a mapping of rate parts", file=path, cust_class=str(name))
         classes[str(name)] = body
     metadata = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
-    size = len(repr(metadata))
+    size = len(repr(plain(metadata)))
     if size > MAX_METADATA:
         raise OwrsError(f"the metadata takes {size:,} characters; at most {MAX_METADATA:,} are allowed", file=path)
     return OwrsFile(path=path, metadata=metadata, classes=classes)
@@ -616,17 +700,19 @@ class ClassBill:
 
     def number(self, name: str, suffix: str | None = None) -> Decimal:
         value = self.value(name, suffix)
-        if isinstance(value, list) and len(value) == 1 and isinstance(value[0], (int, float)):
-            value = Decimal(str(value[0]))
+        if isinstance(value, list) and len(value) == 1 and _is_numeric(value[0]):
+            value = Decimal(value[0])
         if not isinstance(value, Decimal):
-            raise self.error(f"{name} is {value!r}, where a number is needed", name)
+            raise self.error(f"{name} is {plain(value)!r}, where a number is needed", name)
         return value
 
     # -- parts ----------------------------------------------------------------
     def compute(self, key: str, raw: Any, suffix: str | None) -> Any:
         if isinstance(raw, bool):
             raise self.error("a true/false value where a number or formula is needed", key)
-        if isinstance(raw, (int, float)):
+        if isinstance(raw, float):
+            raise TypeError("OWRS numbers are Decimal (load_text, or decimals() for a stored definition), never float")
+        if _is_numeric(raw):
             return self.file_number(raw, key)
         if isinstance(raw, dict):
             return self.compute(key, self.lookup_map(key, raw), suffix)
@@ -641,11 +727,15 @@ class ClassBill:
             return self.file_number(text, key)
         return self.formula_value(key, text, suffix)
 
-    def file_number(self, raw: Any, key: str) -> Decimal:
+    def file_number(self, raw: Decimal | int | str, key: str) -> Decimal:
+        """A number of the file (as the loader made it, or written as text in a list or a
+        share such as ``133%``), checked by ``number_problem``."""
         problem = number_problem(raw)
         if problem:
             raise self.error(problem, key)
-        return Decimal(str(raw))
+        if isinstance(raw, Decimal):
+            return raw
+        return Decimal(raw.strip() if isinstance(raw, str) else raw)
 
     def formula_value(self, key: str, text: str, suffix: str | None) -> Decimal:
         try:
@@ -744,7 +834,9 @@ class ClassBill:
     def list_number(self, item: Any, suffix: str | None, key: str) -> Decimal:
         if isinstance(item, bool):
             raise self.error("a true/false value in a tier list", key)
-        if isinstance(item, (int, float)) or _is_number(str(item)):
+        if _is_numeric(item):
+            return self.file_number(item, key)
+        if isinstance(item, str) and _is_number(item):
             return self.file_number(item, key)
         return self.formula_value(key, str(item).strip(), suffix)
 
@@ -764,11 +856,11 @@ class ClassBill:
         if found is None:
             raise self.error("percentage tier starts need a budget", key)
         name, raw = found
-        if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        if _is_numeric(raw):
             return round_allocation(self.file_number(raw, name))
         if isinstance(raw, dict):
             raw = self.lookup_map(name, raw)
-            if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+            if _is_numeric(raw):
                 return round_allocation(self.file_number(raw, name))
         try:
             node = self.file.formula(str(raw))
@@ -795,7 +887,7 @@ class ClassBill:
         bill_raw = self.body.get("bill")
         if bill_raw is None:
             raise self.error("the class has no bill formula", "bill")
-        if isinstance(bill_raw, (int, float)) and not isinstance(bill_raw, bool):
+        if _is_numeric(bill_raw):
             amount = self.file_number(bill_raw, "bill")
             return Quote(amount, (Part("bill", 1, amount),), self.file.bill_unit)
         try:
@@ -832,6 +924,11 @@ def _suffix_for(key: str, inherited: str | None) -> str | None:
     return inherited
 
 
+def _is_numeric(value: Any) -> bool:
+    """A number as the loader makes them (``Decimal``), or an ``int`` a caller passed."""
+    return isinstance(value, (Decimal, int)) and not isinstance(value, bool)
+
+
 def _is_number(text: str) -> bool:
     """A plain decimal number as written in a file (not ``NaN`` or ``Infinity``, which
     ``Decimal`` would also read)."""
@@ -854,8 +951,8 @@ def quote(file: OwrsFile, cust_class: str, data: Mapping[str, Any]) -> Quote:
 
 
 def dollars(amount: Decimal) -> str:
-    rounded = amount.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-    return str(rounded if rounded != 0 else Decimal("0.00"))  # never "-0.00"
+    """A bill in dollars and cents, rounded by ``money.round_cents`` (never "-0.00")."""
+    return str(cents_to_decimal(round_cents(amount)))
 
 
 def check_class(file: OwrsFile, cust_class: str) -> list[OwrsError]:

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, selectinload
 from . import audit, owrs, rating
 from .errors import NotFound
 from .models import RateSchedule, RateScheduleVersion, User
+from .money import to_decimal
 
 
 @dataclass
@@ -58,13 +59,16 @@ def parse_effective_date(value: Any, path: str) -> date:
 
 
 def _jsonable(value: Any) -> Any:
-    """YAML values as JSON keeps them: dates as text, map keys as text."""
+    """YAML values as JSON keeps them: dates as text, map keys as text, numbers as
+    ``owrs.json_number`` stores them (``owrs.decimals`` reads them back as Decimal)."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(owrs.plain(k)): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_jsonable(v) for v in value]
     if isinstance(value, (date, datetime)):
         return value.isoformat()
+    if isinstance(value, Decimal):
+        return owrs.json_number(value)
     return value
 
 
@@ -279,13 +283,16 @@ def calculate(
     proposed: RateScheduleVersion | None,
     usage: rating.Usage,
     days: int = 30,
+    *,
+    period_end: date,
 ) -> Comparison:
-    """What a bill comes to under a version, and under another one, for the same usage."""
+    """What a bill comes to under a version, and under another one, for the same usage, for
+    a period of ``days`` ending the day before ``period_end`` (a seasonal rate's season)."""
 
     def lines(v: RateScheduleVersion | None) -> list[rating.LineDraft]:
         if v is None:
             return []
-        return rating.rate(service, v.definition, usage, v.id, days=days)
+        return rating.rate(service, v.definition, usage, v.id, days=days, period_end=period_end)
 
     return Comparison(lines(current), lines(proposed))
 
@@ -343,9 +350,9 @@ def describe(definition: Mapping[str, Any]) -> list[Table]:
             rows, low = [], Decimal(0)
             for n, t in enumerate(comp["tiers"], start=1):
                 up = t.get("up_to")
-                span = f"over {low:f} {unit}" if up in (None, "") else f"{low:f} to {Decimal(str(up)):f} {unit}"
+                span = f"over {low:f} {unit}" if up in (None, "") else f"{low:f} to {to_decimal(up):f} {unit}"
                 rows.append((f"Tier {n}", span, _money(t["price"])))
-                low = Decimal(str(up)) if up not in (None, "") else low
+                low = to_decimal(up) if up not in (None, "") else low
             tables.append(
                 Table(title or "Water usage", ("Tier", "Usage each period", f"Price per {unit}"), tuple(rows))
             )
@@ -449,7 +456,7 @@ _MONEY_WORDS = ("charge", "price", "rate", "fee", "surcharge", "cost")
 
 def _owrs_value(name: str, value: Any) -> str:
     """Numbers that are money read as money; formulas and factors as written."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
         if any(word in name.lower() for word in _MONEY_WORDS):
             return _money(value)
     return str(value)
@@ -457,7 +464,7 @@ def _owrs_value(name: str, value: Any) -> str:
 
 def _money(value: Any) -> str:
     """A price as the ordinance states it: two decimals, or more when it has them."""
-    amount = Decimal(str(value))
+    amount = owrs.decimals(value) if isinstance(value, float) else to_decimal(value)
     if amount == amount.quantize(Decimal("0.01")):
         return f"${amount:,.2f}"
     return f"${amount.normalize():f}"

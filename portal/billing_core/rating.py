@@ -51,7 +51,7 @@ from typing import Any, NamedTuple
 
 from . import owrs
 from .errors import InvalidInput
-from .money import round_cents, to_decimal
+from .money import cents_to_decimal, round_cents, to_decimal
 
 ONE = Decimal(1)
 ZERO = Decimal(0)
@@ -219,7 +219,7 @@ def rate(
             floor = to_decimal(comp["amount"]) * factor
             short = floor - subtotal()
             if short > 0:
-                add(f"{desc} (minimum ${floor.quantize(Decimal('0.01'))})", ONE, "each", short, short)
+                add(f"{desc} (minimum ${cents_to_decimal(round_cents(floor))})", ONE, "each", short, short)
         elif kind == "discount":
             if comp.get("program") and comp["program"] not in usage.programs:
                 continue
@@ -330,7 +330,11 @@ def _pick(values: Mapping[str, Any], key: str | None, what: str, desc: str) -> D
 
 
 def _season(seasons: Mapping[str, Sequence[int]], period_end: date | None) -> str:
-    month = (period_end - timedelta(days=1)).month if period_end else date.today().month
+    """The season the period's last day (``period_end`` is the day after it) falls in. The
+    caller says which period: the season never comes from the server's clock."""
+    if period_end is None:
+        raise InvalidInput("a seasonal rate needs the billing period's dates", "period")
+    month = (period_end - timedelta(days=1)).month
     for name, months in seasons.items():
         if month in months:
             return name
@@ -380,10 +384,12 @@ def _rate_owrs(
     days: int | None,
     note: str,
 ) -> list[LineDraft]:
+    # A stored definition is JSON (ints and floats): its numbers become Decimal here, once.
+    structure = owrs.decimals(definition["rate_structure"])
     file = owrs.OwrsFile(
         path=definition.get("source", "OWRS"),
         metadata=definition.get("metadata", {}),
-        classes={definition["class"]: definition["rate_structure"]},
+        classes={definition["class"]: structure},
     )
     data = _owrs_data(usage, days)
     try:
@@ -414,7 +420,7 @@ def _rate_owrs(
                 )
             continue
         amount = part.sign * part.amount
-        raw = definition["rate_structure"].get(part.name)
+        raw = structure.get(part.name)
         per_unit = _per_unit_price(file, definition["class"], raw, data)
         if per_unit is not None and factor == ONE:
             if amount:

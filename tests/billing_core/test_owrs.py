@@ -4,7 +4,7 @@ from decimal import Decimal
 import pytest
 
 from portal.billing_core import owrs
-from portal.rates import quote_cases
+from portal.services.rates import quote_cases
 
 SPEC_TIERED = """
 metadata: {effective_date: 2016-01-01, utility_name: Example, bill_frequency: monthly}
