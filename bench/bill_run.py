@@ -32,7 +32,7 @@ from sqlalchemy import func, select  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from portal.billing_core import bill_runs  # noqa: E402
-from portal.billing_core.models import Account, BillRun, Meter, MeterRead, Service, User  # noqa: E402
+from portal.billing_core.models import Account, BillRun, Meter, MeterRead, Service, User, utcnow  # noqa: E402
 from portal.db import make_engine  # noqa: E402
 from portal.demo import DemoExists, build_demo  # noqa: E402
 from portal.jobs import dispatch  # noqa: E402
@@ -115,7 +115,7 @@ def main() -> None:
         wait(engine, run_id, "calculated")
         t_calc = time.monotonic() - t0
         with Session(engine) as s, s.begin():
-            bill_runs.approve(s, s.get(BillRun, run_id), s.get(User, supervisor_id))
+            bill_runs.approve(s, s.get(BillRun, run_id), s.get(User, supervisor_id), now=utcnow())
         t1 = time.monotonic()
         dispatch(settings, run_id, "post", supervisor_id, chunk=args.chunk, in_process=in_process)
         wait(engine, run_id, "posted")

@@ -77,7 +77,7 @@ def _calculate(database_url: str, run_id: int, account_ids: list[int]) -> int:
         run = session.get(BillRun, run_id)
         if run is None:
             return 0
-        return bill_runs.calculate(session, run, account_ids).accounts
+        return bill_runs.calculate(session, run, account_ids, now=utcnow()).accounts
 
 
 def _post(database_url: str, run_id: int, account_ids: list[int], actor_id: int) -> int:
@@ -86,7 +86,7 @@ def _post(database_url: str, run_id: int, account_ids: list[int], actor_id: int)
         actor = session.get(User, actor_id)
         if run is None or actor is None:
             return 0
-        return bill_runs.post(session, run, actor, account_ids).accounts
+        return bill_runs.post(session, run, actor, account_ids, now=utcnow()).accounts
 
 
 _printer: AsyncPrinter | None = None
