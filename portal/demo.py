@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session
 from .billing_core import ledger, posting, rating, references
 from .billing_core.models import Account, Base, User
 from .billing_core.numbers import account_number
+from .billing_core.status import BillStatus, PaymentStatus
 from .billing_core.users import create_user
 from .migrate import alembic_config, upgrade
 from .settings import Settings
@@ -46,6 +47,8 @@ CHINO_FILE = DATA / "chino-2017-10-01.owrs"
 DEMO_PASSWORD = "demo-password-2026"
 MONTHS = 24
 BATCH_ACCOUNTS = 2000
+#: The stored words, looked up once (the history loop writes millions of rows).
+BILL_POSTED, PAYMENT_POSTED = BillStatus.POSTED.value, PaymentStatus.POSTED.value
 REFERENCE_TABLES = ("billing_cycle", "route", "rate_schedule", "rate_schedule_version")
 BULK_TABLES = (
     "customer",
@@ -1123,7 +1126,7 @@ class _Builder:
                 balance -= amount
                 pay_id = self.next_id("payment")
                 rows["payment"].append(
-                    (pay_id, aid, amount, channel, method, D(when), f"P{pay_id:09d}", "posted", tid, T(when))
+                    (pay_id, aid, amount, channel, method, D(when), f"P{pay_id:09d}", PAYMENT_POSTED, tid, T(when))
                 )
 
         for k in range(1, MONTHS + 1):
@@ -1188,7 +1191,7 @@ class _Builder:
                     payments_since,
                     current,
                     balance,
-                    "posted",
+                    BILL_POSTED,
                     estimated,
                     tid,
                 )

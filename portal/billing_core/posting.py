@@ -54,6 +54,8 @@ def post_many(
     moments = [posted_at] * len(txns) if isinstance(posted_at, datetime) else list(posted_at)
     if len(moments) != len(txns) or (ids is not None and len(ids) != len(txns)):
         raise ValueError("post_many needs one posting moment and one id (if any) per transaction")
+    if entry_ids is not None and len(entry_ids) != sum(len(t.entries) for t in txns):
+        raise ValueError("post_many needs one entry id per entry")
     for txn in txns:
         ledger.check_balanced(txn)
     if not txns:
@@ -78,8 +80,6 @@ def post_many(
     if entry_ids is None:
         insert_rows(db, LedgerEntry.__table__, ENTRY_COLUMNS, entries)
     else:
-        if len(entry_ids) != len(entries):
-            raise ValueError("post_many needs one entry id per entry")
         insert_rows(
             db,
             LedgerEntry.__table__,
