@@ -33,7 +33,8 @@ from sqlalchemy.orm import Session  # noqa: E402
 
 from portal.adapters.database import make_engine  # noqa: E402
 from portal.billing_core import bill_runs  # noqa: E402
-from portal.billing_core.models import Account, BillRun, Meter, MeterRead, Service, User  # noqa: E402
+from portal.billing_core.models import Account, BillRun, Meter, MeterRead, Service, User, utcnow  # noqa: E402
+from portal.billing_core.status import BillRunStatus  # noqa: E402
 from portal.demo import DemoExists, build_demo  # noqa: E402
 from portal.jobs import dispatch  # noqa: E402
 from portal.settings import Settings, normalise_database_url  # noqa: E402
@@ -61,8 +62,8 @@ def main() -> None:
     print(f"district ready in {time.monotonic() - started:.0f} s")
 
     with Session(engine) as s, s.begin():
-        run = s.scalar(select(BillRun).where(BillRun.status != "cancelled").order_by(BillRun.id.desc()))
-        if run is None or run.status == "posted":
+        run = s.scalar(select(BillRun).where(BillRun.status != BillRunStatus.CANCELLED).order_by(BillRun.id.desc()))
+        if run is None or run.status == BillRunStatus.POSTED:
             # A new district bills October 5 to November 5; with --keep, the month after the last run.
             start = run.period_end if run is not None else date(2026, 10, 5)
             end = date(start.year + start.month // 12, start.month % 12 + 1, start.day)
@@ -91,7 +92,7 @@ def main() -> None:
         run_id, total = run.id, run.accounts_total
         supervisor = s.scalar(select(User).where(User.email == "supervisor@demo.example"))
         supervisor_id = supervisor.id
-        if run.status == "created":
+        if run.status == BillRunStatus.CREATED:
             pass
     settings = Settings(database_url=url)
     env = {**os.environ, "DATABASE_URL": url}
@@ -112,13 +113,13 @@ def main() -> None:
     try:
         t0 = time.monotonic()
         dispatch(settings, run_id, "calculate", chunk=args.chunk, in_process=in_process)
-        wait(engine, run_id, "calculated")
+        wait(engine, run_id, BillRunStatus.CALCULATED)
         t_calc = time.monotonic() - t0
         with Session(engine) as s, s.begin():
-            bill_runs.approve(s, s.get(BillRun, run_id), s.get(User, supervisor_id))
+            bill_runs.approve(s, s.get(BillRun, run_id), s.get(User, supervisor_id), now=utcnow())
         t1 = time.monotonic()
         dispatch(settings, run_id, "post", supervisor_id, chunk=args.chunk, in_process=in_process)
-        wait(engine, run_id, "posted")
+        wait(engine, run_id, BillRunStatus.POSTED)
         t_post = time.monotonic() - t1
     finally:
         for w in workers:

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 from dataclasses import replace
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -77,7 +77,7 @@ def main() -> None:
         supervisor_id = s.scalar(select(User.id).where(User.email == "supervisor@demo.example"))
     dispatch(settings, run_id, "calculate", in_process=True)
     with Session(engine) as s, s.begin():
-        bill_runs.approve(s, s.get(BillRun, run_id), s.get(User, supervisor_id))
+        bill_runs.approve(s, s.get(BillRun, run_id), s.get(User, supervisor_id), now=datetime.now(UTC))
     dispatch(settings, run_id, "post", supervisor_id, in_process=True)
 
     # (1) One bill's PDF on demand, warm browser, as the portal's PDF route does it.
@@ -108,7 +108,9 @@ def main() -> None:
 
     # (2) The print file, by worker processes.
     with Session(engine) as s, s.begin():
-        pf = delivery.start(s, s.get(BillRun, run_id), s.get(User, supervisor_id), part_size=args.part)
+        pf = delivery.start(
+            s, s.get(BillRun, run_id), s.get(User, supervisor_id), part_size=args.part, now=datetime.now(UTC)
+        )
         pf_id, total = pf.id, pf.bills_total
     env_vars = {**os.environ, "DATABASE_URL": url, "FILES_DIR": files}
     workers = [

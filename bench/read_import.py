@@ -94,7 +94,14 @@ def main() -> None:
     started = time.perf_counter()
     with Session(engine) as session, session.begin():
         report = import_reads(
-            session, content, "ami.csv", "csv", layout_name="ami-interval-export", today=READ_DAY, actor_label="bench"
+            session,
+            content,
+            "ami.csv",
+            "csv",
+            layout_name="ami-interval-export",
+            today=READ_DAY,
+            now=datetime.now(UTC),
+            actor_label="bench",
         )
     took = time.perf_counter() - started
     print(

@@ -296,6 +296,7 @@ def cmd_rates_import(args: argparse.Namespace) -> int:
 def cmd_reads_import(args: argparse.Namespace) -> int:
     from datetime import datetime
 
+    from .adapters.clock import system_clock
     from .billing_core.read_files import parse_mapping
     from .billing_core.read_import import import_reads
 
@@ -315,6 +316,7 @@ def cmd_reads_import(args: argparse.Namespace) -> int:
             layout_name=args.layout,
             mapping=parse_mapping(args.map) if args.map else None,
             today=datetime.now(settings.tz).date(),
+            now=system_clock(),
             actor_label="portal reads import",
         )
     if report.already_imported_at is not None:
@@ -475,6 +477,7 @@ def _deliver(args: argparse.Namespace, factory) -> int:  # type: ignore[no-untyp
     """Deliver a posted run: render its print file and email paperless customers."""
     import time
 
+    from .adapters.clock import system_clock
     from .billing_core import delivery
     from .billing_core.models import PrintFile
     from .jobs import dispatch_delivery
@@ -482,7 +485,8 @@ def _deliver(args: argparse.Namespace, factory) -> int:  # type: ignore[no-untyp
     settings = _settings()
     with transaction(factory) as session:
         run = _run(session, args.run)
-        pf = delivery.start(session, run, _actor(session, args.as_user, needed=True), part_size=args.part)
+        actor = _actor(session, args.as_user, needed=True)
+        pf = delivery.start(session, run, actor, part_size=args.part, now=system_clock())
         pf_id, mailed, emailed = pf.id, pf.bills_total, pf.emails_total
     print(f"Run {args.run}: {mailed:,} bills to print, {emailed:,} to email.", file=sys.stderr)
     started = time.monotonic()
@@ -521,6 +525,7 @@ def _deliver(args: argparse.Namespace, factory) -> int:  # type: ignore[no-untyp
 def cmd_bill_run(args: argparse.Namespace) -> int:
     from datetime import date
 
+    from .adapters.clock import system_clock
     from .billing_core import bill_runs
     from .templating import _money
 
@@ -570,7 +575,8 @@ def cmd_bill_run(args: argparse.Namespace) -> int:
             return _deliver(args, factory)
         if args.bill_run_command == "approve":
             with transaction(factory) as session:
-                run = bill_runs.approve(session, _run(session, args.run), _actor(session, args.as_user, True))
+                actor = _actor(session, args.as_user, True)
+                run = bill_runs.approve(session, _run(session, args.run), actor, now=system_clock())
                 print(f"Bill run {run.id} approved.")
             return 0
     return 2
@@ -583,6 +589,7 @@ def cmd_account_stop(args: argparse.Namespace) -> int:
 
     from sqlalchemy import select
 
+    from .adapters.clock import system_clock
     from .billing_core import bill_runs, customers, reads
     from .billing_core.models import Account, Bill, Meter, Service
     from .templating import _money
@@ -615,7 +622,9 @@ def cmd_account_stop(args: argparse.Namespace) -> int:
             args.forward_street or "", args.forward_city or "", args.forward_state or "", args.forward_zip or ""
         )
         reads = {meter_id: given[serial] for serial, meter_id in meters if serial in given}
-        stop = bill_runs.stop_service(session, account, stop_on, reads, actor, date.today(), forward=forward)
+        stop = bill_runs.stop_service(
+            session, account, stop_on, reads, actor, date.today(), forward=forward, now=system_clock()
+        )
         if stop.status == "held":
             reasons = "; ".join(bill_runs.FINAL_REASONS.get(r, r).lower() for r in stop.reasons.split(","))
             print(f"The final bill of account {account.number} is held for review ({reasons}); see its account page.")

@@ -34,9 +34,10 @@ import yaml
 from sqlalchemy import Engine, func, insert, select, text
 from sqlalchemy.orm import Session
 
-from .billing_core import ledger, rating, references
+from .billing_core import ledger, posting, rating, references
 from .billing_core.models import Account, Base, User
 from .billing_core.numbers import account_number
+from .billing_core.status import BillStatus, PaymentStatus
 from .billing_core.users import create_user
 from .migrate import alembic_config, upgrade
 from .settings import Settings
@@ -46,6 +47,8 @@ CHINO_FILE = DATA / "chino-2017-10-01.owrs"
 DEMO_PASSWORD = "demo-password-2026"
 MONTHS = 24
 BATCH_ACCOUNTS = 2000
+#: The stored words, looked up once (the history loop writes millions of rows).
+BILL_POSTED, PAYMENT_POSTED = BillStatus.POSTED.value, PaymentStatus.POSTED.value
 REFERENCE_TABLES = ("billing_cycle", "route", "rate_schedule", "rate_schedule_version")
 BULK_TABLES = (
     "customer",
@@ -340,9 +343,13 @@ class _Bulk:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.pg = engine.dialect.name == "postgresql"
-        self.raw = engine.raw_connection()
+        # One connection: the ledger goes in through posting.post_many on it, the rest
+        # through its driver connection, all in the same transaction.
+        self.conn = engine.connect()
+        self.raw = self.conn.connection
         self._dates: dict[date, Any] = {}
         self._instants: dict[date, Any] = {}
+        self._moments: dict[date, datetime] = {}
         if not self.pg:
             # The values SQLAlchemy's SQLite types would have stored. The rows
             # are consistent by construction, so foreign keys are checked once
@@ -366,8 +373,15 @@ class _Bulk:
         """Midnight UTC of a day, as the database takes an aware instant."""
         out = self._instants.get(d)
         if out is None:
-            moment = datetime.combine(d, datetime.min.time(), tzinfo=UTC)
+            moment = self.moment(d)
             out = self._instants[d] = moment if self.pg else moment.strftime("%Y-%m-%d %H:%M:%S.%f")
+        return out
+
+    def moment(self, d: date) -> datetime:
+        """Midnight UTC of a day, as an aware datetime (what ``posting.post_many`` takes)."""
+        out = self._moments.get(d)
+        if out is None:
+            out = self._moments[d] = datetime.combine(d, datetime.min.time(), tzinfo=UTC)
         return out
 
     def write(self, table: str, columns: Sequence[str], rows: list[tuple]) -> None:
@@ -385,7 +399,23 @@ class _Bulk:
         finally:
             cur.close()
 
+    def post(self, ledger_rows: list[tuple]) -> None:
+        """Write transactions (rows of transaction, account id, id, entry ids) through the
+        ledger's one writer, posted at midnight of their day."""
+        if not ledger_rows:
+            return
+        posting.post_many(
+            self.conn,
+            [t for t, _aid, _tid, _eids in ledger_rows],
+            account_ids=[aid for _t, aid, _tid, _eids in ledger_rows],
+            posted_at=[self.moment(t.effective_date) for t, _aid, _tid, _eids in ledger_rows],
+            ids=[tid for _t, _aid, tid, _eids in ledger_rows],
+            entry_ids=[eid for *_x, eids in ledger_rows for eid in eids],
+        )
+
     def commit(self) -> None:
+        if self.conn.in_transaction():
+            self.conn.commit()
         self.raw.commit()
 
     def drop_indexes(self, tables: Sequence[str]) -> list[Any]:
@@ -447,7 +477,7 @@ class _Bulk:
             raise RuntimeError(f"demo rows break foreign keys: {problems[:5]}")
 
     def close(self) -> None:
-        self.raw.close()
+        self.conn.close()
 
 
 def _weighted(rng: random.Random, pairs: Sequence[tuple[Any, float]]) -> Any:
@@ -768,8 +798,7 @@ class _Builder:
                 "account",
                 "service",
                 "meter_read",
-                "ledger_transaction",
-                "ledger_entry",
+                "ledger",
                 "bill",
                 "bill_line",
                 "payment",
@@ -993,16 +1022,7 @@ class _Builder:
         bulk.write(
             "meter_read", ["id", "meter_id", "read_on", "value", "source", "status", "created_at"], rows["meter_read"]
         )
-        bulk.write(
-            "ledger_transaction",
-            ["id", "kind", "account_id", "effective_on", "due_on", "memo", "reverses_id", "posted_at", "posted_by_id"],
-            rows["ledger_transaction"],
-        )
-        bulk.write(
-            "ledger_entry",
-            ["id", "transaction_id", "gl_account", "account_id", "service_type", "amount_cents"],
-            rows["ledger_entry"],
-        )
+        bulk.post(rows["ledger"])
         bulk.write(
             "bill",
             [
@@ -1101,7 +1121,7 @@ class _Builder:
                 txn = ledger.payment_transaction(
                     aid, when, amount, channel, open_by_service, memo=f"Payment, {channel} {method}"
                 )
-                tid = self.write_txn(rows, txn, aid, None)
+                tid = self.write_txn(rows, txn, aid)
                 for e in txn.entries:
                     if e.account_id is not None:
                         key = e.service or "credit"
@@ -1109,7 +1129,7 @@ class _Builder:
                 balance -= amount
                 pay_id = self.next_id("payment")
                 rows["payment"].append(
-                    (pay_id, aid, amount, channel, method, D(when), f"P{pay_id:09d}", "posted", tid, T(when))
+                    (pay_id, aid, amount, channel, method, D(when), f"P{pay_id:09d}", PAYMENT_POSTED, tid, T(when))
                 )
 
         for k in range(1, MONTHS + 1):
@@ -1157,7 +1177,7 @@ class _Builder:
                 by_service,
                 memo=f"Bill {bill_number} for {start:%m/%d/%Y} to {end:%m/%d/%Y}",
             )
-            tid = self.write_txn(rows, txn, aid, due)
+            tid = self.write_txn(rows, txn, aid)
             for service, cents in by_service.items():
                 open_by_service[service] = open_by_service.get(service, 0) + cents
             previous = last_bill_balance
@@ -1175,7 +1195,7 @@ class _Builder:
                     payments_since,
                     current,
                     balance,
-                    "posted",
+                    BILL_POSTED,
                     estimated,
                     tid,
                 )
@@ -1228,26 +1248,11 @@ class _Builder:
                 pending.append((due + timedelta(days=rng.randint(0, 25)), current, "mail", "check"))
         post_payments_before(self.today + timedelta(days=1))
 
-    def write_txn(self, rows: dict[str, list[tuple]], txn: ledger.Transaction, aid: int, due: date | None) -> int:
-        ledger.check_balanced(txn)
+    def write_txn(self, rows: dict[str, list[tuple]], txn: ledger.Transaction, aid: int) -> int:
+        """Queue a transaction for ``posting.post_many`` (which checks it balances) with ids
+        from this chunk's ranges; returns its id."""
         tid = self.next_id("ledger_transaction")
-        rows["ledger_transaction"].append(
-            (
-                tid,
-                txn.kind.value,
-                aid,
-                self.D(txn.effective_date),
-                self.D(due),
-                txn.memo,
-                None,
-                self.T(txn.effective_date),
-                None,
-            )
-        )
-        for e in txn.entries:
-            rows["ledger_entry"].append(
-                (self.next_id("ledger_entry"), tid, e.gl_account, e.account_id, e.service, e.amount_cents)
-            )
+        rows["ledger"].append((txn, aid, tid, [self.next_id("ledger_entry") for _e in txn.entries]))
         return tid
 
     # -- sign-ins -------------------------------------------------------------

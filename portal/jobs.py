@@ -68,8 +68,8 @@ def job_queue(settings: Settings, factory=None, gateway=None, in_process: bool |
 
     return (
         InProcessQueue()
-        .register("bill_run.calculate_chunk", lambda **a: bill_run_chunks.calculate_chunk(factory, **a))
-        .register("bill_run.post_chunk", lambda **a: bill_run_chunks.post_chunk(factory, **a))
+        .register("bill_run.calculate_chunk", lambda **a: bill_run_chunks.calculate_chunk(factory, system_clock, **a))
+        .register("bill_run.post_chunk", lambda **a: bill_run_chunks.post_chunk(factory, system_clock, **a))
         .register("delivery.print_part", lambda **a: print_parts([a], None), print_parts)
         .register("email.send", lambda outbox_ids: notifications.send_outbox(mailer, factory, outbox_ids, system_clock))
         .register(
@@ -94,12 +94,16 @@ async def _render_here(settings: Settings, factory, slices: list[tuple[int, int]
 
 @app.task(name="bill_run.calculate_chunk", queue="billing", retry=3)
 def calculate_chunk(run_id: int, account_ids: list[int]) -> int:
-    return bill_run_chunks.calculate_chunk(sessions_for(Settings.from_env().database_url), run_id, account_ids)
+    return bill_run_chunks.calculate_chunk(
+        sessions_for(Settings.from_env().database_url), system_clock, run_id, account_ids
+    )
 
 
 @app.task(name="bill_run.post_chunk", queue="billing", retry=3)
 def post_chunk(run_id: int, account_ids: list[int], actor_id: int) -> int:
-    return bill_run_chunks.post_chunk(sessions_for(Settings.from_env().database_url), run_id, account_ids, actor_id)
+    return bill_run_chunks.post_chunk(
+        sessions_for(Settings.from_env().database_url), system_clock, run_id, account_ids, actor_id
+    )
 
 
 _printer: AsyncPrinter | None = None

@@ -18,6 +18,7 @@ from datetime import date
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from . import status
 from .models import AutopayEnrollment, Bill, LedgerEntry, LedgerTransaction
 
 PAID = "paid"
@@ -112,7 +113,7 @@ def statuses(charges: Sequence[Charge], bills: Iterable[Bill], as_of: date) -> d
     for bill in bills:
         charged = amounts.get(bill.ledger_transaction_id, 0) if bill.ledger_transaction_id else 0
         left = open_cents.get(bill.ledger_transaction_id, 0) if bill.ledger_transaction_id else 0
-        if bill.status == "voided":
+        if bill.status == status.BillStatus.VOIDED:
             state, left = VOIDED, 0
         elif charged <= 0:
             state, left = NOTHING_DUE, 0

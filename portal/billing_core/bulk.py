@@ -11,26 +11,31 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Table, any_, bindparam, literal, text, update
+from sqlalchemy import BigInteger, ColumnElement, Connection, Table, any_, bindparam, literal, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeEngine
 
 
-def reserve_ids(session: Session, table: str, n: int) -> list[int]:
+def _connection(db: Session | Connection) -> Connection:
+    return db.connection() if isinstance(db, Session) else db
+
+
+def reserve_ids(db: Session | Connection, table: str, n: int) -> list[int]:
     """``n`` fresh primary keys for ``table``, taken before the rows are written."""
     if n <= 0:
         return []
-    if session.get_bind().dialect.name == "postgresql":
+    connection = _connection(db)
+    if connection.dialect.name == "postgresql":
         return list(
-            session.scalars(
+            connection.scalars(
                 text(f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, :n)"),
                 {"n": n},
             )
         )
     # SQLite has one writer at a time, and this transaction is it.
-    top = session.scalar(text(f"SELECT COALESCE(MAX(id), 0) FROM {table}")) or 0
+    top = connection.scalar(text(f"SELECT COALESCE(MAX(id), 0) FROM {table}")) or 0
     return list(range(top + 1, top + n + 1))
 
 
@@ -68,10 +73,10 @@ def custom_plans(session: Session) -> None:
         session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
 
 
-def insert_rows(session: Session, table: Table, columns: Sequence[str], rows: Sequence[tuple]) -> None:
+def insert_rows(db: Session | Connection, table: Table, columns: Sequence[str], rows: Sequence[tuple]) -> None:
     if not rows:
         return
-    connection = session.connection()
+    connection = _connection(db)
     if connection.dialect.name == "postgresql":
         raw = connection.connection.driver_connection
         statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"

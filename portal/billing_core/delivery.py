@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
@@ -33,7 +33,6 @@ from .models import (
     PrintFile,
     PrintFilePart,
     User,
-    utcnow,
 )
 from .numbers import scan_line
 
@@ -41,8 +40,10 @@ PART_BILLS = 200
 DELIVERY_COLUMNS = ("bill_id", "print_file_id", "channel", "sequence", "email_to", "sent_at")
 
 
-def start(session: Session, run: BillRun, actor: User | None, part_size: int = PART_BILLS) -> PrintFile:
-    """Decide how each of the run's posted bills is delivered and open the print file."""
+def start(
+    session: Session, run: BillRun, actor: User | None, part_size: int = PART_BILLS, *, now: datetime
+) -> PrintFile:
+    """Decide how each of the run's posted bills is delivered and open the print file (at ``now``)."""
     if run.status != "posted":
         raise InvalidInput(f"run {run.id} is {run.status}; bills are delivered once the run is posted", "status")
     existing = session.scalar(select(PrintFile).where(PrintFile.bill_run_id == run.id, PrintFile.status != "failed"))
@@ -72,7 +73,7 @@ def start(session: Session, run: BillRun, actor: User | None, part_size: int = P
         parts_total=math.ceil(len(mailed) / part_size),
         part_size=part_size,
         created_by_id=actor.id if actor else None,
-        finished_at=None if mailed else utcnow(),
+        finished_at=None if mailed else now,
     )
     session.add(pf)
     session.flush()
@@ -83,7 +84,7 @@ def start(session: Session, run: BillRun, actor: User | None, part_size: int = P
         [(r[0], pf.id, "mail", n, None, None) for n, r in enumerate(mailed)]
         + [(r[0], pf.id, "email", n, r[3], None) for n, r in enumerate(emailed)],
     )
-    outbox.queue_bill_emails(session, pf.id, [(r[0], r[3]) for r in emailed], utcnow())
+    outbox.queue_bill_emails(session, pf.id, [(r[0], r[3]) for r in emailed], now)
     audit.record(
         session,
         "bill_run.deliver",
@@ -132,8 +133,8 @@ def part_paths(session: Session, pf: PrintFile) -> list[str]:
     )
 
 
-def finish(session: Session, pf: PrintFile, pdf_path: str, csv_path: str) -> None:
-    pf.status, pf.pdf_path, pf.csv_path, pf.finished_at = "ready", pdf_path, csv_path, utcnow()
+def finish(session: Session, pf: PrintFile, pdf_path: str, csv_path: str, *, now: datetime) -> None:
+    pf.status, pf.pdf_path, pf.csv_path, pf.finished_at = "ready", pdf_path, csv_path, now
     session.execute(
         update(BillDelivery)
         .where(BillDelivery.print_file_id == pf.id, BillDelivery.channel == "mail")

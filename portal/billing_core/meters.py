@@ -14,9 +14,10 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import audit, reads
+from . import audit, permissions, reads
 from .errors import InvalidInput
 from .models import Meter, MeterRead, Premise, Service, User
+from .permissions import Action
 
 MOVES = {
     "in_stock": {"installed", "in_test", "retired"},
@@ -25,11 +26,10 @@ MOVES = {
     "in_test": {"in_stock", "retired"},
     "retired": set(),
 }
-FIELD_ROLES = ("specialist", "supervisor", "admin")
 
 
 def _check(actor: User) -> None:
-    if actor.role not in FIELD_ROLES:
+    if not permissions.can(actor.role, Action.METERS_CHANGE):
         raise InvalidInput("only billing specialists and supervisors change meters", "role")
 
 

@@ -1,16 +1,92 @@
-"""Posting ledger transactions to the database: balanced, append-only, reversible once."""
+"""Posting ledger transactions to the database: balanced, append-only, reversible once.
+
+Every write to the ledger goes through ``post_many`` (a bill run's chunk, one payment, the
+demo's history alike); the tables' triggers refuse any UPDATE or DELETE."""
 
 from __future__ import annotations
 
-from datetime import date
+from collections.abc import Sequence
+from datetime import date, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session
 
 from . import ledger
 from .aging import Posting
+from .bulk import insert_rows, reserve_ids
 from .errors import AlreadyReversed, NotFound
-from .models import LedgerEntry, LedgerTransaction
+from .models import LedgerEntry, LedgerTransaction, utcnow
+
+TRANSACTION_COLUMNS = (
+    "id",
+    "kind",
+    "account_id",
+    "effective_on",
+    "due_on",
+    "memo",
+    "reverses_id",
+    "posted_at",
+    "posted_by_id",
+)
+ENTRY_COLUMNS = ("transaction_id", "gl_account", "account_id", "service_type", "amount_cents")
+
+
+def post_many(
+    db: Session | Connection,
+    txns: Sequence[ledger.Transaction],
+    *,
+    account_ids: Sequence[int | None],
+    posted_at: datetime | Sequence[datetime],
+    posted_by_id: int | None = None,
+    ids: Sequence[int] | None = None,
+    entry_ids: Sequence[int] | None = None,
+) -> list[int]:
+    """The one way into the ledger: check that every transaction balances, then write them
+    and their entries, one batch per table (COPY on PostgreSQL, one executemany on SQLite),
+    in the caller's transaction. Nothing is written when one does not balance.
+
+    ``account_ids`` says whose each transaction is; ``posted_at`` is one moment for all of
+    them or one for each. ``ids`` (one per transaction) and ``entry_ids`` (one per entry, in
+    order) are for a caller that owns its id ranges (the demo); without them the ids come
+    from the tables' sequences. Returns the transactions' ids, in order."""
+    if len(account_ids) != len(txns):
+        raise ValueError("post_many needs one account id per transaction")
+    moments = [posted_at] * len(txns) if isinstance(posted_at, datetime) else list(posted_at)
+    if len(moments) != len(txns) or (ids is not None and len(ids) != len(txns)):
+        raise ValueError("post_many needs one posting moment and one id (if any) per transaction")
+    if entry_ids is not None and len(entry_ids) != sum(len(t.entries) for t in txns):
+        raise ValueError("post_many needs one entry id per entry")
+    for txn in txns:
+        ledger.check_balanced(txn)
+    if not txns:
+        return []
+    if isinstance(db, Session):
+        db.flush()  # what the session holds (the accounts, a payment) is written before its entries
+    txn_ids = list(ids) if ids is not None else reserve_ids(db, "ledger_transaction", len(txns))
+    insert_rows(
+        db,
+        LedgerTransaction.__table__,
+        TRANSACTION_COLUMNS,
+        [
+            (tid, t.kind.value, aid, t.effective_date, t.due_date, t.memo, t.reverses, at, posted_by_id)
+            for tid, t, aid, at in zip(txn_ids, txns, account_ids, moments, strict=True)
+        ],
+    )
+    entries = [
+        (tid, e.gl_account, e.account_id, e.service, e.amount_cents)
+        for tid, t in zip(txn_ids, txns, strict=True)
+        for e in t.entries
+    ]
+    if entry_ids is None:
+        insert_rows(db, LedgerEntry.__table__, ENTRY_COLUMNS, entries)
+    else:
+        insert_rows(
+            db,
+            LedgerEntry.__table__,
+            ("id", *ENTRY_COLUMNS),
+            [(eid, *row) for eid, row in zip(entry_ids, entries, strict=True)],
+        )
+    return txn_ids
 
 
 def post(
@@ -18,41 +94,18 @@ def post(
     txn: ledger.Transaction,
     account_id: int | None,
     posted_by_id: int | None = None,
+    *,
+    posted_at: datetime | None = None,
 ) -> LedgerTransaction:
-    """Check the transaction balances, then write it and its entries."""
-    row = stage(session, txn, account_id, posted_by_id)
-    session.flush()
-    return row
+    """Post one transaction (``post_many`` of one) and return its row.
 
-
-def stage(
-    session: Session,
-    txn: ledger.Transaction,
-    account_id: int | None,
-    posted_by_id: int | None = None,
-) -> LedgerTransaction:
-    """Check the transaction balances and add it to the session; the caller flushes
-    (posting many at once writes them in one batch)."""
-    ledger.check_balanced(txn)
-    row = LedgerTransaction(
-        kind=txn.kind.value,
-        account_id=account_id,
-        effective_on=txn.effective_date,
-        due_on=txn.due_date,
-        memo=txn.memo,
-        reverses_id=txn.reverses,
-        posted_by_id=posted_by_id,
-        entries=[
-            LedgerEntry(
-                gl_account=e.gl_account,
-                account_id=e.account_id,
-                service_type=e.service,
-                amount_cents=e.amount_cents,
-            )
-            for e in txn.entries
-        ],
-    )
-    session.add(row)
+    ``posted_at`` is the moment of posting. Without it, the moment the column's default
+    (``models.utcnow``) would have given: only for callers not yet handed a clock
+    (payments.py), and to go once they pass it."""
+    when = posted_at if posted_at is not None else utcnow()
+    (tid,) = post_many(session, [txn], account_ids=[account_id], posted_at=when, posted_by_id=posted_by_id)
+    row = session.get(LedgerTransaction, tid)
+    assert row is not None
     return row
 
 
@@ -73,6 +126,8 @@ def reverse(
     effective_date: date,
     memo: str = "",
     posted_by_id: int | None = None,
+    *,
+    posted_at: datetime | None = None,
 ) -> LedgerTransaction:
     """Post the reversal of a transaction, linked to it. A transaction is reversed once."""
     original = session.get(LedgerTransaction, transaction_id)
@@ -84,7 +139,7 @@ def reverse(
     if already is not None:
         raise AlreadyReversed(f"transaction {transaction_id} was already reversed by {already}")
     txn = ledger.reversal_of(as_value(original), transaction_id, effective_date, memo)
-    return post(session, txn, original.account_id, posted_by_id)
+    return post(session, txn, original.account_id, posted_by_id, posted_at=posted_at)
 
 
 def account_postings(session: Session, account_id: int) -> list[Posting]:

@@ -16,7 +16,7 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 
 from sqlalchemy import String, func, select
@@ -68,6 +68,7 @@ def import_reads(
     layout_name: str | None = None,
     mapping: Mapping[str, str] | None = None,
     today: date,
+    now: datetime,
     actor: User | None = None,
     actor_label: str | None = None,
     remote_addr: str | None = None,
@@ -78,7 +79,8 @@ def import_reads(
     Set-based whatever the file's size: meters, reads on record and each meter's recent
     history come in a few queries per chunk of meters (one array a query on PostgreSQL,
     ``bulk.IN_CHUNK`` values on SQLite); rules run in Python; the reads go in with COPY
-    (PostgreSQL) or one executemany (SQLite)."""
+    (PostgreSQL) or one executemany (SQLite). ``today`` bounds the reads' dates; ``now``
+    stamps the reads written."""
     file_name = "".join(c for c in file_name if c.isprintable())[:200] or "reads"
     report = ImportReport(file_name=file_name)
     digest = hashlib.sha256(content).hexdigest()
@@ -131,7 +133,19 @@ def import_reads(
     try:
         with session.begin_nested():  # all or nothing, even when the database refuses the write
             _write(
-                session, report, to_add, known, digest, fmt, layout_name, lines, actor, actor_label, remote_addr, rules
+                session,
+                report,
+                to_add,
+                known,
+                digest,
+                fmt,
+                layout_name,
+                lines,
+                actor,
+                actor_label,
+                remote_addr,
+                rules,
+                now,
             )
     except (IntegrityError, OperationalError) as exc:
         # PostgreSQL: a unique key refuses a read or the file another load wrote first; SQLite:
@@ -159,6 +173,7 @@ def _write(
     actor_label: str | None,
     remote_addr: str | None,
     rules: reads.Rules,
+    now: datetime,
 ) -> None:
     file_name = report.file_name
     batch = ReadImport(
@@ -171,7 +186,6 @@ def _write(
     )
     session.add(batch)
     session.flush()
-    now = datetime.now(UTC)
     rows = []
     for p, meter in sorted(to_add, key=lambda pm: (pm[1].id, pm[0].read_on)):
         found = judge(

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
-from . import audit, reads
+from . import audit, permissions, reads
 from .errors import InvalidInput
-from .models import Meter, MeterRead, User, utcnow
+from .models import Meter, MeterRead, User
+from .permissions import Action
 from .read_import import validate_new_read
-
-REVIEWERS = ("specialist", "supervisor", "admin")
 
 
 def queue(session: Session, limit: int = 200) -> list[MeterRead]:
@@ -28,17 +28,25 @@ def queue(session: Session, limit: int = 200) -> list[MeterRead]:
 
 
 def _check(read: MeterRead, actor: User) -> None:
-    if actor.role not in REVIEWERS:
+    if not permissions.can(actor.role, Action.READS_REVIEW):
         raise InvalidInput("only billing specialists and supervisors review reads", "role")
     if read.status != "exception":
         raise InvalidInput(f"this read is {read.status}, not waiting for review", "status")
 
 
-def approve(session: Session, read: MeterRead, actor: User, note: str = "", remote_addr: str | None = None) -> None:
+def approve(
+    session: Session,
+    read: MeterRead,
+    actor: User,
+    note: str = "",
+    remote_addr: str | None = None,
+    *,
+    now: datetime,
+) -> None:
     """The read is right as it is (a leak, a filled pool): bill it."""
     _check(read, actor)
     before = {"status": read.status}
-    read.status, read.reviewed_by_id, read.reviewed_at = "approved", actor.id, utcnow()
+    read.status, read.reviewed_by_id, read.reviewed_at = "approved", actor.id, now
     read.note = (note or "Approved as read")[:300]
     audit.record(
         session,
@@ -53,7 +61,14 @@ def approve(session: Session, read: MeterRead, actor: User, note: str = "", remo
 
 
 def correct(
-    session: Session, read: MeterRead, value: Decimal, reason: str, actor: User, remote_addr: str | None = None
+    session: Session,
+    read: MeterRead,
+    value: Decimal,
+    reason: str,
+    actor: User,
+    remote_addr: str | None = None,
+    *,
+    now: datetime,
 ) -> list[str]:
     """Replace a misread value (one a read file or form would accept for this meter); the
     reason is required and the change audited. Returns
@@ -68,7 +83,7 @@ def correct(
     before = {"value": str(read.value), "status": read.status, "exception": read.exception}
     read.value, read.status = value, "approved"
     read.exception = ",".join(e.value for e in still) or None
-    read.reviewed_by_id, read.reviewed_at, read.note = actor.id, utcnow(), f"Corrected: {reason.strip()}"[:300]
+    read.reviewed_by_id, read.reviewed_at, read.note = actor.id, now, f"Corrected: {reason.strip()}"[:300]
     audit.record(
         session,
         "read.correct",
@@ -83,11 +98,17 @@ def correct(
 
 
 def order_reread(
-    session: Session, read: MeterRead, actor: User, note: str = "", remote_addr: str | None = None
+    session: Session,
+    read: MeterRead,
+    actor: User,
+    note: str = "",
+    remote_addr: str | None = None,
+    *,
+    now: datetime,
 ) -> None:
     """Send a reader back out; the read stays held until a new one comes in."""
     _check(read, actor)
-    read.reviewed_by_id, read.reviewed_at = actor.id, utcnow()
+    read.reviewed_by_id, read.reviewed_at = actor.id, now
     read.note = f"Re-read ordered{': ' + note.strip() if note.strip() else ''}"[:300]
     audit.record(
         session,

@@ -11,6 +11,7 @@ from itertools import accumulate
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from ..adapters.clock import Clock
 from ..adapters.database import transaction
 from ..adapters.queue import JobQueue
 from ..billing_core import bill_runs
@@ -20,21 +21,21 @@ from ..billing_core.models import BillRun, User
 CHUNK_ACCOUNTS = 500
 
 
-def calculate_chunk(factory: sessionmaker[Session], run_id: int, account_ids: list[int]) -> int:
+def calculate_chunk(factory: sessionmaker[Session], clock: Clock, run_id: int, account_ids: list[int]) -> int:
     with transaction(factory) as session:
         run = session.get(BillRun, run_id)
         if run is None:
             return 0
-        return bill_runs.calculate(session, run, account_ids).accounts
+        return bill_runs.calculate(session, run, account_ids, now=clock()).accounts
 
 
-def post_chunk(factory: sessionmaker[Session], run_id: int, account_ids: list[int], actor_id: int) -> int:
+def post_chunk(factory: sessionmaker[Session], clock: Clock, run_id: int, account_ids: list[int], actor_id: int) -> int:
     with transaction(factory) as session:
         run = session.get(BillRun, run_id)
         actor = session.get(User, actor_id)
         if run is None or actor is None:
             return 0
-        return bill_runs.post(session, run, actor, account_ids).accounts
+        return bill_runs.post(session, run, actor, account_ids, now=clock()).accounts
 
 
 def dispatch(

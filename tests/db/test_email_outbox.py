@@ -49,7 +49,7 @@ def paperless_run(sessions: sessionmaker[Session], deliver: bool = True) -> int:
             account.paperless = True
             session.get(Customer, account.customer_id).email = f"c{n + 1}@example.net"
         session.flush()
-        return delivery.start(session, run, supervisor).id if deliver else run.id
+        return delivery.start(session, run, supervisor, now=utcnow()).id if deliver else run.id
 
 
 def rows(sessions: sessionmaker[Session]) -> list[EmailOutbox]:

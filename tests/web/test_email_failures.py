@@ -68,9 +68,9 @@ def posted(office: Engine) -> Engine:  # noqa: F811
             read.status, read.exception = "approved", None  # no bill held: both accounts are billed
         supervisor = s.scalar(select(User).where(User.email == "supervisor@x.org"))
         run = bill_runs.create_run(s, "C1", date(2026, 10, 5), date(2026, 11, 5), actor=supervisor)
-        bill_runs.calculate(s, run)
-        bill_runs.approve(s, run, supervisor)
-        bill_runs.post(s, run, supervisor)
+        bill_runs.calculate(s, run, now=utcnow())
+        bill_runs.approve(s, run, supervisor, now=utcnow())
+        bill_runs.post(s, run, supervisor, now=utcnow())
     return office
 
 
