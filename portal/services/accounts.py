@@ -219,7 +219,7 @@ def stop_service(
         )
         with session.begin_nested():  # the reads, the final bill and the address, or none of them
             stop = bill_runs.stop_service(
-                session, account, stop_on, final_reads, actor, today, forward=forward, remote_addr=remote_addr
+                session, account, stop_on, final_reads, actor, today, forward=forward, remote_addr=remote_addr, now=now
             )
             if stop.bill_id is None:  # held for review
                 return FinalBillOutcome(None, stop.reasons.split(","), [])
@@ -260,7 +260,7 @@ def review_final_bill(
     try:
         with session.begin_nested():
             if action == "approve":
-                bill = bill_runs.approve_final(session, review, actor, today, remote_addr=remote_addr)
+                bill = bill_runs.approve_final(session, review, actor, today, remote_addr=remote_addr, now=now)
                 assert bill.number is not None
                 done = service_requests.complete_stops_for(session, account, actor, now, today)
                 return FinalBillOutcome(bill.number, [], done)
@@ -274,7 +274,15 @@ def review_final_bill(
             for corrected_id, value in corrections.items():
                 try:
                     bill_runs.correct_final_read(
-                        session, review, corrected_id, value, values.get("reason", ""), actor, today, remote_addr
+                        session,
+                        review,
+                        corrected_id,
+                        value,
+                        values.get("reason", ""),
+                        actor,
+                        today,
+                        remote_addr,
+                        now=now,
                     )
                 except InvalidInput as exc:
                     raise InvalidInput(
@@ -319,6 +327,7 @@ def void_and_rebill(
     bill_number: str,
     values: dict[str, str],
     *,
+    now: datetime,
     today: date,
     remote_addr: str | None,
 ) -> str:
@@ -342,6 +351,7 @@ def void_and_rebill(
                 today,
                 remote_addr=remote_addr,
                 corrected_reads=corrected,
+                now=now,
             )
     except InvalidInput:
         session.expire_all()

@@ -7,7 +7,7 @@ who may take it is checked here, from ``permissions``."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 from sqlalchemy import select
@@ -65,6 +65,8 @@ def review_read(
     value_text: str,
     reason: str,
     remote_addr: str | None,
+    *,
+    now: datetime,
 ) -> None:
     """Approve a held read, order a re-read, or correct its value. A refusal changes nothing:
     ``FieldErrors`` (field ``value`` or ``reason``) for a correction of a read still waiting,
@@ -76,12 +78,12 @@ def review_read(
     try:
         with session.begin_nested():  # a refusal undoes all of it; the page still renders
             if action == "approve":
-                read_review.approve(session, read, actor, reason, remote_addr)
+                read_review.approve(session, read, actor, reason, remote_addr, now=now)
             elif action == "reread":
-                read_review.order_reread(session, read, actor, reason, remote_addr)
+                read_review.order_reread(session, read, actor, reason, remote_addr, now=now)
             elif action == "correct":
                 value = reads.read_value(value_text, read.meter.dials)
-                read_review.correct(session, read, value, reason, actor, remote_addr)
+                read_review.correct(session, read, value, reason, actor, remote_addr, now=now)
             else:
                 raise InvalidInput("Choose approve, correct or order a re-read.", "action")
     except InvalidInput as exc:
@@ -104,6 +106,7 @@ def load_read_file(
     mapping_text: str,
     *,
     today: date,
+    now: datetime,
     remote_addr: str | None,
 ) -> ImportReport:
     """Load a file of reads (all of its new reads, or none). A file that cannot be read at
@@ -119,6 +122,7 @@ def load_read_file(
             layout_name=layout or None,
             mapping=mapping,
             today=today,
+            now=now,
             actor=actor,
             remote_addr=remote_addr,
         )
@@ -194,7 +198,7 @@ class RunStarted:
     print_file_id: int | None = None
 
 
-def start_run_action(session: Session, actor: User, run_id: int, action: str) -> RunStarted:
+def start_run_action(session: Session, actor: User, run_id: int, action: str, *, now: datetime) -> RunStarted:
     """Approve a run here, or get a calculation, a posting, a delivery or a resending of
     failed emails ready for the jobs to do (``RunStarted``). ``InvalidInput`` says why
     nothing was done (the run's status does not allow it, an unknown action)."""
@@ -208,7 +212,7 @@ def start_run_action(session: Session, actor: User, run_id: int, action: str) ->
     print_file_id = None
     try:
         if action == "approve":
-            bill_runs.approve(session, run, actor)
+            bill_runs.approve(session, run, actor, now=now)
             return RunStarted(run_id, action, actor.id)
         if action == "post" and run.status not in (
             BillRunStatus.APPROVED,
@@ -223,7 +227,7 @@ def start_run_action(session: Session, actor: User, run_id: int, action: str) ->
         ):
             raise InvalidInput("This run is approved; it is no longer calculated.", "status")
         if action == "deliver":
-            print_file_id = delivery.start(session, run, actor).id
+            print_file_id = delivery.start(session, run, actor, now=now).id
         elif action == "resend_emails":
             pf = delivery.progress(session, run).print_file
             if pf is None:

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .. import documents
 from ..adapters import smtp
-from ..adapters.clock import Clock
+from ..adapters.clock import Clock, system_clock
 from ..adapters.database import transaction
 from ..adapters.printer import Printer
 from ..adapters.queue import JobQueue
@@ -63,6 +63,7 @@ async def render_part(
     printer: Printer,
     print_file_id: int,
     part: int,
+    clock: Clock = system_clock,
 ) -> bool:
     """Render one slice of a print file. Returns True when this slice completed the file.
     The database work runs in a thread; the browser works outside any transaction."""
@@ -71,16 +72,21 @@ async def render_part(
         return False
     html, path, bills = prepared
     _write_atomically(path, await printer.pdf(html))
-    return await asyncio.to_thread(_store_part, factory, print_file_id, part, bills, path)
+    return await asyncio.to_thread(_store_part, factory, print_file_id, part, bills, path, clock)
 
 
 async def render_parts(  # type: ignore[no-untyped-def]
-    settings: Settings, factory: sessionmaker[Session], printer: Printer, slices: list[tuple[int, int]], progress=None
+    settings: Settings,
+    factory: sessionmaker[Session],
+    printer: Printer,
+    slices: list[tuple[int, int]],
+    progress=None,
+    clock: Clock = system_clock,
 ) -> None:
     """Render these (print file id, part) slices one after the other with one printer (one
     browser for all of them: SQLite, tests, --in-process). ``progress`` hears how many are done."""
     for n, (print_file_id, part) in enumerate(slices, start=1):
-        await render_part(settings, factory, printer, print_file_id, part)
+        await render_part(settings, factory, printer, print_file_id, part, clock)
         if progress:
             progress(n)
 
@@ -97,7 +103,9 @@ def _prepare_part(
         return html, run_dir(settings, pf) / f"part-{part:05d}.pdf", len(bill_ids)
 
 
-def _store_part(factory: sessionmaker[Session], print_file_id: int, part: int, bills: int, path: Path) -> bool:
+def _store_part(
+    factory: sessionmaker[Session], print_file_id: int, part: int, bills: int, path: Path, clock: Clock
+) -> bool:
     with transaction(factory) as session:
         pf = session.get(PrintFile, print_file_id)
         assert pf is not None
@@ -107,7 +115,7 @@ def _store_part(factory: sessionmaker[Session], print_file_id: int, part: int, b
         extract = path.parent / f"mail-extract-run-{pf.bill_run_id}.csv"
         join_pdfs(delivery.part_paths(session, pf), final)
         write_extract(delivery.mail_extract(session, pf), extract)
-        delivery.finish(session, pf, str(final), str(extract))
+        delivery.finish(session, pf, str(final), str(extract), now=clock())
         return True
 
 

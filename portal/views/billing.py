@@ -21,7 +21,7 @@ from ..billing_core.status import BillRunStatus
 from ..charts import usage_chart
 from ..services import billing as service
 from ..services import meters as meter_service
-from ..web import PageNotFound, db, flash, pop_flash, redirect, remote_addr, require_staff, today
+from ..web import PageNotFound, db, flash, now, pop_flash, redirect, remote_addr, require_staff, today
 
 MAX_READ_FILE = 20 * 1024 * 1024
 
@@ -83,7 +83,9 @@ def _review(request: Request, read_id: int, action: str, value_text: str, reason
     with db(request) as session:
         user = require_staff(request, session)
         try:
-            service.review_read(session, user, read_id, action, value_text, reason, remote_addr(request))
+            service.review_read(
+                session, user, read_id, action, value_text, reason, remote_addr(request), now=now(request)
+            )
         except FieldErrors as exc:
             return _queue_page(
                 request,
@@ -147,6 +149,7 @@ def _read_upload(request: Request, name: str, content: bytes, values: dict, erro
                     values["layout"],
                     values["mapping"],
                     today=today(request),
+                    now=now(request),
                     remote_addr=remote_addr(request),
                 )
             except FieldErrors as exc:
@@ -246,7 +249,7 @@ def _run_action(request: Request, run_id: int, action: str) -> Response:
     with db(request) as session:
         user = require_staff(request, session)
         try:
-            started = service.start_run_action(session, user, run_id, action)
+            started = service.start_run_action(session, user, run_id, action, now=now(request))
         except InvalidInput as exc:
             flash(request, f"Nothing was done: {exc.message}")
             return redirect(f"/staff/bill-runs/{run_id}")

@@ -185,7 +185,14 @@ def _void_bill(request: Request, values: dict[str, str]) -> Response:
         user = require_staff(request, session)
         try:
             new_number = service.void_and_rebill(
-                session, user, number, bill_number, values, today=today(request), remote_addr=remote_addr(request)
+                session,
+                user,
+                number,
+                bill_number,
+                values,
+                now=now(request),
+                today=today(request),
+                remote_addr=remote_addr(request),
             )
         except InvalidInput as exc:
             form = FormState(values)

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from portal.billing_core import users
 from portal.billing_core.errors import FieldErrors, InvalidInput, NotAllowed, NotFound
-from portal.billing_core.models import Account, FinalBillReview, Meter, MeterRead, User
+from portal.billing_core.models import Account, FinalBillReview, Meter, MeterRead, User, utcnow
 from portal.services import accounts, billing, meters
 from tests.db.factories import district
 
@@ -48,17 +48,19 @@ def test_read_review_refusals_change_nothing(session: Session, staff: dict[str, 
         assert queue.accounts[read.id] is not None
     with session.begin():
         with pytest.raises(NotAllowed, match="Only billing specialists and supervisors review reads."):
-            billing.review_read(session, staff["cashier"], read.id, "approve", "", "", None)
+            billing.review_read(session, staff["cashier"], read.id, "approve", "", "", None, now=utcnow())
         with pytest.raises(NotFound):
-            billing.review_read(session, staff["specialist"], read.id + 1000, "approve", "", "", None)
+            billing.review_read(session, staff["specialist"], read.id + 1000, "approve", "", "", None, now=utcnow())
         with pytest.raises(FieldErrors) as caught:
-            billing.review_read(session, staff["specialist"], read.id, "correct", "1065", "", None)
+            billing.review_read(session, staff["specialist"], read.id, "correct", "1065", "", None, now=utcnow())
         assert list(caught.value.errors) == ["reason"]
         with pytest.raises(InvalidInput, match="Choose approve"):
-            billing.review_read(session, staff["specialist"], read.id, "shrug", "", "", None)
+            billing.review_read(session, staff["specialist"], read.id, "shrug", "", "", None, now=utcnow())
     with session.begin():
         assert session.get(MeterRead, read.id).status == "exception"
-        billing.review_read(session, staff["specialist"], read.id, "correct", "1065", "misread dial", None)
+        billing.review_read(
+            session, staff["specialist"], read.id, "correct", "1065", "misread dial", None, now=utcnow()
+        )
     with session.begin():
         assert billing.read_queue(session).reads == []
 
@@ -103,16 +105,16 @@ def test_bill_run_actions_say_why_nothing_was_done(session: Session, staff: dict
         page = billing.run_page(session, run_id)
         assert (page.busy, page.print_file_ready, page.delivery.print_file) == (False, False, None)
         with pytest.raises(NotAllowed, match="Only a billing supervisor approves and posts bill runs."):
-            billing.start_run_action(session, staff["specialist"], run_id, "approve")
+            billing.start_run_action(session, staff["specialist"], run_id, "approve", now=utcnow())
         with pytest.raises(NotAllowed, match="Only billing specialists and supervisors calculate bill runs."):
-            billing.start_run_action(session, staff["cashier"], run_id, "calculate")
+            billing.start_run_action(session, staff["cashier"], run_id, "calculate", now=utcnow())
         with pytest.raises(InvalidInput, match="Approve the run before posting it."):
-            billing.start_run_action(session, staff["supervisor"], run_id, "post")
+            billing.start_run_action(session, staff["supervisor"], run_id, "post", now=utcnow())
         with pytest.raises(InvalidInput, match="only a calculated run is approved"):
-            billing.start_run_action(session, staff["supervisor"], run_id, "approve")
+            billing.start_run_action(session, staff["supervisor"], run_id, "approve", now=utcnow())
         with pytest.raises(InvalidInput, match="not delivered yet"):
-            billing.start_run_action(session, staff["specialist"], run_id, "resend_emails")
-        started = billing.start_run_action(session, staff["specialist"], run_id, "calculate")
+            billing.start_run_action(session, staff["specialist"], run_id, "resend_emails", now=utcnow())
+        started = billing.start_run_action(session, staff["specialist"], run_id, "calculate", now=utcnow())
         assert (started.action, started.actor_id, started.print_file_id) == ("calculate", staff["specialist"].id, None)
         assert billing.delivery_state(session, run_id).started is False
         with pytest.raises(NotFound):
@@ -152,7 +154,9 @@ def test_stop_service_refusals_change_nothing(session: Session, staff: dict[str,
         with pytest.raises(NotFound):
             accounts.bill_page(session, number, "NOPE")
         with pytest.raises(NotAllowed, match="voids and rebills"):
-            accounts.void_and_rebill(session, specialist, number, "NOPE", {}, today=TODAY, remote_addr=None)
+            accounts.void_and_rebill(
+                session, specialist, number, "NOPE", {}, now=utcnow(), today=TODAY, remote_addr=None
+            )
     with session.begin():
         assert session.scalar(select(func.count(FinalBillReview.id))) == 0
         assert session.scalar(select(Account.status).where(Account.number == number)) == "active"
