@@ -238,7 +238,11 @@ def number_problem(value: Any) -> str | None:
             return "NaN (not a number) is not a rate"
         if value.is_infinite():
             return "an infinite number is not a rate"
-        # Shown and measured as before numbers were Decimal: 1.0e+300 reads 1e+300.
+        # The loader keeps numbers over MAX_NUMBER_TEXT characters as text, so only the size
+        # is left to check (every bill checks its file's numbers: this is the quick way).
+        if value.copy_abs() <= MAX_NUMBER:
+            return None
+        # Shown as before numbers were Decimal: 1.0e+300 reads 1e+300.
         value = json_number(value)
     if isinstance(value, float):
         if value in (_INF, -_INF):  # written finite but past what a float holds (1.0e+400)
@@ -469,13 +473,15 @@ def yaml_float(text: str) -> Decimal:
     A float written without decimals (``5.``) keeps one (``5.0``), so that it stays a float
     when stored as JSON (``json_number``), as it was before numbers were Decimal."""
     value = text.replace("_", "").lower()
-    sign = -1 if value.startswith("-") else 1
+    negative = value[:1] == "-"
     if value[:1] in ("+", "-"):
         value = value[1:]
     if value == ".inf":
-        return Decimal(sign) * Decimal("Infinity")
+        return Decimal("-Infinity" if negative else "Infinity")
     if value == ".nan":
         return Decimal("NaN")
+    if value.endswith("."):
+        value += "0"
     try:
         if ":" in value:
             result = Decimal(0)
@@ -485,9 +491,9 @@ def yaml_float(text: str) -> Decimal:
             result = Decimal(value)
     except InvalidOperation:
         raise ValueError(f"could not convert string to float: {value!r}") from None
-    if result.as_tuple().exponent == 0 and result.adjusted() < MAX_NUMBER_TEXT // 2:
-        result = result.quantize(_TENTH)
-    return sign * result
+    if "e" in value and result.as_tuple().exponent == 0 and result.adjusted() < MAX_NUMBER_TEXT // 2:
+        result = result.quantize(_TENTH)  # 5.e+0
+    return result.copy_negate() if negative else result
 
 
 def json_number(value: Decimal) -> int | float:

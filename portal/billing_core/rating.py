@@ -375,6 +375,16 @@ def _owrs_data(usage: Usage, days: int | None) -> dict[str, Any]:
     return data
 
 
+def _owrs_file(definition: Mapping[str, Any]) -> owrs.OwrsFile:
+    """An OWRS version's class as the engine computes it. A stored definition is JSON (ints
+    and floats): its numbers become Decimal here (``owrs.decimals``), once per file."""
+    return owrs.OwrsFile(
+        path=definition.get("source", "OWRS"),
+        metadata=definition.get("metadata", {}),
+        classes={definition["class"]: owrs.decimals(definition["rate_structure"])},
+    )
+
+
 def _rate_owrs(
     service: str,
     definition: Mapping[str, Any],
@@ -383,14 +393,11 @@ def _rate_owrs(
     factor: Decimal,
     days: int | None,
     note: str,
+    file: owrs.OwrsFile | None = None,
 ) -> list[LineDraft]:
-    # A stored definition is JSON (ints and floats): its numbers become Decimal here, once.
-    structure = owrs.decimals(definition["rate_structure"])
-    file = owrs.OwrsFile(
-        path=definition.get("source", "OWRS"),
-        metadata=definition.get("metadata", {}),
-        classes={definition["class"]: structure},
-    )
+    if file is None:
+        file = _owrs_file(definition)
+    structure = file.classes[definition["class"]]
     data = _owrs_data(usage, days)
     try:
         quote = owrs.quote(file, definition["class"], data)
@@ -520,6 +527,8 @@ class Rater:
         self._maps = [f for f in fields if f in _MAPPING_FIELDS]
         self.answers: dict[tuple, tuple[LineDraft, ...]] = {}
         self.asked = 0
+        # An OWRS class read once (numbers as Decimal, formulas parsed once) for every question.
+        self._owrs = _owrs_file(definition) if definition.get("format") == "owrs" else None
 
     def rate(
         self, usage: Usage, factor: Decimal = ONE, days: int | None = None, period_end: date | None = None
@@ -537,7 +546,11 @@ class Rater:
         )
         lines = self.answers.get(key)
         if lines is None:
-            lines = tuple(rate(self.service, self.definition, usage, self.version_id, factor, days, "", period_end))
+            if self._owrs is not None:
+                found = _rate_owrs(self.service, self.definition, usage, self.version_id, factor, days, "", self._owrs)
+            else:
+                found = rate(self.service, self.definition, usage, self.version_id, factor, days, "", period_end)
+            lines = tuple(found)
             if len(self.answers) >= self.MAX_REMEMBERED:
                 self.answers.clear()
             self.answers[key] = lines
