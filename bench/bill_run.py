@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session  # noqa: E402
 
 from portal.adapters.database import make_engine  # noqa: E402
 from portal.billing_core import bill_runs  # noqa: E402
-from portal.billing_core.models import Account, BillRun, Meter, MeterRead, Service, User, utcnow  # noqa: E402
+from portal.billing_core.models import Account, BillRun, Meter, MeterRead, Service, User, system_clock  # noqa: E402
 from portal.billing_core.status import BillRunStatus  # noqa: E402
 from portal.demo import DemoExists, build_demo  # noqa: E402
 from portal.jobs import dispatch  # noqa: E402
@@ -116,7 +116,7 @@ def main() -> None:
         wait(engine, run_id, BillRunStatus.CALCULATED)
         t_calc = time.monotonic() - t0
         with Session(engine) as s, s.begin():
-            bill_runs.approve(s, s.get(BillRun, run_id), s.get(User, supervisor_id), now=utcnow())
+            bill_runs.approve(s, s.get(BillRun, run_id), s.get(User, supervisor_id), now=system_clock())
         t1 = time.monotonic()
         dispatch(settings, run_id, "post", supervisor_id, chunk=args.chunk, in_process=in_process)
         wait(engine, run_id, BillRunStatus.POSTED)

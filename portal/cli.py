@@ -139,13 +139,13 @@ def cmd_users_create(args: argparse.Namespace) -> int:
 
 
 def cmd_users_list(args: argparse.Namespace) -> int:
+    from .adapters.clock import system_clock
     from .billing_core import user_sessions, users
-    from .billing_core.models import utcnow
 
     try:
         with _engine() as engine, transaction(make_sessionmaker(engine)) as session:
             found = users.list_users(session, args.role, include_inactive=not args.active_only)
-            now = utcnow()
+            now = system_clock()
             print(f"{'email':<36} {'role':<10} {'state':<6} {'sessions':>8}  {'last sign-in':<16}  accounts")
             for user in found:
                 last = user.last_sign_in_at.strftime("%Y-%m-%d %H:%M") if user.last_sign_in_at else "never"
@@ -163,13 +163,13 @@ def cmd_users_list(args: argparse.Namespace) -> int:
 def _change_user(args: argparse.Namespace, action: str, change) -> int:  # type: ignore[no-untyped-def]
     """Find the sign-in by --email, apply ``change(session, user, now) -> (message, before, after)``,
     audit it as ``action``, print the message."""
+    from .adapters.clock import system_clock
     from .billing_core import audit, users
-    from .billing_core.models import utcnow
 
     try:
         with _engine() as engine, transaction(make_sessionmaker(engine)) as session:
             user = users.find_user(session, args.email)
-            message, before, after = change(session, user, utcnow())
+            message, before, after = change(session, user, system_clock())
             audit.record(
                 session,
                 action,
@@ -684,8 +684,9 @@ def cmd_emails(args: argparse.Namespace) -> int:
     portal process, do it by themselves on their schedule)."""
     from sqlalchemy import func, select
 
+    from .adapters.clock import system_clock
     from .billing_core import outbox
-    from .billing_core.models import EmailOutbox, utcnow
+    from .billing_core.models import EmailOutbox
     from .jobs import retry_due
 
     settings = _settings()
@@ -695,7 +696,7 @@ def cmd_emails(args: argparse.Namespace) -> int:
             if args.failed:
                 with transaction(factory) as session:
                     ids = session.scalars(select(EmailOutbox.id).where(EmailOutbox.status == "failed")).all()
-                    print(f"{outbox.send_again(session, ids, utcnow())} failed emails queued again.")
+                    print(f"{outbox.send_again(session, ids, system_clock())} failed emails queued again.")
             done = retry_due(settings, factory, due_only=not args.all)
             print(
                 f"Sent {done.sent}, nothing to send for {done.skipped}, {done.retrying} to retry, {done.failed} failed."

@@ -11,6 +11,12 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from ..billing_core.models import install_stamp_clock
+from .clock import system_clock
+
+# Row stamps (created_at and the like) take the system clock: the core never reads one itself.
+install_stamp_clock(system_clock)
+
 _engines: dict[str, Engine] = {}
 
 

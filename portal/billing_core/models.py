@@ -8,6 +8,7 @@ UTC; dates are plain dates and billing periods are half-open ``[start, end)``.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -62,8 +63,26 @@ class UTCDateTime(TypeDecorator):
         return value.astimezone(UTC)
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+#: Where row stamps (``created_at``, ``posted_at`` and the like) get the time. The core never
+#: reads the wall clock itself: the edge installs a clock (``portal.adapters.database`` installs
+#: the system clock on import; a test may install its own), and ``stamp`` asks it.
+_stamp_clock: Callable[[], datetime] | None = None
+
+
+class NoClock(RuntimeError):
+    """A row needed a stamp before any clock was installed (``install_stamp_clock``)."""
+
+
+def install_stamp_clock(clock: Callable[[], datetime]) -> None:
+    global _stamp_clock
+    _stamp_clock = clock
+
+
+def stamp() -> datetime:
+    """The installed clock's moment, for a row stamp nobody passed explicitly."""
+    if _stamp_clock is None:
+        raise NoClock("no clock installed for row stamps: import portal.adapters.database first")
+    return _stamp_clock().astimezone(UTC)
 
 
 class DecimalType(TypeDecorator):
@@ -171,7 +190,7 @@ class Customer(Base):
     mailing_state: Mapped[str | None] = mapped_column(String(2))
     mailing_zip: Mapped[str | None] = mapped_column(String(10))
     preferred_language: Mapped[str] = mapped_column(String(5), default="en")
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=stamp)
 
     accounts: Mapped[list[Account]] = relationship(back_populates="customer")
 
@@ -260,7 +279,7 @@ class MeterRead(Base):
     value: Mapped[Decimal] = mapped_column(Quantity)
     source: Mapped[str] = mapped_column(String(20))
     status: Mapped[str] = mapped_column(String(20), default=ReadStatus.VALID.value)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=stamp)
     import_id: Mapped[int | None] = mapped_column(ForeignKey("read_import.id"))
     #: Why the read waits for review (reads.ReadException values, comma-separated).
     exception: Mapped[str | None] = mapped_column(String(100))
@@ -299,7 +318,7 @@ class RateScheduleVersion(Base):
     effective_on: Mapped[date] = mapped_column(Date)
     definition: Mapped[dict[str, Any]] = mapped_column(JSON)
     source: Mapped[str | None] = mapped_column(String(300))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=stamp)
 
     schedule: Mapped[RateSchedule] = relationship(back_populates="versions")
 
@@ -370,7 +389,7 @@ class LedgerTransaction(Base):
     due_on: Mapped[date | None] = mapped_column(Date)
     memo: Mapped[str] = mapped_column(String(300), default="")
     reverses_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_transaction.id"), unique=True)
-    posted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    posted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=stamp)
     posted_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
 
     entries: Mapped[list[LedgerEntry]] = relationship(back_populates="transaction", order_by="LedgerEntry.id")
@@ -474,7 +493,7 @@ class BillRun(Base):
     status: Mapped[str] = mapped_column(String(20), default="created")
     accounts_total: Mapped[int] = mapped_column(Integer, default=0)
     accounts_done: Mapped[int] = mapped_column(Integer, default=0)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=stamp)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     calculated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -502,7 +521,7 @@ class ReadImport(Base):
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
     format: Mapped[str] = mapped_column(String(20))
     layout: Mapped[str | None] = mapped_column(String(40))
-    imported_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    imported_at: Mapped[datetime] = mapped_column(UTCDateTime, default=stamp)
     imported_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     lines_total: Mapped[int] = mapped_column(Integer, default=0)
     reads_added: Mapped[int] = mapped_column(Integer, default=0)
@@ -521,7 +540,7 @@ class Payment(Base):
     reference: Mapped[str | None] = mapped_column(String(100))
     status: Mapped[str] = mapped_column(String(20), default="posted")
     ledger_transaction_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_transaction.id"))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=stamp)
     #: Who paid online (a customer sign-in), or the staff member who took it.
     user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     #: The processor's id for the payment (a Stripe PaymentIntent).
@@ -563,7 +582,7 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(20))
     display_name: Mapped[str | None] = mapped_column(String(200))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=stamp)
     last_sign_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: When the person showed they read mail at ``email`` (a link we sent them was opened).
     email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -593,7 +612,7 @@ class UserAccountLink(Base):
     __tablename__ = "user_account_link"
     user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), primary_key=True, index=True)
-    linked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    linked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=stamp)
 
 
 class AuditEvent(Base):
@@ -601,7 +620,7 @@ class AuditEvent(Base):
 
     __tablename__ = "audit_event"
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
-    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=stamp, index=True)
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     actor_label: Mapped[str | None] = mapped_column(String(254))
     action: Mapped[str] = mapped_column(String(60), index=True)
@@ -628,7 +647,7 @@ class PrintFile(Base):
     part_size: Mapped[int] = mapped_column(Integer)
     pdf_path: Mapped[str | None] = mapped_column(String(500))
     csv_path: Mapped[str | None] = mapped_column(String(500))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=stamp)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
@@ -644,7 +663,7 @@ class PrintFilePart(Base):
     part: Mapped[int] = mapped_column(Integer)
     bills: Mapped[int] = mapped_column(Integer)
     path: Mapped[str] = mapped_column(String(500))
-    rendered_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    rendered_at: Mapped[datetime] = mapped_column(UTCDateTime, default=stamp)
 
     __table_args__ = (UniqueConstraint("print_file_id", "part", name="uq_print_file_part"),)
 
@@ -676,7 +695,7 @@ class UserToken(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
     purpose: Mapped[str] = mapped_column(String(20))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=stamp)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
@@ -723,7 +742,7 @@ class ProcessorEvent(Base):
     event_id: Mapped[str] = mapped_column(String(100), unique=True)
     type: Mapped[str] = mapped_column(String(60))
     object_id: Mapped[str | None] = mapped_column(String(100))
-    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=stamp)
     #: What the portal did with it ("posted payment 12", "ignored: unknown payment", ...).
     outcome: Mapped[str | None] = mapped_column(String(200))
 
@@ -807,8 +826,8 @@ class ServiceRequest(Base):
     message: Mapped[str | None] = mapped_column(String(500))
     #: Staff's own notes, never shown to the customer.
     staff_note: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=stamp)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=stamp)
     handled_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
 
     __table_args__ = (
@@ -841,7 +860,7 @@ class FinalBillReview(Base):
     forward_state: Mapped[str | None] = mapped_column(String(2))
     forward_zip: Mapped[str | None] = mapped_column(String(10))
     entered_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
-    entered_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    entered_at: Mapped[datetime] = mapped_column(UTCDateTime, default=stamp)
     decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: The final bill, once posted.
@@ -879,7 +898,7 @@ class ArrangementRequest(Base):
     first_due_on: Mapped[date] = mapped_column(Date)
     reason: Mapped[str | None] = mapped_column(String(1000))
     message: Mapped[str | None] = mapped_column(String(500))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=stamp)
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
 
@@ -917,7 +936,7 @@ class EmailOutbox(Base):
     #: recognised by a claim older than a few minutes.
     claim: Mapped[str | None] = mapped_column(String(32))
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=stamp)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (

@@ -288,7 +288,7 @@ def _post(session: Session, payment: Payment, as_of: date, now: datetime) -> Non
         posting.open_by_service(session, payment.account_id),
         memo=f"{payment.channel.capitalize()} payment {payment.processor_id or payment.id}",
     )
-    row = posting.post(session, txn, payment.account_id, payment.user_id)
+    row = posting.post(session, txn, payment.account_id, payment.user_id, posted_at=now)
     payment.ledger_transaction_id = row.id
     move(PAYMENT_TRANSITIONS, payment, PaymentStatus.POSTED)
     payment.processor_status = SUCCEEDED.value

@@ -15,7 +15,7 @@ from . import ledger
 from .aging import Posting
 from .bulk import insert_rows, reserve_ids
 from .errors import AlreadyReversed, NotFound
-from .models import LedgerEntry, LedgerTransaction, utcnow
+from .models import LedgerEntry, LedgerTransaction, stamp
 
 TRANSACTION_COLUMNS = (
     "id",
@@ -99,10 +99,9 @@ def post(
 ) -> LedgerTransaction:
     """Post one transaction (``post_many`` of one) and return its row.
 
-    ``posted_at`` is the moment of posting. Without it, the moment the column's default
-    (``models.utcnow``) would have given: only for callers not yet handed a clock
-    (payments.py), and to go once they pass it."""
-    when = posted_at if posted_at is not None else utcnow()
+    ``posted_at`` is the moment of posting; without it, the row stamp's clock
+    (``models.stamp``), as the column's default would give."""
+    when = posted_at if posted_at is not None else stamp()
     (tid,) = post_many(session, [txn], account_ids=[account_id], posted_at=when, posted_by_id=posted_by_id)
     row = session.get(LedgerTransaction, tid)
     assert row is not None

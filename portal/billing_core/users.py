@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from . import throttle, user_sessions
 from .errors import N_, InvalidInput
-from .models import Account, Bill, Premise, Role, User, UserAccountLink, UserToken, utcnow
+from .models import Account, Bill, Premise, Role, User, UserAccountLink, UserToken, stamp
 from .money import ascii_number
 from .numbers import normalise_account_number
 from .status import BillStatus
@@ -90,7 +90,7 @@ def create_user(
         role=role_enum.value,
         display_name=display_name,
         # Made by the office, which checked the address.
-        email_verified_at=now or utcnow(),
+        email_verified_at=now or stamp(),
     )
     session.add(user)
     session.flush()

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from portal.adapters.clock import system_clock
 from portal.billing_core import delivery
-from portal.billing_core.models import Bill, Customer, utcnow
+from portal.billing_core.models import Bill, Customer
 from portal.emails import Mailer
 from portal.jobs import dispatch_delivery
 from portal.services import delivery as portal_delivery
@@ -27,7 +28,7 @@ def test_a_spanish_speaking_customer_gets_the_bill_ready_email_in_spanish(
         accts, run, supervisor = posted_run(session)
         session.get(Customer, accts[0].customer_id).preferred_language = "es"
         session.flush()
-        pf_id = delivery.start(session, run, supervisor, part_size=3, now=utcnow()).id
+        pf_id = delivery.start(session, run, supervisor, part_size=3, now=system_clock()).id
         bill = session.query(Bill).filter_by(account_id=accts[0].id, bill_run_id=run.id).one()
         total, due = bill.total_due_cents, bill.due_date
     url = sessions.kw["bind"].url.render_as_string(hide_password=False)

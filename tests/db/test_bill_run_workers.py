@@ -16,9 +16,10 @@ import pytest
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
+from portal.adapters.clock import system_clock
 from portal.adapters.database import make_engine
 from portal.billing_core import bill_runs
-from portal.billing_core.models import Bill, BillRun, LedgerEntry, LedgerTransaction, Meter, MeterRead, User, utcnow
+from portal.billing_core.models import Bill, BillRun, LedgerEntry, LedgerTransaction, Meter, MeterRead, User
 from portal.demo import build_demo
 from portal.jobs import dispatch
 from portal.settings import Settings
@@ -88,7 +89,7 @@ def test_killed_worker_then_rerun_bills_everyone_exactly_once(pg: tuple[str, Eng
         wait_for(lambda: count(engine, f"SELECT count(*) FROM bill_run WHERE id = {run_id} AND status = 'calculated'"))
         assert count(engine, drafts) == total
         with Session(engine) as s, s.begin():
-            bill_runs.approve(s, s.get(BillRun, run_id), s.get(User, supervisor), now=utcnow())
+            bill_runs.approve(s, s.get(BillRun, run_id), s.get(User, supervisor), now=system_clock())
         dispatch(settings, run_id, "post", supervisor, chunk=2)
         wait_for(lambda: count(engine, f"SELECT count(*) FROM bill_run WHERE id = {run_id} AND status = 'posted'"))
     finally:

@@ -5,6 +5,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from portal.adapters.clock import system_clock
 from portal.billing_core import bill_runs, posting, users
 from portal.billing_core.errors import InvalidInput
 from portal.billing_core.models import (
@@ -17,7 +18,6 @@ from portal.billing_core.models import (
     MeterRead,
     RateSchedule,
     RateScheduleVersion,
-    utcnow,
 )
 
 from .factories import district
@@ -42,7 +42,7 @@ def test_a_run_from_drafts_to_posted_bills(session: Session) -> None:
     accts, supervisor, specialist = office(session)
     run = bill_runs.create_run(session, "C1", date(2026, 10, 5), date(2026, 11, 5), actor=specialist)
     assert (run.accounts_total, run.bill_date, run.due_date) == (3, date(2026, 11, 7), date(2026, 11, 28))
-    step = bill_runs.calculate(session, run, now=utcnow())
+    step = bill_runs.calculate(session, run, now=system_clock())
     assert step.accounts == 3 and run.status == "calculated"
     draft = session.scalar(select(Bill).where(Bill.account_id == accts[0].id))
     assert draft.status == "draft" and draft.number is None
@@ -58,11 +58,11 @@ def test_a_run_from_drafts_to_posted_bills(session: Session) -> None:
     )
     assert set(reg.by_service) == {"water", "sewer"} and reg.by_class["RESIDENTIAL_SINGLE"][0] == 3
     with pytest.raises(bill_runs.NotAllowed):
-        bill_runs.approve(session, run, specialist, now=utcnow())
+        bill_runs.approve(session, run, specialist, now=system_clock())
     with pytest.raises(InvalidInput, match="approve it before posting"):
-        bill_runs.post(session, run, supervisor, now=utcnow())
-    bill_runs.approve(session, run, supervisor, now=utcnow())
-    step = bill_runs.post(session, run, supervisor, now=utcnow())
+        bill_runs.post(session, run, supervisor, now=system_clock())
+    bill_runs.approve(session, run, supervisor, now=system_clock())
+    step = bill_runs.post(session, run, supervisor, now=system_clock())
     assert step.accounts == 3 and run.status == "posted"
     posted = session.scalars(select(Bill).order_by(Bill.id)).all()
     assert all(b.status == "posted" and b.number == f"{b.id:09d}" and b.ledger_transaction_id for b in posted)
@@ -72,15 +72,15 @@ def test_a_run_from_drafts_to_posted_bills(session: Session) -> None:
     # A post that is run again (as after a worker died) bills nobody twice.
     entries = session.scalar(select(func.count(LedgerEntry.id)))
     run.status = "posting"
-    assert bill_runs.post(session, run, supervisor, now=utcnow()).accounts == 0
+    assert bill_runs.post(session, run, supervisor, now=system_clock()).accounts == 0
     assert session.scalar(select(func.count(LedgerEntry.id))) == entries
 
 
 def test_calculating_again_replaces_drafts_instead_of_adding(session: Session) -> None:
     _, supervisor, specialist = office(session)
     run = bill_runs.create_run(session, "C1", date(2026, 10, 5), date(2026, 11, 5), actor=specialist)
-    bill_runs.calculate(session, run, now=utcnow())
-    bill_runs.calculate(session, run, now=utcnow())
+    bill_runs.calculate(session, run, now=system_clock())
+    bill_runs.calculate(session, run, now=system_clock())
     assert session.scalar(select(func.count(Bill.id))) == 3
     assert session.scalar(select(func.count(BillLine.id))) == 9
 
@@ -94,7 +94,7 @@ def test_missing_reads_are_estimated_or_held(session: Session) -> None:
     new_meter = session.scalar(select(Meter).where(Meter.serial == "T000002"))
     session.execute(MeterRead.__table__.delete().where(MeterRead.meter_id == new_meter.id))
     run = bill_runs.create_run(session, "C1", date(2026, 10, 5), date(2026, 11, 5), actor=specialist)
-    bill_runs.calculate(session, run, now=utcnow())
+    bill_runs.calculate(session, run, now=system_clock())
     estimated = session.scalar(select(Bill).where(Bill.account_id == accts[0].id))
     assert estimated.estimated and "estimated" in estimated.exceptions
     est_read = session.scalar(select(MeterRead).where(MeterRead.meter_id == meter1.id, MeterRead.source == "estimate"))
@@ -103,8 +103,8 @@ def test_missing_reads_are_estimated_or_held(session: Session) -> None:
     assert "missing_read" in held.exceptions and held.current_charges_cents == 0
     reg = bill_runs.register(session, run)
     assert reg.held == 1 and [n for n, _ in reg.exceptions["missing_read"]] == [accts[1].number]
-    bill_runs.approve(session, run, supervisor, now=utcnow())
-    step = bill_runs.post(session, run, supervisor, now=utcnow())
+    bill_runs.approve(session, run, supervisor, now=system_clock())
+    step = bill_runs.post(session, run, supervisor, now=system_clock())
     assert (step.accounts, step.held, run.status) == (2, 1, "posted")
     assert session.scalar(select(Bill.status).where(Bill.id == held.id)) == "draft"
 
@@ -124,7 +124,7 @@ def test_a_rate_change_inside_the_period_splits_the_bill(session: Session) -> No
     session.add(new)
     session.flush()
     run = bill_runs.create_run(session, "C1", date(2026, 10, 5), date(2026, 11, 5), actor=specialist)
-    bill_runs.calculate(session, run, now=utcnow())
+    bill_runs.calculate(session, run, now=system_clock())
     lines = session.scalars(select(BillLine).where(BillLine.service_type == "water").order_by(BillLine.sequence)).all()
     assert {line.rate_version_id for line in lines} == {old.id, new.id}
     assert any("10/05 to 10/19, 15 days" in line.description for line in lines)
@@ -153,19 +153,21 @@ def test_a_held_read_is_reviewed_then_billed(session: Session) -> None:
     )
     nov.status, nov.exception, nov.value = "exception", "high", nov.value + 200
     run = bill_runs.create_run(session, "C1", date(2026, 10, 5), date(2026, 11, 5), actor=specialist)
-    bill_runs.calculate(session, run, now=utcnow())
-    bill_runs.approve(session, run, supervisor, now=utcnow())
-    assert bill_runs.post(session, run, supervisor, now=utcnow()).held == 1 and run.status == "posted"
+    bill_runs.calculate(session, run, now=system_clock())
+    bill_runs.approve(session, run, supervisor, now=system_clock())
+    assert bill_runs.post(session, run, supervisor, now=system_clock()).held == 1 and run.status == "posted"
     assert read_review.queue(session) == [nov]
     cashier = users.create_user(session, "cash@x.org", "a long password", "cashier")
     with pytest.raises(InvalidInput, match="only billing specialists"):
-        read_review.approve(session, nov, cashier, now=utcnow())
+        read_review.approve(session, nov, cashier, now=system_clock())
     with pytest.raises(InvalidInput, match="say why"):
-        read_review.correct(session, nov, nov.value - 200, "", specialist, now=utcnow())
-    read_review.correct(session, nov, nov.value - 195, "digits transposed on the handheld", specialist, now=utcnow())
+        read_review.correct(session, nov, nov.value - 200, "", specialist, now=system_clock())
+    read_review.correct(
+        session, nov, nov.value - 195, "digits transposed on the handheld", specialist, now=system_clock()
+    )
     assert nov.status == "approved" and read_review.queue(session) == []
-    bill_runs.calculate(session, run, [accts[0].id], now=utcnow())
-    assert bill_runs.post(session, run, supervisor, now=utcnow()).accounts == 1
+    bill_runs.calculate(session, run, [accts[0].id], now=system_clock())
+    assert bill_runs.post(session, run, supervisor, now=system_clock()).accounts == 1
     bill = session.scalar(select(Bill).where(Bill.account_id == accts[0].id))
     assert bill.status == "posted"
     usage = session.scalar(select(BillUsage).where(BillUsage.bill_id == bill.id))
@@ -177,18 +179,18 @@ def test_void_and_rebill_reverses_the_old_bill_and_posts_a_corrected_one(session
 
     accts, supervisor, specialist = office(session, 1)
     run = bill_runs.create_run(session, "C1", date(2026, 10, 5), date(2026, 11, 5), actor=specialist)
-    bill_runs.calculate(session, run, now=utcnow())
-    bill_runs.approve(session, run, supervisor, now=utcnow())
-    bill_runs.post(session, run, supervisor, now=utcnow())
+    bill_runs.calculate(session, run, now=system_clock())
+    bill_runs.approve(session, run, supervisor, now=system_clock())
+    bill_runs.post(session, run, supervisor, now=system_clock())
     old = session.scalar(select(Bill).where(Bill.status == "posted"))
     # The November read was wrong by 10 units; it is corrected, then the bill is redone.
     nov = session.scalar(select(MeterRead).where(MeterRead.read_on == date(2026, 11, 5)))
     nov.value -= 10
     with pytest.raises(bill_runs.NotAllowed):
-        bill_runs.void_and_rebill(session, old, specialist, "misread", date(2026, 11, 20), now=utcnow())
+        bill_runs.void_and_rebill(session, old, specialist, "misread", date(2026, 11, 20), now=system_clock())
     with pytest.raises(InvalidInput, match="say why"):
-        bill_runs.void_and_rebill(session, old, supervisor, " ", date(2026, 11, 20), now=utcnow())
-    new = bill_runs.void_and_rebill(session, old, supervisor, "misread meter", date(2026, 11, 20), now=utcnow())
+        bill_runs.void_and_rebill(session, old, supervisor, " ", date(2026, 11, 20), now=system_clock())
+    new = bill_runs.void_and_rebill(session, old, supervisor, "misread meter", date(2026, 11, 20), now=system_clock())
     assert old.status == "voided" and new.status == "posted" and new.number != old.number
     assert old.current_charges_cents - new.current_charges_cents == 10 * 278  # 10 CCF at $2.78
     reversal = session.scalar(
@@ -198,7 +200,7 @@ def test_void_and_rebill_reverses_the_old_bill_and_posts_a_corrected_one(session
     assert posting.account_balance(session, accts[0].id) == new.current_charges_cents == new.total_due_cents
     assert session.scalar(select(func.sum(LedgerEntry.amount_cents))) == 0
     with pytest.raises(InvalidInput, match="only a posted bill is voided"):
-        bill_runs.void_and_rebill(session, old, supervisor, "again", date(2026, 11, 20), now=utcnow())
+        bill_runs.void_and_rebill(session, old, supervisor, "again", date(2026, 11, 20), now=system_clock())
 
 
 def test_a_meter_exchanged_mid_period_bills_the_use_on_both_meters(session: Session) -> None:
@@ -218,7 +220,7 @@ def test_a_meter_exchanged_mid_period_bills_the_use_on_both_meters(session: Sess
     session.add(MeterRead(meter_id=new.id, read_on=date(2026, 11, 5), value=D(7), source="amr"))
     session.flush()
     run = bill_runs.create_run(session, "C1", date(2026, 10, 5), date(2026, 11, 5), actor=specialist)
-    bill_runs.calculate(session, run, now=utcnow())
+    bill_runs.calculate(session, run, now=system_clock())
     bill = session.scalar(select(Bill).where(Bill.account_id == accts[0].id))
     usages = sorted((u.meter_id, u.quantity) for u in bill.usages)
     assert usages == [(old.id, D(6)), (new.id, D(7))] and bill.exceptions is None

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from portal.adapters.clock import system_clock
 from portal.billing_core import bill_runs, delivery
 from portal.billing_core.errors import InvalidInput
-from portal.billing_core.models import Account, Bill, BillDelivery, Customer, Premise, PrintFile, utcnow
+from portal.billing_core.models import Account, Bill, BillDelivery, Customer, Premise, PrintFile
 from portal.emails import Mailer
 from portal.jobs import dispatch_delivery
 from portal.services import delivery as portal_delivery
@@ -33,15 +33,15 @@ def posted_run(session: Session, accounts: int = 5):  # type: ignore[no-untyped-
     for account, zip_code in zip(accts, ["91710", "91708", "91762", "91708", "91709"], strict=False):
         session.get(Premise, account.premise_id).zip = zip_code
     run = bill_runs.create_run(session, "C1", date(2026, 10, 5), date(2026, 11, 5), actor=specialist)
-    bill_runs.calculate(session, run, now=utcnow())
-    bill_runs.approve(session, run, supervisor, now=utcnow())
-    bill_runs.post(session, run, supervisor, now=utcnow())
+    bill_runs.calculate(session, run, now=system_clock())
+    bill_runs.approve(session, run, supervisor, now=system_clock())
+    bill_runs.post(session, run, supervisor, now=system_clock())
     return accts, run, supervisor
 
 
 def test_paper_in_zip_order_and_email_for_paperless(session: Session) -> None:
     accts, run, supervisor = posted_run(session)
-    pf = delivery.start(session, run, supervisor, part_size=2, now=utcnow())
+    pf = delivery.start(session, run, supervisor, part_size=2, now=system_clock())
     assert (pf.bills_total, pf.emails_total, pf.parts_total, pf.status) == (4, 1, 2, "rendering")
     mailed = session.execute(
         select(BillDelivery.sequence, Premise.zip, Account.number)
@@ -59,22 +59,22 @@ def test_paper_in_zip_order_and_email_for_paperless(session: Session) -> None:
     extract = delivery.mail_extract(session, pf)
     assert [row[0] for row in extract] == ["1", "2", "3", "4"] and extract[0][8] == "91708"
     with pytest.raises(InvalidInput, match="already delivered"):
-        delivery.start(session, run, supervisor, now=utcnow())
+        delivery.start(session, run, supervisor, now=system_clock())
 
 
 def test_only_a_posted_run_is_delivered(session: Session) -> None:
     accts, supervisor, specialist = office(session, 1)
     run = bill_runs.create_run(session, "C1", date(2026, 10, 5), date(2026, 11, 5), actor=specialist)
-    bill_runs.calculate(session, run, now=utcnow())
+    bill_runs.calculate(session, run, now=system_clock())
     with pytest.raises(InvalidInput, match="once the run is posted"):
-        delivery.start(session, run, supervisor, now=utcnow())
+        delivery.start(session, run, supervisor, now=system_clock())
     assert session.scalar(select(PrintFile)) is None
 
 
 def test_the_print_file_and_the_emails(sessions: sessionmaker[Session], tmp_path: Path) -> None:
     with sessions() as session, session.begin():
         _accts, run, supervisor = posted_run(session)
-        pf_id = delivery.start(session, run, supervisor, part_size=3, now=utcnow()).id
+        pf_id = delivery.start(session, run, supervisor, part_size=3, now=system_clock()).id
     url = sessions.kw["bind"].url.render_as_string(hide_password=False)
     with smtp_server() as (port, inbox):
         settings = replace(Settings(), database_url=url, files_dir=str(tmp_path), smtp_host="127.0.0.1", smtp_port=port)

@@ -12,8 +12,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from portal import jobs
+from portal.adapters.clock import system_clock
 from portal.billing_core import delivery, outbox, users
-from portal.billing_core.models import BillDelivery, BillRun, Customer, EmailOutbox, PrintFile, utcnow
+from portal.billing_core.models import BillDelivery, BillRun, Customer, EmailOutbox, PrintFile
 from portal.settings import Settings
 
 from ..smtp import smtp_server
@@ -49,7 +50,7 @@ def paperless_run(sessions: sessionmaker[Session], deliver: bool = True) -> int:
             account.paperless = True
             session.get(Customer, account.customer_id).email = f"c{n + 1}@example.net"
         session.flush()
-        return delivery.start(session, run, supervisor, now=utcnow()).id if deliver else run.id
+        return delivery.start(session, run, supervisor, now=system_clock()).id if deliver else run.id
 
 
 def rows(sessions: sessionmaker[Session]) -> list[EmailOutbox]:
@@ -65,7 +66,7 @@ def test_smtp_down_then_up_sends_every_bill_email_exactly_once(sessions: session
     waiting = rows(sessions)
     assert len(waiting) == 5 and {r.status for r in waiting} == {"retrying"}
     assert all(r.attempts == 1 and "refused the connection" in r.last_error for r in waiting)
-    assert all(timedelta(seconds=50) < r.next_attempt_at - utcnow() <= timedelta(seconds=60) for r in waiting)
+    assert all(timedelta(seconds=50) < r.next_attempt_at - system_clock() <= timedelta(seconds=60) for r in waiting)
     with sessions() as session:
         run = session.scalar(select(BillRun))
         progress = delivery.progress(session, run)
@@ -75,7 +76,7 @@ def test_smtp_down_then_up_sends_every_bill_email_exactly_once(sessions: session
     assert jobs.retry_due(down, sessions).retrying == 0
     with smtp_server() as (port, inbox):
         up = settings_for(sessions, tmp_path, port)
-        later = utcnow() + timedelta(minutes=2)
+        later = system_clock() + timedelta(minutes=2)
         assert jobs.retry_due(up, sessions, now=later).sent == 5
         assert jobs.retry_due(up, sessions, now=later + timedelta(hours=5), due_only=False).sent == 0
         assert jobs.dispatch_delivery(up, pf_id, in_process=True) == 0  # nothing left to send
@@ -89,7 +90,7 @@ def test_smtp_down_then_up_sends_every_bill_email_exactly_once(sessions: session
 def test_backoff_grows_then_the_email_fails_for_good(sessions: sessionmaker[Session], tmp_path: Path) -> None:
     pf_id = paperless_run(sessions)
     down = settings_for(sessions, tmp_path, closed_port())
-    at = utcnow()
+    at = system_clock()
     for attempt, delay in enumerate(outbox.RETRY_DELAYS, start=1):
         jobs.retry_due(down, sessions, now=at)
         (first, *_rest) = rows(sessions)
@@ -132,15 +133,15 @@ def test_a_refused_address_fails_at_once_and_the_others_go(sessions: sessionmake
 def test_two_senders_never_take_the_same_email(sessions: sessionmaker[Session]) -> None:
     with sessions() as session, session.begin():
         args = [{"user_id": n, "kind": "confirm_email"} for n in (1, 2)]
-        ids = [outbox.queue(session, "email.account", a, utcnow()).id for a in args]
+        ids = [outbox.queue(session, "email.account", a, system_clock()).id for a in args]
     with sessions() as session, session.begin():
-        _token, first = outbox.claim(session, ids, utcnow())
+        _token, first = outbox.claim(session, ids, system_clock())
     with sessions() as session, session.begin():
-        _token, second = outbox.claim(session, ids, utcnow())
+        _token, second = outbox.claim(session, ids, system_clock())
     assert [c.id for c in first] == ids and second == []
     # A sender that died: its claim goes stale and the email is taken again.
     with sessions() as session, session.begin():
-        _token, again = outbox.claim(session, ids, utcnow() + outbox.STALE_CLAIM + timedelta(seconds=1))
+        _token, again = outbox.claim(session, ids, system_clock() + outbox.STALE_CLAIM + timedelta(seconds=1))
     assert [c.id for c in again] == ids
 
 
@@ -201,7 +202,7 @@ def test_a_print_file_from_before_the_outbox_still_sends(sessions: sessionmaker[
 
 
 def test_the_workers_retry_strategy_follows_the_outbox() -> None:
-    at = utcnow() + timedelta(minutes=5)
+    at = system_clock() + timedelta(minutes=5)
 
     class Job:
         attempts = 0
@@ -270,7 +271,7 @@ def test_migration_0014_queues_the_unsent_emails_of_earlier_deliveries(
     engine = sessions.kw["bind"]
     with sessions() as session, session.begin():
         first = session.scalar(select(BillDelivery).order_by(BillDelivery.bill_id))
-        first.sent_at = utcnow()  # sent before the upgrade: not queued again
+        first.sent_at = system_clock()  # sent before the upgrade: not queued again
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     for target in ("0013", "0014"):
         with engine.begin() as conn:

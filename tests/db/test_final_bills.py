@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from portal.adapters.clock import system_clock
 from portal.billing_core import bill_runs, posting
 from portal.billing_core.errors import InvalidInput
 from portal.billing_core.models import (
@@ -20,7 +21,6 @@ from portal.billing_core.models import (
     Meter,
     MeterRead,
     Service,
-    utcnow,
 )
 
 from .test_bill_runs import office
@@ -29,9 +29,9 @@ from .test_bill_runs import office
 def billed_through_november(session: Session):  # type: ignore[no-untyped-def]
     accts, supervisor, specialist = office(session, 2)
     run = bill_runs.create_run(session, "C1", date(2026, 10, 5), date(2026, 11, 5), actor=specialist)
-    bill_runs.calculate(session, run, now=utcnow())
-    bill_runs.approve(session, run, supervisor, now=utcnow())
-    bill_runs.post(session, run, supervisor, now=utcnow())
+    bill_runs.calculate(session, run, now=system_clock())
+    bill_runs.approve(session, run, supervisor, now=system_clock())
+    bill_runs.post(session, run, supervisor, now=system_clock())
     return accts, supervisor, specialist
 
 
@@ -56,7 +56,7 @@ def test_a_final_bill_bills_through_the_last_day_of_service(session: Session) ->
     before = posting.account_balance(session, account.id)
     # The last day of service is November 20: November 5 to 20 is 16 days, the 20th included.
     bill = bill_runs.final_bill(
-        session, account, date(2026, 11, 20), {meter.id: last + 5}, specialist, date(2026, 11, 21), now=utcnow()
+        session, account, date(2026, 11, 20), {meter.id: last + 5}, specialist, date(2026, 11, 21), now=system_clock()
     )
     assert bill.status == "posted" and bill.number and bill.bill_run_id is None
     assert (bill.period_start, bill.period_end) == (date(2026, 11, 5), date(2026, 11, 21))
@@ -84,7 +84,7 @@ def test_the_final_bill_is_dated_the_day_after_the_last_day_whenever_it_is_enter
     meter, last = meter_and_last_read(session, account)
     # Entered eleven days late: dated for the stop, due 21 days after it went out.
     bill = bill_runs.final_bill(
-        session, account, date(2026, 11, 20), {meter.id: last + 5}, specialist, date(2026, 12, 1), now=utcnow()
+        session, account, date(2026, 11, 20), {meter.id: last + 5}, specialist, date(2026, 12, 1), now=system_clock()
     )
     assert bill.bill_date == bill_runs.final_bill_date(date(2026, 11, 20)) == date(2026, 11, 21)
     assert bill.due_date == date(2026, 12, 22)
@@ -100,7 +100,13 @@ def test_a_final_read_below_the_last_one_or_over_the_dials_changes_nothing(sessi
     reads = session.scalar(select(func.count(MeterRead.id)))
     with pytest.raises(InvalidInput, match="below its last read") as below:
         bill_runs.final_bill(
-            session, account, date(2026, 11, 20), {meter.id: Decimal(1)}, specialist, date(2026, 11, 21), now=utcnow()
+            session,
+            account,
+            date(2026, 11, 20),
+            {meter.id: Decimal(1)},
+            specialist,
+            date(2026, 11, 21),
+            now=system_clock(),
         )
     assert below.value.field == f"read-{meter.id}"
     with pytest.raises(InvalidInput, match="at most 999999") as over:
@@ -111,14 +117,22 @@ def test_a_final_read_below_the_last_one_or_over_the_dials_changes_nothing(sessi
             {meter.id: Decimal(10**6)},
             specialist,
             date(2026, 11, 21),
-            now=utcnow(),
+            now=system_clock(),
         )
     assert over.value.field == f"read-{meter.id}"
     with pytest.raises(InvalidInput, match="final read of every meter"):
-        bill_runs.final_bill(session, account, date(2026, 11, 20), {}, specialist, date(2026, 11, 21), now=utcnow())
+        bill_runs.final_bill(
+            session, account, date(2026, 11, 20), {}, specialist, date(2026, 11, 21), now=system_clock()
+        )
     with pytest.raises(InvalidInput, match="cannot be before 2026-11-05"):
         bill_runs.final_bill(
-            session, account, date(2026, 11, 4), {meter.id: Decimal(1)}, specialist, date(2026, 11, 21), now=utcnow()
+            session,
+            account,
+            date(2026, 11, 4),
+            {meter.id: Decimal(1)},
+            specialist,
+            date(2026, 11, 21),
+            now=system_clock(),
         )
     session.expire_all()
     assert session.scalar(select(Bill.id).order_by(Bill.id.desc()).limit(1)) == bills
@@ -135,7 +149,13 @@ def test_an_absurd_final_read_is_held_for_review_not_posted(session: Session) ->
     # About 11 units a month for half a year; 5,000 in 16 days is a misread.
     assert (
         bill_runs.final_bill(
-            session, account, date(2026, 11, 20), {meter.id: last + 5000}, specialist, date(2026, 11, 21), now=utcnow()
+            session,
+            account,
+            date(2026, 11, 20),
+            {meter.id: last + 5000},
+            specialist,
+            date(2026, 11, 21),
+            now=system_clock(),
         )
         is None
     )
@@ -153,24 +173,30 @@ def test_an_absurd_final_read_is_held_for_review_not_posted(session: Session) ->
     # A second stop waits for this one.
     with pytest.raises(InvalidInput, match="already waiting"):
         bill_runs.stop_service(
-            session, account, date(2026, 11, 20), {meter.id: last + 5}, specialist, date(2026, 11, 21), now=utcnow()
+            session,
+            account,
+            date(2026, 11, 20),
+            {meter.id: last + 5},
+            specialist,
+            date(2026, 11, 21),
+            now=system_clock(),
         )
     # A specialist corrects the read (a reason is required); only a supervisor approves and posts.
     with pytest.raises(InvalidInput, match="say why"):
         bill_runs.correct_final_read(
-            session, review, meter.id, last + 5, " ", specialist, date(2026, 11, 21), now=utcnow()
+            session, review, meter.id, last + 5, " ", specialist, date(2026, 11, 21), now=system_clock()
         )
     with pytest.raises(InvalidInput, match="at most 999999"):
         bill_runs.correct_final_read(
-            session, review, meter.id, Decimal(10**6), "typo", specialist, date(2026, 11, 21), now=utcnow()
+            session, review, meter.id, Decimal(10**6), "typo", specialist, date(2026, 11, 21), now=system_clock()
         )
     bill_runs.correct_final_read(
-        session, review, meter.id, last + 5, "keyed an extra 0", specialist, date(2026, 11, 21), now=utcnow()
+        session, review, meter.id, last + 5, "keyed an extra 0", specialist, date(2026, 11, 21), now=system_clock()
     )
     assert review.status == "held" and review.reasons == "" and "keyed an extra 0" in review.note
     with pytest.raises(bill_runs.NotAllowed):
-        bill_runs.approve_final(session, review, specialist, date(2026, 11, 22), now=utcnow())
-    bill = bill_runs.approve_final(session, review, supervisor, date(2026, 11, 22), now=utcnow())
+        bill_runs.approve_final(session, review, specialist, date(2026, 11, 22), now=system_clock())
+    bill = bill_runs.approve_final(session, review, supervisor, date(2026, 11, 22), now=system_clock())
     assert bill.status == "posted" and review.status == "posted" and review.bill_id == bill.id
     assert (bill.period_end, bill.bill_date, bill.due_date) == (
         date(2026, 11, 21),
@@ -192,19 +218,21 @@ def test_a_stop_in_the_future_is_held_until_its_last_day(session: Session) -> No
     bills = session.scalar(select(func.count(Bill.id)))
     today = date(2026, 11, 21)
     assert (
-        bill_runs.final_bill(session, account, date(2026, 12, 2), {meter.id: last + 9}, specialist, today, now=utcnow())
+        bill_runs.final_bill(
+            session, account, date(2026, 12, 2), {meter.id: last + 9}, specialist, today, now=system_clock()
+        )
         is None
     )
     review = bill_runs.held_for_account(session, account.id)
     assert review.reasons == "future_stop" and session.scalar(select(func.count(Bill.id))) == bills
     with pytest.raises(InvalidInput, match="still ahead"):
-        bill_runs.approve_final(session, review, supervisor, today + timedelta(days=5), now=utcnow())
+        bill_runs.approve_final(session, review, supervisor, today + timedelta(days=5), now=system_clock())
     assert review.status == "held" and account.status == "active"
     # On the day, the reader's real read goes in and the bill posts, dated for the stop.
     bill_runs.correct_final_read(
-        session, review, meter.id, last + 10, "read on the day", specialist, date(2026, 12, 2), now=utcnow()
+        session, review, meter.id, last + 10, "read on the day", specialist, date(2026, 12, 2), now=system_clock()
     )
-    bill = bill_runs.approve_final(session, review, supervisor, date(2026, 12, 2), now=utcnow())
+    bill = bill_runs.approve_final(session, review, supervisor, date(2026, 12, 2), now=system_clock())
     assert (bill.period_start, bill.period_end, bill.bill_date) == (
         date(2026, 11, 5),
         date(2026, 12, 3),
@@ -218,7 +246,7 @@ def test_void_and_rebill_of_a_final_bill_keeps_the_proration_and_takes_the_corre
     account = accts[0]
     meter, last = meter_and_last_read(session, account)
     old = bill_runs.final_bill(
-        session, account, date(2026, 11, 20), {meter.id: last + 5}, specialist, date(2026, 11, 21), now=utcnow()
+        session, account, date(2026, 11, 20), {meter.id: last + 5}, specialist, date(2026, 11, 21), now=system_clock()
     )
     with pytest.raises(InvalidInput, match="at most 999999"):
         with session.begin_nested():
@@ -229,7 +257,7 @@ def test_void_and_rebill_of_a_final_bill_keeps_the_proration_and_takes_the_corre
                 "misread",
                 date(2026, 11, 25),
                 corrected_reads={meter.id: Decimal(10**6)},
-                now=utcnow(),
+                now=system_clock(),
             )
     session.expire_all()
     assert session.get(Bill, old.id).status == "posted"
@@ -240,7 +268,7 @@ def test_void_and_rebill_of_a_final_bill_keeps_the_proration_and_takes_the_corre
         "final read misread",
         date(2026, 11, 25),
         corrected_reads={meter.id: last + 3},
-        now=utcnow(),
+        now=system_clock(),
     )
     assert (new.period_start, new.period_end) == (old.period_start, old.period_end)
     lines = lines_of(session, new)

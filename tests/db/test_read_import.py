@@ -4,7 +4,8 @@ from decimal import Decimal
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from portal.billing_core.models import AuditEvent, Meter, MeterRead, ReadImport, utcnow
+from portal.adapters.clock import system_clock
+from portal.billing_core.models import AuditEvent, Meter, MeterRead, ReadImport
 from portal.billing_core.read_import import import_reads
 
 from .factories import district
@@ -36,14 +37,14 @@ def test_a_file_imports_once_and_flags_exceptions(session: Session) -> None:
     accounts = with_history(session)
     before = count(session)
     content = csv("T000001,,1072,2026-11-05,amr", f",{accounts[1].number},1100,2026-11-05,handheld")
-    report = import_reads(session, content, "nov.csv", "csv", today=TODAY, actor_label="test", now=utcnow())
+    report = import_reads(session, content, "nov.csv", "csv", today=TODAY, actor_label="test", now=system_clock())
     assert report.ok and (report.lines, report.added, report.exceptions) == (2, 2, 1)
     assert count(session) == before + 2
     high = session.scalar(select(MeterRead).where(MeterRead.value == Decimal(1100)))
     assert (high.status, high.exception, high.source) == ("exception", "high", "handheld")  # 40 CCF vs 10 average
     normal = session.scalar(select(MeterRead).where(MeterRead.value == Decimal(1072)))
     assert (normal.status, normal.exception) == ("valid", None)
-    again = import_reads(session, content, "nov-copy.csv", "csv", today=TODAY, actor_label="test", now=utcnow())
+    again = import_reads(session, content, "nov-copy.csv", "csv", today=TODAY, actor_label="test", now=system_clock())
     assert again.already_imported_at is not None and again.added == 0 and count(session) == before + 2
     assert session.scalar(select(func.count(ReadImport.id))) == 1
     assert session.scalar(select(AuditEvent).where(AuditEvent.action == "reads.import")).after["added"] == 2
@@ -58,7 +59,7 @@ def test_one_bad_line_imports_nothing_and_every_bad_line_is_reported(session: Se
         "T000002,,x,2026-11-05,amr",
         "T000001,,1073,2026-11-05,amr",
     )
-    report = import_reads(session, content, "bad.csv", "csv", today=TODAY, now=utcnow())
+    report = import_reads(session, content, "bad.csv", "csv", today=TODAY, now=system_clock())
     assert not report.ok and report.added == 0 and count(session) == before
     assert [(r.line, r.value, r.reason) for r in report.rejected] == [
         (3, "NOPE1", "no meter with this serial"),
@@ -70,9 +71,9 @@ def test_one_bad_line_imports_nothing_and_every_bad_line_is_reported(session: Se
 
 def test_reads_on_record_are_kept_or_conflicts_rejected(session: Session) -> None:
     with_history(session)
-    same = import_reads(session, csv("T000001,,1060,2026-10-05,amr"), "a.csv", "csv", today=TODAY, now=utcnow())
+    same = import_reads(session, csv("T000001,,1060,2026-10-05,amr"), "a.csv", "csv", today=TODAY, now=system_clock())
     assert same.ok and (same.added, same.unchanged) == (0, 1)
-    clash = import_reads(session, csv("T000001,,1061,2026-10-05,amr"), "b.csv", "csv", today=TODAY, now=utcnow())
+    clash = import_reads(session, csv("T000001,,1061,2026-10-05,amr"), "b.csv", "csv", today=TODAY, now=system_clock())
     assert clash.rejected[0].reason == "meter T000001 already has read 1060 on 10/05/2026"
 
 
@@ -87,7 +88,7 @@ def test_below_previous_and_rollover(session: Session) -> None:
         "r.csv",
         "csv",
         today=TODAY,
-        now=utcnow(),
+        now=system_clock(),
     )
     assert report.ok
     rolled = session.scalar(select(MeterRead).where(MeterRead.meter_id == meter.id, MeterRead.value == 5))
@@ -110,7 +111,7 @@ def test_a_value_beyond_the_dials_is_rejected_with_its_line_first_read_or_not(se
         "T000002,,-1,2026-11-08,amr",
         "FRESH1,,9999,2026-11-06,amr",
     )
-    report = import_reads(session, content, "absurd.csv", "csv", today=TODAY, now=utcnow())
+    report = import_reads(session, content, "absurd.csv", "csv", today=TODAY, now=system_clock())
     assert [(r.line, r.value, r.reason) for r in report.rejected] == [
         (2, "1000000", "meter T000001: a 6-dial meter reads at most 999999"),
         (3, "10000", "meter FRESH1: a 4-dial meter reads at most 9999"),
@@ -126,7 +127,7 @@ def test_a_value_beyond_the_dials_is_rejected_with_its_line_first_read_or_not(se
 def test_reads_of_one_meter_in_one_file_are_checked_against_each_other(session: Session) -> None:
     with_history(session)  # T000001 read 1060 on October 5
     content = csv("T000001,,1170,2026-11-20,amr", "T000001,,1070,2026-11-05,amr", "T000002,,1065,2026-10-20,amr")
-    report = import_reads(session, content, "two.csv", "csv", today=TODAY, now=utcnow())
+    report = import_reads(session, content, "two.csv", "csv", today=TODAY, now=system_clock())
     assert report.ok and (report.added, report.exceptions) == (3, 1)
     got = dict(
         session.execute(select(MeterRead.value, MeterRead.exception).where(MeterRead.read_on > date(2026, 10, 5))).all()
@@ -144,7 +145,7 @@ def test_an_over_long_csv_field_is_a_clear_error_and_loads_nothing(session: Sess
     before = count(session)
     content = csv("T000001,,1072,2026-11-05,amr", "T000002,," + "1" * 200_000 + ",2026-11-05,amr")
     with pytest.raises(InvalidInput, match="line 3: a field is longer than 131,072 characters"):
-        import_reads(session, content, "long.csv", "csv", today=TODAY, now=utcnow())
+        import_reads(session, content, "long.csv", "csv", today=TODAY, now=system_clock())
     assert count(session) == before
 
 
@@ -182,7 +183,7 @@ def test_a_day_of_ami_reads_for_a_city_imports_in_bulk(session: Session) -> None
         layout_name="ami-interval-export",
         today=TODAY,
         actor_label="test",
-        now=utcnow(),
+        now=system_clock(),
     )
     took = time.perf_counter() - started
     assert report.ok, report.rejected[:5]
@@ -192,6 +193,6 @@ def test_a_day_of_ami_reads_for_a_city_imports_in_bulk(session: Session) -> None
     assert held == ["high"] * (meters // 1000)
     assert took < 60, f"{meters} reads took {took:.1f} s"  # about 10 s on a quiet 2-core machine
     again = import_reads(
-        session, content, "again.csv", "csv", layout_name="ami-interval-export", today=TODAY, now=utcnow()
+        session, content, "again.csv", "csv", layout_name="ami-interval-export", today=TODAY, now=system_clock()
     )
     assert again.already_imported_at is not None and count(session) == before + meters

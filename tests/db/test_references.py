@@ -8,8 +8,9 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from portal.adapters.clock import system_clock
 from portal.billing_core import bill_runs
-from portal.billing_core.models import Bill, BillLine, BillUsage, LedgerEntry, MeterRead, utcnow
+from portal.billing_core.models import Bill, BillLine, BillUsage, LedgerEntry, MeterRead
 
 from .test_bill_runs import office
 
@@ -17,9 +18,9 @@ from .test_bill_runs import office
 def posted(session: Session) -> Bill:
     _accts, supervisor, specialist = office(session, 2)
     run = bill_runs.create_run(session, "C1", date(2026, 10, 5), date(2026, 11, 5), actor=specialist)
-    bill_runs.calculate(session, run, now=utcnow())
-    bill_runs.approve(session, run, supervisor, now=utcnow())
-    bill_runs.post(session, run, supervisor, now=utcnow())
+    bill_runs.calculate(session, run, now=system_clock())
+    bill_runs.approve(session, run, supervisor, now=system_clock())
+    bill_runs.post(session, run, supervisor, now=system_clock())
     session.flush()
     return session.scalars(select(Bill).where(Bill.status == "posted")).first()
 

@@ -10,9 +10,10 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from portal.adapters.clock import system_clock
 from portal.billing_core import users
 from portal.billing_core.errors import FieldErrors, InvalidInput, NotAllowed, NotFound
-from portal.billing_core.models import Account, FinalBillReview, Meter, MeterRead, User, utcnow
+from portal.billing_core.models import Account, FinalBillReview, Meter, MeterRead, User
 from portal.services import accounts, billing, meters
 from tests.db.factories import district
 
@@ -48,18 +49,20 @@ def test_read_review_refusals_change_nothing(session: Session, staff: dict[str, 
         assert queue.accounts[read.id] is not None
     with session.begin():
         with pytest.raises(NotAllowed, match="Only billing specialists and supervisors review reads."):
-            billing.review_read(session, staff["cashier"], read.id, "approve", "", "", None, now=utcnow())
+            billing.review_read(session, staff["cashier"], read.id, "approve", "", "", None, now=system_clock())
         with pytest.raises(NotFound):
-            billing.review_read(session, staff["specialist"], read.id + 1000, "approve", "", "", None, now=utcnow())
+            billing.review_read(
+                session, staff["specialist"], read.id + 1000, "approve", "", "", None, now=system_clock()
+            )
         with pytest.raises(FieldErrors) as caught:
-            billing.review_read(session, staff["specialist"], read.id, "correct", "1065", "", None, now=utcnow())
+            billing.review_read(session, staff["specialist"], read.id, "correct", "1065", "", None, now=system_clock())
         assert list(caught.value.errors) == ["reason"]
         with pytest.raises(InvalidInput, match="Choose approve"):
-            billing.review_read(session, staff["specialist"], read.id, "shrug", "", "", None, now=utcnow())
+            billing.review_read(session, staff["specialist"], read.id, "shrug", "", "", None, now=system_clock())
     with session.begin():
         assert session.get(MeterRead, read.id).status == "exception"
         billing.review_read(
-            session, staff["specialist"], read.id, "correct", "1065", "misread dial", None, now=utcnow()
+            session, staff["specialist"], read.id, "correct", "1065", "misread dial", None, now=system_clock()
         )
     with session.begin():
         assert billing.read_queue(session).reads == []
@@ -105,16 +108,16 @@ def test_bill_run_actions_say_why_nothing_was_done(session: Session, staff: dict
         page = billing.run_page(session, run_id)
         assert (page.busy, page.print_file_ready, page.delivery.print_file) == (False, False, None)
         with pytest.raises(NotAllowed, match="Only a billing supervisor approves and posts bill runs."):
-            billing.start_run_action(session, staff["specialist"], run_id, "approve", now=utcnow())
+            billing.start_run_action(session, staff["specialist"], run_id, "approve", now=system_clock())
         with pytest.raises(NotAllowed, match="Only billing specialists and supervisors calculate bill runs."):
-            billing.start_run_action(session, staff["cashier"], run_id, "calculate", now=utcnow())
+            billing.start_run_action(session, staff["cashier"], run_id, "calculate", now=system_clock())
         with pytest.raises(InvalidInput, match="Approve the run before posting it."):
-            billing.start_run_action(session, staff["supervisor"], run_id, "post", now=utcnow())
+            billing.start_run_action(session, staff["supervisor"], run_id, "post", now=system_clock())
         with pytest.raises(InvalidInput, match="only a calculated run is approved"):
-            billing.start_run_action(session, staff["supervisor"], run_id, "approve", now=utcnow())
+            billing.start_run_action(session, staff["supervisor"], run_id, "approve", now=system_clock())
         with pytest.raises(InvalidInput, match="not delivered yet"):
-            billing.start_run_action(session, staff["specialist"], run_id, "resend_emails", now=utcnow())
-        started = billing.start_run_action(session, staff["specialist"], run_id, "calculate", now=utcnow())
+            billing.start_run_action(session, staff["specialist"], run_id, "resend_emails", now=system_clock())
+        started = billing.start_run_action(session, staff["specialist"], run_id, "calculate", now=system_clock())
         assert (started.action, started.actor_id, started.print_file_id) == ("calculate", staff["specialist"].id, None)
         assert billing.delivery_state(session, run_id).started is False
         with pytest.raises(NotFound):
@@ -155,7 +158,7 @@ def test_stop_service_refusals_change_nothing(session: Session, staff: dict[str,
             accounts.bill_page(session, number, "NOPE")
         with pytest.raises(NotAllowed, match="voids and rebills"):
             accounts.void_and_rebill(
-                session, specialist, number, "NOPE", {}, now=utcnow(), today=TODAY, remote_addr=None
+                session, specialist, number, "NOPE", {}, now=system_clock(), today=TODAY, remote_addr=None
             )
     with session.begin():
         assert session.scalar(select(func.count(FinalBillReview.id))) == 0

@@ -9,9 +9,10 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
+from portal.adapters.clock import system_clock
 from portal.app import create_app
 from portal.billing_core import bill_runs, users
-from portal.billing_core.models import Account, AuditEvent, Bill, BillRun, Meter, MeterRead, ReadImport, Service, utcnow
+from portal.billing_core.models import Account, AuditEvent, Bill, BillRun, Meter, MeterRead, ReadImport, Service
 from portal.settings import Settings
 from tests.db.factories import district
 
@@ -202,9 +203,9 @@ def billed_cycle(office: Engine) -> str:
         supervisor = s.scalar(select(users.User).where(users.User.email == "supervisor@x.org"))
         run = bill_runs.create_run(s, "C1", date(2026, 10, 5), date(2026, 11, 5))
         s.execute(MeterRead.__table__.update().where(MeterRead.status == "exception").values(status="approved"))
-        bill_runs.calculate(s, run, now=utcnow())
-        bill_runs.approve(s, run, supervisor, now=utcnow())
-        bill_runs.post(s, run, supervisor, now=utcnow())
+        bill_runs.calculate(s, run, now=system_clock())
+        bill_runs.approve(s, run, supervisor, now=system_clock())
+        bill_runs.post(s, run, supervisor, now=system_clock())
         return s.scalars(select(Account.number).order_by(Account.id)).all()[1]
 
 

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.testclient import TestClient
 
 from portal import jobs
+from portal.adapters.clock import system_clock
 from portal.app import create_app
 from portal.billing_core import bill_runs
 from portal.billing_core.models import (
@@ -25,7 +26,6 @@ from portal.billing_core.models import (
     EmailOutbox,
     MeterRead,
     User,
-    utcnow,
 )
 from portal.settings import Settings
 from tests.smtp import smtp_server
@@ -52,7 +52,7 @@ def outbox_rows(engine: Engine, **where: object) -> list[EmailOutbox]:
 def retry_later(engine: Engine, port: int) -> None:
     """The periodic pass, a few minutes later, with the mail server back."""
     settings = dataclasses.replace(SETTINGS, smtp_host="127.0.0.1", smtp_port=port, jobs_in_process=True)
-    jobs.retry_due(settings, sessionmaker(engine, expire_on_commit=False), now=utcnow() + timedelta(minutes=3))
+    jobs.retry_due(settings, sessionmaker(engine, expire_on_commit=False), now=system_clock() + timedelta(minutes=3))
 
 
 # --- A bill run's emails ---------------------------------------------------------------------
@@ -68,9 +68,9 @@ def posted(office: Engine) -> Engine:  # noqa: F811
             read.status, read.exception = "approved", None  # no bill held: both accounts are billed
         supervisor = s.scalar(select(User).where(User.email == "supervisor@x.org"))
         run = bill_runs.create_run(s, "C1", date(2026, 10, 5), date(2026, 11, 5), actor=supervisor)
-        bill_runs.calculate(s, run, now=utcnow())
-        bill_runs.approve(s, run, supervisor, now=utcnow())
-        bill_runs.post(s, run, supervisor, now=utcnow())
+        bill_runs.calculate(s, run, now=system_clock())
+        bill_runs.approve(s, run, supervisor, now=system_clock())
+        bill_runs.post(s, run, supervisor, now=system_clock())
     return office
 
 
