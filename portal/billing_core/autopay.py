@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import String, or_, select
+from sqlalchemy import Row, String, or_, select
 from sqlalchemy.orm import Session
 
 from . import audit
@@ -51,7 +51,7 @@ def notice_dates(session: Session, bills: list[tuple[int, int | None, date]], tz
     emailed or its print file was made (None: not sent yet, so not drafted yet); a bill
     made outside a run (a final bill, history brought from another system) on its date."""
     in_runs = [bill_id for bill_id, run_id, _ in bills if run_id is not None]
-    sent = {}
+    sent: dict[int, datetime | None] = {}
     for part in chunks(session, in_runs):  # a due date's bills: bound no IN list by their number
         sent.update(
             session.execute(
@@ -204,7 +204,7 @@ def outlook(session: Session, account: Account, balance_cents: int, as_of: date,
         if draft is not None and draft.status in (PaymentStatus.FAILED, PaymentStatus.RETURNED):
             failed = draft
         on = scheduled_on(session, bill, tz) if enrollment is not None and draft is None else None
-        if on is not None and on >= as_of and covers(enrollment, bill, tz):
+        if enrollment is not None and on is not None and on >= as_of and covers(enrollment, bill, tz):
             from .payments import pending_cents
 
             # As the draft will count it: less the payments already on their way.
@@ -232,7 +232,7 @@ def due_bills(session: Session, as_of: date, tz) -> list[int]:  # type: ignore[n
         )
         .order_by(Bill.account_id, Bill.bill_date.desc(), Bill.id.desc())
     ).all()
-    latest: dict[int, tuple] = {}
+    latest: dict[int, Row[int, int, int | None, date, date, datetime]] = {}
     for row in rows:
         latest.setdefault(row.account_id, row)
     covered = [row for row in latest.values() if row.authorized_at.astimezone(tz).date() <= row.bill_date]
@@ -240,13 +240,13 @@ def due_bills(session: Session, as_of: date, tz) -> list[int]:  # type: ignore[n
     candidates = [
         row.id
         for row in covered
-        if notices[row.id] is not None
-        and as_of - timedelta(days=CATCH_UP_DAYS) <= draft_date(notices[row.id], row.due_date) <= as_of
+        if (notice := notices[row.id]) is not None
+        and as_of - timedelta(days=CATCH_UP_DAYS) <= draft_date(notice, row.due_date) <= as_of
     ]
     if not candidates:
         return []
     # A draft written but never answered by the processor (its job died) is sent again.
-    done: set[str] = set()
+    done: set[str | None] = set()
     for part in chunks(session, [idempotency_key(b) for b in candidates]):
         done.update(
             session.scalars(

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Connection, Table, any_, bindparam, literal, text, update
+from sqlalchemy import BigInteger, ColumnElement, Connection, FromClause, Table, any_, bindparam, literal, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import QueryableAttribute, Session
 from sqlalchemy.types import TypeEngine
 
 
@@ -45,7 +45,10 @@ IN_CHUNK = 5000
 
 
 def among(
-    session: Session, column: ColumnElement, ids: Iterable[Any], type_: TypeEngine | None = None
+    session: Session,
+    column: ColumnElement[Any] | QueryableAttribute[Any],
+    ids: Iterable[Any],
+    type_: TypeEngine | None = None,
 ) -> ColumnElement[bool]:
     """``column IN (ids)``; on PostgreSQL ``column = ANY(array)``, one parameter however many
     ids, so the driver parses the statement once instead of once per chunk. On SQLite each
@@ -73,12 +76,20 @@ def custom_plans(session: Session) -> None:
         session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
 
 
-def insert_rows(db: Session | Connection, table: Table, columns: Sequence[str], rows: Sequence[tuple]) -> None:
+def _as_table(table: FromClause) -> Table:
+    """An ORM class's ``__table__`` (typed ``FromClause``) as the ``Table`` it always is here."""
+    assert isinstance(table, Table)
+    return table
+
+
+def insert_rows(db: Session | Connection, table: FromClause, columns: Sequence[str], rows: Sequence[tuple]) -> None:
     if not rows:
         return
+    table = _as_table(table)
     connection = _connection(db)
     if connection.dialect.name == "postgresql":
         raw = connection.connection.driver_connection
+        assert raw is not None  # a live pooled connection always has its driver connection
         statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
         try:
             with raw.cursor() as cursor, cursor.copy(statement) as copy:
@@ -96,10 +107,11 @@ def insert_rows(db: Session | Connection, table: Table, columns: Sequence[str], 
     connection.exec_driver_sql(f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})", list(rows))
 
 
-def update_rows(session: Session, table: Table, columns: Sequence[str], rows: Sequence[tuple]) -> None:
+def update_rows(session: Session, table: FromClause, columns: Sequence[str], rows: Sequence[tuple]) -> None:
     """Set ``columns`` on the rows whose ``id`` is each tuple's first item."""
     if not rows:
         return
+    table = _as_table(table)
     connection = session.connection()
     if connection.dialect.name == "postgresql":
         names = ["id", *columns]
@@ -108,6 +120,7 @@ def update_rows(session: Session, table: Table, columns: Sequence[str], rows: Se
         sets = ", ".join(f"{c} = v.{c}" for c in columns)
         arrays = [list(col) for col in zip(*rows, strict=True)]
         raw = connection.connection.driver_connection
+        assert raw is not None  # a live pooled connection always has its driver connection
         with raw.cursor() as cursor:
             cursor.execute(
                 f"UPDATE {table.name} AS t SET {sets} FROM unnest({unnest}) AS v({', '.join(names)}) WHERE t.id = v.id",

@@ -84,7 +84,7 @@ def start(
         [(r[0], pf.id, "mail", n, None, None) for n, r in enumerate(mailed)]
         + [(r[0], pf.id, "email", n, r[3], None) for n, r in enumerate(emailed)],
     )
-    outbox.queue_bill_emails(session, pf.id, [(r[0], r[3]) for r in emailed], now)
+    outbox.queue_bill_emails(session, pf.id, [(r[0], r[3]) for r in emailed if r[3]], now)
     audit.record(
         session,
         "bill_run.deliver",

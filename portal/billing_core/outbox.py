@@ -22,9 +22,9 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from .bulk import insert_rows
@@ -118,7 +118,7 @@ def _json_native(session: Session) -> bool:
 
 
 def _takeable(now: datetime, due_only: bool):  # type: ignore[no-untyped-def]
-    pending = EmailOutbox.status.in_(PENDING)
+    pending: ColumnElement[bool] = EmailOutbox.status.in_(PENDING)
     if due_only:
         pending = and_(pending, EmailOutbox.next_attempt_at <= now)
     stale = and_(EmailOutbox.status == "sending", EmailOutbox.claimed_at < now - STALE_CLAIM)
@@ -175,11 +175,15 @@ def claim(session: Session, ids: Iterable[int], now: datetime, due_only: bool = 
 
 
 def _finish(session: Session, row_id: int, token: str, **values: Any) -> bool:
-    done = session.execute(
-        update(EmailOutbox)
-        .where(EmailOutbox.id == row_id, EmailOutbox.claim == token, EmailOutbox.status == "sending")
-        .values(claim=None, claimed_at=None, **values)
-        .execution_options(synchronize_session=False)
+    # An UPDATE runs through a cursor: its result is a CursorResult, which has the rowcount.
+    done = cast(
+        CursorResult[Any],
+        session.execute(
+            update(EmailOutbox)
+            .where(EmailOutbox.id == row_id, EmailOutbox.claim == token, EmailOutbox.status == "sending")
+            .values(claim=None, claimed_at=None, **values)
+            .execution_options(synchronize_session=False)
+        ),
     )
     return done.rowcount == 1
 
@@ -236,20 +240,24 @@ def next_attempt(session: Session, ids: Iterable[int]) -> datetime | None:
         )
         for start in range(0, len(wanted), 500)
     ]
-    found = [f for f in found if f is not None]
-    return min(found) if found else None
+    times = [f for f in found if f is not None]
+    return min(times) if times else None
 
 
 def send_again(session: Session, ids: Iterable[int], now: datetime) -> int:
     """Queue failed emails once more, from a fresh count of attempts (staff asked)."""
     wanted, changed = list(ids), 0
     for start in range(0, len(wanted), 500):
-        changed += session.execute(
-            update(EmailOutbox)
-            .where(EmailOutbox.id.in_(wanted[start : start + 500]), EmailOutbox.status == "failed")
-            .values(status="queued", attempts=0, next_attempt_at=now)
-            .execution_options(synchronize_session=False)
-        ).rowcount
+        done = cast(
+            CursorResult[Any],
+            session.execute(
+                update(EmailOutbox)
+                .where(EmailOutbox.id.in_(wanted[start : start + 500]), EmailOutbox.status == "failed")
+                .values(status="queued", attempts=0, next_attempt_at=now)
+                .execution_options(synchronize_session=False)
+            ),
+        )
+        changed += done.rowcount
     return changed
 
 

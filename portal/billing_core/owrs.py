@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal, DecimalException, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import yaml
 from yaml.composer import Composer
@@ -43,6 +43,9 @@ from yaml.resolver import Resolver
 
 from .errors import InvalidInput
 from .money import cents_to_decimal, round_cents
+
+if TYPE_CHECKING:
+    from yaml._yaml import Mark as CMark
 
 RATE_TYPES = ("Tiered", "Budget")
 SUFFIXES = ("commodity", "drought")
@@ -353,8 +356,10 @@ class OwrsFile:
 class RefusedYaml(yaml.MarkedYAMLError):
     """Valid YAML that an OWRS file may not use (an alias, a duplicate key, ...), with its line."""
 
-    def __init__(self, problem: str, mark: yaml.Mark | None) -> None:
-        super().__init__(problem=problem, problem_mark=mark)
+    def __init__(self, problem: str, mark: yaml.Mark | CMark | None) -> None:
+        # libyaml's marks (the events CParser reads) have yaml.Mark's line and column; the
+        # stubs type MarkedYAMLError with PyYAML's own Mark only.
+        super().__init__(problem=problem, problem_mark=cast("yaml.Mark | None", mark))
 
 
 class _StrictComposer(Composer, SafeConstructor):
@@ -376,6 +381,11 @@ class _StrictComposer(Composer, SafeConstructor):
       integer of over 4,300 digits with a bare ValueError).
     """
 
+    if TYPE_CHECKING:
+        # From the parser each loader mixes in (libyaml's CParser, or PyYAML's Parser).
+        def check_event(self, *choices: Any) -> bool: ...
+        def peek_event(self) -> yaml.Event | None: ...
+
     def _start_limits(self) -> None:
         self.depth = 0
         self.nodes = 0
@@ -383,12 +393,14 @@ class _StrictComposer(Composer, SafeConstructor):
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
+            assert isinstance(event, yaml.AliasEvent)
             raise RefusedYaml(
                 f"YAML aliases (*{event.anchor}) are not allowed in a rate file: write the value out where it is used",
                 event.start_mark,
             )
         self.nodes += 1
         event = self.peek_event()
+        assert event is not None  # a node is composed from the event that starts it
         if self.nodes > MAX_NODES:
             raise RefusedYaml(f"the file has more than {MAX_NODES:,} values", event.start_mark)
         if isinstance(event, yaml.ScalarEvent) and len(event.value) > MAX_TEXT:
@@ -398,7 +410,7 @@ class _StrictComposer(Composer, SafeConstructor):
         self.depth += 1
         try:
             if self.depth > MAX_YAML_DEPTH:
-                raise RefusedYaml(f"the file nests deeper than {MAX_YAML_DEPTH} levels", self.peek_event().start_mark)
+                raise RefusedYaml(f"the file nests deeper than {MAX_YAML_DEPTH} levels", event.start_mark)
             return super().compose_node(parent, index)
         finally:
             self.depth -= 1
@@ -437,7 +449,7 @@ class _StrictComposer(Composer, SafeConstructor):
 
 
 if hasattr(yaml, "CSafeLoader"):
-    from yaml.cyaml import CParser
+    from yaml._yaml import CParser  # where yaml.cyaml takes it from
 
     class StrictLoader(_StrictComposer, CParser, Resolver):
         """The one YAML loader of rate files. libyaml reads the events (it is faster and
@@ -459,8 +471,9 @@ else:  # pragma: no cover - PyYAML without libyaml
             self._start_limits()
 
 
-StrictLoader.add_constructor("tag:yaml.org,2002:int", StrictLoader.construct_number)
-StrictLoader.add_constructor("tag:yaml.org,2002:float", StrictLoader.construct_number)
+# The stubs allow constructors of PyYAML's own loader classes only, not of a loader made of its parts.
+StrictLoader.add_constructor("tag:yaml.org,2002:int", StrictLoader.construct_number)  # type: ignore[type-var]
+StrictLoader.add_constructor("tag:yaml.org,2002:float", StrictLoader.construct_number)  # type: ignore[type-var]
 
 
 _TENTH = Decimal("0.1")
@@ -538,7 +551,12 @@ def plain(value: Any) -> Any:
 
 def load_text(text: str, path: str = "<text>") -> OwrsFile:
     try:
-        doc = yaml.load(text, Loader=StrictLoader)  # noqa: S506 - a safe loader
+        # What yaml.load(text, Loader=StrictLoader) does; the stubs take PyYAML's own loaders only.
+        loader = StrictLoader(text)
+        try:
+            doc = loader.get_single_data()
+        finally:
+            loader.dispose()
     except RefusedYaml as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}: " if mark is not None else ""
@@ -563,7 +581,9 @@ def load_text(text: str, path: str = "<text>") -> OwrsFile:
         if not isinstance(body, dict):
             raise OwrsError("a customer class must be a mapping of rate parts", file=path, cust_class=str(name))
         classes[str(name)] = body
-    metadata = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+    metadata = doc.get("metadata")
+    if not isinstance(metadata, dict):
+        metadata = {}
     size = len(repr(plain(metadata)))
     if size > MAX_METADATA:
         raise OwrsError(f"the metadata takes {size:,} characters; at most {MAX_METADATA:,} are allowed", file=path)

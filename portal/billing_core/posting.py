@@ -170,4 +170,5 @@ def open_by_service(session: Session, account_id: int) -> dict[str, int]:
         .where(LedgerEntry.account_id == account_id, LedgerEntry.service_type.is_not(None))
         .group_by(LedgerEntry.service_type)
     ).all()
-    return {service: int(total) for service, total in rows}
+    # service is never None: the query excludes it.
+    return {service: int(total) for service, total in rows if service is not None}

@@ -251,9 +251,9 @@ def _resolve_meters(
             .where(among(session, _A.number, part, String()), _S.ended_on.is_(None))
         ).all()
         for number, *values in rows:
-            meter = _Meter(*values)
-            if meter not in by_account[number]:
-                by_account[number].append(meter)
+            on_account = _Meter(*values)
+            if on_account not in by_account[number]:
+                by_account[number].append(on_account)
     out = []
     for p in parsed:
         if p.meter_serial:
@@ -344,11 +344,13 @@ def _known_reads(session: Session, lines: Sequence[tuple[ParsedRead, _Meter]], r
                 .where(among(session, _R.meter_id, part), _R.read_on < day)
                 .subquery()
             )
-            rows = db.execute(
-                select(recent.c.meter_id, recent.c.read_on, recent.c.value).where(
-                    recent.c.rank <= rules.history_periods + 1
-                )
-            ).all()
+            rows = list(
+                db.execute(
+                    select(recent.c.meter_id, recent.c.read_on, recent.c.value).where(
+                        recent.c.rank <= rules.history_periods + 1
+                    )
+                ).all()
+            )
             rows += db.execute(
                 select(_R.meter_id, _R.read_on, _R.value).where(
                     among(session, _R.meter_id, part), _R.read_on >= day, _R.read_on <= until

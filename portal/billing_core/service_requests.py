@@ -146,9 +146,10 @@ def _address(form: Form, prefix: str, errors: dict[str, InvalidInput]) -> custom
     if empty:
         # Still check what was filled in, so a wrong state is flagged beside an empty city.
         try:
-            customers.parse_mailing_address(
-                *(form.get(f"{prefix}_{part}") or _PLACEHOLDER[part] for part, _ in ADDRESS_PARTS), prefix=prefix
+            line1, city, state, zip_code = (
+                form.get(f"{prefix}_{part}") or _PLACEHOLDER[part] for part, _ in ADDRESS_PARTS
             )
+            customers.parse_mailing_address(line1, city, state, zip_code, prefix=prefix)
         except InvalidInput as exc:
             if exc.field in filled:
                 errors[exc.field] = exc

@@ -374,7 +374,7 @@ def link_account(
     ).first()
     matched = None
     account = found[0] if found else None
-    if account is not None and (found[1] or "")[:5] == zip5:
+    if account is not None and found is not None and (found[1] or "")[:5] == zip5:
         latest = session.scalar(
             select(Bill.total_due_cents)
             .where(Bill.account_id == account.id, Bill.status == BillStatus.POSTED)

@@ -84,7 +84,7 @@ class ServiceRow:
 class AccountRow:
     id: int
     premise_id: int
-    dwelling_units: int | None
+    dwelling_units: int
     services: list[ServiceRow] = field(default_factory=list)
 
 
@@ -300,6 +300,7 @@ def prefetch(session: Session, run: BillRun | Rebill, accounts: Sequence[Account
             Meter.removed_on <= run.period_end,
         )
     ):
+        assert premise_id is not None  # matched by premise above
         removed[premise_id].append(MeterRow(mid, size, dials, mult, removed_on))
     meter_ids = {s.meter.id for a in accounts for s in a.services if s.meter is not None}
     meter_ids |= {m.id for ms in removed.values() for m in ms}
@@ -353,4 +354,5 @@ def balances(session: Session, account_ids: Sequence[int]) -> dict[int, int]:
         .where(among(session, LedgerEntry.account_id, account_ids))
         .group_by(LedgerEntry.account_id)
     ).all()
-    return {account_id: int(total or 0) for account_id, total in rows}
+    # account_id is never None: the rows were chosen by it.
+    return {account_id: int(total or 0) for account_id, total in rows if account_id is not None}
