@@ -31,9 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import func, select  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
+from portal.adapters.clock import system_clock  # noqa: E402
 from portal.adapters.database import make_engine  # noqa: E402
 from portal.billing_core import bill_runs  # noqa: E402
-from portal.billing_core.models import Account, BillRun, Meter, MeterRead, Service, User, system_clock  # noqa: E402
+from portal.billing_core.models import Account, BillRun, Meter, MeterRead, Service, User  # noqa: E402
 from portal.billing_core.status import BillRunStatus  # noqa: E402
 from portal.demo import DemoExists, build_demo  # noqa: E402
 from portal.jobs import dispatch  # noqa: E402
