@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from .adapters.database import make_engine, make_sessionmaker, transaction
 from .billing_core.errors import BillingError, InvalidInput
+from .billing_core.status import BillRunStatus, BillStatus
 from .settings import Settings
 
 
@@ -431,7 +432,11 @@ def _run_step(args: argparse.Namespace, factory) -> int:  # type: ignore[no-unty
         actor = _actor(session, args.as_user, needed=args.bill_run_command == "post")
         if args.bill_run_command == "post":
             permissions.require(actor, Action.BILL_RUNS_APPROVE)
-        if args.bill_run_command == "post" and run.status not in ("approved", "posting", "posted"):
+        if args.bill_run_command == "post" and run.status not in (
+            BillRunStatus.APPROVED,
+            BillRunStatus.POSTING,
+            BillRunStatus.POSTED,
+        ):
             raise InvalidInput(f"run {run.id} is {run.status}; approve it before posting", "status")
         total = run.accounts_total
     started = time.monotonic()
@@ -449,7 +454,11 @@ def _run_step(args: argparse.Namespace, factory) -> int:  # type: ignore[no-unty
         print(f"Queued {chunks} jobs for the workers (start them with `portal worker`).", file=sys.stderr)
         while True:
             with factory() as session:
-                wanted = ("draft", "posted") if args.bill_run_command == "calculate" else ("posted",)
+                wanted = (
+                    (BillStatus.DRAFT, BillStatus.POSTED)
+                    if args.bill_run_command == "calculate"
+                    else (BillStatus.POSTED,)
+                )
                 done = (
                     session.scalar(
                         select(func.count(Bill.id)).where(Bill.bill_run_id == args.run, Bill.status.in_(wanted))
@@ -458,7 +467,9 @@ def _run_step(args: argparse.Namespace, factory) -> int:  # type: ignore[no-unty
                 )
                 status = _run(session, args.run).status
             _bar(done, total, started)
-            if status in ("calculated", "posted") or (args.bill_run_command == "calculate" and done >= total):
+            if status in (BillRunStatus.CALCULATED, BillRunStatus.POSTED) or (
+                args.bill_run_command == "calculate" and done >= total
+            ):
                 break
             if not args.wait:
                 break

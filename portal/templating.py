@@ -16,6 +16,14 @@ from .billing_core.arrangements import schedule as arrangement_schedule
 from .billing_core.autopay import draft_date as autopay_draft_date
 from .billing_core.money import cents_to_decimal, format_money
 from .billing_core.reads import format_quantity
+from .billing_core.status import (
+    ArrangementStatus,
+    BillRunStatus,
+    BillStatus,
+    PaymentStatus,
+    ProcessorStatus,
+    RequestStatus,
+)
 from .charts import LABEL_WIDTH, usage_bars, usage_chart, usage_labels
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -102,6 +110,9 @@ def make_templates() -> Jinja2Templates:
     env.globals["usage_bars"] = usage_bars
     env.globals["usage_labels"] = _usage_labels
     env.globals["label_width"] = LABEL_WIDTH
+    # Templates compare states with the enums (billing_core/status.py), never with words.
+    for enum_type in (BillRunStatus, BillStatus, PaymentStatus, ProcessorStatus, RequestStatus, ArrangementStatus):
+        env.globals[enum_type.__name__] = enum_type
     return templates
 
 
