@@ -30,11 +30,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import yaml
 from sqlalchemy import Engine, func, insert, select, text
 from sqlalchemy.orm import Session
 
-from .billing_core import ledger, posting, rating, references
+from .billing_core import ledger, owrs, posting, rating, references
 from .billing_core.models import Account, Base, User
 from .billing_core.numbers import account_number
 from .billing_core.status import BillStatus, PaymentStatus
@@ -304,7 +303,6 @@ class DemoResult:
 
 def chino_owrs_definition(customer_class: str) -> dict[str, Any]:
     """The demo's water rates: the class imported from Chino's OWRS file, as the importer stores it."""
-    from .billing_core import owrs
     from .billing_core.rate_schedules import _jsonable
 
     file = owrs.load_path(CHINO_FILE)
@@ -320,9 +318,8 @@ def chino_owrs_definition(customer_class: str) -> dict[str, Any]:
 
 def chino_water_definition(customer_class: str) -> dict[str, Any]:
     """A rate version definition built from the City of Chino's OWRS file."""
-    doc = yaml.safe_load(CHINO_FILE.read_text())
-    block = doc["rate_structure"][customer_class]
-    sizes = {k.replace("|", " "): f"{Decimal(str(v)):.2f}" for k, v in block["service_charge"]["values"].items()}
+    block = owrs.load_path(CHINO_FILE).classes[customer_class]  # numbers are Decimal already
+    sizes = {k.replace("|", " "): f"{v:.2f}" for k, v in block["service_charge"]["values"].items()}
     return {
         "unit": "CCF",
         "source": "City of Chino OWRS, effective 2017-10-01",
@@ -331,7 +328,7 @@ def chino_water_definition(customer_class: str) -> dict[str, Any]:
             {
                 "type": "uniform",
                 "description": "Water usage",
-                "price": f"{Decimal(str(block['flat_rate_commodity'])):.2f}",
+                "price": f"{block['flat_rate_commodity']:.2f}",
             },
         ],
     }
