@@ -19,9 +19,10 @@ from contextlib import ExitStack
 from datetime import date
 from email.message import EmailMessage
 from pathlib import Path
+from typing import cast
 
 import pikepdf
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from .. import documents
@@ -175,11 +176,11 @@ def send_outbox_rows(mailer: Mailer, factory: sessionmaker[Session], clock: Cloc
     return outcome
 
 
-def send_bill_ready(  # type: ignore[no-untyped-def]
+def send_bill_ready(
     mailer: Mailer,
     factory: sessionmaker[Session],
     token: str,
-    claimed: list,
+    claimed: list[outbox.Claimed],
     outcome: outbox.Outcome,
     clock: Clock,
     at: Clock | None = None,
@@ -215,13 +216,16 @@ def send_bill_ready(  # type: ignore[no-untyped-def]
     unreachable: str | None = None
     with mailer.batch() as connection:
         for item in claimed:
-            row = rows.get(item.args.get("bill_id"))
+            bill_id: int | None = item.args.get("bill_id")
+            row = rows.get(bill_id) if bill_id is not None else None
             if row is None or not row[0]:
                 with transaction(factory) as session:
                     outbox.mark_skipped(session, item, token, at())
                 outcome.add("skipped")
                 continue
             to, name, language, account_number, bill_number, total, due = row
+            assert to is not None  # checked just above (``row[0]``)
+            assert bill_number is not None  # a bill is numbered when posted; only posted bills are emailed
             error, permanent = unreachable, False
             if error is None:
                 try:
@@ -237,7 +241,8 @@ def send_bill_ready(  # type: ignore[no-untyped-def]
                 if error is None:
                     outbox.mark_sent(session, item, token, at(), to)
                     session.execute(
-                        BillDelivery.__table__.update()
+                        cast(Table, BillDelivery.__table__)
+                        .update()
                         .where(BillDelivery.bill_id == item.args["bill_id"], BillDelivery.sent_at.is_(None))
                         .values(sent_at=clock())
                     )
