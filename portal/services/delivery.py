@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import cast
 
 import pikepdf
+from jinja2 import Environment
 from sqlalchemy import Table, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -30,7 +31,7 @@ from ..adapters import smtp
 from ..adapters.clock import Clock, system_clock
 from ..adapters.database import transaction
 from ..adapters.printer import Printer
-from ..adapters.queue import JobQueue
+from ..adapters.queue import JobQueue, Progress
 from ..billing_core import accounts, delivery, outbox
 from ..billing_core.errors import InvalidInput
 from ..billing_core.models import Account, Bill, BillDelivery, Customer, EmailOutbox, PrintFile
@@ -42,10 +43,10 @@ log = logging.getLogger(__name__)
 EMAIL_BATCH = 200
 BILL_READY = "email.bill_ready"
 
-_env = None
+_env: Environment | None = None
 
 
-def _template_env():  # type: ignore[no-untyped-def]
+def _template_env() -> Environment:
     global _env
     if _env is None:
         _env = make_templates().env
@@ -76,12 +77,12 @@ async def render_part(
     return await asyncio.to_thread(_store_part, factory, print_file_id, part, bills, path, clock)
 
 
-async def render_parts(  # type: ignore[no-untyped-def]
+async def render_parts(
     settings: Settings,
     factory: sessionmaker[Session],
     printer: Printer,
     slices: list[tuple[int, int]],
-    progress=None,
+    progress: Progress | None = None,
     clock: Clock = system_clock,
 ) -> None:
     """Render these (print file id, part) slices one after the other with one printer (one
