@@ -15,15 +15,17 @@ from contextlib import AbstractContextManager
 from email.message import EmailMessage
 from typing import Any
 
+from jinja2 import Environment
+
 from . import i18n
 from .adapters.smtp import Connection, SMTPTransport, Transport
 from .settings import Settings
 from .templating import make_templates
 
-_env = None
+_env: Environment | None = None
 
 
-def _templates():  # type: ignore[no-untyped-def]
+def _templates() -> Environment:
     global _env
     if _env is None:
         # Plain text: nothing to escape (the HTML pages' environment escapes, this one must not).

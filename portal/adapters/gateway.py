@@ -15,10 +15,16 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import stripe
+
+if TYPE_CHECKING:
+    from ..settings import Settings
+
+_T = TypeVar("_T")
 
 CARD = "card"
 BANK = "us_bank_account"
@@ -190,7 +196,7 @@ class StripeGateway:
         self.publishable_key = publishable_key
         self.webhook_secret = webhook_secret
 
-    def _call(self, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def _call(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         try:
             return fn(*args, **kwargs)
         except stripe.CardError as exc:
@@ -293,7 +299,7 @@ class StripeGateway:
         return parse_signed_event(payload, signature, self.webhook_secret)
 
 
-def from_settings(settings) -> PaymentGateway | None:  # type: ignore[no-untyped-def]
+def from_settings(settings: Settings) -> PaymentGateway | None:
     """The configured processor, or None when online payment is not set up."""
     if not settings.stripe_secret_key:
         return None

@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
+from typing import TypedDict
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -71,6 +72,17 @@ def draft_bills(
     return counts
 
 
+class _Charge(TypedDict):
+    """The arguments of ``PaymentGateway.charge`` for one autopay draft."""
+
+    amount_cents: int
+    customer: str
+    payment_method: str
+    kind: str
+    idempotency_key: str
+    metadata: dict[str, str]
+
+
 def draft_one(
     settings: Settings,
     factory: sessionmaker[Session],
@@ -90,6 +102,7 @@ def draft_one(
             # the resident is making right now is counted as pending, never charged twice.
             payments.lock_account(session, bill.account_id)
             account = session.get(Account, bill.account_id)
+            assert account is not None  # the bill's account, just locked
             balance = posting.account_balance(session, account.id)
             pending = payments.pending_cents(session, account.id)
             draft = autopay.prepare(session, bill_id, as_of, balance, pending, settings.tz)
@@ -109,7 +122,9 @@ def draft_one(
                 no_method = True
             else:
                 no_method = False
-            charge = {
+            # A draft is found by its key (``autopay.idempotency_key``): it always has one.
+            assert draft.payment.idempotency_key is not None
+            charge: _Charge = {
                 "amount_cents": draft.payment.amount_cents,
                 "customer": account.processor_customer_id or "",
                 "payment_method": draft.enrollment.payment_method_id or "",
@@ -131,6 +146,7 @@ def draft_one(
         intent, failure = None, exc.message
     with transaction(factory) as session:
         payment = session.get(Payment, payment_id, with_for_update=True)
+        assert payment is not None  # the draft committed above
         if intent is not None:
             payment.processor_id = intent.id
             payment.method_label = payment.method_label or intent.method_label

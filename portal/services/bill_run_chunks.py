@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ..adapters.clock import Clock
 from ..adapters.database import transaction
-from ..adapters.queue import JobQueue
+from ..adapters.queue import JobQueue, Progress
 from ..billing_core import bill_runs
 from ..billing_core.errors import InvalidInput
 from ..billing_core.models import BillRun, User
@@ -56,7 +56,13 @@ def dispatch(
         ids = bill_runs.cycle_accounts(session, run.cycle_id)
     parts = bill_runs.chunks(ids, chunk)
     done = list(accumulate(len(part) for part in parts))
-    told = progress and (lambda n: progress(done[n - 1], len(ids)))
+    told: Progress | None = None
+    if progress is not None:
+        report = progress
+
+        def told(n: int) -> None:
+            report(done[n - 1], len(ids))
+
     if step == "calculate":
         queue.defer_many("bill_run.calculate_chunk", [{"run_id": run_id, "account_ids": p} for p in parts], told)
     else:

@@ -19,9 +19,11 @@ from contextlib import ExitStack
 from datetime import date
 from email.message import EmailMessage
 from pathlib import Path
+from typing import cast
 
 import pikepdf
-from sqlalchemy import select
+from jinja2 import Environment
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from .. import documents
@@ -29,7 +31,7 @@ from ..adapters import smtp
 from ..adapters.clock import Clock, system_clock
 from ..adapters.database import transaction
 from ..adapters.printer import Printer
-from ..adapters.queue import JobQueue
+from ..adapters.queue import JobQueue, Progress
 from ..billing_core import accounts, delivery, outbox
 from ..billing_core.errors import InvalidInput
 from ..billing_core.models import Account, Bill, BillDelivery, Customer, EmailOutbox, PrintFile
@@ -41,10 +43,10 @@ log = logging.getLogger(__name__)
 EMAIL_BATCH = 200
 BILL_READY = "email.bill_ready"
 
-_env = None
+_env: Environment | None = None
 
 
-def _template_env():  # type: ignore[no-untyped-def]
+def _template_env() -> Environment:
     global _env
     if _env is None:
         _env = make_templates().env
@@ -75,12 +77,12 @@ async def render_part(
     return await asyncio.to_thread(_store_part, factory, print_file_id, part, bills, path, clock)
 
 
-async def render_parts(  # type: ignore[no-untyped-def]
+async def render_parts(
     settings: Settings,
     factory: sessionmaker[Session],
     printer: Printer,
     slices: list[tuple[int, int]],
-    progress=None,
+    progress: Progress | None = None,
     clock: Clock = system_clock,
 ) -> None:
     """Render these (print file id, part) slices one after the other with one printer (one
@@ -175,11 +177,11 @@ def send_outbox_rows(mailer: Mailer, factory: sessionmaker[Session], clock: Cloc
     return outcome
 
 
-def send_bill_ready(  # type: ignore[no-untyped-def]
+def send_bill_ready(
     mailer: Mailer,
     factory: sessionmaker[Session],
     token: str,
-    claimed: list,
+    claimed: list[outbox.Claimed],
     outcome: outbox.Outcome,
     clock: Clock,
     at: Clock | None = None,
@@ -215,13 +217,16 @@ def send_bill_ready(  # type: ignore[no-untyped-def]
     unreachable: str | None = None
     with mailer.batch() as connection:
         for item in claimed:
-            row = rows.get(item.args.get("bill_id"))
+            bill_id: int | None = item.args.get("bill_id")
+            row = rows.get(bill_id) if bill_id is not None else None
             if row is None or not row[0]:
                 with transaction(factory) as session:
                     outbox.mark_skipped(session, item, token, at())
                 outcome.add("skipped")
                 continue
             to, name, language, account_number, bill_number, total, due = row
+            assert to is not None  # checked just above (``row[0]``)
+            assert bill_number is not None  # a bill is numbered when posted; only posted bills are emailed
             error, permanent = unreachable, False
             if error is None:
                 try:
@@ -237,7 +242,8 @@ def send_bill_ready(  # type: ignore[no-untyped-def]
                 if error is None:
                     outbox.mark_sent(session, item, token, at(), to)
                     session.execute(
-                        BillDelivery.__table__.update()
+                        cast(Table, BillDelivery.__table__)
+                        .update()
                         .where(BillDelivery.bill_id == item.args["bill_id"], BillDelivery.sent_at.is_(None))
                         .values(sent_at=clock())
                     )

@@ -73,7 +73,9 @@ def send_receipt(mailer: Mailer, factory: Sessions, clock: Clock, payment_id: in
         if payment is None or payment.status != PaymentStatus.POSTED or payment.receipt_sent_at is not None:
             return None
         account = session.get(Account, payment.account_id)
+        assert account is not None  # the payment's account (a foreign key)
         customer = session.get(Customer, account.customer_id)
+        assert customer is not None  # the account's customer (a foreign key)
         payer = session.get(User, payment.user_id) if payment.user_id else None
         if payer is not None and not payer.notify_receipts:
             return None  # they chose no receipts (the payment page still shows it)
@@ -114,6 +116,7 @@ def send_autopay_failed(mailer: Mailer, factory: Sessions, clock: Clock, payment
         ):
             return None
         account = session.get(Account, payment.account_id)
+        assert account is not None  # the payment's account (a foreign key)
         user = session.get(User, payment.user_id) if payment.user_id else None
         to = user.email if user else account.customer.email
         if not to:
@@ -148,6 +151,7 @@ def send_autopay_enrolled(mailer: Mailer, factory: Sessions, clock: Clock, enrol
             return None
         user = session.get(User, enrollment.user_id)
         account = session.get(Account, enrollment.account_id)
+        assert user is not None and account is not None  # the enrollment's (foreign keys)
         to = user.email
         message = mailer.build(
             to,
@@ -186,9 +190,11 @@ def send_arrangement_decision(mailer: Mailer, factory: Sessions, clock: Clock, r
         if item is None or item.status not in (ArrangementStatus.APPROVED, ArrangementStatus.DECLINED):
             return None
         user = session.get(User, item.user_id)
+        assert user is not None  # who asked (a foreign key)
         if not user.notify_updates:
             return None
         account = session.get(Account, item.account_id)
+        assert account is not None  # the plan's account (a foreign key)
         to = user.email
         message = mailer.build(
             to,

@@ -181,8 +181,9 @@ def calculate(session: Session, form: CalculatorForm, as_of: date, *, compute: b
     current = proposed = None
     if schedule is not None:
         by_id = {v.id: v for v in schedule.versions}
-        current = by_id.get(form.current_id) or rate_schedules.version_in_force(schedule, as_of)
-        proposed = by_id.get(form.proposed_id)
+        chosen = by_id.get(form.current_id) if form.current_id is not None else None
+        current = chosen or rate_schedules.version_in_force(schedule, as_of)
+        proposed = by_id.get(form.proposed_id) if form.proposed_id is not None else None
         if current is None:
             current = schedule.versions[-1] if schedule.versions else None
         form.current_id = current.id if current else None
