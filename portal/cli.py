@@ -723,6 +723,21 @@ def cmd_emails(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ledger_check(args: argparse.Namespace) -> int:
+    """Verify the whole ledger: prints ``ledger ok`` or each problem; exit 1 on any."""
+    from .billing_core import ledger_check
+
+    with _engine() as engine, make_sessionmaker(engine)() as session:
+        problems = ledger_check.run(session)
+    if not problems:
+        print("ledger ok")
+        return 0
+    for problem in problems:
+        print(problem)
+    print(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} found.", file=sys.stderr)
+    return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="portal", description="Utility billing portal")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -884,6 +899,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = pay.add_parser("run", help="take the drafts due on a day (workers do this hourly by themselves)")
     p.add_argument("--on", type=_date_text, help="the day, YYYY-MM-DD (default: today in the agency's time zone)")
     p.set_defaults(func=cmd_autopay_run)
+
+    led = sub.add_parser("ledger", help="the ledger").add_subparsers(dest="ledger_command", required=True)
+    p = led.add_parser("check", help="verify every transaction, reversal, payment, bill and drawer; exit 1 on a problem")
+    p.set_defaults(func=cmd_ledger_check)
 
     mail = sub.add_parser("emails", help="the email outbox").add_subparsers(dest="emails_command", required=True)
     p = mail.add_parser("status", help="how many emails are queued, sent, retrying, failed")

@@ -62,6 +62,9 @@ class Settings:
     #: Demo stand-ins (``portal/devstack.py``): a local Stripe and a mail catcher with an
     #: outbox at /dev/outbox. Refused unless ``development`` and on this machine only.
     demo_standins: bool = False
+    #: A YAML file of money policy (``billing_core/money_policy.py``): fees, deposits,
+    #: cash-only, leak credits. Empty: the defaults there.
+    money_policy_file: str = ""
 
     @property
     def oidc_enabled(self) -> bool:
@@ -113,6 +116,7 @@ class Settings:
             oidc_name=env.get("OIDC_NAME", ""),
             forwarded_allow_ips=env.get("FORWARDED_ALLOW_IPS", "").strip(),
             demo_standins=_bool(env.get("PORTAL_DEMO_STANDINS"), False),
+            money_policy_file=env.get("PORTAL_MONEY_POLICY", ""),
         )
 
 

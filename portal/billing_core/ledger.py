@@ -23,6 +23,25 @@ class Kind(str, enum.Enum):
     ADJUSTMENT = "adjustment"
     FEE = "fee"
     REVERSAL = "reversal"
+    DEPOSIT = "deposit"
+    REFUND = "refund"
+    WRITE_OFF = "write_off"
+    #: A payment on a written-off account, taken back out of the account's credit into recoveries.
+    RECOVERY = "recovery"
+
+
+#: Each kind in plain words, for the staff account ledger.
+KIND_LABELS = {
+    Kind.BILL: "Bill",
+    Kind.PAYMENT: "Payment",
+    Kind.ADJUSTMENT: "Adjustment",
+    Kind.FEE: "Fee",
+    Kind.REVERSAL: "Reversal",
+    Kind.DEPOSIT: "Deposit",
+    Kind.REFUND: "Refund",
+    Kind.WRITE_OFF: "Write-off",
+    Kind.RECOVERY: "Recovery of a written-off balance",
+}
 
 
 # General-ledger accounts. Receivables are per service; revenue per service.
@@ -31,8 +50,24 @@ REVENUE = "REVENUE"
 CASH = "CASH"
 UNAPPLIED_CREDIT = "AR:CREDIT"
 ADJUSTMENTS = "ADJUSTMENTS"
+#: Fees (returned payment, late, reconnection) are receivable under the ``fees`` service and
+#: earned here.
+FEE_REVENUE = "REVENUE:FEES"
+FEES = "fees"
+#: Deposits: billed to the account under the ``deposit`` service (receivable), held here as a
+#: liability until credited back, applied to a final bill, or refunded. The liability's
+#: entries carry no account id (they are never part of a balance); their transaction's does.
+DEPOSIT = "deposit"
+DEPOSITS_HELD = "LIABILITY:DEPOSITS"
+#: A refund approved but not yet paid out (card refund or AP check).
+REFUNDS_PAYABLE = "LIABILITY:REFUNDS"
+#: Written-off balances, and what was paid on them later.
+BAD_DEBT = "EXPENSE:BAD_DEBT"
+RECOVERIES = "REVENUE:RECOVERIES"
+#: A drawer's cash over (credit) or short (debit) at sign-off.
+CASH_OVER_SHORT = "EXPENSE:CASH_OVER_SHORT"
 
-SERVICE_ORDER = ("water", "sewer", "sanitation", "fire", "irrigation", "recycled", "fees")
+SERVICE_ORDER = ("water", "sewer", "sanitation", "fire", "irrigation", "recycled", "fees", "deposit")
 
 
 def receivable(service: str) -> str:

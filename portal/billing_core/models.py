@@ -341,6 +341,11 @@ class Account(Base):
     paperless: Mapped[bool] = mapped_column(Boolean, default=False)
     #: The account as a customer at the payment processor (a Stripe Customer id).
     processor_customer_id: Mapped[str | None] = mapped_column(String(100))
+    #: Set after the policy's number of returned payments in a year (``money_policy``): the
+    #: portal and autopay then refuse non-cash methods, saying why.
+    cash_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    cash_only_since: Mapped[date | None] = mapped_column(Date)
+    cash_only_reason: Mapped[str | None] = mapped_column(String(200))
 
     customer: Mapped[Customer] = relationship(back_populates="accounts")
     premise: Mapped[Premise] = relationship()
@@ -394,7 +399,13 @@ class LedgerTransaction(Base):
 
     entries: Mapped[list[LedgerEntry]] = relationship(back_populates="transaction", order_by="LedgerEntry.id")
 
-    __table_args__ = (CheckConstraint("kind in ('bill', 'payment', 'adjustment', 'fee', 'reversal')", name="kind"),)
+    __table_args__ = (
+        CheckConstraint(
+            "kind in ('bill', 'payment', 'adjustment', 'fee', 'reversal', 'deposit', 'refund', 'write_off', "
+            "'recovery')",
+            name="kind",
+        ),
+    )
 
 
 class LedgerEntry(Base):
@@ -563,6 +574,23 @@ class Payment(Base):
     #: When and by whom that review was done (refunded, or kept as credit).
     refund_reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     refund_reviewed_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    # --- Payments the office takes (issue 14). ``method`` is the tender: card, bank, cash,
+    # check, money_order. A payment taken at the counter belongs to an open drawer and a receipt;
+    # a mailed or lockbox payment to a batch.
+    drawer_id: Mapped[int | None] = mapped_column(ForeignKey("cash_drawer.id"), index=True)
+    receipt_id: Mapped[int | None] = mapped_column(ForeignKey("counter_receipt.id"), index=True)
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("payment_batch.id"), index=True)
+    check_number: Mapped[str | None] = mapped_column(String(30))
+    #: The card terminal's approval code (card present): no card data is ever stored.
+    approval_code: Mapped[str | None] = mapped_column(String(20))
+    #: The bank's reference for a remittance (lockbox or bank file): the same one twice adds nothing.
+    bank_reference: Mapped[str | None] = mapped_column(String(100), unique=True)
+    #: A returned payment: when, why (NSF, or an ACH R-code), and the fee it brought.
+    returned_on: Mapped[date | None] = mapped_column(Date)
+    return_code: Mapped[str | None] = mapped_column(String(10))
+    return_fee_transaction_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_transaction.id"))
+    #: The part of a payment on a written-off account recorded as a recovery of bad debt.
+    recovery_cents: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (
         CheckConstraint("amount_cents > 0", name="positive"),
@@ -944,4 +972,294 @@ class EmailOutbox(Base):
         Index("ix_email_outbox_status_next_attempt_at", "status", "next_attempt_at"),
         Index("ix_email_outbox_ref", "ref_type", "ref_id"),
         Index("ix_email_outbox_print_file_id", "print_file_id", "status"),
+    )
+
+
+# --- The money back office (issue 14) --------------------------------------------------------
+
+
+class CashDrawer(Base):
+    """A cashier's drawer for one business day: opened with a counted float, every counter
+    payment belongs to it, closed with a count by tender, signed off by a supervisor."""
+
+    __tablename__ = "cash_drawer"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    #: Where it is ("Counter 1", "Window 2").
+    name: Mapped[str] = mapped_column(String(40))
+    cashier_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"), index=True)
+    business_date: Mapped[date] = mapped_column(Date, index=True)
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime, default=stamp)
+    float_cents: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(12), default="open")
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The count at close: ``{"cash": {"2000": 3, "25": 4, ...}, "checks": [{"number": ..,
+    #: "amount_cents": ..}], "card_cents": ..}`` (denominations in cents: how many of each).
+    count: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: What the drawer should hold by tender, and counted less expected, at close.
+    expected: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    over_short: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    over_short_reason: Mapped[str | None] = mapped_column(Text)
+    signed_off_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    signed_off_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sign_off_note: Mapped[str | None] = mapped_column(Text)
+    #: The posting of a cash over or short at sign-off.
+    ledger_transaction_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_transaction.id"))
+
+    __table_args__ = (
+        CheckConstraint("status in ('open', 'closed', 'signed_off')", name="status"),
+        CheckConstraint("float_cents >= 0", name="float"),
+        Index(
+            "uq_cash_drawer_open_cashier",
+            "cashier_id",
+            unique=True,
+            sqlite_where=text("status = 'open'"),
+            postgresql_where=text("status = 'open'"),
+        ),
+    )
+
+
+class CounterReceipt(Base):
+    """What a customer at the counter handed over once, perhaps for several accounts."""
+
+    __tablename__ = "counter_receipt"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    number: Mapped[str] = mapped_column(String(20), unique=True)
+    drawer_id: Mapped[int] = mapped_column(ForeignKey("cash_drawer.id"), index=True)
+    taken_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    taken_at: Mapped[datetime] = mapped_column(UTCDateTime, default=stamp)
+    #: cash, check, card (card present) or money_order.
+    tender: Mapped[str] = mapped_column(String(20))
+    total_cents: Mapped[int] = mapped_column(BigInteger)
+    #: Cash handed over, and the change given back.
+    tendered_cents: Mapped[int | None] = mapped_column(BigInteger)
+    change_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    check_number: Mapped[str | None] = mapped_column(String(30))
+    check_bank: Mapped[str | None] = mapped_column(String(100))
+    approval_code: Mapped[str | None] = mapped_column(String(20))
+    payer_name: Mapped[str | None] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(254))
+    language: Mapped[str] = mapped_column(String(5), default="en")
+    emailed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        CheckConstraint("tender in ('cash', 'check', 'card', 'money_order')", name="tender"),
+        CheckConstraint("total_cents > 0", name="positive"),
+        CheckConstraint("change_cents >= 0", name="change"),
+    )
+
+
+class PaymentBatch(Base):
+    """Mailed checks keyed by a specialist (``mail``) or a bank's lockbox file (``lockbox``):
+    posted all at once, and only when the keyed total matches the control total."""
+
+    __tablename__ = "payment_batch"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    label: Mapped[str] = mapped_column(String(100), default="")
+    deposit_date: Mapped[date] = mapped_column(Date)
+    control_count: Mapped[int | None] = mapped_column(Integer)
+    control_total_cents: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(10), default="open")
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=stamp)
+    posted_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    posted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        CheckConstraint("kind in ('mail', 'lockbox')", name="kind"),
+        CheckConstraint("status in ('open', 'posted', 'cancelled')", name="status"),
+    )
+
+
+class PaymentBatchItem(Base):
+    """One keyed check of a mail batch, before the batch posts."""
+
+    __tablename__ = "payment_batch_item"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("payment_batch.id"), index=True)
+    line_no: Mapped[int] = mapped_column(Integer)
+    scan_line: Mapped[str | None] = mapped_column(String(60))
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("account.id"))
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    check_number: Mapped[str | None] = mapped_column(String(30))
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payment.id"))
+
+    __table_args__ = (CheckConstraint("amount_cents > 0", name="positive"),)
+
+
+class PaymentImport(Base):
+    """A bank or lockbox file as imported: the same file twice is recognised by its hash."""
+
+    __tablename__ = "payment_import"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    file_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    filename: Mapped[str] = mapped_column(String(200))
+    format: Mapped[str] = mapped_column(String(10))
+    layout: Mapped[str | None] = mapped_column(String(40))
+    imported_at: Mapped[datetime] = mapped_column(UTCDateTime, default=stamp)
+    imported_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("payment_batch.id"))
+    matched: Mapped[int] = mapped_column(Integer, default=0)
+    duplicate: Mapped[int] = mapped_column(Integer, default=0)
+    unmatched: Mapped[int] = mapped_column(Integer, default=0)
+    rejected: Mapped[int] = mapped_column(Integer, default=0)
+    total_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    __table_args__ = (CheckConstraint("format in ('bai2', 'csv')", name="format"),)
+
+
+class PaymentImportRow(Base):
+    """Every row of an imported file and what became of it. Unmatched rows wait in a queue
+    until staff assign them to an account or mark them for return to the payer."""
+
+    __tablename__ = "payment_import_row"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    import_id: Mapped[int] = mapped_column(ForeignKey("payment_import.id"), index=True)
+    line_no: Mapped[int] = mapped_column(Integer)
+    bank_reference: Mapped[str | None] = mapped_column(String(100), index=True)
+    account_text: Mapped[str | None] = mapped_column(String(60))
+    scan_line: Mapped[str | None] = mapped_column(String(60))
+    amount_cents: Mapped[int | None] = mapped_column(BigInteger)
+    check_number: Mapped[str | None] = mapped_column(String(30))
+    received_on: Mapped[date | None] = mapped_column(Date)
+    #: matched, duplicate, unmatched or rejected.
+    outcome: Mapped[str] = mapped_column(String(12))
+    reason: Mapped[str | None] = mapped_column(String(300))
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("account.id"))
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payment.id"))
+    #: For an unmatched row: assigned (to an account, then paid) or returned (to the payer).
+    resolution: Mapped[str | None] = mapped_column(String(12))
+    resolved_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    note: Mapped[str | None] = mapped_column(String(300))
+
+    __table_args__ = (
+        CheckConstraint("outcome in ('matched', 'duplicate', 'unmatched', 'rejected')", name="outcome"),
+        CheckConstraint("resolution in ('assigned', 'returned')", name="resolution"),
+        Index("ix_payment_import_row_queue", "outcome", "resolution"),
+    )
+
+
+class Adjustment(Base):
+    """A debit (positive) or credit (negative) to one service of an account, with a reason.
+    Within the preparer's limit it posts at once; above it, it waits for someone else."""
+
+    __tablename__ = "adjustment"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), index=True)
+    service_type: Mapped[str] = mapped_column(String(20))
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    reason_code: Mapped[str] = mapped_column(String(20))
+    note: Mapped[str | None] = mapped_column(Text)
+    bill_id: Mapped[int | None] = mapped_column(ForeignKey("bill.id"))
+    status: Mapped[str] = mapped_column(String(10), default="pending")
+    prepared_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    prepared_at: Mapped[datetime] = mapped_column(UTCDateTime, default=stamp)
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    decision_note: Mapped[str | None] = mapped_column(Text)
+    ledger_transaction_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_transaction.id"))
+    #: The leak helper's working (the months, the average, the tiers), shown with the adjustment.
+    working: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: What shows the leak was repaired (a plumber's invoice number, a receipt).
+    repair_proof: Mapped[str | None] = mapped_column(String(300))
+
+    __table_args__ = (
+        CheckConstraint("amount_cents <> 0", name="nonzero"),
+        CheckConstraint("status in ('pending', 'posted', 'rejected')", name="status"),
+        CheckConstraint(
+            "reason_code in ('leak', 'meter_error', 'billing_error', 'courtesy', 'fee_waiver', 'other')",
+            name="reason_code",
+        ),
+        Index("ix_adjustment_status", "status", "prepared_at"),
+    )
+
+
+class Deposit(Base):
+    """A security deposit: billed to the account, held as a liability (never part of what
+    is owed for service), then credited back, applied to the final bill, or cancelled."""
+
+    __tablename__ = "deposit"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), index=True)
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    #: new_customer, after_shutoff, returned_payments or other.
+    reason: Mapped[str] = mapped_column(String(20))
+    note: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(10), default="billed")
+    billed_on: Mapped[date] = mapped_column(Date)
+    billed_transaction_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_transaction.id"))
+    released_on: Mapped[date | None] = mapped_column(Date)
+    release_transaction_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_transaction.id"))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=stamp)
+
+    __table_args__ = (
+        CheckConstraint("amount_cents > 0", name="positive"),
+        CheckConstraint("reason in ('new_customer', 'after_shutoff', 'returned_payments', 'other')", name="reason"),
+        CheckConstraint("status in ('billed', 'credited', 'applied', 'cancelled')", name="status"),
+    )
+
+
+class Refund(Base):
+    """A refund of an account's credit: requested by staff, approved by someone else, paid
+    back to the original card (through the gateway) or by check (the AP check register)."""
+
+    __tablename__ = "refund"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), index=True)
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(String(200))
+    #: card (back to ``payment_id``'s card) or check.
+    method: Mapped[str] = mapped_column(String(10))
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payment.id"))
+    status: Mapped[str] = mapped_column(String(10), default="requested")
+    requested_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=stamp)
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    decision_note: Mapped[str | None] = mapped_column(Text)
+    payee_name: Mapped[str | None] = mapped_column(String(200))
+    mailing_line1: Mapped[str | None] = mapped_column(String(200))
+    mailing_city: Mapped[str | None] = mapped_column(String(100))
+    mailing_state: Mapped[str | None] = mapped_column(String(2))
+    mailing_zip: Mapped[str | None] = mapped_column(String(10))
+    processor_refund_id: Mapped[str | None] = mapped_column(String(100), unique=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(100), unique=True)
+    #: When a check refund went out in an accounts-payable check register export.
+    exported_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    failure_message: Mapped[str | None] = mapped_column(String(300))
+    #: The credit moved to refunds payable (on approval), and paid out (card refund or check).
+    approved_transaction_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_transaction.id"))
+    paid_transaction_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_transaction.id"))
+
+    __table_args__ = (
+        CheckConstraint("amount_cents > 0", name="positive"),
+        CheckConstraint("method in ('card', 'check')", name="method"),
+        CheckConstraint("status in ('requested', 'approved', 'rejected', 'paid', 'failed')", name="status"),
+        Index("ix_refund_status", "status", "requested_at"),
+    )
+
+
+class WriteOff(Base):
+    """An uncollectible final balance written off to bad debt, with approval. A later
+    payment on the account is still taken and recorded as a recovery."""
+
+    __tablename__ = "write_off"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), index=True)
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(10), default="pending")
+    prepared_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    prepared_at: Mapped[datetime] = mapped_column(UTCDateTime, default=stamp)
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    decision_note: Mapped[str | None] = mapped_column(Text)
+    ledger_transaction_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_transaction.id"))
+
+    __table_args__ = (
+        CheckConstraint("amount_cents > 0", name="positive"),
+        CheckConstraint("status in ('pending', 'posted', 'rejected')", name="status"),
     )

@@ -27,7 +27,7 @@ from datetime import date, datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from . import audit, ledger, posting
+from . import audit, ledger, posting, write_offs
 from .accounts import AccountSummary
 from .errors import N_, InvalidInput
 from .models import Account, Payment, User
@@ -305,9 +305,11 @@ def _post(session: Session, payment: Payment, as_of: date, now: datetime) -> Non
             "ledger_transaction": row.id,
         },
     )
-    if payment.amount_cents > owed:
+    # On a written-off account the money recovers bad debt first (``write_offs``).
+    recovered = write_offs.record_recovery(session, payment, as_of, now)
+    if payment.amount_cents - recovered > owed:
         # The money is real, so it posts; what was beyond the balance is a credit to review.
-        payment.overpaid_cents = payment.amount_cents - owed
+        payment.overpaid_cents = payment.amount_cents - recovered - owed
         audit.record(
             session,
             "payment.overpaid",

@@ -60,8 +60,22 @@ class Action(str, enum.Enum):
     ARRANGEMENTS_DECIDE = "arrangements.decide"
     # Money
     PAYMENTS_REVIEW_OVERPAYMENT = "payments.review_overpayment"
+    DRAWERS_OPEN = "drawers.open"
+    PAYMENTS_TAKE = "payments.take"
+    DRAWERS_SIGN_OFF = "drawers.sign_off"
+    PAYMENTS_BATCH = "payments.batch"
+    PAYMENTS_IMPORT = "payments.import"
+    PAYMENTS_RETURN = "payments.return"
     ADJUSTMENTS_PREPARE = "adjustments.prepare"
     ADJUSTMENTS_APPROVE = "adjustments.approve"
+    DEPOSITS_MANAGE = "deposits.manage"
+    REFUNDS_REQUEST = "refunds.request"
+    REFUNDS_APPROVE = "refunds.approve"
+    REFUNDS_EXPORT = "refunds.export"
+    WRITE_OFFS_PREPARE = "write_offs.prepare"
+    WRITE_OFFS_APPROVE = "write_offs.approve"
+    MONEY_REPORTS = "money.reports"
+    LEDGER_CHECK = "ledger.check"
     # Sign-ins
     USERS_MANAGE = "users.manage"
 
@@ -157,6 +171,36 @@ GRANTS: dict[Action, Grant] = {
         "Record the refund decision on a payment that overpaid.",
         "Only cashiers and billing supervisors record refund decisions.",
     ),
+    Action.DRAWERS_OPEN: _grant(
+        (CASHIER, SUPERVISOR, ADMIN),
+        "Open a cash drawer with a counted float, and close it with a count.",
+        "Only cashiers open and close cash drawers.",
+    ),
+    Action.PAYMENTS_TAKE: _grant(
+        (CASHIER, SUPERVISOR, ADMIN),
+        "Take a payment at the counter (cash, check, card present) into one's open drawer.",
+        "Only cashiers take counter payments.",
+    ),
+    Action.DRAWERS_SIGN_OFF: _grant(
+        APPROVING,
+        "Sign off a closed drawer's count and its over or short.",
+        "Only a billing supervisor signs off cash drawers.",
+    ),
+    Action.PAYMENTS_BATCH: _grant(
+        (SPECIALIST, CASHIER, SUPERVISOR, ADMIN),
+        "Key a batch of mailed checks and post it when its total matches.",
+        "Only cashiers and billing specialists key mail batches.",
+    ),
+    Action.PAYMENTS_IMPORT: _grant(
+        BILLING,
+        "Import a bank or lockbox file; assign or return the payments it could not match.",
+        "Only billing specialists and supervisors import bank files.",
+    ),
+    Action.PAYMENTS_RETURN: _grant(
+        (SPECIALIST, CASHIER, SUPERVISOR, ADMIN),
+        "Record a returned check or ACH return: reverse the payment and charge the fee.",
+        "Only cashiers and billing staff record returned payments.",
+    ),
     Action.ADJUSTMENTS_PREPARE: _grant(
         (CSR, SPECIALIST, SUPERVISOR, ADMIN),
         "Prepare an adjustment to an account (up to the role's limit on its own).",
@@ -166,6 +210,44 @@ GRANTS: dict[Action, Grant] = {
         APPROVING,
         "Approve an adjustment another person prepared, above the preparer's limit.",
         "Only a billing supervisor approves adjustments.",
+    ),
+    Action.DEPOSITS_MANAGE: _grant(
+        (CSR, SPECIALIST, SUPERVISOR, ADMIN),
+        "Bill a deposit the policy asks for, or cancel one billed in error.",
+        "Only customer service and billing staff manage deposits.",
+    ),
+    Action.REFUNDS_REQUEST: _grant(
+        (CSR, SPECIALIST, CASHIER, SUPERVISOR, ADMIN),
+        "Ask for a refund of an account's credit (by check or back to the card).",
+        "Only staff ask for refunds.",
+    ),
+    Action.REFUNDS_APPROVE: _grant(
+        APPROVING,
+        "Approve or reject a refund someone else asked for.",
+        "Only a billing supervisor approves refunds.",
+    ),
+    Action.REFUNDS_EXPORT: _grant(
+        BILLING,
+        "Export approved check refunds as the accounts-payable check register.",
+        "Only billing specialists and supervisors export the check register.",
+    ),
+    Action.WRITE_OFFS_PREPARE: _grant(
+        BILLING,
+        "Prepare the write-off of an uncollectible final balance.",
+        "Only billing specialists and supervisors prepare write-offs.",
+    ),
+    Action.WRITE_OFFS_APPROVE: _grant(
+        APPROVING,
+        "Approve or reject a write-off someone else prepared.",
+        "Only a billing supervisor approves write-offs.",
+    ),
+    Action.MONEY_REPORTS: _grant(
+        (CASHIER, SPECIALIST, SUPERVISOR, ADMIN),
+        "See and download the daily deposit and remittance reports.",
+        "Only cashiers and billing staff see the money reports.",
+    ),
+    Action.LEDGER_CHECK: _grant(
+        BILLING, "Verify the whole ledger (`portal ledger check`).", "Only billing staff check the ledger."
     ),
     Action.USERS_MANAGE: _grant(
         (ADMIN,),
@@ -177,13 +259,19 @@ GRANTS: dict[Action, Grant] = {
 #: Money an action may move on one person's say, by role, in cents. A role with a grant
 #: but no limit here is unlimited; above the limit the step needs someone whose limit covers it.
 LIMITS: dict[Action, dict[Role, int]] = {
-    Action.ADJUSTMENTS_PREPARE: {CSR: 2_500, SPECIALIST: 50_000, SUPERVISOR: 500_000, ADMIN: 500_000},
+    Action.ADJUSTMENTS_PREPARE: {CSR: 2_500, SPECIALIST: 10_000, SUPERVISOR: 100_000},
+    Action.ADJUSTMENTS_APPROVE: {SUPERVISOR: 100_000},
+    Action.REFUNDS_APPROVE: {SUPERVISOR: 100_000},
+    Action.WRITE_OFFS_APPROVE: {SUPERVISOR: 100_000},
 }
 
 #: Actions whose approval must come from someone other than whoever prepared the thing.
 SEPARATE_APPROVER: dict[Action, Action] = {
     Action.BILLS_VOID: Action.BILLS_CORRECT,
     Action.ADJUSTMENTS_APPROVE: Action.ADJUSTMENTS_PREPARE,
+    Action.DRAWERS_SIGN_OFF: Action.DRAWERS_OPEN,
+    Action.REFUNDS_APPROVE: Action.REFUNDS_REQUEST,
+    Action.WRITE_OFFS_APPROVE: Action.WRITE_OFFS_PREPARE,
 }
 
 

@@ -1,5 +1,6 @@
-"""The states a bill run, a bill, a payment, an autopay enrollment, a service request and a
-payment plan request can be in, and which moves between them are allowed.
+"""The states a bill run, a bill, a payment, an autopay enrollment, a service request, a
+payment plan request, a cash drawer, a payment batch, an adjustment or write-off, a deposit
+and a refund can be in, and which moves between them are allowed.
 
 Each enum's values are what the database stores (the tables' CHECK constraints list the
 same words). Code compares with the enum, never with a string literal, and changes a state
@@ -85,6 +86,58 @@ class ArrangementStatus(str, enum.Enum):
     WITHDRAWN = "withdrawn"
 
 
+class DrawerStatus(str, enum.Enum):
+    """A cashier's drawer: open (taking payments), closed (counted), signed off (by a supervisor)."""
+
+    OPEN = "open"
+    CLOSED = "closed"
+    SIGNED_OFF = "signed_off"
+
+
+class BatchStatus(str, enum.Enum):
+    """A mail batch or lockbox file's payments: keyed (open), posted together, or cancelled."""
+
+    OPEN = "open"
+    POSTED = "posted"
+    CANCELLED = "cancelled"
+
+
+class ImportOutcome(str, enum.Enum):
+    """What became of one row of a bank or lockbox file."""
+
+    MATCHED = "matched"
+    DUPLICATE = "duplicate"
+    UNMATCHED = "unmatched"
+    REJECTED = "rejected"
+
+
+class ApprovalStatus(str, enum.Enum):
+    """An adjustment or a write-off: waiting for approval, posted, or rejected (with a reason)."""
+
+    PENDING = "pending"
+    POSTED = "posted"
+    REJECTED = "rejected"
+
+
+class DepositStatus(str, enum.Enum):
+    """A deposit: billed and held, then credited back (good standing), applied to the final
+    bill, or cancelled (billed in error: reversed)."""
+
+    BILLED = "billed"
+    CREDITED = "credited"
+    APPLIED = "applied"
+    CANCELLED = "cancelled"
+
+
+class RefundStatus(str, enum.Enum):
+    REQUESTED = "requested"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    PAID = "paid"
+    #: The gateway refused a card refund: the credit is back on the account.
+    FAILED = "failed"
+
+
 #: What may follow each state. A state not listed is final.
 BILL_RUN_TRANSITIONS: dict[BillRunStatus, tuple[BillRunStatus, ...]] = {
     BillRunStatus.CREATED: (BillRunStatus.CALCULATING, BillRunStatus.CANCELLED),
@@ -126,6 +179,28 @@ REQUEST_TRANSITIONS: dict[RequestStatus, tuple[RequestStatus, ...]] = {
 ARRANGEMENT_TRANSITIONS: dict[ArrangementStatus, tuple[ArrangementStatus, ...]] = {
     # Staff approve or decline; the customer may withdraw only while no decision is made.
     ArrangementStatus.SUBMITTED: (ArrangementStatus.APPROVED, ArrangementStatus.DECLINED, ArrangementStatus.WITHDRAWN),
+}
+
+DRAWER_TRANSITIONS: dict[DrawerStatus, tuple[DrawerStatus, ...]] = {
+    DrawerStatus.OPEN: (DrawerStatus.CLOSED,),
+    DrawerStatus.CLOSED: (DrawerStatus.SIGNED_OFF,),
+}
+
+BATCH_TRANSITIONS: dict[BatchStatus, tuple[BatchStatus, ...]] = {
+    BatchStatus.OPEN: (BatchStatus.POSTED, BatchStatus.CANCELLED),
+}
+
+APPROVAL_TRANSITIONS: dict[ApprovalStatus, tuple[ApprovalStatus, ...]] = {
+    ApprovalStatus.PENDING: (ApprovalStatus.POSTED, ApprovalStatus.REJECTED),
+}
+
+DEPOSIT_TRANSITIONS: dict[DepositStatus, tuple[DepositStatus, ...]] = {
+    DepositStatus.BILLED: (DepositStatus.CREDITED, DepositStatus.APPLIED, DepositStatus.CANCELLED),
+}
+
+REFUND_TRANSITIONS: dict[RefundStatus, tuple[RefundStatus, ...]] = {
+    RefundStatus.REQUESTED: (RefundStatus.APPROVED, RefundStatus.REJECTED),
+    RefundStatus.APPROVED: (RefundStatus.PAID, RefundStatus.FAILED),
 }
 
 S = TypeVar("S", bound=enum.Enum)

@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .. import jobs
-from ..billing_core import bill_runs, permissions, service_requests
+from ..billing_core import bill_runs, ledger, permissions, service_requests
 from ..billing_core.errors import FieldErrors, InvalidInput
 from ..billing_core.models import User
 from ..billing_core.permissions import Action
@@ -54,6 +54,8 @@ def _account_page(
         {
             **context,
             "status_label": service_requests.status_label,
+            "money_panels": MONEY_PANELS,
+            "ledger_kind": ledger_kind,
             "can_stop": permissions.can(user.role, Action.BILLS_FINAL) and page.stoppable,
             "stop_form": stop_form or FormState({"stop_on": as_of.isoformat()}),
             "final_bill_date": bill_runs.final_bill_date,
@@ -65,6 +67,26 @@ def _account_page(
         },
         status_code=400 if errors else 200,
     )
+
+
+#: The account page's money panels: (path under /staff/accounts/N/, link text). Each is a
+#: fragment its own view renders (payments and returns, adjustments, deposits, refunds,
+#: write-offs), loaded with htmx, and a page of its own without it.
+MONEY_PANELS = (
+    ("payments", "Payments and returns"),
+    ("adjustments", "Adjustments"),
+    ("deposits", "Deposits"),
+    ("refunds", "Refunds"),
+    ("write-off", "Write-off"),
+)
+
+
+def ledger_kind(kind: str) -> str:
+    """A ledger transaction's kind in plain words."""
+    try:
+        return ledger.KIND_LABELS[ledger.Kind(kind)]
+    except ValueError:
+        return kind.replace("_", " ").capitalize()
 
 
 def _sentence(message: str) -> str:

@@ -57,7 +57,11 @@ def test_money_limits_per_role():
     assert permissions.limit_cents("csr", Action.ADJUSTMENTS_PREPARE) == 2_500
     assert permissions.within_limit("csr", Action.ADJUSTMENTS_PREPARE, -2_500)
     assert not permissions.within_limit("csr", Action.ADJUSTMENTS_PREPARE, 2_501)
-    assert permissions.within_limit("specialist", Action.ADJUSTMENTS_PREPARE, 50_000)
+    assert permissions.within_limit("specialist", Action.ADJUSTMENTS_PREPARE, 10_000)
+    assert not permissions.within_limit("specialist", Action.ADJUSTMENTS_PREPARE, 25_000)
+    assert permissions.within_limit("supervisor", Action.ADJUSTMENTS_APPROVE, 100_000)
+    assert not permissions.within_limit("supervisor", Action.ADJUSTMENTS_APPROVE, 100_001)
+    assert permissions.limit_cents("admin", Action.ADJUSTMENTS_APPROVE) is None
     assert permissions.limit_cents("cashier", Action.ADJUSTMENTS_PREPARE) == 0
     assert permissions.limit_cents("supervisor", Action.BILL_RUNS_APPROVE) is None
 
@@ -69,6 +73,17 @@ def test_the_approver_is_never_the_preparer():
     permissions.require_approver(boss, Action.ADJUSTMENTS_APPROVE, prepared_by_id=8)
     with pytest.raises(NotAllowed):
         permissions.require_approver(SimpleNamespace(role="specialist", id=9), Action.ADJUSTMENTS_APPROVE, 8)
+
+
+def test_a_cashier_never_signs_off_their_own_drawer():
+    boss = SimpleNamespace(role="supervisor", id=7)
+    with pytest.raises(NotAllowed, match="prepared this"):
+        permissions.require_approver(boss, Action.DRAWERS_SIGN_OFF, prepared_by_id=7)
+    with pytest.raises(NotAllowed):
+        permissions.require_approver(SimpleNamespace(role="cashier", id=9), Action.DRAWERS_SIGN_OFF, 8)
+    for approve in (Action.REFUNDS_APPROVE, Action.WRITE_OFFS_APPROVE):
+        with pytest.raises(NotAllowed, match="prepared this"):
+            permissions.require_approver(boss, approve, prepared_by_id=7)
 
 
 def test_sensitive_fields_only_for_roles_that_need_them():
