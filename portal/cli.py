@@ -901,7 +901,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_autopay_run)
 
     led = sub.add_parser("ledger", help="the ledger").add_subparsers(dest="ledger_command", required=True)
-    p = led.add_parser("check", help="verify every transaction, reversal, payment, bill and drawer; exit 1 on a problem")
+    p = led.add_parser(
+        "check", help="verify every transaction, reversal, payment, bill and drawer; exit 1 on a problem"
+    )
     p.set_defaults(func=cmd_ledger_check)
 
     mail = sub.add_parser("emails", help="the email outbox").add_subparsers(dest="emails_command", required=True)

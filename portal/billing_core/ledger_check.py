@@ -112,7 +112,9 @@ def balance_entries(session: Session) -> list[str]:
         )
         .limit(SHOW)
     ).all()
-    out += [f"transaction {tid} moves the balance of account id {aid}, which is not its account" for tid, aid in foreign]
+    out += [
+        f"transaction {tid} moves the balance of account id {aid}, which is not its account" for tid, aid in foreign
+    ]
     wrong_gl = session.execute(
         select(LedgerEntry.transaction_id, LedgerEntry.gl_account)
         .where(LedgerEntry.account_id.is_not(None), ~LedgerEntry.gl_account.like(f"{ledger.AR}:%"))
