@@ -43,6 +43,7 @@ from .views import (
     queues,
     rates,
     requests,
+    returns,
     signup,
     staff,
 )
@@ -120,6 +121,11 @@ ROUTES = [
     Route("/staff/accounts/{number}/bills/{bill}/void", staff.void_bill, methods=["POST"]),
     Route("/staff/accounts/{number}/bills/{bill}/document", staff.bill_document),
     Route("/staff/accounts/{number}/bills/{bill}/pdf", staff.bill_pdf),
+    # Returned payments and cash only (issue 14): the account's payments panel and its actions.
+    Route("/staff/accounts/{number}/payments", returns.payments_panel, methods=["GET"]),
+    Route("/staff/accounts/{number}/cash-only/lift", returns.lift_cash_only, methods=["POST"]),
+    Route("/staff/payments/{payment:int}/return", returns.record_return, methods=["POST"]),
+    Route("/staff/payments/{payment:int}/return-letter", returns.return_letter, methods=["GET"]),
     Route("/staff/requests", queues.request_queue),
     Route("/staff/requests/{request}", queues.request_view, methods=["GET"]),
     Route("/staff/requests/{request}", queues.request_action, methods=["POST"]),

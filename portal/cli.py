@@ -738,6 +738,103 @@ def cmd_ledger_check(args: argparse.Namespace) -> int:
     return 1
 
 
+# --- Returned payments and cash only (issue 14) ---------------------------------------------
+
+
+def cmd_payments_return(args: argparse.Namespace) -> int:
+    """Record a returned payment (what the account's payments panel does): reversed, the
+    fee charged, cash only after repeated returns, the customer told by email."""
+    from .adapters.clock import system_clock
+    from .billing_core.errors import FieldErrors
+    from .jobs import send_outbox_soon
+    from .services import returns as service
+    from .templating import _money
+
+    settings = _settings()
+    try:
+        payment_id = int(args.payment)
+    except ValueError as exc:
+        raise InvalidInput(f"give the payment's number, not {args.payment!r}", "payment") from exc
+    with _engine() as engine:
+        factory = make_sessionmaker(engine)
+        try:
+            with transaction(factory) as session:
+                actor = _actor(session, args.as_user, True)
+                recorded = service.record_return(
+                    session,
+                    actor,
+                    payment_id,
+                    {"reason": args.reason, "on": args.on},
+                    policy=service.policy_for(settings.money_policy_file),
+                    now=system_clock(),
+                )
+                done = recorded.returned
+                number = service.account_number_of(session, payment_id)
+        except FieldErrors as exc:
+            for field, problem in exc.errors.items():
+                print(f"error: {field}: {problem.message}", file=sys.stderr)
+            return 2
+        send_outbox_soon(settings, factory, recorded.outbox_id)
+    print(
+        f"Payment {payment_id} of account {number} returned ({done.code}) on {args.on}: reversed"
+        + (f", fee {_money(done.fee_cents)}" if done.fee_cents else "")
+        + f"; balance now {_money(done.balance_cents)}."
+    )
+    if done.made_cash_only:
+        print(f"Account {number} is now cash only ({done.returns_in_window} returns in the policy's window).")
+    print("The customer is emailed." if recorded.outbox_id else "The customer has no email address: mail the letter.")
+    print(f"Letter (PDF): {settings.public_url.rstrip('/')}/staff/payments/{payment_id}/return-letter")
+    return 0
+
+
+def cmd_accounts_cash_only_lift(args: argparse.Namespace) -> int:
+    """A supervisor lifts an account's cash only, saying why."""
+    from .adapters.clock import system_clock
+    from .billing_core.errors import FieldErrors
+    from .services import returns as service
+
+    with _engine() as engine:
+        try:
+            with transaction(make_sessionmaker(engine)) as session:
+                actor = _actor(session, args.as_user, True)
+                service.lift_cash_only(session, actor, args.account, args.reason, now=system_clock())
+        except FieldErrors as exc:
+            for field, problem in exc.errors.items():
+                print(f"error: {field}: {problem.message}", file=sys.stderr)
+            return 2
+    print(f"Cash only is lifted on account {args.account}.")
+    return 0
+
+
+def _commands(sub, name: str, help_: str):  # type: ignore[no-untyped-def]
+    """The subcommands of ``portal NAME``, made here or shared with another area's."""
+    parser = sub.choices.get(name)
+    if parser is None:
+        return sub.add_parser(name, help=help_).add_subparsers(dest=f"{name}_command", required=True)
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+
+def _returns_parsers(sub) -> None:  # type: ignore[no-untyped-def]
+    payments = _commands(sub, "payments", "payments the office takes, imports and returns")
+    p = payments.add_parser(
+        "return", help="record a returned payment (NSF check, ACH R-code, card dispute): reversed, fee, notice"
+    )
+    p.add_argument("payment", metavar="PAYMENT", help="the payment's number (shown on the account's payments panel)")
+    p.add_argument("--reason", required=True, metavar="CODE", help="NSF, R01, R02, R03, R04, R07, R08, R10 or DISPUTE")
+    p.add_argument("--on", required=True, metavar="DATE", help="the date of the return, YYYY-MM-DD")
+    _as_option(p, True)
+    p.set_defaults(func=cmd_payments_return)
+    accounts = _commands(sub, "accounts", "accounts")
+    cash = accounts.add_parser("cash-only", help="cash only after returned payments").add_subparsers(
+        dest="cash_only_command", required=True
+    )
+    p = cash.add_parser("lift", help="let a cash-only account pay by check, card and bank again (supervisor)")
+    p.add_argument("account", metavar="ACCOUNT", help="the account number")
+    p.add_argument("--reason", required=True, help="why it is lifted (recorded)")
+    _as_option(p, True)
+    p.set_defaults(func=cmd_accounts_cash_only_lift)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="portal", description="Utility billing portal")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -905,6 +1002,7 @@ def build_parser() -> argparse.ArgumentParser:
         "check", help="verify every transaction, reversal, payment, bill and drawer; exit 1 on a problem"
     )
     p.set_defaults(func=cmd_ledger_check)
+    _returns_parsers(sub)  # returned payments and cash only
 
     mail = sub.add_parser("emails", help="the email outbox").add_subparsers(dest="emails_command", required=True)
     p = mail.add_parser("status", help="how many emails are queued, sent, retrying, failed")
