@@ -352,3 +352,37 @@ def test_the_notice_is_queued_and_written_in_the_customers_language(sessions: se
     assert "Fondos insuficientes" in body
     assert "efectivo" in body  # cash only, in Spanish
     assert str(payment_id) in body
+
+
+def test_the_command_line_records_a_return_and_lifts_cash_only(
+    sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from portal.cli import main
+
+    with sessions() as session, session.begin():
+        account = billed(session)
+        number = account.number
+        first = paid(session, account, 3_000, "check").id
+        second = paid(session, account, 2_000, "bank").id
+        for email, role in (("clerk@example.net", "specialist"), ("boss@example.net", "supervisor")):
+            session.add(User(email=email, role=role))
+    engine = sessions.kw["bind"]
+    monkeypatch.setenv("DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    on = D.isoformat()
+    assert main(["payments", "return", str(first), "--reason", "NSF", "--on", on, "--as", "clerk@example.net"]) == 0
+    out = capsys.readouterr().out
+    assert f"Payment {first} of account {number} returned (NSF)" in out and "fee $25.00" in out
+    assert main(["payments", "return", str(first), "--reason", "NSF", "--on", on, "--as", "clerk@example.net"]) == 2
+    assert "already returned" in capsys.readouterr().err
+    assert (
+        main(["payments", "return", str(second), "--reason", "R01", "--on", "2026-04-30", "--as", "clerk@example.net"])
+        == 2
+    )
+    assert "2 banking days" in capsys.readouterr().err
+    assert main(["payments", "return", str(second), "--reason", "R01", "--on", on, "--as", "clerk@example.net"]) == 0
+    assert f"Account {number} is now cash only" in capsys.readouterr().out
+    lift = ["accounts", "cash-only", "lift", number, "--reason", "paid up"]
+    assert main([*lift, "--as", "clerk@example.net"]) == 2  # not a supervisor
+    assert main([*lift, "--as", "boss@example.net"]) == 0
+    with sessions() as session:
+        assert not session.scalar(select(Account.cash_only).where(Account.number == number))
