@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from typing import TypedDict
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -41,7 +42,7 @@ from ..adapters.gateway import BANK, GatewayError, PaymentGateway
 from ..billing_core import accounts, audit, autopay, cash_only, payments, posting
 from ..billing_core.accounts import AccountSummary
 from ..billing_core.errors import N_, InvalidInput
-from ..billing_core.models import Account, Bill, Payment, User
+from ..billing_core.models import Account, AuditEvent, Bill, Payment, User
 from ..billing_core.status import PaymentStatus, ProcessorStatus
 from ..settings import Settings
 from . import notifications
@@ -106,13 +107,14 @@ def draft_one(
             if account.cash_only and autopay.active_enrollment(session, account.id) is not None:
                 # Cash only (returned payments): no card or bank draft is taken (``cash_only``).
                 refused = cash_only.refusal(account, "bank")
-                audit.record(
-                    session,
-                    "autopay.skipped",
-                    entity_type="bill",
-                    entity_id=bill.id,
-                    after={"reason": "cash only", "message": refused.message if refused else ""},
-                )
+                if not _cash_only_skip_recorded(session, bill.id):
+                    audit.record(
+                        session,
+                        "autopay.skipped",
+                        entity_type="bill",
+                        entity_id=bill.id,
+                        after={"reason": "cash only", "message": refused.message if refused else ""},
+                    )
                 return "refused: the account is cash only"
             balance = posting.account_balance(session, account.id)
             pending = payments.pending_cents(session, account.id)
@@ -173,6 +175,22 @@ def draft_one(
         notifications.send_autopay_failed(emails.Mailer(settings), factory, clock, payment_id)
         return "failed"
     return "sent"
+
+
+def _cash_only_skip_recorded(session: Session, bill_id: int) -> bool:
+    """A bill's draft refused for cash only is audited once, not at every hourly run."""
+    return (
+        session.scalar(
+            select(AuditEvent.id)
+            .where(
+                AuditEvent.action == "autopay.skipped",
+                AuditEvent.entity_type == "bill",
+                AuditEvent.entity_id == str(bill_id),
+            )
+            .limit(1)
+        )
+        is not None
+    )
 
 
 # --- The customer's side: enroll, change the card or bank account, cancel -----------------
