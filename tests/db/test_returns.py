@@ -386,3 +386,24 @@ def test_the_command_line_records_a_return_and_lifts_cash_only(
     assert main([*lift, "--as", "boss@example.net"]) == 0
     with sessions() as session:
         assert not session.scalar(select(Account.cash_only).where(Account.number == number))
+
+
+def test_the_letter_says_it_in_the_customers_language(session: Session) -> None:
+    from portal import documents
+    from portal.templating import make_templates
+
+    account = billed(session)
+    account.customer.preferred_language = "es"
+    actor = staff(session)
+    record(session, paid(session, account, 3_000, "check"), "NSF", D, actor)
+    payment = paid(session, account, 2_000, "bank")
+    record(session, payment, "R02", D, actor)
+    notice = service.return_notice(session, payment.id, DEFAULT)
+    assert (notice.fee_cents, notice.balance_cents, notice.cash_only) == (FEE, OWED + 2 * FEE, True)
+    html = documents.return_letter_html(make_templates().env, Settings(agency_name="Demo"), notice, D)
+    assert 'lang="es"' in html and "Su pago fue devuelto" in html and "La cuenta bancaria está cerrada" in html
+    assert "Solo efectivo" in html and "$20.00" in html and "$25.00" in html
+    account.customer.preferred_language = "en"
+    english_notice = service.return_notice(session, payment.id, DEFAULT)
+    english = documents.return_letter_html(make_templates().env, Settings(agency_name="Demo"), english_notice, D)
+    assert 'lang="en"' in english and "Your payment was returned" in english and "Cash only" in english
