@@ -3,8 +3,9 @@ the money policy (``money_policy.MoneyPolicy``: ``leak_average_months``,
 ``leak_once_per_months``, ``leak_requires_proof``).
 
 The leak bill is the account's latest posted bill (or the one named). Its water usage above
-the average use of the posted bills of the ``leak_average_months`` before it is re-priced at the lowest tier's price instead of
-the tiers it was billed at: the excess is taken from the top of the bill's usage lines
+the average use of the posted bills of the ``leak_average_months`` before it is re-priced at
+the lowest tier's price instead of the tiers it was billed at:
+the excess is taken from the top of the bill's usage lines
 (the last tiers filled), and the credit is what those units were billed at less the same
 units at the lowest tier's price, rounded once to cents. The working (months, average,
 excess, prices, credit) is returned as plain data, shown on the form and kept on the
@@ -144,7 +145,7 @@ def work_out(
             months=policy.leak_average_months,
         )
         raise FieldErrors(errors)
-    average = (sum((Decimal(m["usage"]) for m in months), ZERO) / len(months)).quantize(Decimal("0.001"))
+    average = (sum((Decimal(str(m["usage"])) for m in months), ZERO) / len(months)).quantize(Decimal("0.001"))
     days = (bill.period_end - bill.period_start).days
     usual = average
     used = _bill_usage(session, bill, other_meters)

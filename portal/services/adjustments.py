@@ -8,6 +8,7 @@ are in ``billing_core/adjustments.py``, ``billing_core/leak.py`` and
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -32,7 +33,7 @@ def _account(session: Session, number: str, lock: bool = False) -> Account:
     return account
 
 
-def _users(session: Session, ids: set[int | None]) -> dict[int, User]:
+def _users(session: Session, ids: Iterable[int | None]) -> dict[int, User]:
     wanted = [i for i in ids if i is not None]
     if not wanted:
         return {}

@@ -32,7 +32,11 @@ TIERED = {
         {
             "type": "tiered",
             "description": "Water usage",
-            "tiers": [{"up_to": "10", "price": "2.00"}, {"up_to": "30", "price": "4.00"}, {"up_to": None, "price": "6.00"}],
+            "tiers": [
+                {"up_to": "10", "price": "2.00"},
+                {"up_to": "30", "price": "4.00"},
+                {"up_to": None, "price": "6.00"},
+            ],
         },
     ],
 }
@@ -63,9 +67,7 @@ def post_bill(session: Session, account: Account, start: date, usage: str, n: in
     """A posted monthly water bill for ``usage`` CCF, its lines rated by the tiered rate."""
     end = date(start.year + (start.month // 12), start.month % 12 + 1, start.day)
     water = next(s for s in account.services if s.service_type == "water")
-    version = (
-        session.query(RateScheduleVersion).filter(RateScheduleVersion.schedule_id == water.rate_schedule_id).one()
-    )
+    version = session.query(RateScheduleVersion).filter(RateScheduleVersion.schedule_id == water.rate_schedule_id).one()
     lines = rating.rate("water", version.definition, rating.Usage(quantity=Decimal(usage)), version.id)
     charges = sum(line.amount_cents for line in lines)
     bill = Bill(

@@ -106,9 +106,8 @@ def test_a_bad_form_writes_nothing(session: Session, values: dict[str, str], fie
 def test_a_debit_against_a_bill_and_a_credit_beyond_what_is_owed(session: Session) -> None:
     account, people = _setup(session)
     bill_number = service.panel(session, people["specialist"], account.number, DEFAULT).bills[0]
-    debit = service.prepare(
-        session, people["specialist"], account.number, _form(amount="10", direction="debit", bill=bill_number), TODAY, NOW
-    )
+    form = _form(amount="10", direction="debit", bill=bill_number)
+    debit = service.prepare(session, people["specialist"], account.number, form, TODAY, NOW)
     assert debit.amount_cents == 1000 and debit.bill_id is not None
     owed = posting.account_balance(session, account.id)
     credit = service.prepare(
@@ -129,10 +128,9 @@ def test_a_cashier_may_not_prepare(session: Session) -> None:
 
 def test_the_leak_credit_reprices_the_excess_at_the_lowest_tier(session: Session) -> None:
     account, people = _setup(session)
-    done = service.leak_credit(
-        session, people["csr"], account.number, {"proof": "Invoice 7781"}, DEFAULT, TODAY, NOW
-    )
-    # Above the CSR's $25 limit: it waits. Average 10 CCF; the leak bill used 40: 10 CCF at $6 and 20 at $4 re-priced at $2.
+    done = service.leak_credit(session, people["csr"], account.number, {"proof": "Invoice 7781"}, DEFAULT, TODAY, NOW)
+    # Above the CSR's $25 limit: it waits. Average 10 CCF; the leak bill used 40:
+    # 10 CCF at $6 and 20 at $4 re-priced at $2.
     assert done.working.credit_cents == 8000
     w = done.working.data
     assert (w["average"], w["excess"], len(w["months"])) == ("10.000", "30.000", 11)
@@ -153,9 +151,7 @@ def test_the_leak_helper_refuses_a_second_within_the_window_and_needs_proof(sess
         service.leak_credit(session, people["supervisor"], account.number, {"proof": "again"}, DEFAULT, TODAY, NOW)
     assert TODAY.isoformat() in err.value.errors["leak"].message
     relaxed = dataclasses.replace(DEFAULT, leak_requires_proof=False, leak_once_per_months=0)
-    preview = service.leak_credit(
-        session, people["supervisor"], account.number, {}, relaxed, TODAY, NOW, preview=True
-    )
+    preview = service.leak_credit(session, people["supervisor"], account.number, {}, relaxed, TODAY, NOW, preview=True)
     assert preview.adjustment is None and preview.working.credit_cents == 8000
 
 
