@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from portal.billing_core import ledger_check, posting
 from portal.billing_core.errors import FieldErrors, InvalidInput, NotAllowed
-from portal.billing_core.models import Adjustment, AuditEvent, LedgerTransaction
+from portal.billing_core.models import Account, Adjustment, AuditEvent, LedgerTransaction
 from portal.billing_core.money_policy import DEFAULT
 from portal.services import adjustments as service
 
@@ -162,3 +162,69 @@ def test_no_leak_no_credit(session: Session) -> None:
     with pytest.raises(FieldErrors) as err:
         service.leak_credit(session, people["supervisor"], account.number, {"proof": "x"}, DEFAULT, TODAY, NOW)
     assert "no leak" in err.value.errors["bill"].message
+
+
+# --- The command line ------------------------------------------------------------------------
+
+
+def test_the_commands_prepare_approve_reject_and_work_out_a_leak(
+    engine, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    from portal.cli import main
+
+    monkeypatch.setenv("DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    with Session(engine) as s, s.begin():
+        account, _people = _setup(s)
+        number = account.number
+    base = ["--account", number, "--service", "water"]
+    assert (
+        main(["adjustments", "prepare", *base, "--amount", "-12.50", "--reason", "courtesy", "--as", "csr@x.org"]) == 0
+    )
+    assert "credit $12.50 on water ($12.50), posted" in capsys.readouterr().out
+    assert (
+        main(
+            [
+                "adjustments",
+                "prepare",
+                *base,
+                "--amount",
+                "-250",
+                "--reason",
+                "billing_error",
+                "--as",
+                "specialist@x.org",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "waiting for approval" in out
+    adjustment_id = out.split()[1].rstrip(":")
+    assert main(["adjustments", "approve", adjustment_id, "--as", "specialist@x.org"]) == 2
+    assert "Only a billing supervisor" in capsys.readouterr().err
+    assert main(["adjustments", "approve", adjustment_id, "--as", "supervisor@x.org"]) == 0
+    assert "posted" in capsys.readouterr().out
+    assert main(["adjustments", "prepare", *base, "--amount", "1.234", "--reason", "other", "--as", "csr@x.org"]) == 2
+    err = capsys.readouterr().err
+    assert "amount:" in err and "note:" in err
+    assert main(["adjustments", "prepare", *base, "--amount", "-30", "--reason", "courtesy", "--as", "csr@x.org"]) == 0
+    pending_id = capsys.readouterr().out.split()[1].rstrip(":")
+    assert main(["adjustments", "reject", pending_id, "--reason", "no", "--as", "supervisor@x.org"]) == 0
+    assert "rejected" in capsys.readouterr().out
+    assert main(["adjustments", "leak", "--account", number, "--as", "admin@x.org"]) == 2
+    assert "proof:" in capsys.readouterr().err
+    assert main(["adjustments", "leak", "--account", number, "--proof", "Inv 9", "--as", "admin@x.org"]) == 0
+    out = capsys.readouterr().out
+    assert "Average of 11 bills: 10.000; excess 30.000" in out and "credit $80.00 on water" in out
+    with Session(engine) as s, s.begin():
+        s.scalar(select(Account).where(Account.number == number)).status = "closed"
+    assert (
+        main(
+            ["write-offs", "prepare", "--account", number, "--amount", "5", "--why", "gone", "--as", "specialist@x.org"]
+        )
+        == 0
+    )
+    write_off_id = capsys.readouterr().out.split()[1]
+    assert main(["write-offs", "approve", write_off_id, "--as", "supervisor@x.org"]) == 0
+    assert "posted to bad debt" in capsys.readouterr().out
+    assert main(["ledger", "check"]) == 0
