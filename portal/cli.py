@@ -783,7 +783,10 @@ def cmd_adjustments(args: argparse.Namespace) -> int:
                     "note": args.note or "",
                     "bill": args.bill or "",
                 }
-                item = service.prepare(session, actor, args.account, values, today, now)
+                prepared = service.prepare(session, actor, args.account, values, today, now)
+                item = prepared.adjustment
+                if prepared.becomes_credit_cents:
+                    print(f"{_money(prepared.becomes_credit_cents)} of it is beyond what is owed: it becomes credit.")
             elif args.adjustments_command == "leak":
                 policy = money_policy.load(settings.money_policy_file)
                 done = service.leak_credit(

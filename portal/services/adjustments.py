@@ -80,9 +80,14 @@ def panel(session: Session, staff: User, number: str, policy: MoneyPolicy) -> Pa
     )
 
 
-def prepare(
-    session: Session, staff: User, number: str, values: dict[str, str], today: date, now: datetime
-) -> Adjustment:
+@dataclass(frozen=True)
+class Prepared:
+    adjustment: Adjustment
+    #: The part of a credit beyond what the service owed: it became a credit on the account.
+    becomes_credit_cents: int
+
+
+def prepare(session: Session, staff: User, number: str, values: dict[str, str], today: date, now: datetime) -> Prepared:
     """Check the form whole (``FieldErrors``, nothing written), then prepare: posted at once
     within the preparer's limit, else pending for someone else's approval."""
     permissions.require(staff, Action.ADJUSTMENTS_PREPARE)
@@ -97,7 +102,7 @@ def prepare(
         note=values.get("note", ""),
         bill=values.get("bill", ""),
     )
-    return adjustments.prepare(session, account, staff, draft, today, now)
+    return Prepared(adjustments.prepare(session, account, staff, draft, today, now), draft.becomes_credit_cents)
 
 
 @dataclass(frozen=True)

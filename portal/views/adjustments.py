@@ -12,6 +12,7 @@ from ..billing_core import adjustments as rules
 from ..billing_core import money_policy
 from ..billing_core.errors import FieldErrors, InvalidInput
 from ..billing_core.models import User
+from ..billing_core.money import format_money as money
 from ..services import adjustments as service
 from ..services import write_offs as write_off_service
 from ..web import FormState, db, flash, now, pop_flash, redirect, require_staff, today
@@ -82,12 +83,19 @@ async def adjustment_prepare(request: Request) -> Response:
         with db(request) as session:
             user = require_staff(request, session)
             try:
-                item = service.prepare(session, user, number, form.values, today(request), now(request))
+                prepared = service.prepare(session, user, number, form.values, today(request), now(request))
             except FieldErrors as exc:
                 _errors(form, exc)
                 return _adjust_page(request, session, user, number, form=form)
+            item = prepared.adjustment
             word = "posted" if item.status == "posted" else "waiting for a supervisor's approval (above your limit)"
-            flash(request, f"Adjustment {item.id} ({rules.describe(item.amount_cents)}) is {word}.")
+            extra = (
+                f" It is more than the {item.service_type} service owes: {money(prepared.becomes_credit_cents)}"
+                " becomes a credit on the account."
+                if prepared.becomes_credit_cents
+                else ""
+            )
+            flash(request, f"Adjustment {item.id} ({rules.describe(item.amount_cents)}) is {word}.{extra}")
         return redirect(f"/staff/accounts/{number}/adjustments")
 
     return await run_in_threadpool(act)

@@ -17,6 +17,10 @@ from portal.services import adjustments as service
 from .adjust_helpers import NOW, TODAY, history, staff, tiered_account
 
 
+def _prep(*args):  # type: ignore[no-untyped-def]
+    return service.prepare(*args).adjustment
+
+
 def _form(**kw: str) -> dict[str, str]:
     return {"service": "water", "amount": "12.50", "direction": "credit", "reason": "courtesy", **kw}
 
@@ -31,7 +35,7 @@ def _setup(session: Session):  # type: ignore[no-untyped-def]
 def test_within_the_limit_it_posts_at_once(session: Session) -> None:
     account, people = _setup(session)
     before = posting.account_balance(session, account.id)
-    item = service.prepare(session, people["csr"], account.number, _form(amount="25.00"), TODAY, NOW)
+    item = _prep(session, people["csr"], account.number, _form(amount="25.00"), TODAY, NOW)
     assert item.status == "posted" and item.ledger_transaction_id is not None
     assert posting.account_balance(session, account.id) == before - 2500
     txn = session.get(LedgerTransaction, item.ledger_transaction_id)
@@ -44,7 +48,7 @@ def test_within_the_limit_it_posts_at_once(session: Session) -> None:
 def test_above_the_limit_it_waits_for_someone_else(session: Session) -> None:
     account, people = _setup(session)
     before = posting.account_balance(session, account.id)
-    item = service.prepare(session, people["specialist"], account.number, _form(amount="250.00"), TODAY, NOW)
+    item = _prep(session, people["specialist"], account.number, _form(amount="250.00"), TODAY, NOW)
     assert (item.status, item.ledger_transaction_id) == ("pending", None)
     assert posting.account_balance(session, account.id) == before
     assert ledger_check.run(session) == []
@@ -60,11 +64,11 @@ def test_above_the_limit_it_waits_for_someone_else(session: Session) -> None:
 
 def test_the_preparer_never_approves_and_limits_bind_the_approver(session: Session) -> None:
     account, people = _setup(session)
-    big = service.prepare(session, people["supervisor"], account.number, _form(amount="1500.00"), TODAY, NOW)
+    big = _prep(session, people["supervisor"], account.number, _form(amount="1500.00"), TODAY, NOW)
     assert big.status == "pending"
     with pytest.raises(NotAllowed, match="prepared this"):
         service.decide(session, people["supervisor"], big.id, "approve", "", TODAY, NOW)
-    other = service.prepare(session, people["specialist"], account.number, _form(amount="1500.00"), TODAY, NOW)
+    other = _prep(session, people["specialist"], account.number, _form(amount="1500.00"), TODAY, NOW)
     with pytest.raises(NotAllowed, match="above what your role may approve"):
         service.decide(session, people["supervisor"], other.id, "approve", "", TODAY, NOW)
     service.decide(session, people["admin"], big.id, "approve", "", TODAY, NOW)
@@ -73,7 +77,7 @@ def test_the_preparer_never_approves_and_limits_bind_the_approver(session: Sessi
 
 def test_a_rejection_says_why_and_posts_nothing(session: Session) -> None:
     account, people = _setup(session)
-    item = service.prepare(session, people["csr"], account.number, _form(amount="30.00"), TODAY, NOW)
+    item = _prep(session, people["csr"], account.number, _form(amount="30.00"), TODAY, NOW)
     with pytest.raises(FieldErrors) as err:
         service.decide(session, people["supervisor"], item.id, "reject", " ", TODAY, NOW)
     assert "decision_note" in err.value.errors and item.status == "pending"
@@ -98,7 +102,7 @@ def test_a_rejection_says_why_and_posts_nothing(session: Session) -> None:
 def test_a_bad_form_writes_nothing(session: Session, values: dict[str, str], field: str) -> None:
     account, people = _setup(session)
     with pytest.raises(FieldErrors) as err:
-        service.prepare(session, people["specialist"], account.number, _form(**values), TODAY, NOW)
+        _prep(session, people["specialist"], account.number, _form(**values), TODAY, NOW)
     assert field in err.value.errors
     assert session.scalar(select(func.count()).select_from(Adjustment)) == 0
 
@@ -107,12 +111,14 @@ def test_a_debit_against_a_bill_and_a_credit_beyond_what_is_owed(session: Sessio
     account, people = _setup(session)
     bill_number = service.panel(session, people["specialist"], account.number, DEFAULT).bills[0]
     form = _form(amount="10", direction="debit", bill=bill_number)
-    debit = service.prepare(session, people["specialist"], account.number, form, TODAY, NOW)
+    debit = _prep(session, people["specialist"], account.number, form, TODAY, NOW)
     assert debit.amount_cents == 1000 and debit.bill_id is not None
     owed = posting.account_balance(session, account.id)
-    credit = service.prepare(
+    prepared = service.prepare(
         session, people["admin"], account.number, _form(amount=f"{(owed + 500) / 100:.2f}"), TODAY, NOW
     )
+    credit = prepared.adjustment
+    assert prepared.becomes_credit_cents == 500
     assert credit.status == "posted" and posting.account_balance(session, account.id) == -500
     assert ledger_check.run(session) == []
 
@@ -120,7 +126,7 @@ def test_a_debit_against_a_bill_and_a_credit_beyond_what_is_owed(session: Sessio
 def test_a_cashier_may_not_prepare(session: Session) -> None:
     account, people = _setup(session)
     with pytest.raises(NotAllowed):
-        service.prepare(session, people["cashier"], account.number, _form(), TODAY, NOW)
+        _prep(session, people["cashier"], account.number, _form(), TODAY, NOW)
 
 
 # --- The leak helper -------------------------------------------------------------------------
@@ -228,3 +234,49 @@ def test_the_commands_prepare_approve_reject_and_work_out_a_leak(
     assert main(["write-offs", "approve", write_off_id, "--as", "supervisor@x.org"]) == 0
     assert "posted to bad debt" in capsys.readouterr().out
     assert main(["ledger", "check"]) == 0
+
+
+def test_the_ledger_check_finds_adjustments_and_write_offs_out_of_step(session: Session) -> None:
+    from portal.billing_core.models import WriteOff
+
+    account, people = _setup(session)
+    posted = _prep(session, people["csr"], account.number, _form(amount="5"), TODAY, NOW)
+    session.add_all(
+        [
+            Adjustment(
+                account_id=account.id,
+                service_type="water",
+                amount_cents=-700,
+                reason_code="courtesy",
+                status="pending",
+                prepared_by_id=people["csr"].id,
+                ledger_transaction_id=posted.ledger_transaction_id,
+            ),
+            Adjustment(
+                account_id=account.id,
+                service_type="water",
+                amount_cents=-900,
+                reason_code="courtesy",
+                status="posted",
+                prepared_by_id=people["csr"].id,
+            ),
+            Adjustment(
+                account_id=account.id,
+                service_type="water",
+                amount_cents=-100,
+                reason_code="courtesy",
+                status="posted",
+                prepared_by_id=people["csr"].id,
+                ledger_transaction_id=posted.ledger_transaction_id,
+            ),
+            WriteOff(
+                account_id=account.id, amount_cents=100, reason="r", status="posted", prepared_by_id=people["csr"].id
+            ),
+        ]
+    )
+    session.flush()
+    problems = ledger_check.run(session)
+    assert any("is pending but has ledger transaction" in p for p in problems)
+    assert any("is posted but has no ledger transaction" in p and p.startswith("adjustment") for p in problems)
+    assert any("of -100 cents moved the balance by -500 cents" in p for p in problems)
+    assert any(p.startswith("write-off") and "no ledger transaction" in p for p in problems)

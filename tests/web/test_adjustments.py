@@ -161,3 +161,19 @@ def test_a_write_off_through_the_approvals_queue(client: TestClient, office) -> 
         assert s.get(WriteOff, wid).status == "posted"
         assert posting.account_balance(s, account_id) == 0
         assert ledger_check.run(s) == []
+
+
+def test_a_credit_beyond_what_is_owed_says_it_becomes_credit(client: TestClient, office) -> None:  # type: ignore[no-untyped-def]
+    engine, number = office
+    panel = f"/staff/accounts/{number}/adjustments"
+    sign_in(client, "admin@x.org", PASSWORD)
+    form = client.get(panel).text
+    assert "A credit larger than what the service owes is allowed" in form
+    done = _post(
+        client, panel, {"service": "water", "direction": "credit", "amount": "5000", "reason": "courtesy"}, panel
+    )
+    assert done.status_code == 303
+    assert "becomes a credit on the account" in client.get(panel).text
+    with Session(engine) as s:
+        account_id = s.scalar(select(Account.id).where(Account.number == number))
+        assert posting.account_balance(s, account_id) < 0
