@@ -8,6 +8,7 @@ are in ``billing_core/adjustments.py``, ``billing_core/leak.py`` and
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -127,7 +128,9 @@ def leak_credit(
     permissions.require(staff, Action.ADJUSTMENTS_PREPARE)
     account = _account(session, number, lock=True)
     proof = (values.get("proof") or "").strip()[:300]
-    working = leak.work_out(session, account, today, policy, proof=proof, bill_number=values.get("leak_bill", ""))
+    # The working may be looked at before the proof of repair is at hand; preparing needs it.
+    checked = dataclasses.replace(policy, leak_requires_proof=False) if preview else policy
+    working = leak.work_out(session, account, today, checked, proof=proof, bill_number=values.get("leak_bill", ""))
     if preview:
         return LeakResult(working, None)
     owed = posting.open_by_service(session, account.id).get(leak.SERVICE, 0)

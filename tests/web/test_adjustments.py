@@ -121,7 +121,7 @@ def test_the_leak_helper_shows_its_working(client: TestClient, office) -> None: 
     sign_in(client, "specialist@x.org", PASSWORD)
     missing = _post(client, panel + "/leak", {"proof": ""}, panel)
     assert missing.status_code == 400 and 'id="proof-error"' in missing.text
-    preview = _post(client, panel + "/leak", {"proof": "Invoice 12", "preview": "1"}, panel)
+    preview = _post(client, panel + "/leak", {"proof": "", "preview": "1"}, panel)
     assert preview.status_code == 200 and "The working" in preview.text and "$80.00" in preview.text
     with Session(engine) as s:
         assert s.scalar(select(func.count()).select_from(Adjustment)) == 0
@@ -177,3 +177,23 @@ def test_a_credit_beyond_what_is_owed_says_it_becomes_credit(client: TestClient,
     with Session(engine) as s:
         account_id = s.scalar(select(Account.id).where(Account.number == number))
         assert posting.account_balance(s, account_id) < 0
+
+
+def test_requested_refunds_are_listed_with_a_link_to_their_own_page(client: TestClient, office) -> None:  # type: ignore[no-untyped-def]
+    from portal.billing_core.models import Refund, User
+
+    engine, number = office
+    with Session(engine) as s, s.begin():
+        account_id = s.scalar(select(Account.id).where(Account.number == number))
+        csr = s.scalar(select(User.id).where(User.email == "csr@x.org"))
+        refund = Refund(
+            account_id=account_id, amount_cents=1234, reason="overpaid", method="check", requested_by_id=csr
+        )
+        s.add(refund)
+        s.flush()
+        refund_id = refund.id
+    sign_in(client, "supervisor@x.org", PASSWORD)
+    queue = client.get("/staff/approvals?kind=refund")
+    assert f'href="/staff/refunds/{refund_id}"' in queue.text and "$12.34" in queue.text and "csr@x.org" in queue.text
+    assert "Approve refund" not in queue.text  # refunds are decided on their own page
+    assert client.get("/staff/approvals?kind=adjustment").context["items"] == []
