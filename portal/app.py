@@ -31,6 +31,7 @@ from .security_headers import SecurityHeadersMiddleware, content_security_policy
 from .settings import Settings
 from .templating import make_templates
 from .views import (
+    adjustments,
     arrangements,
     auth,
     autopay,
@@ -150,6 +151,14 @@ ROUTES = [
     Route("/staff/rates/calculator", rates.calculator),
     Route("/staff/rates/upload", rates.upload_page, methods=["GET"]),
     Route("/staff/rates/upload", rates.upload, methods=["POST"]),
+    # Adjustments, write-offs and the approvals queue (issue 14)
+    Route("/staff/accounts/{number}/adjustments", adjustments.adjustments_panel, methods=["GET"]),
+    Route("/staff/accounts/{number}/adjustments", adjustments.adjustment_prepare, methods=["POST"]),
+    Route("/staff/accounts/{number}/adjustments/leak", adjustments.leak_prepare, methods=["POST"]),
+    Route("/staff/accounts/{number}/write-off", adjustments.write_off_panel, methods=["GET"]),
+    Route("/staff/accounts/{number}/write-off", adjustments.write_off_prepare, methods=["POST"]),
+    Route("/staff/approvals", adjustments.approvals, methods=["GET"]),
+    Route("/staff/approvals/{kind}/{id}", adjustments.approval_decide, methods=["POST"]),
     Mount("/dev/outbox", routes=outbox.ROUTES),  # 404 unless the demo stand-ins are on (portal/devstack.py)
     Mount("/static", StaticFiles(directory=STATIC), name="static"),
 ]

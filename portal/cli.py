@@ -835,6 +835,102 @@ def _returns_parsers(sub) -> None:  # type: ignore[no-untyped-def]
     p.set_defaults(func=cmd_accounts_cash_only_lift)
 
 
+# --- Adjustments and write-offs (issue 14) ------------------------------------------------------
+
+
+def _money_errors(exc: BillingError) -> int:
+    from .billing_core.errors import FieldErrors
+
+    if isinstance(exc, FieldErrors):
+        for name, err in exc.errors.items():
+            print(f"error: {name}: {err.message}", file=sys.stderr)
+        return 2
+    raise exc
+
+
+def _print_working(data: dict) -> None:  # type: ignore[type-arg]
+    print(f"Leak bill {data['bill']} ({data['period'][0]} to {data['period'][1]}): used {data['usage']}")
+    for m in data["months"]:
+        print(f"  bill {m['bill']} {m['from']} to {m['to']}: {m['usage']}")
+    print(f"Average of {len(data['months'])} bills: {data['average']}; excess {data['excess']}")
+    for p in data["prices"]:
+        print(f"  {p['units']} billed at ${p['billed_price']} re-priced at ${p['lowest_price']}: credit ${p['credit']}")
+
+
+def cmd_adjustments(args: argparse.Namespace) -> int:
+    """Prepare, approve or reject an adjustment; work out and prepare a leak credit."""
+    from datetime import datetime
+
+    from .adapters.clock import system_clock
+    from .billing_core import adjustments, money_policy
+    from .services import adjustments as service
+    from .templating import _money
+
+    settings = _settings()
+    now = system_clock()
+    today = datetime.now(settings.tz).date()
+    with _engine() as engine, transaction(make_sessionmaker(engine)) as session:
+        actor = _actor(session, args.as_user, True)
+        try:
+            if args.adjustments_command == "prepare":
+                values = {
+                    "service": args.service,
+                    "amount": args.amount,
+                    "reason": args.reason,
+                    "note": args.note or "",
+                    "bill": args.bill or "",
+                }
+                prepared = service.prepare(session, actor, args.account, values, today, now)
+                item = prepared.adjustment
+                if prepared.becomes_credit_cents:
+                    print(f"{_money(prepared.becomes_credit_cents)} of it is beyond what is owed: it becomes credit.")
+            elif args.adjustments_command == "leak":
+                policy = money_policy.load(settings.money_policy_file)
+                done = service.leak_credit(
+                    session, actor, args.account, {"proof": args.proof or ""}, policy, today, now
+                )
+                _print_working(done.working.data)
+                item = done.adjustment
+                assert item is not None
+            else:
+                decision = "approve" if args.adjustments_command == "approve" else "reject"
+                item = service.decide(session, actor, args.id, decision, getattr(args, "reason", "") or "", today, now)
+        except BillingError as exc:
+            return _money_errors(exc)
+        word = {"posted": "posted", "pending": "waiting for approval", "rejected": "rejected"}[item.status]
+        print(
+            f"Adjustment {item.id}: {adjustments.describe(item.amount_cents)} on {item.service_type}"
+            f" ({_money(abs(item.amount_cents))}), {word}."
+        )
+    return 0
+
+
+def cmd_write_offs(args: argparse.Namespace) -> int:
+    """Prepare, approve or reject a write-off."""
+    from datetime import datetime
+
+    from .adapters.clock import system_clock
+    from .services import write_offs as service
+    from .templating import _money
+
+    settings = _settings()
+    now = system_clock()
+    today = datetime.now(settings.tz).date()
+    with _engine() as engine, transaction(make_sessionmaker(engine)) as session:
+        actor = _actor(session, args.as_user, True)
+        try:
+            if args.write_offs_command == "prepare":
+                item = service.prepare(session, actor, args.account, {"amount": args.amount, "reason": args.why}, now)
+            else:
+                decision = "approve" if args.write_offs_command == "approve" else "reject"
+                item = service.decide(session, actor, args.id, decision, getattr(args, "reason", "") or "", today, now)
+        except BillingError as exc:
+            return _money_errors(exc)
+        word = {"posted": "posted to bad debt", "pending": "waiting for approval", "rejected": "rejected"}[item.status]
+        print(f"Write-off {item.id} of {_money(item.amount_cents)}: {word}.")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="portal", description="Utility billing portal")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -1011,6 +1107,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="every email waiting to retry, even if not due yet")
     p.add_argument("--failed", action="store_true", help="also the failed ones (given up on), from a fresh count")
     p.set_defaults(func=cmd_emails)
+
+    # Adjustments and write-offs (issue 14)
+    adj = sub.add_parser("adjustments", help="adjustments with approval").add_subparsers(
+        dest="adjustments_command", required=True
+    )
+    p = adj.add_parser("prepare", help="prepare an adjustment (posts at once within your limit, else waits)")
+    p.add_argument("--account", required=True, help="account number")
+    p.add_argument("--service", required=True, help="the service: water, sewer, ..., fees")
+    p.add_argument("--amount", required=True, help="dollars: negative is a credit (-12.50), positive a debit")
+    p.add_argument("--reason", required=True, help="leak, meter_error, billing_error, courtesy, fee_waiver, other")
+    p.add_argument("--note", help="what it is for (required with --reason other)")
+    p.add_argument("--bill", help="the bill number it corrects")
+    _as_option(p, True)
+    p = adj.add_parser("approve", help="approve and post a pending adjustment (never your own)")
+    p.add_argument("id", help="the adjustment's number")
+    _as_option(p, True)
+    p = adj.add_parser("reject", help="reject a pending adjustment, saying why")
+    p.add_argument("id", help="the adjustment's number")
+    p.add_argument("--reason", required=True, help="why it is rejected")
+    _as_option(p, True)
+    p = adj.add_parser("leak", help="work out the leak credit from policy, print the working, prepare it")
+    p.add_argument("--account", required=True, help="account number")
+    p.add_argument("--proof", help="proof of repair (an invoice or receipt number)")
+    _as_option(p, True)
+    for p in adj.choices.values():
+        p.set_defaults(func=cmd_adjustments)
+    wo = sub.add_parser("write-offs", help="write-offs of final balances").add_subparsers(
+        dest="write_offs_command", required=True
+    )
+    p = wo.add_parser("prepare", help="prepare the write-off of a final or closed account's balance")
+    p.add_argument("--account", required=True, help="account number")
+    p.add_argument("--amount", required=True, help="dollars, at most what the account owes")
+    p.add_argument("--why", required=True, help="why it is uncollectible (the collection efforts made)")
+    _as_option(p, True)
+    p = wo.add_parser("approve", help="approve and post a write-off (never your own)")
+    p.add_argument("id", help="the write-off's number")
+    _as_option(p, True)
+    p = wo.add_parser("reject", help="reject a write-off, saying why")
+    p.add_argument("id", help="the write-off's number")
+    p.add_argument("--reason", required=True, help="why it is rejected")
+    _as_option(p, True)
+    for p in wo.choices.values():
+        p.set_defaults(func=cmd_write_offs)
 
     p = sub.add_parser("serve", help="run the web portal")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")

@@ -224,6 +224,15 @@ CHECKS: list[Check] = [unbalanced, reversals, balance_entries, payments, bills]
 CHECKS.append(returns.check)  # returned payments: their reversal and fee (billing_core/returns.py)
 
 
+def _adjustments_and_write_offs(session: Session) -> Iterable[str]:
+    from .adjustments import ledger_problems
+
+    return ledger_problems(session)
+
+
+CHECKS.append(_adjustments_and_write_offs)  # adjustments and write-offs (issue 14)
+
+
 def run(session: Session, checks: Iterable[Check] | None = None) -> list[str]:
     """Every problem the checks find; empty when the ledger is sound."""
     problems: list[str] = []
