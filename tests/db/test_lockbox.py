@@ -143,3 +143,25 @@ def test_only_staff_allowed_import(session: Session) -> None:
     cashier = users.create_user(session, "cash@example.org", "long enough password", "cashier", now=NOW)
     with pytest.raises(NotAllowed):
         lockbox.import_file(session, cashier, b"x", "x.csv", "csv", None, today=TODAY, now=NOW)
+
+
+def test_the_command_prints_the_counts_and_refuses_a_malformed_file(
+    engine, monkeypatch: pytest.MonkeyPatch, tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    from portal.cli import main
+
+    monkeypatch.setenv("DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    with Session(engine) as s, s.begin():
+        (a, b, _c), _staff = _setup(s)
+        numbers = (a.number, b.number)
+    path = tmp_path / "box.csv"
+    path.write_bytes(_csv([f"C1,{numbers[0]},,60.00,1,2026-11-19", "C2,00000000,,1.00,2,2026-11-19", "C3,,,1.001,,"]))
+    assert main(["payments", "import", str(path), "--format", "csv", "--as", "spec@example.org"]) == 0
+    assert "1 matched / 0 duplicate / 1 unmatched / 1 rejected" in capsys.readouterr().out
+    assert main(["payments", "import", str(path), "--format", "csv", "--as", "spec@example.org"]) == 0
+    out = capsys.readouterr().out
+    assert "already imported" in out and "0 matched / 3 duplicate" in out
+    bad = tmp_path / "bad.bai"
+    bad.write_text("01,BANK,X,261120,0800,1,80,,2/\n99,1,1,2/\n")
+    assert main(["payments", "import", str(bad), "--format", "bai2", "--as", "spec@example.org"]) == 1
+    assert "Nothing was imported" in capsys.readouterr().err
