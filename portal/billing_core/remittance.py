@@ -23,6 +23,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -133,8 +134,8 @@ def parse_bai2(content: bytes, default_date: date) -> list[Remittance]:
     remittance's scan line or account number; the text may say ``CHECK <number>``; the date is
     the group's as-of date. Debits and non-monetary details are rejected rows (they are not
     remittances). A file the ``bai2`` package cannot parse is refused whole."""
-    from bai2 import bai2 as parser  # the package's module of the same name
-    from bai2.constants import TypeCodeTransaction
+    from bai2 import bai2 as parser  # type: ignore[import-untyped]  # the package's module of that name
+    from bai2.constants import TypeCodeTransaction  # type: ignore[import-untyped]
 
     try:
         text = content.decode("ascii")
@@ -253,6 +254,14 @@ def layout_named(layouts: Mapping[str, Layout], name: str | None) -> Layout:
     return layouts[chosen]
 
 
+@lru_cache(maxsize=1024)  # a file holds a handful of distinct dates
+def _date(text: str, fmt: str) -> date | None:
+    try:
+        return datetime.strptime(text, fmt).date()
+    except ValueError:
+        return None
+
+
 def parse_csv(content: bytes, layout: Layout, default_date: date) -> list[Remittance]:
     """Every data row of the bank's CSV, read through ``layout``. A file without the layout's
     columns, or not CSV at all, is refused whole (``MalformedFile``); a bad row is rejected."""
@@ -304,10 +313,11 @@ def parse_csv(content: bytes, layout: Layout, default_date: date) -> list[Remitt
             on = default_date
             raw_date = get("received_on")
             if raw_date:
-                try:
-                    on = datetime.strptime(raw_date[:40], layout.date_format).date()
-                except ValueError:
+                parsed_on = _date(raw_date[:40], layout.date_format)
+                if parsed_on is None:
                     reason = reason or f"the date {raw_date[:40]!r} is not {layout.date_format}"
+                else:
+                    on = parsed_on
             scan = _clip(get("scan_line"), 60)
             account = _clip(get("account_number"), 60)
             if not scan and not account and reason is None:

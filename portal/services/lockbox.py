@@ -147,7 +147,7 @@ def import_file(
     bulk.custom_plans(session)
 
     # What every row names, and what is already known: a few queries, whatever the size.
-    numbers: dict[int, str | None] = {}
+    numbers: dict[int, str | None] = {}  # None: the row names no account that can be read
     problems: dict[int, str] = {}
     for i, r in enumerate(rows):
         if r.rejected:
@@ -160,12 +160,12 @@ def import_file(
     accounts: dict[str, tuple[int, bool]] = {}
     wanted = sorted({n for n in numbers.values() if n})
     for part in bulk.chunks(session, wanted):
-        for aid, number, only_cash in session.execute(
+        for aid, found_number, only_cash in session.execute(
             select(Account.id, Account.number, Account.cash_only).where(
                 bulk.among(session, Account.number, part, Account.number.type)
             )
         ):
-            accounts[number] = (aid, bool(only_cash))
+            accounts[found_number] = (aid, bool(only_cash))
     refs = sorted({r.bank_reference for r in rows if r.bank_reference})
     seen: set[str] = set()
     for part in bulk.chunks(session, refs):
