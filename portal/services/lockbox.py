@@ -144,7 +144,6 @@ def import_file(
     if not rows:
         raise FieldErrors.one("file", "The file holds no remittances. Nothing was imported.")
     session.flush()
-    bulk.custom_plans(session)
 
     # What every row names, and what is already known: a few queries, whatever the size.
     numbers: dict[int, str | None] = {}  # None: the row names no account that can be read
