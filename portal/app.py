@@ -35,6 +35,7 @@ from .views import (
     arrangements,
     auth,
     autopay,
+    batches,
     billing,
     customer,
     outbox,
@@ -159,6 +160,19 @@ ROUTES = [
     Route("/staff/accounts/{number}/write-off", adjustments.write_off_prepare, methods=["POST"]),
     Route("/staff/approvals", adjustments.approvals, methods=["GET"]),
     Route("/staff/approvals/{kind}/{id}", adjustments.approval_decide, methods=["POST"]),
+    # Mail batches and bank/lockbox files (issue 14)
+    Route("/staff/payments/batches", batches.batch_list, methods=["GET"]),
+    Route("/staff/payments/batches", batches.batch_create, methods=["POST"]),
+    Route("/staff/payments/batches/{batch:int}", batches.batch_view, methods=["GET"]),
+    Route("/staff/payments/batches/{batch:int}/items", batches.batch_item, methods=["POST"]),
+    Route("/staff/payments/batches/{batch:int}/items/{item:int}/remove", batches.batch_item_remove, methods=["POST"]),
+    Route("/staff/payments/batches/{batch:int}/post", batches.batch_post, methods=["POST"]),
+    Route("/staff/payments/imports", batches.imports_view, methods=["GET"]),
+    Route("/staff/payments/imports", batches.import_upload, methods=["POST"]),
+    Route("/staff/payments/imports/queue", batches.queue_view, methods=["GET"]),
+    Route("/staff/payments/imports/rows/{row:int}", batches.queue_action, methods=["POST"]),
+    Route("/staff/payments/imports/{import:int}", batches.import_view, methods=["GET"]),
+    Route("/staff/payments/imports/{import:int}/report.csv", batches.import_csv, methods=["GET"]),
     Mount("/dev/outbox", routes=outbox.ROUTES),  # 404 unless the demo stand-ins are on (portal/devstack.py)
     Mount("/static", StaticFiles(directory=STATIC), name="static"),
 ]

@@ -928,6 +928,46 @@ def cmd_write_offs(args: argparse.Namespace) -> int:
             return _money_errors(exc)
         word = {"posted": "posted to bad debt", "pending": "waiting for approval", "rejected": "rejected"}[item.status]
         print(f"Write-off {item.id} of {_money(item.amount_cents)}: {word}.")
+
+
+# --- Bank and lockbox files (issue 14) -------------------------------------------------------
+
+
+def cmd_payments_import(args: argparse.Namespace) -> int:
+    """Import a bank or lockbox file; prints the counts matched / duplicate / unmatched / rejected."""
+    from datetime import datetime
+
+    from .adapters.clock import system_clock
+    from .billing_core.errors import FieldErrors
+    from .services import lockbox
+
+    settings = _settings()
+    try:
+        with open(args.file, "rb") as f:
+            content = f.read()
+    except OSError as exc:
+        print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    try:
+        with _engine() as engine, transaction(make_sessionmaker(engine)) as session:
+            report = lockbox.import_file(
+                session,
+                _actor(session, args.as_user, needed=True),
+                content,
+                args.file.rsplit("/", 1)[-1],
+                args.format,
+                args.layout,
+                layouts_file=settings.lockbox_layouts_file,
+                today=datetime.now(settings.tz).date(),
+                now=system_clock(),
+            )
+    except FieldErrors as exc:
+        for problem in exc.errors.values():
+            print(f"error: {args.file}: {problem.message}", file=sys.stderr)
+        return 1
+    if report.already_imported_at is not None:
+        print(f"{args.file} was already imported on {report.already_imported_at:%Y-%m-%d %H:%M} UTC; nothing added.")
+    print(f"{args.file}: {report.counts()}")
     return 0
 
 
@@ -1099,6 +1139,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_ledger_check)
     _returns_parsers(sub)  # returned payments and cash only
+
+    # Bank and lockbox files (issue 14)
+    pays = _commands(sub, "payments", "payments the office takes, imports and returns")
+    p = pays.add_parser("import", help="import a bank or lockbox file (BAI2 or the bank's CSV)")
+    p.add_argument("file", help="the file")
+    p.add_argument("--format", choices=("bai2", "csv"), required=True, help="bai2, or csv through a layout")
+    p.add_argument("--layout", help="the CSV layout's name (default: standard; see portal/data/lockbox_layouts.json)")
+    _as_option(p, True)
+    p.set_defaults(func=cmd_payments_import)
 
     mail = sub.add_parser("emails", help="the email outbox").add_subparsers(dest="emails_command", required=True)
     p = mail.add_parser("status", help="how many emails are queued, sent, retrying, failed")

@@ -65,6 +65,9 @@ class Settings:
     #: A YAML file of money policy (``billing_core/money_policy.py``): fees, deposits,
     #: cash-only, leak credits. Empty: the defaults there.
     money_policy_file: str = ""
+    #: A JSON file of bank CSV layouts for lockbox files (``billing_core/remittance.py``), on
+    #: top of the shipped ``portal/data/lockbox_layouts.json``. Empty: the shipped ones.
+    lockbox_layouts_file: str = ""
 
     @property
     def oidc_enabled(self) -> bool:
@@ -117,6 +120,7 @@ class Settings:
             forwarded_allow_ips=env.get("FORWARDED_ALLOW_IPS", "").strip(),
             demo_standins=_bool(env.get("PORTAL_DEMO_STANDINS"), False),
             money_policy_file=env.get("PORTAL_MONEY_POLICY", ""),
+            lockbox_layouts_file=env.get("PORTAL_LOCKBOX_LAYOUTS", ""),
         )
 
 

@@ -21,16 +21,17 @@ credit (``overpaid_cents``) and staff review it for a refund (``to_review``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from . import audit, ledger, posting, write_offs
+from . import audit, bulk, ledger, posting, write_offs
 from .accounts import AccountSummary
 from .errors import N_, InvalidInput
-from .models import Account, LedgerTransaction, Payment, User
+from .models import Account, LedgerEntry, LedgerTransaction, Payment, User
 from .status import PAYMENT_TRANSITIONS, PaymentStatus, ProcessorStatus, move
 
 #: The processor's smallest charge in US dollars.
@@ -277,21 +278,83 @@ def apply(
     return Applied(payment, "")
 
 
-def _post(session: Session, payment: Payment, as_of: date, now: datetime) -> None:
-    lock_account(session, payment.account_id)
-    owed = max(posting.account_balance(session, payment.account_id), 0)
-    txn = ledger.payment_transaction(
-        payment.account_id,
-        as_of,
-        payment.amount_cents,
-        payment.channel,
-        posting.open_by_service(session, payment.account_id),
-        memo=f"{payment.channel.capitalize()} payment {payment.processor_id or payment.id}",
+@dataclass(frozen=True)
+class Received:
+    """Money received for an account, to post: what ``post_received`` needs of a payment."""
+
+    account_id: int
+    amount_cents: int
+    channel: str
+    memo: str
+
+
+def lock_accounts(session: Session, account_ids: Iterable[int]) -> None:
+    """``lock_account`` for many accounts in one statement (a batch or a bank file)."""
+    ids = sorted(set(account_ids))
+    for part in bulk.chunks(session, ids):
+        if session.get_bind().dialect.name == "sqlite":
+            session.execute(
+                update(Account)
+                .where(Account.id.in_(part))
+                .values(id=Account.id)
+                .execution_options(synchronize_session=False)
+            )
+        else:
+            session.execute(
+                select(Account.id).where(bulk.among(session, Account.id, part)).with_for_update(key_share=True)
+            )
+
+
+def post_received(
+    session: Session, items: Sequence[Received], as_of: date, now: datetime, posted_by_id: int | None = None
+) -> list[tuple[int, int]]:
+    """Post payments set-based, with their accounts locked: every account's open receivables
+    read in one query, each payment applied oldest service first in turn (two payments on one
+    account in a file apply one after the other), all written with one ``posting.post_many``.
+    Returns, per item, its ledger transaction id and what its account owed just before it
+    (never below zero), for the caller's overpayment and recovery."""
+    if not items:
+        return []
+    ids = sorted({i.account_id for i in items})
+    lock_accounts(session, ids)
+    session.flush()
+    open_: dict[int, dict[str, int]] = {a: {} for a in ids}
+    balance: dict[int, int] = dict.fromkeys(ids, 0)
+    for part in bulk.chunks(session, ids):
+        rows = session.execute(
+            select(LedgerEntry.account_id, LedgerEntry.service_type, func.sum(LedgerEntry.amount_cents))
+            .where(bulk.among(session, LedgerEntry.account_id, part))
+            .group_by(LedgerEntry.account_id, LedgerEntry.service_type)
+        ).all()
+        for account_id, service, total in rows:
+            if account_id is None:
+                continue
+            balance[account_id] += int(total)
+            if service is not None:
+                open_[account_id][service] = int(total)
+    txns = []
+    owed_before = []
+    for item in items:
+        owed_before.append(max(balance[item.account_id], 0))
+        txn = ledger.payment_transaction(
+            item.account_id, as_of, item.amount_cents, item.channel, dict(open_[item.account_id]), memo=item.memo
+        )
+        for e in txn.entries:
+            if e.account_id is not None and e.service is not None:
+                open_[item.account_id][e.service] = open_[item.account_id].get(e.service, 0) + e.amount_cents
+        balance[item.account_id] -= item.amount_cents
+        txns.append(txn)
+    txn_ids = posting.post_many(
+        session, txns, account_ids=[i.account_id for i in items], posted_at=now, posted_by_id=posted_by_id
     )
-    row = posting.post(session, txn, payment.account_id, payment.user_id, posted_at=now)
-    payment.ledger_transaction_id = row.id
+    return list(zip(txn_ids, owed_before, strict=True))
+
+
+def settle(session: Session, payment: Payment, transaction_id: int, owed: int, as_of: date, now: datetime) -> None:
+    """A payment just posted (``post_received``): mark it posted, audit it, record a recovery
+    on a written-off account, and note what went beyond the balance as credit to review."""
+    payment.ledger_transaction_id = transaction_id
     move(PAYMENT_TRANSITIONS, payment, PaymentStatus.POSTED)
-    payment.processor_status = SUCCEEDED.value
     payment.received_on = as_of
     payment.settled_at = now
     audit.record(
@@ -302,9 +365,26 @@ def _post(session: Session, payment: Payment, as_of: date, now: datetime) -> Non
         after={
             "status": PaymentStatus.POSTED.value,
             "amount_cents": payment.amount_cents,
-            "ledger_transaction": row.id,
+            "ledger_transaction": transaction_id,
         },
     )
+
+
+def _post(session: Session, payment: Payment, as_of: date, now: datetime) -> None:
+    memo = f"{payment.channel.capitalize()} payment {payment.processor_id or payment.id}"
+    ((tid, owed),) = post_received(
+        session,
+        [Received(payment.account_id, payment.amount_cents, payment.channel, memo)],
+        as_of,
+        now,
+        payment.user_id,
+    )
+    payment.processor_status = SUCCEEDED.value
+    settle(session, payment, tid, owed, as_of, now)
+    note_overpaid(session, payment, owed, as_of, now)
+
+
+def note_overpaid(session: Session, payment: Payment, owed: int, as_of: date, now: datetime) -> None:
     # On a written-off account the money recovers bad debt first (``write_offs``).
     recovered = write_offs.record_recovery(session, payment, as_of, now)
     if payment.amount_cents - recovered > owed:
