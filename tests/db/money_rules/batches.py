@@ -7,7 +7,7 @@ from hypothesis.stateful import invariant, rule
 from sqlalchemy import func, select
 
 from portal.adapters.database import transaction
-from portal.billing_core.models import Payment, PaymentBatch, PaymentImportRow
+from portal.billing_core.models import Account, Payment, PaymentBatch, PaymentImportRow
 from portal.billing_core.numbers import scan_line
 from portal.services import batches, lockbox
 
@@ -27,9 +27,13 @@ class BatchRules:
         off=st.sampled_from([0, 0, 0, 1, -1]),
     )
     def mail_batch(self, items: list[tuple[int, int, bool]], off: int) -> None:
-        total = sum(c for _a, c, _s in items) + off
         who = self.staff["specialist"]  # type: ignore[attr-defined]
         with transaction(self.sessions) as session:  # type: ignore[attr-defined]
+            # A cash-only account's check is refused when keyed (tests/db/test_batches.py): leave them out.
+            items = [i for i in items if not session.get_one(Account, self.accounts[i[0]]).cash_only]  # type: ignore[attr-defined]
+            if not items:
+                return
+            total = sum(c for _a, c, _s in items) + off
             batch = self.expect_refused(  # type: ignore[attr-defined]
                 lambda: batches.create_batch(
                     session,
