@@ -278,6 +278,20 @@ def apply(
 
 
 def _post(session: Session, payment: Payment, as_of: date, now: datetime) -> None:
+    post_now(
+        session,
+        payment,
+        as_of,
+        now,
+        memo=f"{payment.channel.capitalize()} payment {payment.processor_id or payment.id}",
+    )
+    payment.processor_status = SUCCEEDED.value
+
+
+def post_now(session: Session, payment: Payment, as_of: date, now: datetime, memo: str) -> None:
+    """Write a pending payment to the ledger now, any channel: oldest charges first in service
+    order, the rest a credit; then a recovery on a written-off account, and any part beyond
+    what was owed noted as an overpayment (``overpaid_cents``) for refund review."""
     lock_account(session, payment.account_id)
     owed = max(posting.account_balance(session, payment.account_id), 0)
     txn = ledger.payment_transaction(
@@ -286,12 +300,11 @@ def _post(session: Session, payment: Payment, as_of: date, now: datetime) -> Non
         payment.amount_cents,
         payment.channel,
         posting.open_by_service(session, payment.account_id),
-        memo=f"{payment.channel.capitalize()} payment {payment.processor_id or payment.id}",
+        memo=memo,
     )
     row = posting.post(session, txn, payment.account_id, payment.user_id, posted_at=now)
     payment.ledger_transaction_id = row.id
     move(PAYMENT_TRANSITIONS, payment, PaymentStatus.POSTED)
-    payment.processor_status = SUCCEEDED.value
     payment.received_on = as_of
     payment.settled_at = now
     audit.record(

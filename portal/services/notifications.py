@@ -33,7 +33,7 @@ from ..billing_core.models import (
 )
 from ..billing_core.status import ArrangementStatus, PaymentStatus
 from ..emails import Mailer
-from . import delivery
+from . import counter, delivery
 
 log = logging.getLogger(__name__)
 Sessions = sessionmaker[Session]
@@ -218,6 +218,7 @@ SENDERS: dict[str, Callable[..., str | None]] = {
     "email.receipt": send_receipt,
     "email.autopay_failed": send_autopay_failed,
     "email.autopay_enrolled": send_autopay_enrolled,
+    "email.counter_receipt": counter.send_counter_receipt,
 }
 KINDS = frozenset(SENDERS) | {delivery.BILL_READY}
 
