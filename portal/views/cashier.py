@@ -187,7 +187,7 @@ def lookup(request: Request) -> Response:
 
 def _receipt_html(request: Request, view: counter.ReceiptView, printable: bool) -> str:
     with i18n.use(view.receipt.language):
-        return request.app.state.templates.env.get_template("staff/cashier/receipt_document.html").render(
+        return request.app.state.templates.env.get_template("counter_receipt_document.html").render(
             view=view,
             agency_name=request.app.state.settings.agency_name,
             agency_phone=request.app.state.settings.agency_phone,
