@@ -169,3 +169,14 @@ def test_the_ledger_check_finds_a_drawer_that_does_not_agree(session: Session) -
     problems = ledger_check.run(session)
     assert any("expected 1 cents of cash" in p for p in problems)
     assert any("500 cents over/short but 0 cents were posted" in p for p in problems)
+
+
+def test_the_check_finds_a_payment_in_a_drawer_without_a_receipt(session: Session) -> None:
+    _cashier, _boss, drawer = _day(session)
+    from portal.billing_core.models import Payment
+
+    p = session.scalars(select(Payment).where(Payment.drawer_id == drawer.id)).first()
+    assert p is not None
+    p.receipt_id = None
+    session.flush()
+    assert any(f"payment {p.id} is in a drawer without a receipt" in x for x in ledger_check.run(session))

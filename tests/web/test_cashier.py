@@ -103,6 +103,7 @@ def test_a_cashier_day(office, engine, inbox) -> None:  # type: ignore[no-untype
     assert report.status_code == 200 and "Counter 9" in report.text and "change error" in report.text
     csv = office.get("/staff/reports/money/deposit.csv?on=2026-11-22")
     assert csv.status_code == 200 and "Counter 9" in csv.text and ",-1.00," in csv.text
+    assert office.get("/staff/reports/money/pdf?on=2026-11-22").headers["content-type"] == "application/pdf"
     remit = office.get("/staff/reports/money/remittance.csv?on=2026-11-22")
     assert "channel,counter,30.00" in remit.text
     with Session(engine) as s:
@@ -124,3 +125,19 @@ def test_the_lookup_finds_by_name_with_and_without_htmx(office, engine) -> None:
     assert page.status_code == 200 and number in page.text and "<h1>" in page.text
     part = office.get(f"/staff/drawers/lookup?q={number}", headers={"HX-Request": "true"})
     assert number in part.text and "<h1>" not in part.text
+
+
+def test_the_receipt_is_in_the_customers_language(office, engine, inbox) -> None:  # type: ignore[no-untyped-def]
+    number, email = _account(engine)
+    with Session(engine) as s, s.begin():
+        account = s.scalars(select(Account).where(Account.number == number)).one()
+        account.customer.preferred_language = "es"
+    assert sign_in(office, "cashier@demo.example").status_code == 303
+    assert _post(office, "/staff/drawers/open", {"name": "Counter 3", "float": "0"}).status_code == 303
+    done = _post(office, "/staff/drawers/payments", {"account-1": number, "amount-1": "7.00", "tender": "cash"})
+    assert done.status_code == 303
+    page = office.get(done.headers["location"])
+    assert "Recibo R" in page.text and "Efectivo" in page.text
+    assert office.get(done.headers["location"] + "/pdf").headers["content-type"] == "application/pdf"
+    (message,) = mail_to(inbox, email)[-1:]
+    assert "gracias" in message["Subject"]
