@@ -848,6 +848,19 @@ def _money_errors(exc: BillingError) -> int:
     raise exc
 
 
+# --- Counter payments, cash drawers and the daily money reports (issue 14, counter) -----------
+
+
+def _counter_errors(exc: Exception) -> int:
+    from .billing_core.errors import FieldErrors
+
+    if isinstance(exc, FieldErrors):
+        for name, problem in exc.errors.items():
+            print(f"error: {name}: {problem.message}", file=sys.stderr)
+        return 2
+    raise exc
+
+
 def _print_working(data: dict) -> None:  # type: ignore[type-arg]
     print(f"Leak bill {data['bill']} ({data['period'][0]} to {data['period'][1]}): used {data['usage']}")
     for m in data["months"]:
@@ -968,6 +981,122 @@ def cmd_payments_import(args: argparse.Namespace) -> int:
     if report.already_imported_at is not None:
         print(f"{args.file} was already imported on {report.already_imported_at:%Y-%m-%d %H:%M} UTC; nothing added.")
     print(f"{args.file}: {report.counts()}")
+    return 0
+
+
+def _counter_day() -> tuple:  # type: ignore[type-arg]
+    from .adapters.clock import system_clock
+
+    now = system_clock()
+    return now, now.astimezone(_settings().tz).date()
+
+
+def cmd_drawers_open(args: argparse.Namespace) -> int:
+    from .adapters.database import transaction
+    from .billing_core.errors import FieldErrors
+    from .services import counter
+
+    now, today = _counter_day()
+    with _engine() as engine:
+        try:
+            with transaction(make_sessionmaker(engine)) as session:
+                user = _actor(session, args.as_email, needed=True)
+                drawer = counter.open_drawer(session, user, args.name, args.float, today, now)
+                print(f"drawer {drawer.id} ({drawer.name}) open with a float of {drawer.float_cents / 100:.2f}")
+        except FieldErrors as exc:
+            return _counter_errors(exc)
+    return 0
+
+
+def cmd_drawers_close(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from .adapters.database import transaction
+    from .billing_core.errors import FieldErrors
+    from .services import counter
+
+    now, _today = _counter_day()
+    try:
+        data = json.loads(Path(args.count_file).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        print(f"error: count file: {exc}", file=sys.stderr)
+        return 2
+    with _engine() as engine:
+        try:
+            with transaction(make_sessionmaker(engine)) as session:
+                user = _actor(session, args.as_email, needed=True)
+                diff = counter.close_drawer_from_file(session, user, args.drawer, data, args.reason or "", now)
+        except FieldErrors as exc:
+            return _counter_errors(exc)
+    print(
+        f"drawer {args.drawer} closed: over/short cash {diff['cash_cents'] / 100:.2f}, "
+        f"checks {diff['checks_cents'] / 100:.2f}, card {diff['card_cents'] / 100:.2f}"
+    )
+    return 0
+
+
+def cmd_drawers_sign_off(args: argparse.Namespace) -> int:
+    from .adapters.database import transaction
+    from .billing_core.errors import FieldErrors
+    from .services import counter
+
+    now, today = _counter_day()
+    with _engine() as engine:
+        try:
+            with transaction(make_sessionmaker(engine)) as session:
+                user = _actor(session, args.as_email, needed=True)
+                drawer = counter.sign_off(session, user, args.drawer, args.note or "", today, now)
+                print(f"drawer {drawer.id} signed off")
+        except FieldErrors as exc:
+            return _counter_errors(exc)
+    return 0
+
+
+def cmd_payments_take(args: argparse.Namespace) -> int:
+    from .adapters.database import transaction
+    from .billing_core.errors import FieldErrors
+    from .services import counter
+
+    now, _today = _counter_day()
+    tender = counter.Tender(
+        args.tender,
+        tendered=args.tendered or "",
+        check_number=args.check_number or "",
+        check_bank=args.bank or "",
+        approval_code=args.approval_code or "",
+    )
+    with _engine() as engine:
+        try:
+            with transaction(make_sessionmaker(engine)) as session:
+                user = _actor(session, args.as_email, needed=True)
+                receipt = counter.take_payment(session, user, [counter.Line(args.account, args.amount)], tender, now)
+                number, change = receipt.number, receipt.change_cents
+        except FieldErrors as exc:
+            return _counter_errors(exc)
+    print(f"receipt {number}" + (f": change due {change / 100:.2f}" if change else ""))
+    return 0
+
+
+def cmd_reports_money(args: argparse.Namespace) -> int:
+    from datetime import date as date_
+    from pathlib import Path
+
+    from .services import money_reports
+
+    day = date_.fromisoformat(args.on)
+    with _engine() as engine, make_sessionmaker(engine)() as session:
+        if args.reports_command == "deposit":
+            deposit = money_reports.deposit_report(session, None, day)
+            text = money_reports.deposit_csv(deposit)
+        else:
+            remittance = money_reports.remittance_report(session, None, day)
+            text = money_reports.remittance_csv(remittance)
+    if args.csv:
+        Path(args.csv).write_text(text, encoding="utf-8")
+        print(f"wrote {args.csv}")
+    else:
+        print(text, end="")
     return 0
 
 
@@ -1199,6 +1328,45 @@ def build_parser() -> argparse.ArgumentParser:
     _as_option(p, True)
     for p in wo.choices.values():
         p.set_defaults(func=cmd_write_offs)
+    # Counter payments, cash drawers and the daily money reports (issue 14, counter)
+    drw = sub.add_parser("drawers", help="cash drawers").add_subparsers(dest="drawers_command", required=True)
+    p = drw.add_parser("open", help="open a drawer with a counted float")
+    p.add_argument("--name", required=True, help="where it is, like 'Counter 1'")
+    p.add_argument("--float", required=True, help="the counted float in dollars, like 150.00")
+    p.add_argument("--as", dest="as_email", required=True, help="the cashier's staff sign-in")
+    p.set_defaults(func=cmd_drawers_open)
+    p = drw.add_parser("close", help="close a drawer with a count (JSON file)")
+    p.add_argument("drawer", type=int, help="the drawer's number")
+    p.add_argument(
+        "--count-file",
+        required=True,
+        help='{"cash": {"2000": 3}, "checks": [{"number": .., "amount": ..}], "card": ".."}',
+    )
+    p.add_argument("--reason", default="", help="why it is over or short (required then)")
+    p.add_argument("--as", dest="as_email", required=True, help="the acting staff sign-in")
+    p.set_defaults(func=cmd_drawers_close)
+    p = drw.add_parser("sign-off", help="sign off a closed drawer (a supervisor, not its cashier)")
+    p.add_argument("drawer", type=int, help="the drawer's number")
+    p.add_argument("--note", default="", help="the supervisor's note")
+    p.add_argument("--as", dest="as_email", required=True, help="the acting staff sign-in")
+    p.set_defaults(func=cmd_drawers_sign_off)
+    cpay = _commands(sub, "payments", "payments the office takes, imports and returns")
+    p = cpay.add_parser("take", help="take a counter payment into your open drawer")
+    p.add_argument("--account", required=True, help="account number or the stub's scan line")
+    p.add_argument("--amount", required=True, help="dollars and cents")
+    p.add_argument("--tender", required=True, choices=("cash", "check", "card", "money_order"), help="how it is paid")
+    p.add_argument("--tendered", help="cash handed over (change is given back)")
+    p.add_argument("--check-number", help="the check or money order number")
+    p.add_argument("--bank", help="the check's bank")
+    p.add_argument("--approval-code", help="the card terminal's approval code (never card data)")
+    p.add_argument("--as", dest="as_email", required=True, help="the acting staff sign-in")
+    p.set_defaults(func=cmd_payments_take)
+    rep = sub.add_parser("reports", help="daily money reports").add_subparsers(dest="reports_command", required=True)
+    for name in ("deposit", "remittance"):
+        p = rep.add_parser(name, help=f"the daily {name} report as CSV")
+        p.add_argument("--on", required=True, type=_date_text, help="the day, YYYY-MM-DD")
+        p.add_argument("--csv", help="write it to this file (default: print it)")
+        p.set_defaults(func=cmd_reports_money)
 
     p = sub.add_parser("serve", help="run the web portal")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from . import batch_check, ledger, returns
+from . import batch_check, drawers, ledger, returns
 from .models import Bill, LedgerEntry, LedgerTransaction, Payment
 from .status import BillStatus, PaymentStatus
 
@@ -231,6 +231,7 @@ def _adjustments_and_write_offs(session: Session) -> Iterable[str]:
 
 
 CHECKS.append(_adjustments_and_write_offs)  # adjustments and write-offs (issue 14)
+CHECKS.append(drawers.check)  # counter payments: drawers and receipts
 
 
 def run(session: Session, checks: Iterable[Check] | None = None) -> list[str]:

@@ -47,6 +47,7 @@ REFS = {
     "email.request_update": ("service_request", "request_id"),
     "email.arrangement_decision": ("arrangement_request", "request_id"),
     "email.bill_ready": ("bill", "bill_id"),
+    "email.counter_receipt": ("counter_receipt", "receipt_id"),
 }
 OUTBOX_COLUMNS = (
     "kind",

@@ -371,7 +371,20 @@ def settle(session: Session, payment: Payment, transaction_id: int, owed: int, a
 
 
 def _post(session: Session, payment: Payment, as_of: date, now: datetime) -> None:
-    memo = f"{payment.channel.capitalize()} payment {payment.processor_id or payment.id}"
+    post_now(
+        session,
+        payment,
+        as_of,
+        now,
+        memo=f"{payment.channel.capitalize()} payment {payment.processor_id or payment.id}",
+    )
+    payment.processor_status = SUCCEEDED.value
+
+
+def post_now(session: Session, payment: Payment, as_of: date, now: datetime, memo: str) -> None:
+    """Write one pending payment to the ledger now, any channel (``post_received`` of one):
+    oldest charges first in service order, the rest a credit; then a recovery on a
+    written-off account, and any part beyond what was owed noted as an overpayment."""
     ((tid, owed),) = post_received(
         session,
         [Received(payment.account_id, payment.amount_cents, payment.channel, memo)],
@@ -379,7 +392,6 @@ def _post(session: Session, payment: Payment, as_of: date, now: datetime) -> Non
         now,
         payment.user_id,
     )
-    payment.processor_status = SUCCEEDED.value
     settle(session, payment, tid, owed, as_of, now)
     note_overpaid(session, payment, owed, as_of, now)
 
