@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from . import ledger
+from . import deposits, ledger, refunds
 from .models import Bill, LedgerEntry, LedgerTransaction, Payment
 from .status import BillStatus, PaymentStatus
 
@@ -212,6 +212,7 @@ def bills(session: Session) -> list[str]:
 #: Every check, in order. Areas with their own tables (drawers, deposits, refunds,
 #: write-offs) add theirs here.
 CHECKS: list[Check] = [unbalanced, reversals, balance_entries, payments, bills]
+CHECKS += [deposits.ledger_problems, refunds.ledger_problems]
 
 
 def run(session: Session, checks: Iterable[Check] | None = None) -> list[str]:
