@@ -347,18 +347,14 @@ def ledger_problems(session: Session) -> list[str]:
             .join(LedgerEntry, LedgerEntry.transaction_id == LedgerTransaction.id)
             .where(LedgerEntry.gl_account == ledger.DEPOSITS_HELD)
             .group_by(LedgerTransaction.account_id)
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     billed: dict[int | None, int] = dict(
         session.execute(
             select(Deposit.account_id, func.sum(Deposit.amount_cents))
             .where(Deposit.status == DepositStatus.BILLED.value)
             .group_by(Deposit.account_id)
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     out: list[str] = []
     for account_id in sorted(set(held_in_ledger) | set(billed), key=lambda a: (a is None, a or 0)):

@@ -150,18 +150,14 @@ def ledger_problems(session: Session) -> list[str]:
             .join(LedgerEntry, LedgerEntry.transaction_id == LedgerTransaction.id)
             .where(LedgerEntry.gl_account == ledger.REFUNDS_PAYABLE)
             .group_by(LedgerTransaction.account_id)
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     approved: dict[int | None, int] = dict(
         session.execute(
             select(Refund.account_id, func.sum(Refund.amount_cents))
             .where(Refund.status == RefundStatus.APPROVED.value)
             .group_by(Refund.account_id)
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     out: list[str] = []
     for account_id in sorted(set(payable) | set(approved), key=lambda a: (a is None, a or 0)):

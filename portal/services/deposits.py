@@ -61,7 +61,7 @@ def panel(session: Session, policy: MoneyPolicy, user: User, number: str, as_of:
         )
     )
     ids = {d.created_by_id for d in rows if d.created_by_id}
-    names = dict(session.execute(select(User.id, User.email).where(User.id.in_(ids))).tuples().all()) if ids else {}
+    names = dict(session.execute(select(User.id, User.email).where(User.id.in_(ids))).all()) if ids else {}
     return DepositPanel(
         account=account,
         suggestion=deposits.suggest(session, policy, account, as_of),
@@ -244,14 +244,19 @@ def run(factory: sessionmaker[Session], policy: MoneyPolicy, on: date, now: date
     return credited
 
 
-def apply_at_final(session: Session, account: Account, actor: User | None, on: date, now: datetime) -> int:
+def apply_at_final(session: Session, account: Account, actor: User | None, on: date, now: datetime) -> int | None:
     """At a final bill: apply every deposit held to the account (into its credit, which
-    pays the final bill). Call inside the final bill's posting transaction, after the bill
-    posted. Returns the cents applied; the caller turns any credit left into a refund request."""
+    pays the final bill), then turn any credit left into a refund request by check for staff
+    to approve. Call inside the final bill's posting transaction, after the bill posted.
+    Returns the refund request's id (None when no credit is left, or nobody to ask for it)."""
+    from . import refunds as refund_service
+
     payments.lock_account(session, account.id)
-    applied = 0
     for deposit in deposits.held(session, account.id):
         memo = f"Deposit {deposit.id} applied to the final bill"
-        if _release(session, deposit, DepositStatus.APPLIED, on, now, memo, actor):
-            applied += deposit.amount_cents
-    return applied
+        _release(session, deposit, DepositStatus.APPLIED, on, now, memo, actor)
+    left = refund_service.refundable_cents(session, account.id)
+    if left <= 0 or actor is None or not permissions.can(actor.role, Action.REFUNDS_REQUEST):
+        return None
+    refund = refund_service.request_in(session, actor, account, left, "check", "Credit left at the final bill", now)
+    return refund.id

@@ -41,6 +41,10 @@ def _locked_refund(session: Session, refund_id: int) -> Refund:
     return refund
 
 
+def refundable_cents(session: Session, account_id: int) -> int:
+    return refunds.refundable_cents(session, account_id)
+
+
 def request_in(
     session: Session,
     user: User,
@@ -320,11 +324,11 @@ def _names(session: Session, refunds_: list[Refund]) -> tuple[dict[int, str], di
     accounts = {r.account_id for r in refunds_}
     users = {u for r in refunds_ for u in (r.requested_by_id, r.decided_by_id) if u}
     numbers = (
-        dict(session.execute(select(Account.id, Account.number).where(Account.id.in_(accounts))).tuples().all())
+        dict(session.execute(select(Account.id, Account.number).where(Account.id.in_(accounts))).all())
         if accounts
         else {}
     )
-    names = dict(session.execute(select(User.id, User.email).where(User.id.in_(users))).tuples().all()) if users else {}
+    names = dict(session.execute(select(User.id, User.email).where(User.id.in_(users))).all()) if users else {}
     return numbers, names
 
 
