@@ -187,3 +187,36 @@ def test_card_method_needs_a_card_payment(sessions: sessionmaker[Session]) -> No
     with pytest.raises(FieldErrors) as caught:
         service.request(sessions, staff["csr"], number, amount="30", method="card", reason="x", now=NOW)
     assert set(caught.value.errors) == {"method"}
+
+
+def test_command_line_request_approve_export(
+    sessions: sessionmaker[Session],
+    engine,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path,
+    capsys,  # type: ignore[no-untyped-def]
+) -> None:
+    from portal.cli import main
+
+    monkeypatch.setenv("DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    (number, _), _staff = office(sessions)
+    _credit(sessions, number, 2_500)
+    args = ["refunds", "request", "--account", number, "--amount", "25.00", "--method", "check"]
+    assert main([*args, "--as", "csr@example.org"]) == 0
+    with sessions() as session:
+        refund_id = session.scalar(select(Refund.id))
+    assert main(["refunds", "approve", str(refund_id), "--as", "csr@example.org"]) == 2  # not an approver
+    assert main(["refunds", "approve", str(refund_id), "--as", "supervisor@example.org"]) == 0
+    out = tmp_path / "register.csv"
+    assert main(["refunds", "export-checks", str(out), "--as", "specialist@example.org"]) == 0
+    assert "1 check refunds" in capsys.readouterr().out
+    assert f",25.00,{number}," in out.read_text()
+    assert main(["refunds", "export-checks", str(out), "--as", "specialist@example.org"]) == 0
+    assert out.read_text().count("\n") == 1
+    assert main(["deposits", "bill", "--account", number, "--reason", "other", "--as", "csr@example.org"]) == 2
+    assert (
+        main(["deposits", "bill", "--account", number, "--reason", "other", "--note", "x", "--as", "csr@example.org"])
+        == 0
+    )
+    assert main(["deposits", "run", "--on", "2026-06-01"]) == 0
+    assert main(["ledger", "check"]) == 0
