@@ -15,15 +15,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
-from . import ledger
-from .models import Account, Bill, Deposit, LedgerEntry, LedgerTransaction, Payment
+from . import audit, ledger, payments, permissions, posting, refunds
+from .models import Account, Bill, Deposit, LedgerEntry, LedgerTransaction, Payment, User
 from .money_policy import MoneyPolicy
+from .permissions import Action
 from .status import BillStatus, DepositStatus, PaymentStatus
 
 REASONS = ("new_customer", "after_shutoff", "returned_payments", "other")
@@ -333,6 +335,60 @@ def standing_of(session: Session, policy: MoneyPolicy, deposit: Deposit, as_of: 
         if d is not None
     ]
     return good_standing(policy, deposit.billed_on, as_of, due_dates, charges, credits, returned)
+
+
+def release(
+    session: Session, deposit: Deposit, new: DepositStatus, on: date, now: datetime, memo: str, actor: User | None
+) -> bool:
+    """Move a held deposit out of the liability into the account's credit, once: the state
+    change is a conditional UPDATE, so two workers (or two runs) release it once."""
+    claimed = cast(
+        CursorResult[Any],
+        session.execute(
+            update(Deposit)
+            .where(Deposit.id == deposit.id, Deposit.status == DepositStatus.BILLED.value)
+            .values(status=new.value, released_on=on)
+            .execution_options(synchronize_session=False)
+        ),
+    ).rowcount
+    if claimed != 1:
+        return False
+    session.refresh(deposit)
+    row = posting.post(
+        session,
+        release_transaction(deposit.account_id, on, deposit.amount_cents, memo),
+        deposit.account_id,
+        actor.id if actor else None,
+        posted_at=now,
+    )
+    deposit.release_transaction_id = row.id
+    audit.record(
+        session,
+        f"deposit.{new.value}",
+        actor=actor,
+        actor_label=None if actor else "deposits run",
+        entity_type="deposit",
+        entity_id=deposit.id,
+        before={"status": DepositStatus.BILLED.value},
+        after={"status": new.value, "released_on": on.isoformat(), "ledger_transaction": row.id},
+    )
+    return True
+
+
+def apply_at_final(session: Session, account: Account, actor: User | None, on: date, now: datetime) -> int | None:
+    """At a final bill: apply every deposit held to the account (into its credit, which
+    pays the final bill), then turn any credit left into a refund request by check for staff
+    to approve. Call inside the final bill's posting transaction, after the bill posted.
+    Returns the refund request's id (None when no credit is left, or nobody to ask for it)."""
+    payments.lock_account(session, account.id)
+    for deposit in held(session, account.id):
+        memo = f"Deposit {deposit.id} applied to the final bill"
+        release(session, deposit, DepositStatus.APPLIED, on, now, memo, actor)
+    left = refunds.refundable_cents(session, account.id)
+    if left <= 0 or actor is None or not permissions.can(actor.role, Action.REFUNDS_REQUEST):
+        return None
+    refund = refunds.request_in(session, actor, account, left, "check", "Credit left at the final bill", now)
+    return refund.id
 
 
 # --- portal ledger check -------------------------------------------------------------------

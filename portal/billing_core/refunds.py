@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from . import csv_safe, ledger, posting
-from .models import Account, LedgerEntry, LedgerTransaction, Payment, Refund
+from . import audit, csv_safe, ledger, payments, permissions, posting
+from .errors import FieldErrors, InvalidInput
+from .models import Account, LedgerEntry, LedgerTransaction, Payment, Refund, User
+from .permissions import Action
 from .status import PaymentStatus, RefundStatus
 
 METHODS = ("card", "check")
@@ -136,6 +138,66 @@ def register_csv(rows: Sequence[tuple[Refund, str]]) -> str:
             )
         )
     return out.getvalue()
+
+
+def request_in(
+    session: Session,
+    user: User,
+    account: Account,
+    amount_cents: int,
+    method: str,
+    reason: str,
+    now: datetime,
+) -> Refund:
+    """Ask for a refund inside the caller's transaction (the final bill uses this for the
+    credit a stop leaves). ``FieldErrors`` when the amount is above what may be refunded."""
+    permissions.require(user, Action.REFUNDS_REQUEST)
+    payments.lock_account(session, account.id)
+    errors: dict[str, InvalidInput] = {}
+    allowed = refundable_cents(session, account.id)
+    if amount_cents <= 0:
+        errors["amount"] = InvalidInput("The amount must be more than zero.", "amount")
+    elif amount_cents > allowed:
+        errors["amount"] = InvalidInput(
+            f"At most {allowed // 100:,}.{allowed % 100:02d} can be refunded: the account's credit"
+            " less the refunds already asked for.",
+            "amount",
+        )
+    payment = None
+    if method not in METHODS:
+        errors["method"] = InvalidInput("Choose card or check.", "method")
+    elif method == "card" and "amount" not in errors:
+        payment = card_payment(session, account.id, amount_cents)
+        if payment is None:
+            errors["method"] = InvalidInput(
+                "No card payment on this account covers this amount: refund by check.", "method"
+            )
+    if not reason.strip():
+        errors["reason"] = InvalidInput("Say why (closed account, overpayment, ...).", "reason")
+    if errors:
+        raise FieldErrors(errors)
+    refund = Refund(
+        account_id=account.id,
+        amount_cents=amount_cents,
+        reason=reason.strip()[:200],
+        method=method,
+        payment_id=payment.id if payment else None,
+        status=RefundStatus.REQUESTED.value,
+        requested_by_id=user.id,
+        requested_at=now,
+    )
+    fill_payee(refund, account)
+    session.add(refund)
+    session.flush()
+    audit.record(
+        session,
+        "refund.requested",
+        actor=user,
+        entity_type="refund",
+        entity_id=refund.id,
+        after={"account": account.number, "amount_cents": amount_cents, "method": method, "reason": refund.reason},
+    )
+    return refund
 
 
 # --- portal ledger check -------------------------------------------------------------------

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..adapters.database import transaction
@@ -174,44 +173,6 @@ def cancel(factory: sessionmaker[Session], user: User, deposit_id: int, reason: 
         )
 
 
-def _release(
-    session: Session, deposit: Deposit, new: DepositStatus, on: date, now: datetime, memo: str, actor: User | None
-) -> bool:
-    """Move a held deposit out of the liability into the account's credit, once: the state
-    change is a conditional UPDATE, so two workers (or two runs) release it once."""
-    claimed = cast(
-        CursorResult[Any],
-        session.execute(
-            update(Deposit)
-            .where(Deposit.id == deposit.id, Deposit.status == DepositStatus.BILLED.value)
-            .values(status=new.value, released_on=on)
-            .execution_options(synchronize_session=False)
-        ),
-    ).rowcount
-    if claimed != 1:
-        return False
-    session.refresh(deposit)
-    row = posting.post(
-        session,
-        deposits.release_transaction(deposit.account_id, on, deposit.amount_cents, memo),
-        deposit.account_id,
-        actor.id if actor else None,
-        posted_at=now,
-    )
-    deposit.release_transaction_id = row.id
-    audit.record(
-        session,
-        f"deposit.{new.value}",
-        actor=actor,
-        actor_label=None if actor else "deposits run",
-        entity_type="deposit",
-        entity_id=deposit.id,
-        before={"status": DepositStatus.BILLED.value},
-        after={"status": new.value, "released_on": on.isoformat(), "ledger_transaction": row.id},
-    )
-    return True
-
-
 def run(factory: sessionmaker[Session], policy: MoneyPolicy, on: date, now: datetime) -> list[int]:
     """The daily job: credit back every held deposit whose account has been paid on time
     for ``deposit_on_time_months`` months. Each in its own transaction; idempotent.
@@ -239,24 +200,10 @@ def run(factory: sessionmaker[Session], policy: MoneyPolicy, on: date, now: date
             if not deposits.standing_of(session, policy, deposit, on):
                 continue
             memo = f"Deposit {deposit.id} credited back: {policy.deposit_on_time_months} months paid on time"
-            if _release(session, deposit, DepositStatus.CREDITED, on, now, memo, None):
+            if deposits.release(session, deposit, DepositStatus.CREDITED, on, now, memo, None):
                 credited.append(deposit.id)
     return credited
 
 
 def apply_at_final(session: Session, account: Account, actor: User | None, on: date, now: datetime) -> int | None:
-    """At a final bill: apply every deposit held to the account (into its credit, which
-    pays the final bill), then turn any credit left into a refund request by check for staff
-    to approve. Call inside the final bill's posting transaction, after the bill posted.
-    Returns the refund request's id (None when no credit is left, or nobody to ask for it)."""
-    from . import refunds as refund_service
-
-    payments.lock_account(session, account.id)
-    for deposit in deposits.held(session, account.id):
-        memo = f"Deposit {deposit.id} applied to the final bill"
-        _release(session, deposit, DepositStatus.APPLIED, on, now, memo, actor)
-    left = refund_service.refundable_cents(session, account.id)
-    if left <= 0 or actor is None or not permissions.can(actor.role, Action.REFUNDS_REQUEST):
-        return None
-    refund = refund_service.request_in(session, actor, account, left, "check", "Credit left at the final bill", now)
-    return refund.id
+    return deposits.apply_at_final(session, account, actor, on, now)

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ..adapters.database import transaction
 from ..adapters.gateway import GatewayError, PaymentGateway
 from ..billing_core import audit, payments, permissions, posting, refunds
-from ..billing_core.errors import FieldErrors, InvalidInput, NotFound
+from ..billing_core.errors import FieldErrors, NotFound
 from ..billing_core.models import Account, AuditEvent, Payment, Refund, User
 from ..billing_core.permissions import Action
 from ..billing_core.status import REFUND_TRANSITIONS, RefundStatus, move
@@ -45,66 +45,6 @@ def refundable_cents(session: Session, account_id: int) -> int:
     return refunds.refundable_cents(session, account_id)
 
 
-def request_in(
-    session: Session,
-    user: User,
-    account: Account,
-    amount_cents: int,
-    method: str,
-    reason: str,
-    now: datetime,
-) -> Refund:
-    """Ask for a refund inside the caller's transaction (the final bill uses this for the
-    credit a stop leaves). ``FieldErrors`` when the amount is above what may be refunded."""
-    permissions.require(user, Action.REFUNDS_REQUEST)
-    payments.lock_account(session, account.id)
-    errors: dict[str, InvalidInput] = {}
-    allowed = refunds.refundable_cents(session, account.id)
-    if amount_cents <= 0:
-        errors["amount"] = InvalidInput("The amount must be more than zero.", "amount")
-    elif amount_cents > allowed:
-        errors["amount"] = InvalidInput(
-            f"At most {allowed // 100:,}.{allowed % 100:02d} can be refunded: the account's credit"
-            " less the refunds already asked for.",
-            "amount",
-        )
-    payment = None
-    if method not in refunds.METHODS:
-        errors["method"] = InvalidInput("Choose card or check.", "method")
-    elif method == "card" and "amount" not in errors:
-        payment = refunds.card_payment(session, account.id, amount_cents)
-        if payment is None:
-            errors["method"] = InvalidInput(
-                "No card payment on this account covers this amount: refund by check.", "method"
-            )
-    if not reason.strip():
-        errors["reason"] = InvalidInput("Say why (closed account, overpayment, ...).", "reason")
-    if errors:
-        raise FieldErrors(errors)
-    refund = Refund(
-        account_id=account.id,
-        amount_cents=amount_cents,
-        reason=reason.strip()[:200],
-        method=method,
-        payment_id=payment.id if payment else None,
-        status=RefundStatus.REQUESTED.value,
-        requested_by_id=user.id,
-        requested_at=now,
-    )
-    refunds.fill_payee(refund, account)
-    session.add(refund)
-    session.flush()
-    audit.record(
-        session,
-        "refund.requested",
-        actor=user,
-        entity_type="refund",
-        entity_id=refund.id,
-        after={"account": account.number, "amount_cents": amount_cents, "method": method, "reason": refund.reason},
-    )
-    return refund
-
-
 def request(
     factory: sessionmaker[Session],
     user: User,
@@ -121,7 +61,7 @@ def request(
         raise FieldErrors.one("amount", "Enter the amount in dollars and cents, like 25.00.")
     with transaction(factory) as session:
         account = _account(session, number)
-        return request_in(session, user, account, cents, method, reason, now).id
+        return refunds.request_in(session, user, account, cents, method, reason, now).id
 
 
 def approve(factory: sessionmaker[Session], user: User, refund_id: int, on: date, now: datetime) -> None:
