@@ -41,24 +41,33 @@ def _capped(problems: list[str], total: int, what: str) -> list[str]:
 
 
 def unbalanced(session: Session) -> list[str]:
-    sums = (
-        select(LedgerEntry.transaction_id, func.sum(LedgerEntry.amount_cents).label("total"))
-        .group_by(LedgerEntry.transaction_id)
-        .having(func.sum(LedgerEntry.amount_cents) != 0)
-        .subquery()
-    )
-    total = session.scalar(select(func.count()).select_from(sums)) or 0
-    rows = session.execute(select(sums.c.transaction_id, sums.c.total).order_by(sums.c.transaction_id).limit(SHOW))
-    out = [f"transaction {tid} does not balance: its entries sum to {int(s)} cents" for tid, s in rows]
-    _capped(out, total, "unbalanced transactions")
-    empty = session.scalars(
-        select(LedgerTransaction.id)
-        .where(~select(LedgerEntry.id).where(LedgerEntry.transaction_id == LedgerTransaction.id).exists())
+    """Transactions whose entries do not sum to zero, or that have none: one pass over the
+    ledger (the count of all of them comes with the first few, by a window)."""
+    total = func.coalesce(func.sum(LedgerEntry.amount_cents), 0)
+    entries = func.count(LedgerEntry.id)
+    found = (
+        select(
+            LedgerTransaction.id,
+            total.label("total"),
+            entries.label("entries"),
+            func.count().over().label("problems"),
+        )
+        .outerjoin(LedgerEntry, LedgerEntry.transaction_id == LedgerTransaction.id)
+        .group_by(LedgerTransaction.id)
+        .having(or_(total != 0, entries == 0))
         .order_by(LedgerTransaction.id)
         .limit(SHOW)
-    ).all()
-    out += [f"transaction {tid} has no entries" for tid in empty]
-    return out
+    )
+    out: list[str] = []
+    problems = 0
+    for tid, cents, n, count in session.execute(found):
+        problems = count
+        out.append(
+            f"transaction {tid} has no entries"
+            if n == 0
+            else f"transaction {tid} does not balance: its entries sum to {int(cents)} cents"
+        )
+    return _capped(out, problems, "unbalanced or empty transactions")
 
 
 def reversals(session: Session) -> list[str]:

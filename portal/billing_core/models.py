@@ -584,7 +584,7 @@ class Payment(Base):
     #: The card terminal's approval code (card present): no card data is ever stored.
     approval_code: Mapped[str | None] = mapped_column(String(20))
     #: The bank's reference for a remittance (lockbox or bank file): the same one twice adds nothing.
-    bank_reference: Mapped[str | None] = mapped_column(String(100), unique=True)
+    bank_reference: Mapped[str | None] = mapped_column(String(100), unique=True, index=True)
     #: A returned payment: when, why (NSF, or an ACH R-code), and the fee it brought.
     returned_on: Mapped[date | None] = mapped_column(Date)
     return_code: Mapped[str | None] = mapped_column(String(10))

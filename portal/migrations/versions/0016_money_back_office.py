@@ -284,103 +284,90 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_refund_account_id'), ['account_id'], unique=False)
         batch_op.create_index('ix_refund_status', ['status', 'requested_at'], unique=False)
 
-    with op.batch_alter_table('account', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('cash_only', sa.Boolean(), server_default='0', nullable=False))
-        batch_op.add_column(sa.Column('cash_only_since', sa.Date(), nullable=True))
-        batch_op.add_column(sa.Column('cash_only_reason', sa.String(length=200), nullable=True))
-
-    with op.batch_alter_table('payment', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('drawer_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True))
-        batch_op.add_column(sa.Column('receipt_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True))
-        batch_op.add_column(sa.Column('batch_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True))
-        batch_op.add_column(sa.Column('check_number', sa.String(length=30), nullable=True))
-        batch_op.add_column(sa.Column('approval_code', sa.String(length=20), nullable=True))
-        batch_op.add_column(sa.Column('bank_reference', sa.String(length=100), nullable=True))
-        batch_op.add_column(sa.Column('returned_on', sa.Date(), nullable=True))
-        batch_op.add_column(sa.Column('return_code', sa.String(length=10), nullable=True))
-        batch_op.add_column(sa.Column('return_fee_transaction_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True))
-        batch_op.add_column(sa.Column('recovery_cents', sa.BigInteger(), nullable=True))
-        batch_op.create_index(batch_op.f('ix_payment_batch_id'), ['batch_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_payment_drawer_id'), ['drawer_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_payment_receipt_id'), ['receipt_id'], unique=False)
-        batch_op.create_unique_constraint(batch_op.f('uq_payment_bank_reference'), ['bank_reference'])
-        batch_op.create_foreign_key(batch_op.f('fk_payment_drawer_id_cash_drawer'), 'cash_drawer', ['drawer_id'], ['id'])
-        batch_op.create_foreign_key(batch_op.f('fk_payment_batch_id_payment_batch'), 'payment_batch', ['batch_id'], ['id'])
-        batch_op.create_foreign_key(batch_op.f('fk_payment_receipt_id_counter_receipt'), 'counter_receipt', ['receipt_id'], ['id'])
-        batch_op.create_foreign_key(batch_op.f('fk_payment_return_fee_transaction_id_ledger_transaction'), 'ledger_transaction', ['return_fee_transaction_id'], ['id'])
+    # Plain ADD COLUMN on both databases: on SQLite, batch mode would recreate account and
+    # payment, which other tables' rows reference (the drop is refused once there is data).
+    op.add_column('account', sa.Column('cash_only', sa.Boolean(), server_default='0', nullable=False))
+    op.add_column('account', sa.Column('cash_only_since', sa.Date(), nullable=True))
+    op.add_column('account', sa.Column('cash_only_reason', sa.String(length=200), nullable=True))
+    sqlite = op.get_bind().dialect.name == 'sqlite'
+    for name, type_ in PAYMENT_COLUMNS:
+        parent = PAYMENT_REFERENCES.get(name)
+        if parent and sqlite:
+            # SQLite takes a reference only inside ADD COLUMN (alembic would ALTER it in after).
+            op.execute(
+                f'ALTER TABLE payment ADD COLUMN {name} INTEGER '
+                f'CONSTRAINT fk_payment_{name}_{parent} REFERENCES {parent} (id)'
+            )
+        else:
+            op.add_column('payment', sa.Column(name, type_, nullable=True))
+    if not sqlite:
+        for name, parent in PAYMENT_REFERENCES.items():
+            op.create_foreign_key(op.f(f'fk_payment_{name}_{parent}'), 'payment', parent, [name], ['id'])
+    for name in ('batch_id', 'drawer_id', 'receipt_id'):
+        op.create_index(op.f(f'ix_payment_{name}'), 'payment', [name], unique=False)
+    op.create_index(op.f('ix_payment_bank_reference'), 'payment', ['bank_reference'], unique=True)
 
     _ledger_kinds(KINDS_BEFORE, KINDS_AFTER)
 
 
 def downgrade() -> None:
     _ledger_kinds(KINDS_AFTER, KINDS_BEFORE)
+    # First the tables that reference payment, then payment's own columns (batch mode on
+    # SQLite: nothing references payment then), then the rest; account's columns last, with
+    # a plain DROP COLUMN (account is referenced everywhere: it cannot be recreated).
+    for table in ('refund', 'payment_import_row', 'payment_batch_item'):
+        for index in INDEXES[table]:
+            op.drop_index(index, table_name=table)
+        op.drop_table(table)
+    for name in ('bank_reference', 'receipt_id', 'drawer_id', 'batch_id'):
+        op.drop_index(op.f(f'ix_payment_{name}'), table_name='payment')
     with op.batch_alter_table('payment', schema=None) as batch_op:
-        batch_op.drop_constraint(batch_op.f('fk_payment_return_fee_transaction_id_ledger_transaction'), type_='foreignkey')
-        batch_op.drop_constraint(batch_op.f('fk_payment_receipt_id_counter_receipt'), type_='foreignkey')
-        batch_op.drop_constraint(batch_op.f('fk_payment_batch_id_payment_batch'), type_='foreignkey')
-        batch_op.drop_constraint(batch_op.f('fk_payment_drawer_id_cash_drawer'), type_='foreignkey')
-        batch_op.drop_constraint(batch_op.f('uq_payment_bank_reference'), type_='unique')
-        batch_op.drop_index(batch_op.f('ix_payment_receipt_id'))
-        batch_op.drop_index(batch_op.f('ix_payment_drawer_id'))
-        batch_op.drop_index(batch_op.f('ix_payment_batch_id'))
-        batch_op.drop_column('recovery_cents')
-        batch_op.drop_column('return_fee_transaction_id')
-        batch_op.drop_column('return_code')
-        batch_op.drop_column('returned_on')
-        batch_op.drop_column('bank_reference')
-        batch_op.drop_column('approval_code')
-        batch_op.drop_column('check_number')
-        batch_op.drop_column('batch_id')
-        batch_op.drop_column('receipt_id')
-        batch_op.drop_column('drawer_id')
-
-    with op.batch_alter_table('account', schema=None) as batch_op:
-        batch_op.drop_column('cash_only_reason')
-        batch_op.drop_column('cash_only_since')
-        batch_op.drop_column('cash_only')
-
-    with op.batch_alter_table('refund', schema=None) as batch_op:
-        batch_op.drop_index('ix_refund_status')
-        batch_op.drop_index(batch_op.f('ix_refund_account_id'))
-
-    op.drop_table('refund')
-    with op.batch_alter_table('payment_import_row', schema=None) as batch_op:
-        batch_op.drop_index('ix_payment_import_row_queue')
-        batch_op.drop_index(batch_op.f('ix_payment_import_row_import_id'))
-        batch_op.drop_index(batch_op.f('ix_payment_import_row_bank_reference'))
-
-    op.drop_table('payment_import_row')
-    with op.batch_alter_table('payment_batch_item', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_payment_batch_item_batch_id'))
-
-    op.drop_table('payment_batch_item')
-    with op.batch_alter_table('counter_receipt', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_counter_receipt_drawer_id'))
-
-    op.drop_table('counter_receipt')
-    with op.batch_alter_table('adjustment', schema=None) as batch_op:
-        batch_op.drop_index('ix_adjustment_status')
-        batch_op.drop_index(batch_op.f('ix_adjustment_account_id'))
-
-    op.drop_table('adjustment')
-    with op.batch_alter_table('write_off', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_write_off_account_id'))
-
-    op.drop_table('write_off')
-    with op.batch_alter_table('deposit', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_deposit_account_id'))
-
-    op.drop_table('deposit')
-    with op.batch_alter_table('cash_drawer', schema=None) as batch_op:
-        batch_op.drop_index('uq_cash_drawer_open_cashier', sqlite_where=sa.text("status = 'open'"), postgresql_where=sa.text("status = 'open'"))
-        batch_op.drop_index(batch_op.f('ix_cash_drawer_cashier_id'))
-        batch_op.drop_index(batch_op.f('ix_cash_drawer_business_date'))
-
-    op.drop_table('cash_drawer')
-    op.drop_table('payment_import')
-    op.drop_table('payment_batch')
+        if op.get_bind().dialect.name != 'sqlite':
+            for name, parent in PAYMENT_REFERENCES.items():
+                batch_op.drop_constraint(op.f(f'fk_payment_{name}_{parent}'), type_='foreignkey')
+        for name, _ in reversed(PAYMENT_COLUMNS):
+            batch_op.drop_column(name)
+    for table in ('counter_receipt', 'adjustment', 'write_off', 'deposit', 'cash_drawer', 'payment_import', 'payment_batch'):
+        for index in INDEXES.get(table, ()):
+            op.drop_index(index, table_name=table)
+        op.drop_table(table)
+    for column in ('cash_only_reason', 'cash_only_since', 'cash_only'):
+        op.execute(f'ALTER TABLE account DROP COLUMN {column}')
 
 
+INDEXES = {
+    'refund': ('ix_refund_status', 'ix_refund_account_id'),
+    'payment_import_row': (
+        'ix_payment_import_row_queue', 'ix_payment_import_row_import_id', 'ix_payment_import_row_bank_reference'
+    ),
+    'payment_batch_item': ('ix_payment_batch_item_batch_id',),
+    'counter_receipt': ('ix_counter_receipt_drawer_id',),
+    'adjustment': ('ix_adjustment_status', 'ix_adjustment_account_id'),
+    'write_off': ('ix_write_off_account_id',),
+    'deposit': ('ix_deposit_account_id',),
+    'cash_drawer': ('uq_cash_drawer_open_cashier', 'ix_cash_drawer_cashier_id', 'ix_cash_drawer_business_date'),
+}
+
+
+BigID = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
+PAYMENT_COLUMNS = (
+    ('drawer_id', BigID),
+    ('receipt_id', BigID),
+    ('batch_id', BigID),
+    ('check_number', sa.String(length=30)),
+    ('approval_code', sa.String(length=20)),
+    ('bank_reference', sa.String(length=100)),
+    ('returned_on', sa.Date()),
+    ('return_code', sa.String(length=10)),
+    ('return_fee_transaction_id', BigID),
+    ('recovery_cents', sa.BigInteger()),
+)
+PAYMENT_REFERENCES = {
+    'drawer_id': 'cash_drawer',
+    'receipt_id': 'counter_receipt',
+    'batch_id': 'payment_batch',
+    'return_fee_transaction_id': 'ledger_transaction',
+}
 KINDS_BEFORE = "('bill', 'payment', 'adjustment', 'fee', 'reversal')"
 KINDS_AFTER = "('bill', 'payment', 'adjustment', 'fee', 'reversal', 'deposit', 'refund', 'write_off', 'recovery')"
 
