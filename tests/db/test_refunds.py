@@ -220,3 +220,69 @@ def test_command_line_request_approve_export(
     )
     assert main(["deposits", "run", "--on", "2026-06-01"]) == 0
     assert main(["ledger", "check"]) == 0
+
+
+@pytest.fixture(scope="module")
+def stripe_server():  # type: ignore[no-untyped-def]
+    from tests.localstripe import localstripe
+
+    with localstripe() as server:
+        yield server
+
+
+def test_card_refund_against_localstripe(sessions: sessionmaker[Session], stripe_server) -> None:  # type: ignore[no-untyped-def]
+    import httpx
+
+    from portal.adapters.gateway import StripeGateway
+    from tests.localstripe import PUBLISHABLE_KEY, SECRET_KEY, WEBHOOK_SECRET
+
+    gateway = StripeGateway(SECRET_KEY, PUBLISHABLE_KEY, WEBHOOK_SECRET, api_base=stripe_server.url)
+    (number, _), staff = office(sessions)
+    customer = gateway.ensure_customer(
+        email="c1@example.net", name="Customer 1", account_number=number, idempotency_key="c1"
+    )
+    setup = gateway.create_setup(customer=customer, kind="card", idempotency_key="s1", metadata={})
+    stripe_server.confirm_card_setup(setup.id, setup.client_secret or "", "4242424242424242")
+    method = gateway.retrieve_setup(setup.id).payment_method
+    assert method
+    intent = gateway.charge(
+        amount_cents=4_000, customer=customer, payment_method=method, kind="card", idempotency_key="p1", metadata={}
+    )
+    assert intent.status == "succeeded"
+    with transaction(sessions) as session:
+        acct = account(session, number)
+        txn = ledger.payment_transaction(acct.id, ON, 4_000, "online", posting.open_by_service(session, acct.id))
+        row = posting.post(session, txn, acct.id)
+        session.add(
+            Payment(
+                account_id=acct.id,
+                amount_cents=4_000,
+                channel="online",
+                method="card",
+                received_on=ON,
+                status="posted",
+                processor_id=intent.id,
+                ledger_transaction_id=row.id,
+            )
+        )
+    refund_id = service.request(
+        sessions, staff["csr"], number, amount="15.00", method="card", reason="overpaid", now=NOW
+    )
+    service.approve(sessions, staff["supervisor"], refund_id, ON, NOW)
+    paid = service.pay_card(sessions, gateway, staff["supervisor"], refund_id, ON, NOW)
+    assert paid.ok, paid.message
+    with sessions() as session:
+        refund = session.get(Refund, refund_id)
+        assert refund is not None and refund.status == RefundStatus.PAID
+        processor_refund = refund.processor_refund_id
+        assert posting.account_balance(session, account(session, number).id) == -2_500
+        assert ledger_check.run(session) == []
+    found = httpx.get(f"{stripe_server.url}/v1/refunds/{processor_refund}", auth=(SECRET_KEY, "")).json()
+    assert found["amount"] == 1_500 and found["payment_intent"] == intent.id
+    # Paying again is refused before the gateway is asked, so the card is refunded once.
+    # (localstripe ignores idempotency keys; Stripe itself answers a repeated key with the
+    # first refund, which covers a retry after a crash between the refund and the commit.)
+    with pytest.raises(FieldErrors):
+        service.pay_card(sessions, gateway, staff["supervisor"], refund_id, ON, NOW)
+    listed = httpx.get(f"{stripe_server.url}/v1/refunds", params={"limit": 100}, auth=(SECRET_KEY, "")).json()
+    assert [r["id"] for r in listed["data"] if r.get("payment_intent") == intent.id] == [processor_refund]
