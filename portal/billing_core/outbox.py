@@ -46,6 +46,7 @@ REFS = {
     "email.request_update": ("service_request", "request_id"),
     "email.arrangement_decision": ("arrangement_request", "request_id"),
     "email.bill_ready": ("bill", "bill_id"),
+    "email.money_notice": (None, None),
 }
 OUTBOX_COLUMNS = (
     "kind",

@@ -15,13 +15,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..adapters.database import transaction
-from ..billing_core import audit, deposits, payments, permissions, posting
+from ..billing_core import audit, deposits, outbox, payments, permissions, posting
 from ..billing_core.errors import FieldErrors, InvalidInput, NotFound
 from ..billing_core.models import Account, AuditEvent, Deposit, User
 from ..billing_core.money_policy import MoneyPolicy
 from ..billing_core.permissions import Action
 from ..billing_core.status import DEPOSIT_TRANSITIONS, DepositStatus, move
 from ..billing_core.users import parse_amount
+
+#: The customer's email for a deposit billed or credited back (``notifications.send_money_notice``).
+NOTICE = "email.money_notice"
 
 
 def _account(session: Session, number: str) -> Account:
@@ -135,6 +138,7 @@ def bill(
             entity_id=deposit.id,
             after={"account": account.number, "amount_cents": cents, "reason": reason, "ledger_transaction": row.id},
         )
+        outbox.queue(session, NOTICE, {"what": "deposit_billed", "id": deposit.id}, now)
         return deposit.id
 
 
@@ -202,6 +206,7 @@ def run(factory: sessionmaker[Session], policy: MoneyPolicy, on: date, now: date
             memo = f"Deposit {deposit.id} credited back: {policy.deposit_on_time_months} months paid on time"
             if deposits.release(session, deposit, DepositStatus.CREDITED, on, now, memo, None):
                 credited.append(deposit.id)
+                outbox.queue(session, NOTICE, {"what": "deposit_credited", "id": deposit.id}, now)
     return credited
 
 

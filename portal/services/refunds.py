@@ -17,12 +17,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ..adapters.database import transaction
 from ..adapters.gateway import GatewayError, PaymentGateway
-from ..billing_core import audit, payments, permissions, posting, refunds
+from ..billing_core import audit, outbox, payments, permissions, posting, refunds
 from ..billing_core.errors import FieldErrors, NotFound
 from ..billing_core.models import Account, AuditEvent, Payment, Refund, User
 from ..billing_core.permissions import Action
 from ..billing_core.status import REFUND_TRANSITIONS, RefundStatus, move
 from ..billing_core.users import parse_amount
+
+#: The customer's email when a refund is paid (``notifications.send_money_notice``).
+NOTICE = "email.money_notice"
 
 
 def _account(session: Session, number: str) -> Account:
@@ -163,6 +166,7 @@ def pay_card(
             refund.paid_at = now
             refund.paid_transaction_id = row.id
             after = {"status": RefundStatus.PAID.value, "processor_refund": result.id, "ledger_transaction": row.id}
+            outbox.queue(session, NOTICE, {"what": "refund_paid", "id": refund.id}, now)
         else:
             assert refund.approved_transaction_id is not None
             rev = posting.reverse(
@@ -235,6 +239,7 @@ def export_checks(factory: sessionmaker[Session], user: User, on: date, now: dat
             refund.paid_transaction_id = row.id
             number = session.scalar(select(Account.number).where(Account.id == refund.account_id)) or ""
             taken.append((refund, number))
+            outbox.queue(session, NOTICE, {"what": "refund_paid", "id": refund.id}, now)
             audit.record(
                 session,
                 "refund.exported",

@@ -166,3 +166,32 @@ def test_applied_at_the_final_bill_and_the_rest_asked_as_refund(sessions: sessio
         assert refund is not None
         assert refund.status == RefundStatus.REQUESTED and refund.amount_cents == 7_000 and refund.method == "check"
         assert ledger_check.run(session) == []
+
+
+def test_the_customer_is_told_in_their_language(sessions: sessionmaker[Session]) -> None:
+    from portal import emails
+    from portal.billing_core.models import Customer, EmailOutbox
+    from portal.settings import Settings
+
+    (number, _), staff = office(sessions)
+    deposit_id = service.bill(
+        sessions, DEFAULT, staff["csr"], number, amount="80", reason="other", note="x", on=START, now=NOW
+    )
+    with sessions() as session:
+        row = session.scalar(select(EmailOutbox).where(EmailOutbox.kind == service.NOTICE))
+        assert row is not None and row.args == {"what": "deposit_billed", "id": deposit_id}
+        deposit = session.get(Deposit, deposit_id)
+        acct = account(session, number)
+        customer = session.get(Customer, acct.customer_id)
+        assert customer is not None and customer.email
+        settings = Settings.from_env()
+        english = emails.build(
+            settings, customer.email, "en", "money_notice", what="deposit_billed", thing=deposit, account=acct
+        )
+        spanish = emails.build(
+            settings, customer.email, "es", "money_notice", what="deposit_billed", thing=deposit, account=acct
+        )
+    assert english["Subject"] == "A deposit was added to your account"
+    assert "$80.00" in english.get_content()
+    assert spanish["Subject"] == "Se agregó un depósito a su cuenta"
+    assert "depósito de garantía" in spanish.get_content()
