@@ -215,7 +215,7 @@ def send_money_notice(mailer: Mailer, factory: Sessions, clock: Clock, what: str
     from ..billing_core.models import Customer, Deposit, Refund
 
     with factory() as session:
-        thing = session.get(Refund if what == "refund_paid" else Deposit, id)
+        thing: Refund | Deposit | None = session.get(Refund, id) if what == "refund_paid" else session.get(Deposit, id)
         if thing is None:
             return None
         account = session.get(Account, thing.account_id)
