@@ -195,3 +195,41 @@ def test_the_customer_is_told_in_their_language(sessions: sessionmaker[Session])
     assert "$80.00" in english.get_content()
     assert spanish["Subject"] == "Se agregó un depósito a su cuenta"
     assert "depósito de garantía" in spanish.get_content()
+
+
+def test_posting_a_final_bill_applies_the_deposit(session: Session) -> None:
+    """Through the real final bill: the deposit pays it and the rest is asked back."""
+    from portal.adapters.clock import system_clock
+    from portal.billing_core import bill_runs
+
+    from .test_final_bills import billed_through_november, meter_and_last_read
+
+    accts, _supervisor, specialist = billed_through_november(session)
+    acct = accts[0]
+    on = date(2026, 11, 10)
+    row = posting.post(session, deposits.billing_transaction(acct.id, on, 50_000, "Deposit"), acct.id, specialist.id)
+    session.add(
+        Deposit(
+            account_id=acct.id,
+            amount_cents=50_000,
+            reason="other",
+            status="billed",
+            billed_on=on,
+            billed_transaction_id=row.id,
+            created_by_id=specialist.id,
+        )
+    )
+    pay(session, acct.id, on, posting.account_balance(session, acct.id))
+    session.flush()
+    meter, last = meter_and_last_read(session, acct)
+    bill = bill_runs.final_bill(
+        session, acct, date(2026, 11, 20), {meter.id: last + 5}, specialist, date(2026, 11, 21), now=system_clock()
+    )
+    assert bill is not None
+    deposit = session.scalar(select(Deposit).where(Deposit.account_id == acct.id))
+    assert deposit is not None and deposit.status == DepositStatus.APPLIED
+    left = 50_000 - bill.current_charges_cents
+    assert posting.account_balance(session, acct.id) == -left
+    refund = session.scalar(select(Refund).where(Refund.account_id == acct.id))
+    assert refund is not None and refund.amount_cents == left and refund.requested_by_id == specialist.id
+    assert ledger_check.run(session) == []
