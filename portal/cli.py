@@ -1026,7 +1026,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = dep.add_parser("bill", help="bill a deposit on an account")
     p.add_argument("--account", required=True, help="the account number")
     p.add_argument("--amount", help="dollars and cents (default: what the money policy asks)")
-    p.add_argument("--reason", required=True, choices=("new_customer", "after_shutoff", "returned_payments", "other"))
+    p.add_argument(
+        "--reason",
+        required=True,
+        choices=("new_customer", "after_shutoff", "returned_payments", "other"),
+        help="why the deposit is billed",
+    )
     p.add_argument("--note", help="why (needed with --reason other)")
     p.add_argument("--as", dest="as_user", required=True, help="the staff sign-in acting")
     p.set_defaults(func=cmd_deposits_bill)
@@ -1035,26 +1040,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_deposits_run)
     ref = sub.add_parser("refunds", help="refunds of credit").add_subparsers(dest="refunds_command", required=True)
     p = ref.add_parser("request", help="ask for a refund of an account's credit")
-    p.add_argument("--account", required=True)
+    p.add_argument("--account", required=True, help="the account number")
     p.add_argument("--amount", required=True, help="dollars and cents, at most the account's credit")
-    p.add_argument("--method", required=True, choices=("card", "check"))
-    p.add_argument("--reason", default="Credit balance refund")
-    p.add_argument("--as", dest="as_user", required=True)
+    p.add_argument("--method", required=True, choices=("card", "check"), help="back to the card, or by check")
+    p.add_argument("--reason", default="Credit balance refund", help="why (closed account, overpayment)")
+    p.add_argument("--as", dest="as_user", required=True, help="the staff sign-in acting")
     p.set_defaults(func=cmd_refunds_request)
     for name in ("approve", "reject"):
         p = ref.add_parser(name, help=f"{name} a refund someone else asked for")
-        p.add_argument("id", type=int)
+        p.add_argument("id", type=int, help="the refund's number")
         if name == "reject":
             p.add_argument("--reason", required=True, help="why it is rejected")
-        p.add_argument("--as", dest="as_user", required=True)
+        p.add_argument("--as", dest="as_user", required=True, help="the staff sign-in acting")
         p.set_defaults(func=cmd_refunds_decide)
     p = ref.add_parser("pay", help="pay an approved card refund through the payment processor")
-    p.add_argument("id", type=int)
-    p.add_argument("--as", dest="as_user", required=True)
+    p.add_argument("id", type=int, help="the refund's number")
+    p.add_argument("--as", dest="as_user", required=True, help="the staff sign-in acting")
     p.set_defaults(func=cmd_refunds_pay)
     p = ref.add_parser("export-checks", help="write the accounts-payable check register (each refund once)")
-    p.add_argument("file")
-    p.add_argument("--as", dest="as_user", required=True)
+    p.add_argument("file", help="where to write the CSV")
+    p.add_argument("--as", dest="as_user", required=True, help="the staff sign-in acting")
     p.set_defaults(func=cmd_refunds_export_checks)
 
     mail = sub.add_parser("emails", help="the email outbox").add_subparsers(dest="emails_command", required=True)
