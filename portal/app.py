@@ -31,6 +31,7 @@ from .security_headers import SecurityHeadersMiddleware, content_security_policy
 from .settings import Settings
 from .templating import make_templates
 from .views import (
+    adjustments,
     arrangements,
     auth,
     autopay,
@@ -44,6 +45,7 @@ from .views import (
     queues,
     rates,
     requests,
+    returns,
     signup,
     staff,
 )
@@ -121,6 +123,11 @@ ROUTES = [
     Route("/staff/accounts/{number}/bills/{bill}/void", staff.void_bill, methods=["POST"]),
     Route("/staff/accounts/{number}/bills/{bill}/document", staff.bill_document),
     Route("/staff/accounts/{number}/bills/{bill}/pdf", staff.bill_pdf),
+    # Returned payments and cash only (issue 14): the account's payments panel and its actions.
+    Route("/staff/accounts/{number}/payments", returns.payments_panel, methods=["GET"]),
+    Route("/staff/accounts/{number}/cash-only/lift", returns.lift_cash_only, methods=["POST"]),
+    Route("/staff/payments/{payment:int}/return", returns.record_return, methods=["POST"]),
+    Route("/staff/payments/{payment:int}/return-letter", returns.return_letter, methods=["GET"]),
     Route("/staff/requests", queues.request_queue),
     Route("/staff/requests/{request}", queues.request_view, methods=["GET"]),
     Route("/staff/requests/{request}", queues.request_action, methods=["POST"]),
@@ -155,6 +162,14 @@ ROUTES = [
     Route("/staff/rates/calculator", rates.calculator),
     Route("/staff/rates/upload", rates.upload_page, methods=["GET"]),
     Route("/staff/rates/upload", rates.upload, methods=["POST"]),
+    # Adjustments, write-offs and the approvals queue (issue 14)
+    Route("/staff/accounts/{number}/adjustments", adjustments.adjustments_panel, methods=["GET"]),
+    Route("/staff/accounts/{number}/adjustments", adjustments.adjustment_prepare, methods=["POST"]),
+    Route("/staff/accounts/{number}/adjustments/leak", adjustments.leak_prepare, methods=["POST"]),
+    Route("/staff/accounts/{number}/write-off", adjustments.write_off_panel, methods=["GET"]),
+    Route("/staff/accounts/{number}/write-off", adjustments.write_off_prepare, methods=["POST"]),
+    Route("/staff/approvals", adjustments.approvals, methods=["GET"]),
+    Route("/staff/approvals/{kind}/{id}", adjustments.approval_decide, methods=["POST"]),
     Mount("/dev/outbox", routes=outbox.ROUTES),  # 404 unless the demo stand-ins are on (portal/devstack.py)
     Mount("/static", StaticFiles(directory=STATIC), name="static"),
 ]

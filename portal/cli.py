@@ -850,6 +850,198 @@ def cmd_refunds_export_checks(args: argparse.Namespace) -> int:
     text, ids = refunds.export_checks(_factory(), user, on, now)
     Path(args.file).write_text(text, encoding="utf-8")
     print(f"{len(ids)} check refunds in {args.file}.")
+
+
+# --- Returned payments and cash only (issue 14) ---------------------------------------------
+
+
+def cmd_payments_return(args: argparse.Namespace) -> int:
+    """Record a returned payment (what the account's payments panel does): reversed, the
+    fee charged, cash only after repeated returns, the customer told by email."""
+    from .adapters.clock import system_clock
+    from .billing_core.errors import FieldErrors
+    from .jobs import send_outbox_soon
+    from .services import returns as service
+    from .templating import _money
+
+    settings = _settings()
+    try:
+        payment_id = int(args.payment)
+    except ValueError as exc:
+        raise InvalidInput(f"give the payment's number, not {args.payment!r}", "payment") from exc
+    with _engine() as engine:
+        factory = make_sessionmaker(engine)
+        try:
+            with transaction(factory) as session:
+                actor = _actor(session, args.as_user, True)
+                recorded = service.record_return(
+                    session,
+                    actor,
+                    payment_id,
+                    {"reason": args.reason, "on": args.on},
+                    policy=service.policy_for(settings.money_policy_file),
+                    now=system_clock(),
+                )
+                done = recorded.returned
+                number = service.account_number_of(session, payment_id)
+        except FieldErrors as exc:
+            for field, problem in exc.errors.items():
+                print(f"error: {field}: {problem.message}", file=sys.stderr)
+            return 2
+        send_outbox_soon(settings, factory, recorded.outbox_id)
+    print(
+        f"Payment {payment_id} of account {number} returned ({done.code}) on {args.on}: reversed"
+        + (f", fee {_money(done.fee_cents)}" if done.fee_cents else "")
+        + f"; balance now {_money(done.balance_cents)}."
+    )
+    if done.made_cash_only:
+        print(f"Account {number} is now cash only ({done.returns_in_window} returns in the policy's window).")
+    print("The customer is emailed." if recorded.outbox_id else "The customer has no email address: mail the letter.")
+    print(f"Letter (PDF): {settings.public_url.rstrip('/')}/staff/payments/{payment_id}/return-letter")
+    return 0
+
+
+def cmd_accounts_cash_only_lift(args: argparse.Namespace) -> int:
+    """A supervisor lifts an account's cash only, saying why."""
+    from .adapters.clock import system_clock
+    from .billing_core.errors import FieldErrors
+    from .services import returns as service
+
+    with _engine() as engine:
+        try:
+            with transaction(make_sessionmaker(engine)) as session:
+                actor = _actor(session, args.as_user, True)
+                service.lift_cash_only(session, actor, args.account, args.reason, now=system_clock())
+        except FieldErrors as exc:
+            for field, problem in exc.errors.items():
+                print(f"error: {field}: {problem.message}", file=sys.stderr)
+            return 2
+    print(f"Cash only is lifted on account {args.account}.")
+    return 0
+
+
+def _commands(sub, name: str, help_: str):  # type: ignore[no-untyped-def]
+    """The subcommands of ``portal NAME``, made here or shared with another area's."""
+    parser = sub.choices.get(name)
+    if parser is None:
+        return sub.add_parser(name, help=help_).add_subparsers(dest=f"{name}_command", required=True)
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+
+def _returns_parsers(sub) -> None:  # type: ignore[no-untyped-def]
+    payments = _commands(sub, "payments", "payments the office takes, imports and returns")
+    p = payments.add_parser(
+        "return", help="record a returned payment (NSF check, ACH R-code, card dispute): reversed, fee, notice"
+    )
+    p.add_argument("payment", metavar="PAYMENT", help="the payment's number (shown on the account's payments panel)")
+    p.add_argument("--reason", required=True, metavar="CODE", help="NSF, R01, R02, R03, R04, R07, R08, R10 or DISPUTE")
+    p.add_argument("--on", required=True, metavar="DATE", help="the date of the return, YYYY-MM-DD")
+    _as_option(p, True)
+    p.set_defaults(func=cmd_payments_return)
+    accounts = _commands(sub, "accounts", "accounts")
+    cash = accounts.add_parser("cash-only", help="cash only after returned payments").add_subparsers(
+        dest="cash_only_command", required=True
+    )
+    p = cash.add_parser("lift", help="let a cash-only account pay by check, card and bank again (supervisor)")
+    p.add_argument("account", metavar="ACCOUNT", help="the account number")
+    p.add_argument("--reason", required=True, help="why it is lifted (recorded)")
+    _as_option(p, True)
+    p.set_defaults(func=cmd_accounts_cash_only_lift)
+
+
+# --- Adjustments and write-offs (issue 14) ------------------------------------------------------
+
+
+def _money_errors(exc: BillingError) -> int:
+    from .billing_core.errors import FieldErrors
+
+    if isinstance(exc, FieldErrors):
+        for name, err in exc.errors.items():
+            print(f"error: {name}: {err.message}", file=sys.stderr)
+        return 2
+    raise exc
+
+
+def _print_working(data: dict) -> None:  # type: ignore[type-arg]
+    print(f"Leak bill {data['bill']} ({data['period'][0]} to {data['period'][1]}): used {data['usage']}")
+    for m in data["months"]:
+        print(f"  bill {m['bill']} {m['from']} to {m['to']}: {m['usage']}")
+    print(f"Average of {len(data['months'])} bills: {data['average']}; excess {data['excess']}")
+    for p in data["prices"]:
+        print(f"  {p['units']} billed at ${p['billed_price']} re-priced at ${p['lowest_price']}: credit ${p['credit']}")
+
+
+def cmd_adjustments(args: argparse.Namespace) -> int:
+    """Prepare, approve or reject an adjustment; work out and prepare a leak credit."""
+    from datetime import datetime
+
+    from .adapters.clock import system_clock
+    from .billing_core import adjustments, money_policy
+    from .services import adjustments as service
+    from .templating import _money
+
+    settings = _settings()
+    now = system_clock()
+    today = datetime.now(settings.tz).date()
+    with _engine() as engine, transaction(make_sessionmaker(engine)) as session:
+        actor = _actor(session, args.as_user, True)
+        try:
+            if args.adjustments_command == "prepare":
+                values = {
+                    "service": args.service,
+                    "amount": args.amount,
+                    "reason": args.reason,
+                    "note": args.note or "",
+                    "bill": args.bill or "",
+                }
+                prepared = service.prepare(session, actor, args.account, values, today, now)
+                item = prepared.adjustment
+                if prepared.becomes_credit_cents:
+                    print(f"{_money(prepared.becomes_credit_cents)} of it is beyond what is owed: it becomes credit.")
+            elif args.adjustments_command == "leak":
+                policy = money_policy.load(settings.money_policy_file)
+                done = service.leak_credit(
+                    session, actor, args.account, {"proof": args.proof or ""}, policy, today, now
+                )
+                _print_working(done.working.data)
+                item = done.adjustment
+                assert item is not None
+            else:
+                decision = "approve" if args.adjustments_command == "approve" else "reject"
+                item = service.decide(session, actor, args.id, decision, getattr(args, "reason", "") or "", today, now)
+        except BillingError as exc:
+            return _money_errors(exc)
+        word = {"posted": "posted", "pending": "waiting for approval", "rejected": "rejected"}[item.status]
+        print(
+            f"Adjustment {item.id}: {adjustments.describe(item.amount_cents)} on {item.service_type}"
+            f" ({_money(abs(item.amount_cents))}), {word}."
+        )
+    return 0
+
+
+def cmd_write_offs(args: argparse.Namespace) -> int:
+    """Prepare, approve or reject a write-off."""
+    from datetime import datetime
+
+    from .adapters.clock import system_clock
+    from .services import write_offs as service
+    from .templating import _money
+
+    settings = _settings()
+    now = system_clock()
+    today = datetime.now(settings.tz).date()
+    with _engine() as engine, transaction(make_sessionmaker(engine)) as session:
+        actor = _actor(session, args.as_user, True)
+        try:
+            if args.write_offs_command == "prepare":
+                item = service.prepare(session, actor, args.account, {"amount": args.amount, "reason": args.why}, now)
+            else:
+                decision = "approve" if args.write_offs_command == "approve" else "reject"
+                item = service.decide(session, actor, args.id, decision, getattr(args, "reason", "") or "", today, now)
+        except BillingError as exc:
+            return _money_errors(exc)
+        word = {"posted": "posted to bad debt", "pending": "waiting for approval", "rejected": "rejected"}[item.status]
+        print(f"Write-off {item.id} of {_money(item.amount_cents)}: {word}.")
     return 0
 
 
@@ -1020,6 +1212,7 @@ def build_parser() -> argparse.ArgumentParser:
         "check", help="verify every transaction, reversal, payment, bill and drawer; exit 1 on a problem"
     )
     p.set_defaults(func=cmd_ledger_check)
+    _returns_parsers(sub)  # returned payments and cash only
 
     # Deposits and refunds (issue 14 items 7 and 8)
     dep = sub.add_parser("deposits", help="security deposits").add_subparsers(dest="deposits_command", required=True)
@@ -1069,6 +1262,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="every email waiting to retry, even if not due yet")
     p.add_argument("--failed", action="store_true", help="also the failed ones (given up on), from a fresh count")
     p.set_defaults(func=cmd_emails)
+
+    # Adjustments and write-offs (issue 14)
+    adj = sub.add_parser("adjustments", help="adjustments with approval").add_subparsers(
+        dest="adjustments_command", required=True
+    )
+    p = adj.add_parser("prepare", help="prepare an adjustment (posts at once within your limit, else waits)")
+    p.add_argument("--account", required=True, help="account number")
+    p.add_argument("--service", required=True, help="the service: water, sewer, ..., fees")
+    p.add_argument("--amount", required=True, help="dollars: negative is a credit (-12.50), positive a debit")
+    p.add_argument("--reason", required=True, help="leak, meter_error, billing_error, courtesy, fee_waiver, other")
+    p.add_argument("--note", help="what it is for (required with --reason other)")
+    p.add_argument("--bill", help="the bill number it corrects")
+    _as_option(p, True)
+    p = adj.add_parser("approve", help="approve and post a pending adjustment (never your own)")
+    p.add_argument("id", help="the adjustment's number")
+    _as_option(p, True)
+    p = adj.add_parser("reject", help="reject a pending adjustment, saying why")
+    p.add_argument("id", help="the adjustment's number")
+    p.add_argument("--reason", required=True, help="why it is rejected")
+    _as_option(p, True)
+    p = adj.add_parser("leak", help="work out the leak credit from policy, print the working, prepare it")
+    p.add_argument("--account", required=True, help="account number")
+    p.add_argument("--proof", help="proof of repair (an invoice or receipt number)")
+    _as_option(p, True)
+    for p in adj.choices.values():
+        p.set_defaults(func=cmd_adjustments)
+    wo = sub.add_parser("write-offs", help="write-offs of final balances").add_subparsers(
+        dest="write_offs_command", required=True
+    )
+    p = wo.add_parser("prepare", help="prepare the write-off of a final or closed account's balance")
+    p.add_argument("--account", required=True, help="account number")
+    p.add_argument("--amount", required=True, help="dollars, at most what the account owes")
+    p.add_argument("--why", required=True, help="why it is uncollectible (the collection efforts made)")
+    _as_option(p, True)
+    p = wo.add_parser("approve", help="approve and post a write-off (never your own)")
+    p.add_argument("id", help="the write-off's number")
+    _as_option(p, True)
+    p = wo.add_parser("reject", help="reject a write-off, saying why")
+    p.add_argument("id", help="the write-off's number")
+    p.add_argument("--reason", required=True, help="why it is rejected")
+    _as_option(p, True)
+    for p in wo.choices.values():
+        p.set_defaults(func=cmd_write_offs)
 
     p = sub.add_parser("serve", help="run the web portal")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")

@@ -43,3 +43,20 @@ def batch_html(env: Environment, settings: Settings, docs: Sequence[BillDocument
         with i18n.use(language_of(doc)):
             parts.append(one.render(doc=doc, agency_name=settings.agency_name, agency_phone=settings.agency_phone))
     return env.get_template("print_batch.html").render(parts=parts, print_css=bill_css())
+
+
+# --- Returned payments (issue 14): the letter that tells the customer ----------------------
+
+
+def return_letter_html(env: Environment, settings: Settings, notice: object, today: object) -> str:
+    """The returned-payment letter (``services.returns.ReturnNotice``), self-contained, in
+    the customer's language."""
+    language = i18n.supported(getattr(notice, "language", None)) or i18n.DEFAULT
+    with i18n.use(language):
+        return env.get_template("return_letter.html").render(
+            notice=notice,
+            today=today,
+            print_css=bill_css(),
+            agency_name=settings.agency_name,
+            agency_phone=settings.agency_phone,
+        )

@@ -373,3 +373,21 @@ def run_worker(settings: Settings, concurrency: int = 1, wait: bool = True) -> i
     with app.replace_connector(PsycopgConnector(conninfo=conninfo(settings.database_url))) as worker_app:
         worker_app.run_worker(concurrency=concurrency, wait=wait, install_signal_handlers=wait)
     return 0
+
+
+# --- Returned payments (issue 14): the customer's notice, written with the return ----------
+
+
+def send_outbox_soon(settings: Settings, sessions, outbox_id: int | None) -> None:  # type: ignore[no-untyped-def]
+    """An email a service already wrote to the outbox in its own transaction (a returned
+    payment's notice): sent here and now without workers, else its job is queued (the
+    sweep sends it should that fail)."""
+    if outbox_id is None:
+        return
+    if _in_process(settings):
+        send_queued(settings, sessions, outbox_id)
+        return
+    try:
+        job_queue(settings, sessions).defer("email.send", outbox_ids=[outbox_id])
+    except Exception:
+        log.exception("could not queue the job for email %s; the sweep will send it", outbox_id)

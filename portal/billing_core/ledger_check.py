@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from . import deposits, ledger, refunds
+from . import deposits, ledger, refunds, returns
 from .models import Bill, LedgerEntry, LedgerTransaction, Payment
 from .status import BillStatus, PaymentStatus
 
@@ -222,6 +222,16 @@ def bills(session: Session) -> list[str]:
 #: write-offs) add theirs here.
 CHECKS: list[Check] = [unbalanced, reversals, balance_entries, payments, bills]
 CHECKS += [deposits.ledger_problems, refunds.ledger_problems]
+CHECKS.append(returns.check)  # returned payments: their reversal and fee (billing_core/returns.py)
+
+
+def _adjustments_and_write_offs(session: Session) -> Iterable[str]:
+    from .adjustments import ledger_problems
+
+    return ledger_problems(session)
+
+
+CHECKS.append(_adjustments_and_write_offs)  # adjustments and write-offs (issue 14)
 
 
 def run(session: Session, checks: Iterable[Check] | None = None) -> list[str]:

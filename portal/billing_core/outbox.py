@@ -42,6 +42,7 @@ REFS = {
     "email.account": ("user", "user_id"),
     "email.receipt": ("payment", "payment_id"),
     "email.autopay_failed": ("payment", "payment_id"),
+    "email.payment_returned": ("payment", "payment_id"),
     "email.autopay_enrolled": ("autopay_enrollment", "enrollment_id"),
     "email.request_update": ("service_request", "request_id"),
     "email.arrangement_decision": ("arrangement_request", "request_id"),

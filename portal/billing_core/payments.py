@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from . import audit, ledger, posting, write_offs
 from .accounts import AccountSummary
 from .errors import N_, InvalidInput
-from .models import Account, Payment, User
+from .models import Account, LedgerTransaction, Payment, User
 from .status import PAYMENT_TRANSITIONS, PaymentStatus, ProcessorStatus, move
 
 #: The processor's smallest charge in US dollars.
@@ -357,20 +357,87 @@ def mark_reviewed(session: Session, payment: Payment, user: User, now: datetime,
     )
 
 
-def return_payment(session: Session, payment: Payment, as_of: date, reason: str) -> Applied:
+def return_payment(
+    session: Session,
+    payment: Payment,
+    as_of: date,
+    reason: str,
+    *,
+    code: str | None = None,
+    actor: User | None = None,
+    now: datetime | None = None,
+) -> Applied:
     """A posted payment taken back by the bank or card holder: its ledger transaction is
-    reversed (linked to it) and the amount is owed again. Once only."""
+    reversed (linked to it) and the amount is owed again. Once only. When the payment
+    recovered written-off debt (``write_offs.record_recovery``), that recovery is reversed
+    too, so the written-off balance is unrecovered again and the account owes exactly what
+    it owed before the payment. ``returned_on`` and ``return_code`` (NSF, an ACH R-code,
+    DISPUTE) record when and why; the fee and cash only are ``returns.record_return``'s."""
     if payment.status != PaymentStatus.POSTED or payment.ledger_transaction_id is None:
         return Applied(payment, "")
-    posting.reverse(session, payment.ledger_transaction_id, as_of, memo=f"Payment {payment.id} returned: {reason}")
+    posted_by = actor.id if actor else None
+    reversal = posting.reverse(
+        session,
+        payment.ledger_transaction_id,
+        as_of,
+        memo=f"Payment {payment.id} returned: {reason}"[:300],
+        posted_by_id=posted_by,
+        posted_at=now,
+    )
+    recovery = _recovery_of(session, payment)
+    recovery_reversal = None
+    if recovery is not None:
+        recovery_reversal = posting.reverse(
+            session,
+            recovery,
+            as_of,
+            memo=f"Payment {payment.id} returned: its recovery of written-off debt is undone",
+            posted_by_id=posted_by,
+            posted_at=now,
+        ).id
+    before = {"status": PaymentStatus.POSTED.value, "recovery_cents": payment.recovery_cents}
     move(PAYMENT_TRANSITIONS, payment, PaymentStatus.RETURNED)
     payment.failure_message = reason[:300]
+    payment.returned_on = as_of
+    payment.return_code = code
+    if recovery is not None:
+        payment.recovery_cents = None  # nothing of it recovers written-off debt any more
     audit.record(
         session,
         "payment.returned",
+        actor=actor,
         entity_type="payment",
         entity_id=payment.id,
-        before={"status": PaymentStatus.POSTED.value},
-        after={"status": PaymentStatus.RETURNED.value, "reason": reason},
+        before=before,
+        after={
+            "status": PaymentStatus.RETURNED.value,
+            "reason": reason,
+            "return_code": code,
+            "returned_on": as_of.isoformat(),
+            "reversal": reversal.id,
+            "recovery_reversal": recovery_reversal,
+        },
     )
     return Applied(payment, PaymentStatus.RETURNED.value)
+
+
+def _recovery_of(session: Session, payment: Payment) -> int | None:
+    """The recovery transaction ``write_offs.record_recovery`` posted for ``payment`` (found
+    by its account, kind and memo), when it has one not yet reversed."""
+    if not payment.recovery_cents:
+        return None
+    memo = write_offs.recovery_transaction(payment.account_id, payment.received_on, 1, payment.id).memo
+    found = session.scalar(
+        select(LedgerTransaction.id)
+        .where(
+            LedgerTransaction.kind == ledger.Kind.RECOVERY.value,
+            LedgerTransaction.account_id == payment.account_id,
+            LedgerTransaction.memo == memo,
+        )
+        .order_by(LedgerTransaction.id.desc())
+        .limit(1)
+    )
+    if found is None:
+        return None
+    reversed_already = session.scalar(select(LedgerTransaction.id).where(LedgerTransaction.reverses_id == found))
+    return None if reversed_already is not None else found

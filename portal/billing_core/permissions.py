@@ -66,6 +66,7 @@ class Action(str, enum.Enum):
     PAYMENTS_BATCH = "payments.batch"
     PAYMENTS_IMPORT = "payments.import"
     PAYMENTS_RETURN = "payments.return"
+    CASH_ONLY_LIFT = "cash_only.lift"
     ADJUSTMENTS_PREPARE = "adjustments.prepare"
     ADJUSTMENTS_APPROVE = "adjustments.approve"
     DEPOSITS_MANAGE = "deposits.manage"
@@ -200,6 +201,11 @@ GRANTS: dict[Action, Grant] = {
         (SPECIALIST, CASHIER, SUPERVISOR, ADMIN),
         "Record a returned check or ACH return: reverse the payment and charge the fee.",
         "Only cashiers and billing staff record returned payments.",
+    ),
+    Action.CASH_ONLY_LIFT: _grant(
+        APPROVING,
+        "Lift an account's cash only (set after returned payments), with a reason.",
+        "Only a billing supervisor lifts cash only.",
     ),
     Action.ADJUSTMENTS_PREPARE: _grant(
         (CSR, SPECIALIST, SUPERVISOR, ADMIN),

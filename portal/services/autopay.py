@@ -31,17 +31,18 @@ from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from typing import TypedDict
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .. import emails
 from ..adapters.clock import Clock, system_clock
 from ..adapters.database import transaction
-from ..adapters.gateway import GatewayError, PaymentGateway
-from ..billing_core import accounts, autopay, payments, posting
+from ..adapters.gateway import BANK, GatewayError, PaymentGateway
+from ..billing_core import accounts, audit, autopay, cash_only, payments, posting
 from ..billing_core.accounts import AccountSummary
 from ..billing_core.errors import N_, InvalidInput
-from ..billing_core.models import Account, Bill, Payment, User
+from ..billing_core.models import Account, AuditEvent, Bill, Payment, User
 from ..billing_core.status import PaymentStatus, ProcessorStatus
 from ..settings import Settings
 from . import notifications
@@ -103,6 +104,18 @@ def draft_one(
             payments.lock_account(session, bill.account_id)
             account = session.get(Account, bill.account_id)
             assert account is not None  # the bill's account, just locked
+            if account.cash_only and autopay.active_enrollment(session, account.id) is not None:
+                # Cash only (returned payments): no card or bank draft is taken (``cash_only``).
+                refused = cash_only.refusal(account, "bank")
+                if not _cash_only_skip_recorded(session, bill.id):
+                    audit.record(
+                        session,
+                        "autopay.skipped",
+                        entity_type="bill",
+                        entity_id=bill.id,
+                        after={"reason": "cash only", "message": refused.message if refused else ""},
+                    )
+                return "refused: the account is cash only"
             balance = posting.account_balance(session, account.id)
             pending = payments.pending_cents(session, account.id)
             draft = autopay.prepare(session, bill_id, as_of, balance, pending, settings.tz)
@@ -164,6 +177,22 @@ def draft_one(
     return "sent"
 
 
+def _cash_only_skip_recorded(session: Session, bill_id: int) -> bool:
+    """A bill's draft refused for cash only is audited once, not at every hourly run."""
+    return (
+        session.scalar(
+            select(AuditEvent.id)
+            .where(
+                AuditEvent.action == "autopay.skipped",
+                AuditEvent.entity_type == "bill",
+                AuditEvent.entity_id == str(bill_id),
+            )
+            .limit(1)
+        )
+        is not None
+    )
+
+
 # --- The customer's side: enroll, change the card or bank account, cancel -----------------
 
 
@@ -175,14 +204,21 @@ class AutopayPage:
     account: Account
     summary: AccountSummary
     outlook: autopay.Outlook
+    #: Why autopay cannot take this account's bills (cash only, ``cash_only.refusal``), if so.
+    cash_only: InvalidInput | None = None
 
     def context(self) -> dict[str, object]:
-        return {"account": self.account, "summary": self.summary, "outlook": self.outlook}
+        return {"account": self.account, "summary": self.summary, "outlook": self.outlook, "cash_only": self.cash_only}
 
 
 def autopay_page(session: Session, account: Account, as_of: date, tz: tzinfo) -> AutopayPage:
     summary = accounts.summarise(session, account, as_of)
-    return AutopayPage(account, summary, autopay.outlook(session, account, summary.balance_cents, as_of, tz))
+    return AutopayPage(
+        account,
+        summary,
+        autopay.outlook(session, account, summary.balance_cents, as_of, tz),
+        cash_only.refusal(account, "card"),
+    )
 
 
 def start_enrollment(
@@ -209,6 +245,9 @@ def start_enrollment(
         errors["method"] = InvalidInput(N_("Autopay is not available right now."), "method")
         return Started(page, errors=errors)
     check_method_and_attempt(errors, method, attempt, "method")
+    refused = cash_only.refusal(account, "bank" if method == BANK else "card", "method")
+    if refused is not None:
+        return Started(page, errors={"method": refused})
     if agree != "yes":
         errors["agree"] = InvalidInput(N_("To turn on autopay, check the box to agree."), "agree")
     if errors:
@@ -252,6 +291,9 @@ def confirm_enrollment(
     setup = saved_setup(gateway, attempt, attempt_id)
     if setup is None or setup.payment_method is None:
         return Enrolled(error=InvalidInput(NOT_SAVED))
+    refused = cash_only.refusal(account, "bank" if attempt["method"] == BANK else "card")
+    if refused is not None:  # made cash only since the form was shown
+        return Enrolled(error=refused)
     enrollment = autopay.enroll(
         session,
         account,

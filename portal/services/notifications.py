@@ -33,7 +33,7 @@ from ..billing_core.models import (
 )
 from ..billing_core.status import ArrangementStatus, PaymentStatus
 from ..emails import Mailer
-from . import delivery
+from . import delivery, returns
 
 log = logging.getLogger(__name__)
 Sessions = sessionmaker[Session]
@@ -239,6 +239,7 @@ SENDERS: dict[str, Callable[..., str | None]] = {
     "email.autopay_failed": send_autopay_failed,
     "email.autopay_enrolled": send_autopay_enrolled,
     "email.money_notice": send_money_notice,
+    "email.payment_returned": returns.send_return_notice,  # returned payments (services/returns.py)
 }
 KINDS = frozenset(SENDERS) | {delivery.BILL_READY}
 

@@ -27,13 +27,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ..adapters.database import transaction
 from ..adapters.gateway import BANK, CARD, Event, GatewayError, Intent, PaymentGateway
-from ..billing_core import accounts, audit, payments, permissions
+from ..billing_core import accounts, audit, cash_only, money_policy, payments, permissions
 from ..billing_core.accounts import AccountSummary
 from ..billing_core.errors import N_, InvalidInput, NotFound
 from ..billing_core.models import Account, Payment, ProcessorEvent, User
+from ..billing_core.money_policy import MoneyPolicy
 from ..billing_core.payments import PaymentLimits
 from ..billing_core.permissions import Action
 from ..billing_core.status import PaymentStatus, ProcessorStatus
+from . import returns
 
 #: An attempt's key, from the form, must be at least this long (the form makes 24 characters).
 ATTEMPT_MIN_LENGTH = 16
@@ -108,16 +110,24 @@ class PayPage:
     summary: AccountSummary
     allowed: PaymentLimits
     pending: list[Payment]
+    #: Why the account may not pay by card or bank (cash only, ``cash_only.refusal``), if so.
+    cash_only: InvalidInput | None = None
 
     def context(self) -> dict[str, object]:
-        return {"summary": self.summary, "account": self.account, "allowed": self.allowed, "pending": self.pending}
+        return {
+            "summary": self.summary,
+            "account": self.account,
+            "allowed": self.allowed,
+            "pending": self.pending,
+            "cash_only": self.cash_only,
+        }
 
 
 def pay_page(session: Session, account: Account, as_of: date) -> PayPage:
     summary = accounts.summarise(session, account, as_of)
     pending = payments.pending(session, account.id)
     allowed = payments.limits(summary, sum(p.amount_cents for p in pending))
-    return PayPage(account, summary, allowed, pending)
+    return PayPage(account, summary, allowed, pending, cash_only.refusal(account, "card", "choice"))
 
 
 P = TypeVar("P")
@@ -155,6 +165,10 @@ def start_payment(
         errors["choice"] = InvalidInput(N_("Online payment is not available right now."), "choice")
         return Started(page, errors=errors)
     check_method_and_attempt(errors, method, attempt, "choice")
+    refused = cash_only.refusal(account, "bank" if method == BANK else "card", "method")
+    if refused is not None:
+        errors["method"] = refused
+        return Started(page, errors=errors)
     amount = 0
     try:
         amount = payments.choose_amount(page.summary, page.allowed, choice, other_amount)
@@ -202,6 +216,9 @@ def charge_saved_method(
     setup = saved_setup(gateway, attempt, attempt_id)
     if setup is None or setup.payment_method is None:
         return Charged(error=InvalidInput(NOT_SAVED))
+    refused = cash_only.refusal(account, "bank" if attempt["method"] == BANK else "card")
+    if refused is not None:  # made cash only since the form was shown: nothing is charged
+        return Charged(error=refused)
     try:
         payment, new = payments.start(
             session, account, user, attempt["amount"], attempt["method"], f"pay-{attempt_id}", as_of
@@ -260,19 +277,32 @@ class Handled:
 
     outcome: str
     email: tuple[str, int] | None = None
+    #: An email already in the outbox (written with the change), to send now.
+    outbox_id: int | None = None
 
 
 def receive_webhook(
-    factory: sessionmaker[Session], gateway: PaymentGateway, payload: bytes, signature: str, as_of: date, now: datetime
+    factory: sessionmaker[Session],
+    gateway: PaymentGateway,
+    payload: bytes,
+    signature: str,
+    as_of: date,
+    now: datetime,
+    policy: MoneyPolicy = money_policy.DEFAULT,
 ) -> Handled:
     """Check a webhook's signature and shape (``BadSignature``, ``BadEvent``: nothing is
     written), then act on the event once (``handle_event``)."""
     event = gateway.parse_event(payload, signature)
-    return handle_event(factory, gateway, event, as_of, now)
+    return handle_event(factory, gateway, event, as_of, now, policy)
 
 
 def handle_event(
-    factory: sessionmaker[Session], gateway: PaymentGateway, event: Event, as_of: date, now: datetime
+    factory: sessionmaker[Session],
+    gateway: PaymentGateway,
+    event: Event,
+    as_of: date,
+    now: datetime,
+    policy: MoneyPolicy = money_policy.DEFAULT,
 ) -> Handled:
     """Act on one event from the processor, once, in one transaction: an event already
     recorded changes nothing; the same event delivered twice at the same moment is
@@ -281,13 +311,15 @@ def handle_event(
     raises ``GatewayError``: nothing is written, and the processor delivers it again later."""
     try:
         with transaction(factory) as session:
-            return _handle(session, gateway, event, as_of, now)
+            return _handle(session, gateway, event, as_of, now, policy)
     except IntegrityError:
         # The same event delivered twice at the same moment: the other delivery has it.
         return Handled("duplicate")
 
 
-def _handle(session: Session, gateway: PaymentGateway, event: Event, as_of: date, now: datetime) -> Handled:
+def _handle(
+    session: Session, gateway: PaymentGateway, event: Event, as_of: date, now: datetime, policy: MoneyPolicy
+) -> Handled:
     if session.scalar(select(ProcessorEvent.id).where(ProcessorEvent.event_id == event.id)) is not None:
         return Handled("already handled")
     record = ProcessorEvent(event_id=event.id, type=event.type, object_id=event.object_id, received_at=now)
@@ -320,9 +352,11 @@ def _handle(session: Session, gateway: PaymentGateway, event: Event, as_of: date
         if payment is None:
             handled = Handled("ignored: unknown payment")
         else:
-            applied = payments.return_payment(session, payment, as_of, event.reason or "disputed")
+            # The same rule as a return staff record: reversed, the fee, cash only, the notice.
+            recorded = returns.processor_return(session, payment, event.reason, as_of, now, policy)
+            change = PaymentStatus.RETURNED.value if recorded else ""
             handled = Handled(
-                f"payment {payment.id}: {applied.change or 'no change'}", email_for(payment, applied.change)
+                f"payment {payment.id}: {change or 'no change'}", outbox_id=recorded.outbox_id if recorded else None
             )
     record.outcome = handled.outcome[:200]
     return handled

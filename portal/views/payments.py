@@ -29,6 +29,7 @@ from ..billing_core.permissions import Action
 from ..billing_core.status import PaymentStatus, ProcessorStatus
 from ..i18n import gettext
 from ..services import payments as service
+from ..services import returns as returns_service
 from ..web import (
     FormState,
     PageNotFound,
@@ -263,6 +264,7 @@ async def webhook(request: Request) -> Response:
             request.headers.get("stripe-signature", ""),
             today(request),
             now(request),
+            returns_service.policy_for(request.app.state.settings.money_policy_file),
         )
     except BadSignature:
         return PlainTextResponse("bad signature", status_code=400)
@@ -280,6 +282,10 @@ async def webhook(request: Request) -> Response:
             request.app.state.sessions,
             payment_id=handled.email[1],
         )
+    # A returned payment's notice, written with the return (services/returns.py).
+    await run_in_threadpool(
+        jobs.send_outbox_soon, request.app.state.settings, request.app.state.sessions, handled.outbox_id
+    )
     return PlainTextResponse(handled.outcome)
 
 

@@ -10,9 +10,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from portal.adapters.gateway import Event, GatewayError, Intent
-from portal.billing_core import ledger, payments, posting
+from portal.billing_core import ledger, money_policy, payments, posting
 from portal.billing_core.errors import InvalidInput, NotAllowed, NotFound
-from portal.billing_core.models import Account, Payment, ProcessorEvent, User
+from portal.billing_core.models import Account, EmailOutbox, Payment, ProcessorEvent, User
 from portal.services import payments as service
 
 from .factories import district
@@ -119,20 +119,25 @@ def test_a_processor_that_does_not_answer_writes_nothing(sessions: sessionmaker[
     assert handle(sessions, processor, event("evt_1")).outcome == f"payment {payment_id}: posted"
 
 
-def test_a_dispute_returns_the_payment_and_an_autopay_failure_is_told(sessions: sessionmaker[Session]) -> None:
+def test_a_dispute_returns_the_payment_with_the_return_rule_and_its_notice(sessions: sessionmaker[Session]) -> None:
     account_id, payment_id = pending_payment(sessions, channel="autopay")
     processor = Processor()
     processor.states["pi_1"] = "succeeded"
     handle(sessions, processor, event("evt_1"))
     dispute = event("evt_2", "charge.dispute.created", "du_1", payment_intent="pi_1", reason="not_authorized")
-    assert handle(sessions, processor, dispute) == service.Handled(
-        f"payment {payment_id}: returned", (service.AUTOPAY_FAILED_EMAIL, payment_id)
-    )
+    handled = handle(sessions, processor, dispute)
+    # The returned-payment notice (services/returns.py) is written with the return, once.
+    assert handled.outcome == f"payment {payment_id}: returned" and handled.outbox_id is not None
     again = event("evt_3", "charge.dispute.created", "du_1", payment_intent="pi_1")
     assert handle(sessions, processor, again) == service.Handled(f"payment {payment_id}: no change")
     with sessions() as session:
-        assert posting.account_balance(session, account_id) == OWED
-        assert session.scalar(select(Payment.failure_message).where(Payment.id == payment_id)) == "not_authorized"
+        fee = money_policy.DEFAULT.returned_payment_fee_cents
+        assert posting.account_balance(session, account_id) == OWED + fee
+        payment = session.get(Payment, payment_id)
+        assert payment is not None and payment.return_code == "DISPUTE"  # a card payment
+        assert session.scalar(select(EmailOutbox.kind).where(EmailOutbox.id == handled.outbox_id)) == (
+            "email.payment_returned"
+        )
 
 
 def test_an_online_failure_sends_no_notice(sessions: sessionmaker[Session]) -> None:

@@ -22,12 +22,15 @@ from portal.billing_core import accounts as accounts_core
 from portal.billing_core import payments as payments_core
 from portal.billing_core import posting
 from portal.billing_core.models import Account, AuditEvent, LedgerTransaction, Payment, ProcessorEvent
+from portal.billing_core.money_policy import DEFAULT as MONEY_POLICY
 from portal.demo import build_demo
 from tests.bank_gateway import FakeBankGateway
 from tests.db.test_demo import TODAY
 from tests.localstripe import PUBLISHABLE_KEY, SECRET_KEY, WEBHOOK_SECRET, LocalStripe, localstripe, signed
 
 from .conftest import CLOCK, SETTINGS, body_of, csrf_from, linked_numbers, mail_to, sign_in
+
+RETURN_FEE = MONEY_POLICY.returned_payment_fee_cents
 
 
 @pytest.fixture(scope="module")
@@ -264,7 +267,7 @@ def test_a_bank_debit_is_processing_for_days_then_succeeds(bank, district: Engin
     dispute = fake.events[-1]
     assert send(client, fake, dispute).endswith("returned")
     assert send(client, fake, dict(dispute, id="evt_again")).endswith("no change")
-    assert balance(district, number) == owed
+    assert balance(district, number) == owed + RETURN_FEE  # and the returned-payment fee (returns.py)
     assert "returned this payment" in client.get(receipt).text
 
 
@@ -477,7 +480,7 @@ def test_an_overpayment_the_bank_takes_back_leaves_nothing_to_refund(bank, distr
     assert send(client, fake, fake.events[-1]).endswith("posted, overpaid")
     fake.dispute(intent_id, "R10")
     assert send(client, fake, fake.events[-1]).endswith("returned")
-    assert balance(district, number) == 0
+    assert balance(district, number) == RETURN_FEE  # the returned-payment fee (returns.py)
     with Session(district) as s:
         assert payments_core.to_review(s) == []
 
