@@ -738,6 +738,120 @@ def cmd_ledger_check(args: argparse.Namespace) -> int:
     return 1
 
 
+# --- Deposits and refunds (issue 14 items 7 and 8) ----------------------------------------
+
+
+def _money_day(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from datetime import date, datetime
+
+    settings = _settings()
+    on = getattr(args, "on", None)
+    return (date.fromisoformat(on) if on else datetime.now(settings.tz).date()), datetime.now(settings.tz)
+
+
+def _staff(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    with _engine() as engine, make_sessionmaker(engine)() as session:
+        user = _actor(session, args.as_user, needed=True)
+        session.expunge(user)
+        return user
+
+
+def _factory():  # type: ignore[no-untyped-def]
+    from .adapters.database import sessions_for
+
+    return sessions_for(_settings().database_url)
+
+
+def cmd_deposits_bill(args: argparse.Namespace) -> int:
+    """Bill a deposit on an account (the policy's amount unless --amount)."""
+    from .billing_core import money_policy
+    from .services import deposits
+
+    user = _staff(args)
+    on, now = _money_day(args)
+    policy = money_policy.load(_settings().money_policy_file)
+    deposit_id = deposits.bill(
+        _factory(),
+        policy,
+        user,
+        args.account,
+        amount=args.amount or "",
+        reason=args.reason,
+        note=args.note or "",
+        on=on,
+        now=now,
+    )
+    print(f"Deposit {deposit_id} billed on account {args.account}.")
+    return 0
+
+
+def cmd_deposits_run(args: argparse.Namespace) -> int:
+    """Credit back the deposits that earned it (the daily job does this on its own)."""
+    from .billing_core import money_policy
+    from .services import deposits
+
+    on, now = _money_day(args)
+    credited = deposits.run(_factory(), money_policy.load(_settings().money_policy_file), on, now)
+    print(f"{len(credited)} deposits credited back on {on}.")
+    return 0
+
+
+def cmd_refunds_request(args: argparse.Namespace) -> int:
+    from .services import refunds
+
+    user = _staff(args)
+    _on, now = _money_day(args)
+    refund_id = refunds.request(
+        _factory(), user, args.account, amount=args.amount, method=args.method, reason=args.reason, now=now
+    )
+    print(f"Refund {refund_id} requested; it waits for approval by someone else.")
+    return 0
+
+
+def cmd_refunds_decide(args: argparse.Namespace) -> int:
+    from .services import refunds
+
+    user = _staff(args)
+    on, now = _money_day(args)
+    if args.refunds_command == "approve":
+        refunds.approve(_factory(), user, args.id, on, now)
+        print(f"Refund {args.id} approved.")
+    else:
+        refunds.reject(_factory(), user, args.id, args.reason or "", now)
+        print(f"Refund {args.id} rejected.")
+    return 0
+
+
+def cmd_refunds_pay(args: argparse.Namespace) -> int:
+    from .adapters.gateway import from_settings
+    from .services import refunds
+
+    user = _staff(args)
+    on, now = _money_day(args)
+    gateway = from_settings(_settings())
+    if gateway is None:
+        print("error: card refunds need the payment processor: set STRIPE_SECRET_KEY", file=sys.stderr)
+        return 2
+    paid = refunds.pay_card(_factory(), gateway, user, args.id, on, now)
+    if not paid.ok:
+        print(f"Refund {args.id} failed: {paid.message} (the credit is back on the account)")
+        return 1
+    print(f"Refund {args.id} paid to the card.")
+    return 0
+
+
+def cmd_refunds_export_checks(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .services import refunds
+
+    user = _staff(args)
+    on, now = _money_day(args)
+    text, ids = refunds.export_checks(_factory(), user, on, now)
+    Path(args.file).write_text(text, encoding="utf-8")
+    print(f"{len(ids)} check refunds in {args.file}.")
+
+
 # --- Returned payments and cash only (issue 14) ---------------------------------------------
 
 
@@ -1277,6 +1391,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layout", help="the CSV layout's name (default: standard; see portal/data/lockbox_layouts.json)")
     _as_option(p, True)
     p.set_defaults(func=cmd_payments_import)
+    # Deposits and refunds (issue 14 items 7 and 8)
+    dep = sub.add_parser("deposits", help="security deposits").add_subparsers(dest="deposits_command", required=True)
+    p = dep.add_parser("bill", help="bill a deposit on an account")
+    p.add_argument("--account", required=True, help="the account number")
+    p.add_argument("--amount", help="dollars and cents (default: what the money policy asks)")
+    p.add_argument(
+        "--reason",
+        required=True,
+        choices=("new_customer", "after_shutoff", "returned_payments", "other"),
+        help="why the deposit is billed",
+    )
+    p.add_argument("--note", help="why (needed with --reason other)")
+    p.add_argument("--as", dest="as_user", required=True, help="the staff sign-in acting")
+    p.set_defaults(func=cmd_deposits_bill)
+    p = dep.add_parser("run", help="credit back the deposits paid on time long enough (the daily job)")
+    p.add_argument("--on", type=_date_text, help="the day, YYYY-MM-DD (default: today)")
+    p.set_defaults(func=cmd_deposits_run)
+    ref = sub.add_parser("refunds", help="refunds of credit").add_subparsers(dest="refunds_command", required=True)
+    p = ref.add_parser("request", help="ask for a refund of an account's credit")
+    p.add_argument("--account", required=True, help="the account number")
+    p.add_argument("--amount", required=True, help="dollars and cents, at most the account's credit")
+    p.add_argument("--method", required=True, choices=("card", "check"), help="back to the card, or by check")
+    p.add_argument("--reason", default="Credit balance refund", help="why (closed account, overpayment)")
+    p.add_argument("--as", dest="as_user", required=True, help="the staff sign-in acting")
+    p.set_defaults(func=cmd_refunds_request)
+    for name in ("approve", "reject"):
+        p = ref.add_parser(name, help=f"{name} a refund someone else asked for")
+        p.add_argument("id", type=int, help="the refund's number")
+        if name == "reject":
+            p.add_argument("--reason", required=True, help="why it is rejected")
+        p.add_argument("--as", dest="as_user", required=True, help="the staff sign-in acting")
+        p.set_defaults(func=cmd_refunds_decide)
+    p = ref.add_parser("pay", help="pay an approved card refund through the payment processor")
+    p.add_argument("id", type=int, help="the refund's number")
+    p.add_argument("--as", dest="as_user", required=True, help="the staff sign-in acting")
+    p.set_defaults(func=cmd_refunds_pay)
+    p = ref.add_parser("export-checks", help="write the accounts-payable check register (each refund once)")
+    p.add_argument("file", help="where to write the CSV")
+    p.add_argument("--as", dest="as_user", required=True, help="the staff sign-in acting")
+    p.set_defaults(func=cmd_refunds_export_checks)
 
     mail = sub.add_parser("emails", help="the email outbox").add_subparsers(dest="emails_command", required=True)
     p = mail.add_parser("status", help="how many emails are queued, sent, retrying, failed")

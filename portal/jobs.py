@@ -206,6 +206,23 @@ def autopay_daily(timestamp: int) -> int:
     return dispatch_autopay(settings, as_of, gateway_from_settings(settings))
 
 
+# --- Deposits (credited back after the policy's months paid on time) ----------------------
+
+
+@app.periodic(cron="30 2 * * *")
+@app.task(name="deposits.daily", queue="billing", queueing_lock="deposits.daily")
+def deposits_daily(timestamp: int) -> int:
+    """Every day: credit back the deposits that earned it. Idempotent (each deposit's state
+    moves once, by a conditional update), so a second worker or a rerun credits nothing more."""
+    from .billing_core import money_policy
+    from .services import deposits as deposit_service
+
+    settings = Settings.from_env()
+    as_of = datetime.fromtimestamp(timestamp, settings.tz).date()
+    policy = money_policy.load(settings.money_policy_file)
+    return len(deposit_service.run(sessions_for(settings.database_url), policy, as_of, system_clock()))
+
+
 @app.task(name="autopay.draft_bills", queue="autopay", retry=3)
 def autopay_draft_bills(bill_ids: list[int], as_of: str) -> dict[str, int]:
     settings = Settings.from_env()

@@ -12,7 +12,7 @@ import json
 from dataclasses import replace
 from typing import Any
 
-from portal.adapters.gateway import BANK, Event, GatewayError, Intent, parse_signed_event
+from portal.adapters.gateway import BANK, Event, GatewayError, Intent, RefundResult, parse_signed_event
 
 #: Stripe's test routing and account numbers for ACH Direct Debit and what each does.
 #: https://docs.stripe.com/payments/ach-direct-debit/accept-a-payment (test numbers)
@@ -184,6 +184,21 @@ class FakeBankGateway:
         payload = json.dumps(event).encode()
         sig = hmac.new(self.webhook_secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256).hexdigest()
         return payload, f"t={timestamp},v1={sig}"
+
+    #: Set to a message to make every refund fail with it (the processor refusing).
+    refuse_refunds: str | None = None
+
+    def refund(self, processor_payment_id: str, amount_cents: int, idempotency_key: str) -> RefundResult:
+        self.calls.append(("refund", idempotency_key))
+        if self.refuse_refunds:
+            raise GatewayError(self.refuse_refunds)
+
+        def make() -> RefundResult:
+            if processor_payment_id not in self.payments:
+                raise GatewayError(f"No such payment: {processor_payment_id}")
+            return RefundResult(self._id("re"), "succeeded", amount_cents)
+
+        return self._once(f"refund:{idempotency_key}", make)
 
     def parse_event(self, payload: bytes, signature: str) -> Event:
         return parse_signed_event(payload, signature, self.webhook_secret)

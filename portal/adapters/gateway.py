@@ -144,6 +144,21 @@ class Event:
     reason: str | None = None
 
 
+@dataclass(frozen=True)
+class RefundResult:
+    """A refund as the processor answered it: ``succeeded`` or ``pending`` (on its way
+    back to the card), or ``failed`` / ``canceled`` with the processor's message."""
+
+    id: str
+    status: str
+    amount_cents: int = 0
+    failure_message: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("succeeded", "pending")
+
+
 class PaymentGateway(Protocol):
     publishable_key: str
 
@@ -166,6 +181,10 @@ class PaymentGateway(Protocol):
     ) -> Intent: ...
 
     def retrieve_payment(self, payment_id: str) -> Intent: ...
+
+    def refund(self, processor_payment_id: str, amount_cents: int, idempotency_key: str) -> RefundResult:
+        """Refund part or all of a payment to its card or bank account; the same key refunds once."""
+        ...
 
     def parse_event(self, payload: bytes, signature: str) -> Event: ...
 
@@ -293,6 +312,21 @@ class StripeGateway:
             failure_code=error.get("code"),
             failure_message=error.get("message"),
             metadata=dict(pi.get("metadata") or {}),
+        )
+
+    def refund(self, processor_payment_id: str, amount_cents: int, idempotency_key: str) -> RefundResult:
+        re = _plain(
+            self._call(
+                self.client.v1.refunds.create,
+                params={"payment_intent": processor_payment_id, "amount": amount_cents},
+                options={"idempotency_key": idempotency_key},
+            )
+        )
+        return RefundResult(
+            id=re["id"],
+            status=str(re.get("status") or "succeeded"),
+            amount_cents=int(re.get("amount") or amount_cents),
+            failure_message=re.get("failure_reason"),
         )
 
     def parse_event(self, payload: bytes, signature: str) -> Event:

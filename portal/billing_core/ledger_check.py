@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from . import batch_check, drawers, ledger, returns
+from . import batch_check, deposits, drawers, ledger, refunds, returns
 from .models import Bill, LedgerEntry, LedgerTransaction, Payment
 from .status import BillStatus, PaymentStatus
 
@@ -221,6 +221,7 @@ def bills(session: Session) -> list[str]:
 #: Every check, in order. Areas with their own tables (drawers, deposits, refunds,
 #: write-offs) add theirs here.
 CHECKS: list[Check] = [unbalanced, reversals, balance_entries, payments, bills, batch_check.problems]
+CHECKS += [deposits.ledger_problems, refunds.ledger_problems]
 CHECKS.append(returns.check)  # returned payments: their reversal and fee (billing_core/returns.py)
 
 

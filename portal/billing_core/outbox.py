@@ -48,6 +48,7 @@ REFS = {
     "email.arrangement_decision": ("arrangement_request", "request_id"),
     "email.bill_ready": ("bill", "bill_id"),
     "email.counter_receipt": ("counter_receipt", "receipt_id"),
+    "email.money_notice": (None, None),
 }
 OUTBOX_COLUMNS = (
     "kind",

@@ -209,6 +209,26 @@ def send_arrangement_decision(mailer: Mailer, factory: Sessions, clock: Clock, r
     return to
 
 
+def send_money_notice(mailer: Mailer, factory: Sessions, clock: Clock, what: str, id: int) -> str | None:  # noqa: A002
+    """Deposits and refunds: a deposit billed or credited back, a refund paid. To the
+    customer's own address, in their language; None (skipped) when they have none."""
+    from ..billing_core.models import Customer, Deposit, Refund
+
+    with factory() as session:
+        thing: Refund | Deposit | None = session.get(Refund, id) if what == "refund_paid" else session.get(Deposit, id)
+        if thing is None:
+            return None
+        account = session.get(Account, thing.account_id)
+        assert account is not None
+        customer = session.get(Customer, account.customer_id)
+        if customer is None or not customer.email:
+            return None
+        to = customer.email
+        message = mailer.build(to, customer.preferred_language, "money_notice", what=what, thing=thing, account=account)
+    mailer.send(message)
+    return to
+
+
 #: The sender of each kind of email the outbox keeps (bill-ready emails are sent in
 #: batches by ``delivery.send_bill_ready``).
 SENDERS: dict[str, Callable[..., str | None]] = {
@@ -218,6 +238,7 @@ SENDERS: dict[str, Callable[..., str | None]] = {
     "email.receipt": send_receipt,
     "email.autopay_failed": send_autopay_failed,
     "email.autopay_enrolled": send_autopay_enrolled,
+    "email.money_notice": send_money_notice,
     "email.payment_returned": returns.send_return_notice,  # returned payments (services/returns.py)
     "email.counter_receipt": counter.send_counter_receipt,
 }

@@ -283,6 +283,10 @@ def _post_final(
     (bill_id,) = write_drafts(session, [draft], data, now)
     post_bills(session, session.execute(select(*POSTING).where(Bill.id == bill_id)).all(), actor, now)
     account.status, account.closed_on = "final", stop_on
+    # Deposits held pay the final bill; any credit left is asked back as a refund (deposits.py).
+    from .. import deposits
+
+    deposits.apply_at_final(session, account, actor, max(end, today), now)
     if review.forward_line1:
         address = customers.MailingAddress(
             review.forward_line1, review.forward_city or "", review.forward_state or "", review.forward_zip or ""
