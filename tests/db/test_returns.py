@@ -18,6 +18,7 @@ from portal.billing_core.errors import FieldErrors, NotAllowed
 from portal.billing_core.models import (
     Account,
     AuditEvent,
+    Deposit,
     EmailOutbox,
     LedgerEntry,
     LedgerTransaction,
@@ -258,7 +259,10 @@ def test_a_payment_that_paid_a_deposit_is_returned_exactly(session: Session) -> 
         ),
         due_date=D,
     )
-    posting.post(session, deposit, account.id)
+    row = posting.post(session, deposit, account.id)
+    session.add(
+        Deposit(account_id=account.id, amount_cents=5_000, reason="other", billed_on=D, billed_transaction_id=row.id)
+    )
     check = paid(session, account, OWED + 5_000, "check")
     assert posting.open_by_service(session, account.id) == {"water": 0, "deposit": 0}
     record(session, check, "NSF", D, staff(session))
