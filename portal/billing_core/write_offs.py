@@ -24,6 +24,14 @@ from .status import APPROVAL_TRANSITIONS, ApprovalStatus, move
 
 def written_off_unrecovered(session: Session, account_id: int) -> int:
     """What was written off on the account and not yet recovered, in cents."""
+    with session.no_autoflush:  # most accounts never had a write-off: one indexed look, nothing flushed
+        any_posted = session.scalar(
+            select(WriteOff.id)
+            .where(WriteOff.account_id == account_id, WriteOff.status == ApprovalStatus.POSTED.value)
+            .limit(1)
+        )
+    if any_posted is None:
+        return 0
     written = session.scalar(
         select(func.coalesce(func.sum(WriteOff.amount_cents), 0)).where(
             WriteOff.account_id == account_id, WriteOff.status == ApprovalStatus.POSTED.value
