@@ -952,25 +952,13 @@ def _returns_parsers(sub) -> None:  # type: ignore[no-untyped-def]
 # --- Adjustments and write-offs (issue 14) ------------------------------------------------------
 
 
-def _money_errors(exc: BillingError) -> int:
+def _money_errors(exc: Exception) -> int:
+    """A refused money command: each field's message on stderr and exit 2 (anything else raises)."""
     from .billing_core.errors import FieldErrors
 
     if isinstance(exc, FieldErrors):
         for name, err in exc.errors.items():
             print(f"error: {name}: {err.message}", file=sys.stderr)
-        return 2
-    raise exc
-
-
-# --- Counter payments, cash drawers and the daily money reports (issue 14, counter) -----------
-
-
-def _counter_errors(exc: Exception) -> int:
-    from .billing_core.errors import FieldErrors
-
-    if isinstance(exc, FieldErrors):
-        for name, problem in exc.errors.items():
-            print(f"error: {name}: {problem.message}", file=sys.stderr)
         return 2
     raise exc
 
@@ -1098,6 +1086,9 @@ def cmd_payments_import(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- Counter payments, cash drawers and the daily money reports (issue 14, counter) -----------
+
+
 def _counter_day() -> tuple:  # type: ignore[type-arg]
     from .adapters.clock import system_clock
 
@@ -1118,7 +1109,7 @@ def cmd_drawers_open(args: argparse.Namespace) -> int:
                 drawer = counter.open_drawer(session, user, args.name, args.float, today, now)
                 print(f"drawer {drawer.id} ({drawer.name}) open with a float of {drawer.float_cents / 100:.2f}")
         except FieldErrors as exc:
-            return _counter_errors(exc)
+            return _money_errors(exc)
     return 0
 
 
@@ -1142,7 +1133,7 @@ def cmd_drawers_close(args: argparse.Namespace) -> int:
                 user = _actor(session, args.as_email, needed=True)
                 diff = counter.close_drawer_from_file(session, user, args.drawer, data, args.reason or "", now)
         except FieldErrors as exc:
-            return _counter_errors(exc)
+            return _money_errors(exc)
     print(
         f"drawer {args.drawer} closed: over/short cash {diff['cash_cents'] / 100:.2f}, "
         f"checks {diff['checks_cents'] / 100:.2f}, card {diff['card_cents'] / 100:.2f}"
@@ -1163,7 +1154,7 @@ def cmd_drawers_sign_off(args: argparse.Namespace) -> int:
                 drawer = counter.sign_off(session, user, args.drawer, args.note or "", today, now)
                 print(f"drawer {drawer.id} signed off")
         except FieldErrors as exc:
-            return _counter_errors(exc)
+            return _money_errors(exc)
     return 0
 
 
@@ -1187,7 +1178,7 @@ def cmd_payments_take(args: argparse.Namespace) -> int:
                 receipt = counter.take_payment(session, user, [counter.Line(args.account, args.amount)], tender, now)
                 number, change = receipt.number, receipt.change_cents
         except FieldErrors as exc:
-            return _counter_errors(exc)
+            return _money_errors(exc)
     print(f"receipt {number}" + (f": change due {change / 100:.2f}" if change else ""))
     return 0
 
