@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from .adapters.database import make_engine, make_sessionmaker, transaction
 from .billing_core.errors import BillingError, InvalidInput
+from .billing_core.models import Role
 from .billing_core.status import BillRunStatus, BillStatus
 from .settings import Settings
 
@@ -77,7 +78,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-ROLES = ["customer", "csr", "specialist", "cashier", "supervisor", "admin"]
+ROLES = [role.value for role in Role]
 
 
 class UsageError(BillingError):

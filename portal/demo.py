@@ -1285,7 +1285,7 @@ class _Builder:
 
         factory = sessionmaker(self.engine)
         with factory() as session, session.begin():
-            for role in ("admin", "supervisor", "specialist", "csr", "cashier"):
+            for role in ("admin", "supervisor", "specialist", "csr", "cashier", "field"):
                 email = f"{role}@demo.example"
                 create_user(session, email, DEMO_PASSWORD, role, display_name=f"Demo {role}")
                 self.result.sign_ins.append((role, email, "staff"))

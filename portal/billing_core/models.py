@@ -133,6 +133,8 @@ class Role(str, enum.Enum):
     CASHIER = "cashier"
     SUPERVISOR = "supervisor"
     ADMIN = "admin"
+    #: Field staff: door tags, shutoffs, reconnections, meter work.
+    FIELD = "field"
 
     @property
     def is_staff(self) -> bool:
@@ -628,7 +630,9 @@ class User(Base):
     accounts: Mapped[list[Account]] = relationship(secondary="user_account_link", order_by="Account.number")
 
     __table_args__ = (
-        CheckConstraint("role in ('customer', 'csr', 'specialist', 'cashier', 'supervisor', 'admin')", name="role"),
+        CheckConstraint(
+            "role in ('customer', 'csr', 'specialist', 'cashier', 'supervisor', 'admin', 'field')", name="role"
+        ),
     )
 
     @property
@@ -1263,3 +1267,375 @@ class WriteOff(Base):
         CheckConstraint("amount_cents > 0", name="positive"),
         CheckConstraint("status in ('pending', 'posted', 'rejected')", name="status"),
     )
+
+
+# --- Delinquency and collections (issue 15) -------------------------------------------------
+
+
+class DelinquencyPolicyVersion(Base):
+    """One version of the collection ladder (``billing_core/ladder_policy.py``), as data.
+    A change is a new version from a date; old versions stay, so every action names the
+    version it followed."""
+
+    __tablename__ = "delinquency_policy_version"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, unique=True)
+    effective_on: Mapped[date] = mapped_column(Date)
+    #: ``ladder_policy.LadderPolicy.to_dict()``.
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=stamp)
+
+    __table_args__ = (Index("ix_delinquency_policy_version_effective_on", "effective_on"),)
+
+
+class CollectionRun(Base):
+    """The daily delinquency run of one date: previewed (an action list), then posted once."""
+
+    __tablename__ = "collection_run"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    run_on: Mapped[date] = mapped_column(Date, unique=True)
+    status: Mapped[str] = mapped_column(String(10), default="previewed")
+    policy_version_id: Mapped[int | None] = mapped_column(ForeignKey("delinquency_policy_version.id"))
+    accounts_evaluated: Mapped[int] = mapped_column(Integer, default=0)
+    actions_planned: Mapped[int] = mapped_column(Integer, default=0)
+    actions_posted: Mapped[int] = mapped_column(Integer, default=0)
+    previewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    previewed_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    posted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    posted_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+
+    __table_args__ = (CheckConstraint("status in ('previewed', 'posting', 'posted')", name="status"),)
+
+
+class CollectionAction(Base):
+    """One step of the ladder for one account in one delinquency episode: a late fee, a
+    notice, a door tag, a shutoff order, a referral. The unique key makes each happen at
+    most once per episode, however many times or on however many workers the run goes."""
+
+    __tablename__ = "collection_action"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("collection_run.id"), index=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), index=True)
+    #: What the episode is: the bill that first went unpaid (``bill:<id>``), or ``final:<id>``.
+    episode: Mapped[str] = mapped_column(String(40))
+    #: ``ladder_policy.STEP_KINDS`` and ``FINAL_STEP_KINDS``.
+    step: Mapped[str] = mapped_column(String(30))
+    #: planned (on a preview), posted, refused (the gate or a protection said no, ``rule``),
+    #: skipped (nothing to do: paid, under the minimum) or cancelled.
+    status: Mapped[str] = mapped_column(String(10), default="planned")
+    due_on: Mapped[date] = mapped_column(Date)
+    posted_on: Mapped[date | None] = mapped_column(Date)
+    amount_cents: Mapped[int | None] = mapped_column(BigInteger)
+    #: In plain words, why (shown on the action list).
+    reason: Mapped[str] = mapped_column(Text, default="")
+    #: The rule that refused it, when refused (``shutoff_gate`` rule names).
+    rule: Mapped[str | None] = mapped_column(String(40))
+    policy_version_id: Mapped[int | None] = mapped_column(ForeignKey("delinquency_policy_version.id"))
+    ledger_transaction_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_transaction.id"))
+    work_order_id: Mapped[int | None] = mapped_column(ForeignKey("work_order.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=stamp)
+
+    __table_args__ = (
+        UniqueConstraint("account_id", "episode", "step", name="uq_collection_action_once"),
+        CheckConstraint("status in ('planned', 'posted', 'refused', 'skipped', 'cancelled')", name="status"),
+        Index("ix_collection_action_due", "status", "due_on"),
+    )
+
+
+class CollectionHold(Base):
+    """A supervisor keeps an account out of the daily run, with a reason, until released."""
+
+    __tablename__ = "collection_hold"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    until_on: Mapped[date | None] = mapped_column(Date)
+    held_by_id: Mapped[int] = mapped_column(ForeignKey("user_account.id"))
+    held_at: Mapped[datetime] = mapped_column(UTCDateTime, default=stamp)
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    released_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+
+    __table_args__ = (
+        Index(
+            "uq_collection_hold_active",
+            "account_id",
+            unique=True,
+            sqlite_where=text("released_at IS NULL"),
+            postgresql_where=text("released_at IS NULL"),
+        ),
+    )
+
+
+class NoticeBatch(Base):
+    """The notices of one day and kind, printed as one PDF in ZIP order for the mail house."""
+
+    __tablename__ = "notice_batch"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    issued_on: Mapped[date] = mapped_column(Date)
+    kind: Mapped[str] = mapped_column(String(20))
+    notices_total: Mapped[int] = mapped_column(Integer, default=0)
+    pdf_path: Mapped[str | None] = mapped_column(String(500))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=stamp)
+
+    __table_args__ = (UniqueConstraint("issued_on", "kind", name="uq_notice_batch_day_kind"),)
+
+
+class Notice(Base):
+    """A written notice to a customer (or to the "Occupant" at the service address): its
+    figures are fixed when issued, so the letter can be printed again exactly."""
+
+    __tablename__ = "notice"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), index=True)
+    #: past_due, final (the Act's written shutoff notice), door_tag, reconnected, broken_plan.
+    kind: Mapped[str] = mapped_column(String(20))
+    #: customer or occupant.
+    addressee: Mapped[str] = mapped_column(String(10), default="customer")
+    language: Mapped[str] = mapped_column(String(5), default="en")
+    name: Mapped[str] = mapped_column(String(200))
+    address_line1: Mapped[str | None] = mapped_column(String(200))
+    address_line2: Mapped[str | None] = mapped_column(String(100))
+    city: Mapped[str | None] = mapped_column(String(100))
+    state: Mapped[str | None] = mapped_column(String(2))
+    zip: Mapped[str | None] = mapped_column(String(10))
+    issued_on: Mapped[date] = mapped_column(Date)
+    amount_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: Pay by this date to avoid the next step.
+    deadline_on: Mapped[date | None] = mapped_column(Date)
+    #: The earliest shutoff date the notice states, when it states one.
+    shutoff_on: Mapped[date | None] = mapped_column(Date)
+    action_id: Mapped[int | None] = mapped_column(ForeignKey("collection_action.id"), index=True)
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("notice_batch.id"), index=True)
+    email_outbox_id: Mapped[int | None] = mapped_column(ForeignKey("email_outbox.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=stamp)
+
+    __table_args__ = (
+        CheckConstraint("addressee in ('customer', 'occupant')", name="addressee"),
+        Index("ix_notice_issued_on", "issued_on", "kind"),
+    )
+
+
+class WorkOrder(Base):
+    """A job for field staff at a premise: a door tag, a shutoff, a reconnection (and, later,
+    meter work and investigations). Done (with time, read, lock or tag number) or not done
+    (with a reason) by the person in the field; cancelled by the office."""
+
+    __tablename__ = "work_order"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("account.id"), index=True)
+    premise_id: Mapped[int] = mapped_column(ForeignKey("premise.id"), index=True)
+    status: Mapped[str] = mapped_column(String(10), default="open")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    due_on: Mapped[date] = mapped_column(Date)
+    after_hours: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: The amount and deadline the door tag or shutoff is about (fixed when made).
+    amount_cents: Mapped[int | None] = mapped_column(BigInteger)
+    deadline_on: Mapped[date | None] = mapped_column(Date)
+    assigned_to_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=stamp)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    meter_read: Mapped[Decimal | None] = mapped_column(DecimalType(14, 4))
+    lock_or_tag: Mapped[str | None] = mapped_column(String(40))
+    not_done_reason: Mapped[str | None] = mapped_column(Text)
+    cancelled_reason: Mapped[str | None] = mapped_column(Text)
+    #: The reconnection fee posted for a reconnection.
+    fee_transaction_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_transaction.id"))
+    #: The shutoff a reconnection undoes.
+    follows_id: Mapped[int | None] = mapped_column(ForeignKey("work_order.id"))
+
+    premise: Mapped[Premise] = relationship()
+
+    __table_args__ = (
+        CheckConstraint(
+            "kind in ('door_tag', 'shutoff', 'reconnect', 'investigate', 'meter_set', 'meter_exchange', "
+            "'meter_remove', 'read', 'other')",
+            name="kind",
+        ),
+        CheckConstraint("status in ('open', 'done', 'not_done', 'cancelled')", name="status"),
+        Index("ix_work_order_queue", "status", "due_on"),
+    )
+
+
+class PaymentPlan(Base):
+    """A payment plan (installments) or an extension (a promise to pay by a date), made by
+    staff or approved from a customer's request. While kept it pauses the ladder."""
+
+    __tablename__ = "payment_plan"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), index=True)
+    #: plan or extension.
+    kind: Mapped[str] = mapped_column(String(10), default="plan")
+    #: active (kept so far), completed, broken or cancelled.
+    status: Mapped[str] = mapped_column(String(10), default="active")
+    total_cents: Mapped[int] = mapped_column(BigInteger)
+    down_payment_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    starts_on: Mapped[date] = mapped_column(Date)
+    #: An installment not paid this many days after its date breaks the plan.
+    grace_days: Mapped[int] = mapped_column(Integer, default=10)
+    arrangement_request_id: Mapped[int | None] = mapped_column(ForeignKey("arrangement_request.id"))
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=stamp)
+    ended_on: Mapped[date | None] = mapped_column(Date)
+    end_reason: Mapped[str | None] = mapped_column(Text)
+
+    installments: Mapped[list[PaymentPlanInstallment]] = relationship(
+        back_populates="plan", order_by="PaymentPlanInstallment.seq"
+    )
+
+    __table_args__ = (
+        CheckConstraint("kind in ('plan', 'extension')", name="kind"),
+        CheckConstraint("status in ('active', 'completed', 'broken', 'cancelled')", name="status"),
+        CheckConstraint("total_cents > 0 and down_payment_cents >= 0", name="amounts"),
+        Index(
+            "uq_payment_plan_active",
+            "account_id",
+            unique=True,
+            sqlite_where=text("status = 'active'"),
+            postgresql_where=text("status = 'active'"),
+        ),
+    )
+
+
+class PaymentPlanInstallment(Base):
+    __tablename__ = "payment_plan_installment"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("payment_plan.id"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    due_on: Mapped[date] = mapped_column(Date)
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    paid_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: due, paid or missed.
+    status: Mapped[str] = mapped_column(String(10), default="due")
+    paid_on: Mapped[date | None] = mapped_column(Date)
+
+    plan: Mapped[PaymentPlan] = relationship(back_populates="installments")
+
+    __table_args__ = (
+        UniqueConstraint("plan_id", "seq", name="uq_payment_plan_installment_seq"),
+        CheckConstraint("amount_cents > 0 and paid_cents >= 0", name="amounts"),
+        CheckConstraint("status in ('due', 'paid', 'missed')", name="status"),
+    )
+
+
+class Dispute(Base):
+    """A disputed amount, an appeal or an investigation: while open, the amount is kept out
+    of late fees and the account cannot be shut off."""
+
+    __tablename__ = "dispute"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), index=True)
+    bill_id: Mapped[int | None] = mapped_column(ForeignKey("bill.id"), index=True)
+    #: dispute (of a bill's amount), appeal (of a decision or a shutoff) or investigation.
+    kind: Mapped[str] = mapped_column(String(15), default="dispute")
+    amount_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: open, upheld (the customer was right), denied or withdrawn.
+    status: Mapped[str] = mapped_column(String(10), default="open")
+    reason: Mapped[str] = mapped_column(Text)
+    #: staff or resident.
+    opened_via: Mapped[str] = mapped_column(String(10), default="staff")
+    opened_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime, default=stamp)
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    decision: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        CheckConstraint("kind in ('dispute', 'appeal', 'investigation')", name="kind"),
+        CheckConstraint("status in ('open', 'upheld', 'denied', 'withdrawn')", name="status"),
+        CheckConstraint("opened_via in ('staff', 'resident')", name="opened_via"),
+        CheckConstraint("amount_cents >= 0", name="amount"),
+    )
+
+
+class ShutoffProtection(Base):
+    """What the office has on file that protects an account: a primary care provider's
+    certification, financial inability (a program or income under 200% of the poverty line),
+    willingness to enter a plan, low-income status (for the reconnection fee caps)."""
+
+    __tablename__ = "shutoff_protection"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(30))
+    #: The program (CalFresh, Medi-Cal, ...), the provider, the evidence seen.
+    detail: Mapped[str] = mapped_column(Text, default="")
+    starts_on: Mapped[date] = mapped_column(Date)
+    ends_on: Mapped[date | None] = mapped_column(Date)
+    recorded_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=stamp)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        CheckConstraint(
+            "kind in ('medical_certification', 'financial_inability', 'willing_to_plan', 'low_income')",
+            name="kind",
+        ),
+    )
+
+
+class AgencyClosure(Base):
+    """A day the agency is closed besides weekends and the state's holidays: no shutoffs."""
+
+    __tablename__ = "agency_closure"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    day: Mapped[date] = mapped_column(Date, unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=stamp)
+
+
+class CollectionReferral(Base):
+    """A final account's balance sent on: to a collection agency, or as a lien on the
+    parcel / a charge on the property tax roll (sewer and sanitation). Prepared, approved
+    by someone else, exported once; what comes back is recorded as recoveries."""
+
+    __tablename__ = "collection_referral"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), index=True)
+    #: agency or tax_roll.
+    kind: Mapped[str] = mapped_column(String(10))
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    #: For a tax-roll transfer: the service whose balance it is, and the parcel.
+    service_type: Mapped[str | None] = mapped_column(String(20))
+    parcel_number: Mapped[str | None] = mapped_column(String(30))
+    status: Mapped[str] = mapped_column(String(10), default="proposed")
+    prepared_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    prepared_at: Mapped[datetime] = mapped_column(UTCDateTime, default=stamp)
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    decision_note: Mapped[str | None] = mapped_column(Text)
+    exported_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The export file it went out in (its sha256, to find it again).
+    export_ref: Mapped[str | None] = mapped_column(String(64))
+    recovered_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    action_id: Mapped[int | None] = mapped_column(ForeignKey("collection_action.id"))
+
+    __table_args__ = (
+        CheckConstraint("kind in ('agency', 'tax_roll')", name="kind"),
+        CheckConstraint(
+            "status in ('proposed', 'approved', 'rejected', 'exported', 'recalled', 'closed')", name="status"
+        ),
+        CheckConstraint("amount_cents > 0 and recovered_cents >= 0", name="amounts"),
+    )
+
+
+class CollectionRecovery(Base):
+    """Money that came back on a referral (from the agency, or the county's tax roll)."""
+
+    __tablename__ = "collection_recovery"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    referral_id: Mapped[int] = mapped_column(ForeignKey("collection_referral.id"), index=True)
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    received_on: Mapped[date] = mapped_column(Date)
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payment.id"))
+    note: Mapped[str] = mapped_column(Text, default="")
+    recorded_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=stamp)
+
+    __table_args__ = (CheckConstraint("amount_cents > 0", name="positive"),)

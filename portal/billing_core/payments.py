@@ -28,7 +28,7 @@ from datetime import date, datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from . import audit, bulk, ledger, posting, write_offs
+from . import audit, bulk, collection_hooks, ledger, posting, write_offs
 from .accounts import AccountSummary
 from .errors import N_, InvalidInput
 from .models import Account, LedgerEntry, LedgerTransaction, Payment, User
@@ -347,6 +347,7 @@ def post_received(
     txn_ids = posting.post_many(
         session, txns, account_ids=[i.account_id for i in items], posted_at=now, posted_by_id=posted_by_id
     )
+    collection_hooks.after_posted(session, ids, as_of, now)
     return list(zip(txn_ids, owed_before, strict=True))
 
 

@@ -23,15 +23,17 @@ from dataclasses import dataclass
 from .errors import NotAllowed
 from .models import Role
 
-CUSTOMER, CSR, SPECIALIST, CASHIER, SUPERVISOR, ADMIN = (
+CUSTOMER, CSR, SPECIALIST, CASHIER, SUPERVISOR, ADMIN, FIELD = (
     Role.CUSTOMER,
     Role.CSR,
     Role.SPECIALIST,
     Role.CASHIER,
     Role.SUPERVISOR,
     Role.ADMIN,
+    Role.FIELD,
 )
-STAFF = frozenset({CSR, SPECIALIST, CASHIER, SUPERVISOR, ADMIN})
+STAFF = frozenset({CSR, SPECIALIST, CASHIER, SUPERVISOR, ADMIN, FIELD})
+OFFICE = (CSR, SPECIALIST, SUPERVISOR, ADMIN)
 
 
 class Action(str, enum.Enum):
@@ -77,6 +79,23 @@ class Action(str, enum.Enum):
     WRITE_OFFS_APPROVE = "write_offs.approve"
     MONEY_REPORTS = "money.reports"
     LEDGER_CHECK = "ledger.check"
+    # Delinquency and collections
+    COLLECTIONS_VIEW = "collections.view"
+    COLLECTIONS_POLICY = "collections.policy"
+    COLLECTIONS_PREVIEW = "collections.preview"
+    COLLECTIONS_POST = "collections.post"
+    COLLECTIONS_HOLD = "collections.hold"
+    NOTICES_PRINT = "notices.print"
+    SHUTOFF_ORDER = "shutoff.order"
+    FIELD_ORDERS_WORK = "field_orders.work"
+    FIELD_ORDERS_MANAGE = "field_orders.manage"
+    PLANS_MANAGE = "plans.manage"
+    DISPUTES_OPEN = "disputes.open"
+    DISPUTES_DECIDE = "disputes.decide"
+    PROTECTIONS_RECORD = "protections.record"
+    REFERRALS_PREPARE = "referrals.prepare"
+    REFERRALS_APPROVE = "referrals.approve"
+    COLLECTIONS_REPORTS = "collections.reports"
     # Sign-ins
     USERS_MANAGE = "users.manage"
 
@@ -255,6 +274,86 @@ GRANTS: dict[Action, Grant] = {
     Action.LEDGER_CHECK: _grant(
         BILLING, "Verify the whole ledger (`portal ledger check`).", "Only billing staff check the ledger."
     ),
+    Action.COLLECTIONS_VIEW: _grant(
+        (CSR, SPECIALIST, CASHIER, SUPERVISOR, ADMIN),
+        "See the collection ladder, the daily action list, holds, notices and plans.",
+        "Only office staff see collections.",
+    ),
+    Action.COLLECTIONS_POLICY: _grant(
+        APPROVING,
+        "Change the collection ladder (late fees, notices, door tags, shutoff) with a new version.",
+        "Only a billing supervisor changes the collection policy.",
+    ),
+    Action.COLLECTIONS_PREVIEW: _grant(
+        BILLING,
+        "Preview the daily delinquency run: what would happen today, to which accounts, and why.",
+        "Only billing specialists and supervisors preview the delinquency run.",
+    ),
+    Action.COLLECTIONS_POST: _grant(
+        APPROVING,
+        "Post the daily delinquency run: its late fees, notices, door tags and shutoff orders.",
+        "Only a billing supervisor posts the delinquency run.",
+    ),
+    Action.COLLECTIONS_HOLD: _grant(
+        APPROVING,
+        "Hold an account out of the delinquency run, with a reason, and release it.",
+        "Only a billing supervisor holds accounts out of the delinquency run.",
+    ),
+    Action.NOTICES_PRINT: _grant(
+        BILLING,
+        "Print a day's notices for the mail house and reprint one notice.",
+        "Only billing specialists and supervisors print notices.",
+    ),
+    Action.SHUTOFF_ORDER: _grant(
+        APPROVING,
+        "Issue a shutoff order by hand (it passes the same protections as the daily run).",
+        "Only a billing supervisor issues shutoff orders.",
+    ),
+    Action.FIELD_ORDERS_WORK: _grant(
+        (FIELD, SUPERVISOR, ADMIN),
+        "See the field orders and door-tag routes; mark an order done or not done.",
+        "Only field staff complete field orders.",
+    ),
+    Action.FIELD_ORDERS_MANAGE: _grant(
+        OFFICE,
+        "Create, assign and cancel field orders; queue a reconnection.",
+        "Only customer service and billing staff manage field orders.",
+    ),
+    Action.PLANS_MANAGE: _grant(
+        OFFICE,
+        "Create, change and cancel payment plans and extensions for a customer.",
+        "Only customer service and billing staff manage payment plans.",
+    ),
+    Action.DISPUTES_OPEN: _grant(
+        OFFICE,
+        "Open a bill dispute, an appeal or an investigation on an account.",
+        "Only customer service and billing staff open disputes.",
+    ),
+    Action.DISPUTES_DECIDE: _grant(
+        APPROVING,
+        "Decide a dispute or an appeal (upheld, denied, withdrawn).",
+        "Only a billing supervisor decides disputes and appeals.",
+    ),
+    Action.PROTECTIONS_RECORD: _grant(
+        OFFICE,
+        "Record a medical certification, financial inability or low-income status on an account.",
+        "Only customer service and billing staff record shutoff protections.",
+    ),
+    Action.REFERRALS_PREPARE: _grant(
+        BILLING,
+        "Prepare a final account's referral to a collection agency or the property tax roll; record recoveries.",
+        "Only billing specialists and supervisors prepare collection referrals.",
+    ),
+    Action.REFERRALS_APPROVE: _grant(
+        APPROVING,
+        "Approve or reject a referral someone else prepared, and export approved ones.",
+        "Only a billing supervisor approves collection referrals.",
+    ),
+    Action.COLLECTIONS_REPORTS: _grant(
+        (CSR, SPECIALIST, CASHIER, SUPERVISOR, ADMIN),
+        "See and download the aging report, the delinquency call list and the annual shutoff report.",
+        "Only office staff see the collection reports.",
+    ),
     Action.USERS_MANAGE: _grant(
         (ADMIN,),
         "Create sign-ins, change roles, turn sign-ins off, sign people out everywhere.",
@@ -278,6 +377,7 @@ SEPARATE_APPROVER: dict[Action, Action] = {
     Action.DRAWERS_SIGN_OFF: Action.DRAWERS_OPEN,
     Action.REFUNDS_APPROVE: Action.REFUNDS_REQUEST,
     Action.WRITE_OFFS_APPROVE: Action.WRITE_OFFS_PREPARE,
+    Action.REFERRALS_APPROVE: Action.REFERRALS_PREPARE,
 }
 
 
@@ -374,8 +474,9 @@ ROLE_NAMES = {
     CASHIER: "Cashier",
     SUPERVISOR: "Billing supervisor",
     ADMIN: "Administrator",
+    FIELD: "Field staff",
 }
-COLUMNS = (CSR, SPECIALIST, CASHIER, SUPERVISOR, ADMIN)
+COLUMNS = (CSR, SPECIALIST, CASHIER, SUPERVISOR, ADMIN, FIELD)
 
 
 def _dollars(cents: int) -> str:

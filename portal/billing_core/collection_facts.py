@@ -1,0 +1,181 @@
+"""The facts the shutoff gate reads (``shutoff_gate.Facts``), from the database, for many
+accounts at once: a handful of set-based queries per chunk of accounts, so the daily run
+over a whole district never asks account by account."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import date
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from . import aging, bulk, holidays
+from .ladder_policy import SHUTOFF_SERVICES
+from .models import (
+    AgencyClosure,
+    CollectionHold,
+    Dispute,
+    LedgerEntry,
+    LedgerTransaction,
+    Notice,
+    PaymentPlan,
+    Service,
+    ShutoffProtection,
+    WorkOrder,
+)
+from .shutoff_gate import Facts
+
+
+def closed_days(session: Session, on: date) -> frozenset[date]:
+    """Weekdays the office is closed around ``on``: the state's and nation's holidays of this
+    year and the next, and the agency's own closures."""
+    own = session.scalars(
+        select(AgencyClosure.day).where(
+            AgencyClosure.day >= date(on.year - 1, 1, 1), AgencyClosure.day <= date(on.year + 1, 12, 31)
+        )
+    ).all()
+    return holidays.around(on) | frozenset(own)
+
+
+def postings_for_many(session: Session, account_ids: Sequence[int]) -> dict[int, list[aging.Posting]]:
+    """Each account's postings (``posting.account_postings`` for many), oldest first."""
+    out: dict[int, list[aging.Posting]] = defaultdict(list)
+    for part in bulk.chunks(session, account_ids):
+        rows = session.execute(
+            select(
+                LedgerEntry.account_id,
+                LedgerTransaction.effective_on,
+                LedgerTransaction.due_on,
+                func.sum(LedgerEntry.amount_cents),
+            )
+            .join(LedgerTransaction, LedgerEntry.transaction_id == LedgerTransaction.id)
+            .where(bulk.among(session, LedgerEntry.account_id, part))
+            .group_by(
+                LedgerEntry.account_id, LedgerTransaction.id, LedgerTransaction.effective_on, LedgerTransaction.due_on
+            )
+            .order_by(LedgerEntry.account_id, LedgerTransaction.effective_on, LedgerTransaction.id)
+        ).all()
+        for account_id, eff, due, amount in rows:
+            if amount and account_id is not None:
+                out[account_id].append(aging.Posting(eff, int(amount), due))
+    return out
+
+
+def facts_for_many(
+    session: Session, account_ids: Sequence[int], on: date, closed: frozenset[date] | None = None
+) -> dict[int, Facts]:
+    """``Facts`` of each account on ``on``."""
+    ids = sorted(set(account_ids))
+    if closed is None:
+        closed = closed_days(session, on)
+    postings = postings_for_many(session, ids)
+    notices: dict[int, list[date]] = defaultdict(list)
+    tags: dict[int, list[date]] = defaultdict(list)
+    disputes: dict[int, int] = defaultdict(int)
+    plans: set[int] = set()
+    protections: dict[int, set[str]] = defaultdict(set)
+    holds: set[int] = set()
+    shutoffable: set[int] = set()
+    for part in bulk.chunks(session, ids):
+        for account_id, issued in session.execute(
+            select(Notice.account_id, Notice.issued_on).where(
+                bulk.among(session, Notice.account_id, part),
+                Notice.kind == "final",
+                Notice.addressee == "customer",
+                Notice.issued_on <= on,
+            )
+        ):
+            notices[account_id].append(issued)
+        for order_account_id, done_at in session.execute(
+            select(WorkOrder.account_id, WorkOrder.completed_at).where(
+                bulk.among(session, WorkOrder.account_id, part),
+                WorkOrder.kind == "door_tag",
+                WorkOrder.status == "done",
+            )
+        ):
+            if order_account_id is not None and done_at is not None and done_at.date() <= on:
+                tags[order_account_id].append(done_at.date())
+        for account_id, count in session.execute(
+            select(Dispute.account_id, func.count())
+            .where(bulk.among(session, Dispute.account_id, part), Dispute.status == "open")
+            .group_by(Dispute.account_id)
+        ):
+            disputes[account_id] = int(count)
+        plans.update(
+            session.scalars(
+                select(PaymentPlan.account_id).where(
+                    bulk.among(session, PaymentPlan.account_id, part), PaymentPlan.status == "active"
+                )
+            )
+        )
+        for account_id, kind in session.execute(
+            select(ShutoffProtection.account_id, ShutoffProtection.kind).where(
+                bulk.among(session, ShutoffProtection.account_id, part),
+                ShutoffProtection.revoked_at.is_(None),
+                ShutoffProtection.starts_on <= on,
+                or_(ShutoffProtection.ends_on.is_(None), ShutoffProtection.ends_on >= on),
+            )
+        ):
+            protections[account_id].add(kind)
+        holds.update(
+            session.scalars(
+                select(CollectionHold.account_id).where(
+                    bulk.among(session, CollectionHold.account_id, part),
+                    CollectionHold.released_at.is_(None),
+                    or_(CollectionHold.until_on.is_(None), CollectionHold.until_on >= on),
+                )
+            )
+        )
+        shutoffable.update(
+            session.scalars(
+                select(Service.account_id).where(
+                    bulk.among(session, Service.account_id, part),
+                    Service.service_type.in_(SHUTOFF_SERVICES),
+                    Service.started_on <= on,
+                    or_(Service.ended_on.is_(None), and_(Service.ended_on > on)),
+                )
+            )
+        )
+    out: dict[int, Facts] = {}
+    for account_id in ids:
+        aged = aging.age(postings.get(account_id, ()), on)
+        kinds = protections.get(account_id, set())
+        out[account_id] = Facts(
+            oldest_unpaid_due=aged.oldest_past_due,
+            past_due_cents=aged.past_due_cents,
+            shutoff_notices=tuple(sorted(notices.get(account_id, ()))),
+            door_tags=tuple(sorted(tags.get(account_id, ()))),
+            pending_disputes=disputes.get(account_id, 0),
+            kept_plan=account_id in plans,
+            medical_certification="medical_certification" in kinds,
+            financial_inability="financial_inability" in kinds,
+            willing_to_plan="willing_to_plan" in kinds,
+            on_hold=account_id in holds,
+            has_shutoff_service=account_id in shutoffable,
+            closed_days=closed,
+        )
+    return out
+
+
+def facts_for(session: Session, account_id: int, on: date) -> Facts:
+    return facts_for_many(session, [account_id], on)[account_id]
+
+
+def low_income(session: Session, account_id: int, on: date) -> bool:
+    """Whether the account qualifies for the Act's reconnection fee caps on ``on``."""
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(ShutoffProtection)
+            .where(
+                ShutoffProtection.account_id == account_id,
+                ShutoffProtection.kind.in_(("low_income", "financial_inability")),
+                ShutoffProtection.revoked_at.is_(None),
+                ShutoffProtection.starts_on <= on,
+                or_(ShutoffProtection.ends_on.is_(None), ShutoffProtection.ends_on >= on),
+            )
+        )
+        or 0
+    ) > 0
