@@ -1,53 +1,47 @@
-"""The days a California water office is closed besides weekends: the federal holidays,
-California's own (Lincoln's Birthday is not observed by most local agencies; Cesar Chavez
-Day and the day after Thanksgiving are), each moved to the nearest weekday when it falls
-on a weekend (Saturday to Friday, Sunday to Monday). An office with another calendar
-passes its own list to ``delinquency.Policy``."""
+"""The weekdays a California water office is closed, from the maintained ``holidays``
+package (https://pypi.org/project/holidays/) instead of a hand-written calendar: the
+federal holidays (``holidays.US()``) together with California's (``holidays.US(subdiv="CA")``),
+with the package's observed rules (a holiday on a Saturday is kept on the Friday before,
+on a Sunday on the Monday after). The agency's own closures (``AgencyClosure`` rows) are
+added by ``collection_facts.closed_days``.
+
+Which days count (the package's lists, 2026 for example): New Year's Day, Martin Luther King
+Jr. Day, Presidents' Day, Cesar Chavez Day (March 31), Memorial Day, Juneteenth,
+Independence Day, Labor Day, Columbus Day (a federal holiday: banks are closed, so the
+returns' banking days skip it too), Veterans Day, Thanksgiving and the day after
+Thanksgiving (a California state holiday: a closure), Christmas Day, and the days the
+package adds for California from their first year (Diwali from 2026; Susan B. Anthony Day,
+February 15, when it falls on a weekday). Lincoln's Birthday (February 12) is not a closure:
+California's state offices have stayed open on it since 2009 and the package does not
+list it. Counting a day too many only moves a shutoff (or a return deadline) one business
+day later, never earlier, so every day either list names is a closure.
+"""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 from functools import cache
 
-
-def _nth_weekday(year: int, month: int, weekday: int, n: int) -> date:
-    """The n-th given weekday (Monday 0) of a month; n = -1 is the last."""
-    if n > 0:
-        first = date(year, month, 1)
-        return first + timedelta(days=(weekday - first.weekday()) % 7 + 7 * (n - 1))
-    last = date(year + (month == 12), month % 12 + 1, 1) - timedelta(days=1)
-    return last - timedelta(days=(last.weekday() - weekday) % 7)
-
-
-def _observed(day: date) -> date:
-    if day.weekday() == 5:
-        return day - timedelta(days=1)
-    if day.weekday() == 6:
-        return day + timedelta(days=1)
-    return day
+import holidays as _holidays
 
 
 @cache
 def california(year: int) -> frozenset[date]:
-    thanksgiving = _nth_weekday(year, 11, 3, 4)
-    fixed = [
-        date(year, 1, 1),
-        date(year, 3, 31),
-        date(year, 6, 19),
-        date(year, 7, 4),
-        date(year, 11, 11),
-        date(year, 12, 25),
-    ]
-    floating = [
-        _nth_weekday(year, 1, 0, 3),  # Martin Luther King Jr. Day
-        _nth_weekday(year, 2, 0, 3),  # Presidents' Day
-        _nth_weekday(year, 5, 0, -1),  # Memorial Day
-        _nth_weekday(year, 9, 0, 1),  # Labor Day
-        _nth_weekday(year, 10, 0, 2),  # Columbus / Indigenous Peoples' Day
-        thanksgiving,
-        thanksgiving + timedelta(days=1),
-    ]
-    return frozenset([_observed(d) for d in fixed] + floating)
+    """The weekdays of ``year`` on which the office is closed for a holiday (observed days
+    included: New Year's Day 2028, a Saturday, closes Friday 2027-12-31, in 2027's list)."""
+    federal = _holidays.US(years=year, observed=True)
+    state = _holidays.US(subdiv="CA", years=year, observed=True)
+    return frozenset(d for d in (*federal, *state) if d.year == year and d.weekday() < 5)
+
+
+def names(year: int) -> dict[date, str]:
+    """Each closure of ``california(year)`` with its name (for the staff closures page)."""
+    federal = _holidays.US(years=year, observed=True)
+    state = _holidays.US(subdiv="CA", years=year, observed=True)
+    out: dict[date, str] = {}
+    for d in sorted(california(year)):
+        out[d] = state.get(d) or federal.get(d) or ""
+    return out
 
 
 def around(day: date) -> frozenset[date]:

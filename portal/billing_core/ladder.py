@@ -7,6 +7,9 @@ the policy's days delinquent after the due date (60 by the Act), at least its da
 ladder, and at least the notice period (7 business days by the Act) after the written
 shutoff notice (the final notice) went out, or would go out if it has not yet; the door
 tag falls the policy's 48 or 24 hours before that day, never before the final notice.
+Hours are counted from the end of the tag's day to the start of the order's day
+(``shutoff_gate.door_tag_days``: a 48-hour tag three days before, a 24-hour tag two), since
+the office knows the day a tag was left, not the hour.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from .ladder_policy import Ladder, LadderPolicy
-from .shutoff_gate import business_days_between, is_business_day
+from .ladder_policy import STATUTE_DAYS_DELINQUENT, STATUTE_NOTICE_BUSINESS_DAYS
+from .shutoff_gate import business_days_between, door_tag_days, is_business_day
 
 
 @dataclass(frozen=True)
@@ -41,9 +45,10 @@ def earliest_shutoff(
     notice went (or goes) out on ``notice_on``."""
     closed = frozenset(closed)
     step = ladder.step("shutoff_order")
-    days = max(policy.days_delinquent_before_shutoff, step.day if step else 0)
+    days = max(policy.days_delinquent_before_shutoff, STATUTE_DAYS_DELINQUENT, step.day if step else 0)
+    notice_days = max(policy.notice_business_days, STATUTE_NOTICE_BUSINESS_DAYS)
     day = next_business_day(due_on + timedelta(days=days), closed)
-    while business_days_between(notice_on, day, closed) < policy.notice_business_days:
+    while business_days_between(notice_on, day, closed) < notice_days:
         day = next_business_day(day + timedelta(days=1), closed)
     return day
 
@@ -85,19 +90,19 @@ def schedule(
         shutoff_on = next_business_day(today, closed)
     tag = ladder.step("door_tag")
     if tag is not None:
-        hours = tag.hours_before or 48
+        gap = door_tag_days(tag.hours_before or 48)
         tag_on = done.get("door_tag")
         if tag_on is None:
-            tag_on = shutoff_on - timedelta(days=max(1, hours // 24))
+            tag_on = shutoff_on - timedelta(days=gap)
             while not is_business_day(tag_on, closed) and tag_on > notice_on:
                 tag_on -= timedelta(days=1)
             tag_on = max(tag_on, notice_on + timedelta(days=1))
             tag_on = next_business_day(tag_on, closed)
             if today is not None and tag_on < today:
                 tag_on = next_business_day(today, closed)
-            if (shutoff_on - tag_on).days < max(1, hours // 24) and "shutoff_order" not in done:
-                # The tag left today pushes the shutoff out so the customer gets the full hours.
-                shutoff_on = next_business_day(tag_on + timedelta(days=max(1, hours // 24)), closed)
+        if (shutoff_on - tag_on).days < gap and "shutoff_order" not in done:
+            # The tag (left, or to be left) pushes the shutoff out so the customer gets the full hours.
+            shutoff_on = next_business_day(tag_on + timedelta(days=gap), closed)
         out.append(DatedStep("door_tag", tag_on, "door_tag" in done))
     out.append(DatedStep("shutoff_order", shutoff_on, "shutoff_order" in done))
     return out

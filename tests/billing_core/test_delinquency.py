@@ -63,8 +63,11 @@ def test_the_default_calendar_is_californias_with_observed_days() -> None:
     days = holidays.california(2026)
     assert date(2026, 7, 3) in days and date(2026, 7, 4) not in days  # Saturday: observed Friday
     assert {date(2026, 11, 26), date(2026, 11, 27), date(2026, 3, 31), date(2026, 1, 19)} <= days
-    assert date(2027, 12, 31) in holidays.california(2028)  # New Year 2028 is a Saturday
+    assert date(2027, 12, 31) in holidays.california(2027)  # New Year 2028 is a Saturday
     assert date(2027, 12, 31) in holidays.around(date(2027, 12, 20))
+    assert date(2026, 10, 12) in days  # Columbus Day: federal, banks closed
+    assert date(2026, 2, 12) not in days and date(2027, 2, 12) not in days  # Lincoln's Birthday: open
+    assert date(2027, 10, 29) in holidays.california(2027)  # Diwali, a California holiday from 2026
     assert len(days) == 13
 
 
