@@ -174,10 +174,12 @@ def from_dict(data: dict[str, Any]) -> LadderPolicy:
     """A policy from ``to_dict``'s shape (a stored version, or a supervisor's edit), checked
     whole: every problem by field name, nothing used when there is one."""
     errors: dict[str, InvalidInput] = {}
-    try:
-        ladders = tuple(_ladder(raw, f"ladders.{i}", errors) for i, raw in enumerate(data.get("ladders") or ()))
-    except (TypeError, AttributeError):
-        raise FieldErrors.one("ladders", "The ladders must be a list.") from None
+    if not isinstance(data, dict):
+        raise FieldErrors.one("ladders", "The policy must be a mapping of settings to values.")
+    raw_ladders = data.get("ladders") or ()
+    if not isinstance(raw_ladders, list | tuple):
+        raise FieldErrors.one("ladders", "The ladders must be a list.")
+    ladders = tuple(_ladder(raw, f"ladders.{i}", errors) for i, raw in enumerate(raw_ladders))
     values: dict[str, Any] = {}
     for name in (
         "days_delinquent_before_shutoff",
@@ -195,10 +197,14 @@ def from_dict(data: dict[str, Any]) -> LadderPolicy:
     unknown = set(data) - set(values) - {"ladders"}
     for name in sorted(unknown):
         errors[name] = InvalidInput(f"Unknown setting {name!r}.", name)
+    policy = replace(DEFAULT, ladders=ladders, **values)
+    try:
+        check(policy)
+    except FieldErrors as exc:
+        for name, problem in exc.errors.items():
+            errors.setdefault(name, problem)
     if errors:
         raise FieldErrors(errors)
-    policy = replace(DEFAULT, ladders=ladders, **values)
-    check(policy)
     return policy
 
 
@@ -209,10 +215,15 @@ def _count(raw: Any, name: str, errors: dict[str, InvalidInput]) -> int:
     return raw
 
 
-def _ladder(raw: dict[str, Any], where: str, errors: dict[str, InvalidInput]) -> Ladder:
+def _ladder(raw: Any, where: str, errors: dict[str, InvalidInput]) -> Ladder:
+    if not isinstance(raw, dict):
+        errors[where] = InvalidInput("Each ladder must be a mapping of settings to values.", where)
+        return Ladder()
     fee = raw.get("late_fee")
     late_fee = None
-    if fee:
+    if fee and not isinstance(fee, dict):
+        errors[f"{where}.late_fee"] = InvalidInput("The late fee must be a mapping of settings to values.", where)
+    elif fee:
         try:
             percent = Decimal(str(fee.get("percent", "0")))
         except InvalidOperation:
@@ -231,14 +242,18 @@ def _ladder(raw: dict[str, Any], where: str, errors: dict[str, InvalidInput]) ->
 
     def steps(key: str) -> tuple[Step, ...]:
         out = []
-        for j, s in enumerate(raw.get(key) or ()):
-            out.append(
-                Step(
-                    str(s.get("kind")),
-                    _count(s.get("day"), f"{where}.{key}.{j}.day", errors),
-                    s.get("hours_before"),
-                )
-            )
+        listed = raw.get(key) or ()
+        if not isinstance(listed, list | tuple):
+            errors[f"{where}.{key}"] = InvalidInput("The steps must be a list.", where)
+            return ()
+        for j, s in enumerate(listed):
+            if not isinstance(s, dict):
+                errors[f"{where}.{key}.{j}"] = InvalidInput("Each step needs a kind and a day.", where)
+                continue
+            hours = s.get("hours_before")
+            if hours is not None:
+                hours = _count(hours, f"{where}.{key}.{j}.hours_before", errors)
+            out.append(Step(str(s.get("kind")), _count(s.get("day"), f"{where}.{key}.{j}.day", errors), hours))
         return tuple(out)
 
     return Ladder(
@@ -302,10 +317,124 @@ def check(policy: LadderPolicy) -> None:
             )
         if shutoff is not None and ladder.step("final_notice") is None:
             errors[f"{where}.final_notice"] = InvalidInput("A shutoff needs a final notice before it.", where)
+        tag = ladder.step("door_tag")
+        if tag is not None and tag.hours_before is not None and tag.hours_before < 24:
+            errors[f"{where}.door_tag"] = InvalidInput("A door tag must be left at least 24 hours before.", where)
+        if ladder.late_fee and ladder.late_fee.percent > 100:
+            errors[f"{where}.late_fee.percent"] = InvalidInput("The percent cannot be above 100.", where)
         if ladder.late_fee and ladder.late_fee.percent < 0:
             errors[f"{where}.late_fee.percent"] = InvalidInput("The percent cannot be negative.", where)
     if errors:
         raise FieldErrors(errors)
+
+
+# --- In plain words -------------------------------------------------------------------------
+
+STEP_WORDS = {
+    "past_due_notice": "A past-due notice",
+    "final_notice": "The written shutoff notice (the final notice)",
+    "collection_referral": "A final account's unpaid balance goes to a collection agency",
+    "tax_roll_lien": "A final account's sewer and sanitation balance goes to the property tax roll (a lien on the parcel)",
+    "write_off": "A final account's balance still unpaid is proposed for write-off",
+}
+
+
+def dollars(cents: int) -> str:
+    return f"${cents / 100:,.2f}"
+
+
+def _percent(value: Decimal) -> str:
+    return f"{value.normalize():f}%"
+
+
+def _days(n: int) -> str:
+    return "1 day" if n == 1 else f"{n} days"
+
+
+def ladder_title(ladder: Ladder) -> str:
+    """Whom a ladder applies to, in words."""
+    service = "every service" if ladder.service == "*" else f"{ladder.service} service"
+    who = "every customer class" if ladder.customer_class == "*" else f"{ladder.customer_class} customers"
+    return f"For {service}, {who}"
+
+
+def describe_ladder(ladder: Ladder, policy: LadderPolicy) -> list[str]:
+    """One ladder's steps as plain-English sentences, in the order they happen."""
+    out: list[str] = []
+    fee = ladder.late_fee
+    fee_step = ladder.step("late_fee")
+    if fee is not None and fee_step is not None:
+        parts = []
+        if fee.flat_cents:
+            parts.append(dollars(fee.flat_cents))
+        if fee.percent:
+            parts.append(f"{_percent(fee.percent)} of the past-due amount")
+        what = " plus ".join(parts) or "nothing"
+        text = f"A late fee of {what}"
+        if fee.cap_cents is not None:
+            text += f", at most {dollars(fee.cap_cents)}"
+        text += f", {_days(fee_step.day)} after the due date"
+        if fee.minimum_past_due_cents:
+            text += f", when at least {dollars(fee.minimum_past_due_cents)} is past due"
+        out.append(text + ". Never on an amount in dispute.")
+        if fee.exempt_classes:
+            out.append("No late fee for " + ", ".join(fee.exempt_classes) + " customers.")
+    else:
+        out.append("No late fee.")
+    for step in ladder.steps:
+        if step.kind in ("past_due_notice", "final_notice"):
+            text = f"{STEP_WORDS[step.kind]} {_days(step.day)} after the due date"
+            if step.kind == "final_notice":
+                text += f", at least {policy.notice_business_days} business days before any shutoff"
+            out.append(text + ".")
+        elif step.kind == "door_tag":
+            out.append(f"A door tag at the premises at least {step.hours_before or 48} hours before the shutoff.")
+        elif step.kind == "shutoff_order":
+            days = max(step.day, policy.days_delinquent_before_shutoff)
+            text = f"A shutoff order no sooner than {_days(days)} after the due date, on a business day"
+            if ladder.minimum_shutoff_cents:
+                text += f", and only when at least {dollars(ladder.minimum_shutoff_cents)} is past due"
+            out.append(text + ".")
+    if ladder.step("shutoff_order") is None:
+        out.append("No shutoff.")
+    else:
+        low = min(ladder.reconnection_fee_cents, policy.low_income_reconnect_cap_cents)
+        low_after = min(ladder.reconnection_after_hours_fee_cents, policy.low_income_after_hours_cap_cents)
+        out.append(
+            f"Reconnection costs {dollars(ladder.reconnection_fee_cents)} in business hours and "
+            f"{dollars(ladder.reconnection_after_hours_fee_cents)} after hours "
+            f"(a low-income customer pays at most {dollars(low)} and {dollars(low_after)})."
+        )
+    for step in ladder.final_steps:
+        out.append(f"{STEP_WORDS[step.kind]} {_days(step.day)} after the final bill's due date.")
+    return out
+
+
+def describe(policy: LadderPolicy) -> list[str]:
+    """The whole policy as plain-English sentences: each ladder (headed by whom it applies
+    to when there is more than one), then the rules for every account."""
+    out: list[str] = []
+    for ladder in policy.ladders:
+        sentences = describe_ladder(ladder, policy)
+        if len(policy.ladders) > 1:
+            out.append(ladder_title(ladder) + ":")
+        out.extend(sentences)
+    out.extend(
+        [
+            f"No shutoff before a bill is {policy.days_delinquent_before_shutoff} days delinquent, nor less than "
+            f"{policy.notice_business_days} business days after the written shutoff notice, nor on a weekend, "
+            "a holiday or a day the office is closed.",
+            "No shutoff while a bill dispute, an appeal or an investigation is pending, or while a payment plan "
+            "or an extension is kept.",
+            "No shutoff when a primary care provider's certification, financial inability and willingness to "
+            "enter a payment plan are on file: a plan is offered instead.",
+            f"Payment plans of up to {policy.max_plan_months} months; an installment unpaid "
+            f"{_days(policy.plan_grace_days)} after its date breaks the plan.",
+            f"Extensions (a promise to pay by a date) of up to {_days(policy.extension_max_days)}.",
+            f"Every notice gives the office's phone number, {policy.office_phone}.",
+        ]
+    )
+    return out
 
 
 __all__ = [
@@ -317,5 +446,7 @@ __all__ = [
     "LateFee",
     "Step",
     "check",
+    "describe",
+    "describe_ladder",
     "from_dict",
 ]
