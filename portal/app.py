@@ -38,6 +38,7 @@ from .views import (
     batches,
     billing,
     cashier,
+    collections_policy,
     customer,
     deposits,
     outbox,
@@ -197,6 +198,20 @@ ROUTES = [
     Route("/staff/payments/imports/rows/{row:int}", batches.queue_action, methods=["POST"]),
     Route("/staff/payments/imports/{import:int}", batches.import_view, methods=["GET"]),
     Route("/staff/payments/imports/{import:int}/report.csv", batches.import_csv, methods=["GET"]),
+    # The collection policy, closures, protections and shutoff orders by hand (issue 15, the gate)
+    Route("/staff/collections/policy", collections_policy.policy_view, methods=["GET"]),
+    Route("/staff/collections/policy", collections_policy.policy_propose, methods=["POST"]),
+    Route("/staff/collections/closures", collections_policy.closures_view, methods=["GET"]),
+    Route("/staff/collections/closures", collections_policy.closure_add, methods=["POST"]),
+    Route("/staff/collections/closures/{closure:int}/remove", collections_policy.closure_remove, methods=["POST"]),
+    Route("/staff/accounts/{number}/protections", collections_policy.protections_panel, methods=["GET"]),
+    Route("/staff/accounts/{number}/protections", collections_policy.protection_record, methods=["POST"]),
+    Route(
+        "/staff/accounts/{number}/protections/{protection:int}/revoke",
+        collections_policy.protection_revoke,
+        methods=["POST"],
+    ),
+    Route("/staff/accounts/{number}/shutoff-order", collections_policy.shutoff_order, methods=["POST"]),
     Mount("/dev/outbox", routes=outbox.ROUTES),  # 404 unless the demo stand-ins are on (portal/devstack.py)
     Mount("/static", StaticFiles(directory=STATIC), name="static"),
 ]

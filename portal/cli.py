@@ -1206,6 +1206,31 @@ def cmd_reports_money(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- Shutoff orders by hand (issue 15, the gate) -------------------------------------------
+
+
+def cmd_shutoff_order(args: argparse.Namespace) -> int:
+    """Issue a shutoff order for an account through the shutoff gate: refused (exit 3) with
+    every rule of the Act it would break, named; else the work order's number."""
+    from datetime import date, datetime
+
+    from .services import collections_policy
+
+    user = _staff(args)
+    on = date.fromisoformat(args.on) if args.on else datetime.now(_settings().tz).date()
+    try:
+        done = collections_policy.issue_shutoff_order(_factory(), user, args.account, on, datetime.now(_settings().tz))
+    except collections_policy.ShutoffRefused as exc:
+        print(f"Refused: no shutoff order for account {args.account} on {on}.", file=sys.stderr)
+        for refusal in exc.refusals:
+            print(f"  {refusal.rule}: {refusal.message}", file=sys.stderr)
+        if exc.already:
+            print(f"  already: {exc.already}", file=sys.stderr)
+        return 3
+    print(f"Shutoff order {done.order_id} issued for account {args.account} on {on} ({done.episode}).")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="portal", description="Utility billing portal")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -1513,6 +1538,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--on", required=True, type=_date_text, help="the day, YYYY-MM-DD")
         p.add_argument("--csv", help="write it to this file (default: print it)")
         p.set_defaults(func=cmd_reports_money)
+
+    # Shutoff orders by hand (issue 15, the gate)
+    shut = sub.add_parser("shutoff", help="shutoff orders by hand").add_subparsers(
+        dest="shutoff_command", required=True
+    )
+    p = shut.add_parser("order", help="issue a shutoff order (refused naming each rule of the Act it would break)")
+    p.add_argument("account", help="the account number")
+    p.add_argument("--on", type=_date_text, help="the day of the order, YYYY-MM-DD (default: today)")
+    p.add_argument("--as", dest="as_user", required=True, help="the supervisor acting")
+    p.set_defaults(func=cmd_shutoff_order)
 
     p = sub.add_parser("serve", help="run the web portal")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")

@@ -18,8 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from .ladder_policy import Ladder, LadderPolicy
-from .ladder_policy import STATUTE_DAYS_DELINQUENT, STATUTE_NOTICE_BUSINESS_DAYS
+from .ladder_policy import STATUTE_DAYS_DELINQUENT, STATUTE_NOTICE_BUSINESS_DAYS, Ladder, LadderPolicy
 from .shutoff_gate import business_days_between, door_tag_days, is_business_day
 
 

@@ -334,7 +334,9 @@ STEP_WORDS = {
     "past_due_notice": "A past-due notice",
     "final_notice": "The written shutoff notice (the final notice)",
     "collection_referral": "A final account's unpaid balance goes to a collection agency",
-    "tax_roll_lien": "A final account's sewer and sanitation balance goes to the property tax roll (a lien on the parcel)",
+    "tax_roll_lien": (
+        "A final account's sewer and sanitation balance goes to the property tax roll (a lien on the parcel)"
+    ),
     "write_off": "A final account's balance still unpaid is proposed for write-off",
 }
 

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from . import audit, ladder_policy, permissions
 from .errors import FieldErrors, InvalidInput
 from .ladder_policy import DEFAULT, SHUTOFF_SERVICES, Ladder, LadderPolicy
-from .models import Account, DelinquencyPolicyVersion, Service, User
+from .models import Account, Bill, DelinquencyPolicyVersion, Service, User
 from .permissions import Action
 
 #: The order a main service is chosen in: water first, then the other shutoff services,
@@ -103,3 +103,14 @@ def propose(
         after={"version": number, "effective_on": effective_on.isoformat(), "note": row.note, "body": row.body},
     )
     return row
+
+
+def episode(session: Session, account_id: int, oldest_unpaid_due: date | None) -> str | None:
+    """The delinquency episode an account is in: ``bill:<id>`` of its oldest unpaid bill (the
+    first of its bills due on the oldest unpaid due date); None when nothing is past due."""
+    if oldest_unpaid_due is None:
+        return None
+    bill_id = session.scalar(
+        select(func.min(Bill.id)).where(Bill.account_id == account_id, Bill.due_date == oldest_unpaid_due)
+    )
+    return f"bill:{bill_id}" if bill_id is not None else None

@@ -14,14 +14,25 @@ from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ..billing_core import accounts, arrangements, audit, autopay, bill_status, delinquency, payments, users
+from ..billing_core import (
+    accounts,
+    arrangements,
+    audit,
+    autopay,
+    bill_status,
+    collection_facts,
+    delinquency,
+    ladder_versions,
+    payments,
+    users,
+)
 from ..billing_core.accounts import AccountSummary, BillDocument, UsageMonth
 from ..billing_core.bill_status import BillStatus, PastDue
 from ..billing_core.errors import NotFound
-from ..billing_core.models import Account, ArrangementRequest, Bill, BillLine, Payment, User
+from ..billing_core.models import Account, ArrangementRequest, Bill, BillLine, CollectionAction, Dispute, Payment, User
 
 
 def account_numbers(session: Session, account_ids: Iterable[int | None]) -> dict[int, str]:
@@ -51,9 +62,58 @@ def my_bill(session: Session, user: User, number: str, bill_number: str) -> tupl
     return account, bill
 
 
-def outlook_for(summary: AccountSummary, as_of: date) -> delinquency.Outlook:
+def outlook_for(session: Session, summary: AccountSummary, as_of: date) -> delinquency.Outlook:
+    """The dashboard's dates from the ladder: the policy version in force, the account's
+    ladder, the steps the daily run already took in this delinquency (its ``CollectionAction``
+    rows), the closures, and what protects the account from a shutoff (the gate's facts)."""
+    account = summary.account
+    version, rules = ladder_versions.current(session, as_of)
+    services = [s for s in account.services if s.started_on <= as_of and (s.ended_on is None or s.ended_on > as_of)]
+    ladder = ladder_versions.ladder_of(account, services, rules)
+    oldest = summary.aging.oldest_past_due
+    done: dict[str, date] = {}
+    late_fee_cents = None
+    episode = ladder_versions.episode(session, account.id, oldest)
+    if episode is not None:
+        for step, posted_on, amount in session.execute(
+            select(CollectionAction.step, CollectionAction.posted_on, CollectionAction.amount_cents).where(
+                CollectionAction.account_id == account.id,
+                CollectionAction.episode == episode,
+                CollectionAction.status == "posted",
+            )
+        ):
+            if posted_on is not None:
+                done[step] = posted_on
+                if step == "late_fee":
+                    late_fee_cents = amount
+    facts = collection_facts.facts_for(session, account.id, as_of)
+    protections = []
+    if facts.medical_certification and facts.financial_inability and facts.willing_to_plan:
+        protections.append("medical_certification")
+    if facts.pending_disputes:
+        protections.append("pending_dispute")
+    if facts.kept_plan:
+        protections.append("kept_plan")
+    disputed = session.scalar(
+        select(func.coalesce(func.sum(Dispute.amount_cents), 0)).where(
+            Dispute.account_id == account.id, Dispute.status == "open"
+        )
+    )
     return delinquency.outlook(
-        summary.balance_cents, summary.past_due_cents, summary.aging.oldest_past_due, summary.due_date, as_of
+        summary.balance_cents,
+        summary.past_due_cents,
+        oldest,
+        summary.due_date,
+        as_of,
+        delinquency.Policy(holidays=facts.closed_days),
+        ladder=ladder,
+        rules=rules,
+        done=done,
+        late_fee_charged_cents=late_fee_cents,
+        disputed_cents=int(disputed or 0),
+        customer_class=account.customer_class,
+        can_shut_off=facts.has_shutoff_service,
+        protections=protections,
     )
 
 
@@ -87,7 +147,7 @@ def home(session: Session, user: User, as_of: date, tz: tzinfo) -> Home:
     autopays = {s.account.number: autopay.outlook(session, s.account, s.balance_cents, as_of, tz) for s in summaries}
     return Home(
         summaries=summaries,
-        outlooks={s.account.number: outlook_for(s, as_of) for s in summaries},
+        outlooks={s.account.number: outlook_for(session, s, as_of) for s in summaries},
         plans={s.account.number: arrangements.open_for(session, s.account.id) for s in summaries},
         autopays=autopays,
         before_autopay={s.account.number: bill_before_autopay(s, autopays[s.account.number], tz) for s in summaries},
@@ -117,7 +177,7 @@ def account_page(session: Session, user: User, number: str, as_of: date, tz: tzi
     bills = accounts.bills_for_account(session, account.id)
     return AccountPage(
         summary=summary,
-        outlook=outlook_for(summary, as_of),
+        outlook=outlook_for(session, summary, as_of),
         plan=arrangements.open_for(session, account.id),
         autopay_outlook=autopay_outlook,
         before_autopay=bill_before_autopay(summary, autopay_outlook, tz),

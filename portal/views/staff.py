@@ -78,6 +78,7 @@ MONEY_PANELS = (
     ("deposits", "Deposits"),
     ("refunds", "Refunds"),
     ("write-off", "Write-off"),
+    ("protections", "Shutoff protections"),  # issue 15, the gate: views/collections_policy.py
 )
 
 

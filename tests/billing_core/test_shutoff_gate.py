@@ -215,15 +215,15 @@ def allowed_histories(draw: st.DrawFn) -> History:
 
 def break_rule(h: History, rule: str, draw: st.DrawFn) -> History:
     """``h`` changed so that ``rule``, and only it, is broken."""
-    unpaid = _unpaid(h)
-    oldest = unpaid[0][0] if unpaid else h.bills[0][0]
     notice = h.notices[-1] if h.notices else h.on - timedelta(days=20)
     if rule == "days_delinquent":
         # One unpaid bill, younger than the floor (but due before the notice).
         young = h.on - timedelta(days=draw(st.integers((h.on - notice).days, max(h.days_delinquent, 60) - 1)))
         return replace(h, bills=((young, h.bills[0][1]),), notices=(notice,), tags=h.tags[1:])
     if rule == "written_notice":
-        how = draw(st.sampled_from(["none", "older episode", "too late"] if not h.tag_hours else ["none", "older episode"]))
+        how = draw(
+            st.sampled_from(["none", "older episode", "too late"] if not h.tag_hours else ["none", "older episode"])
+        )
         if how == "none":
             return replace(h, notices=())
         if how == "too late":
