@@ -161,7 +161,9 @@ def test_the_policy_form(sessions: sessionmaker[Session]) -> None:
         service.propose(sessions, people["supervisor"], _form(shutoff_day="40", notice_business_days="5"), NOW)
     assert {"shutoff_day", "notice_business_days"} <= set(caught.value.errors)
     assert "day 60" in caught.value.errors["shutoff_day"].message
-    others = "- service: sewer\n  customer_class: '*'\n  steps:\n  - {kind: late_fee, day: 5}\n  - {kind: shut_it, day: 70}\n"
+    others = (
+        "- service: sewer\n  customer_class: '*'\n  steps:\n  - {kind: late_fee, day: 5}\n  - {kind: shut_it, day: 70}\n"
+    )
     with pytest.raises(FieldErrors) as caught:
         service.propose(sessions, people["supervisor"], _form(other_ladders=others), NOW)
     assert set(caught.value.errors) == {"other_ladders"}
