@@ -162,7 +162,8 @@ def test_the_policy_form(sessions: sessionmaker[Session]) -> None:
     assert {"shutoff_day", "notice_business_days"} <= set(caught.value.errors)
     assert "day 60" in caught.value.errors["shutoff_day"].message
     others = (
-        "- service: sewer\n  customer_class: '*'\n  steps:\n  - {kind: late_fee, day: 5}\n  - {kind: shut_it, day: 70}\n"
+        "- service: sewer\n  customer_class: '*'\n  steps:\n"
+        "  - {kind: late_fee, day: 5}\n  - {kind: shut_it, day: 70}\n"
     )
     with pytest.raises(FieldErrors) as caught:
         service.propose(sessions, people["supervisor"], _form(other_ladders=others), NOW)
