@@ -218,7 +218,8 @@ def break_rule(h: History, rule: str, draw: st.DrawFn) -> History:
     notice = h.notices[-1] if h.notices else h.on - timedelta(days=20)
     if rule == "days_delinquent":
         # One unpaid bill, younger than the floor (but due before the notice).
-        young = h.on - timedelta(days=draw(st.integers((h.on - notice).days, max(h.days_delinquent, 60) - 1)))
+        most = max(h.days_delinquent, 60) - 1
+        young = h.on - timedelta(days=draw(st.integers(min(max((h.on - notice).days, 0), most), most)))
         return replace(h, bills=((young, h.bills[0][1]),), notices=(notice,), tags=h.tags[1:])
     if rule == "written_notice":
         how = draw(
