@@ -105,7 +105,11 @@ LADDER_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("late_fee_day", "Late fee: days after the due date", "days"),
     ("past_due_notice_day", "Past-due notice: days after the due date", "days"),
     ("final_notice_day", "Written shutoff notice: days after the due date", "days"),
-    ("door_tag_day", "Door tag: days after the due date (empty: no door tag)", "days?"),
+    (
+        "door_tag_day",
+        "Door tag: its day in the ladder (empty: no door tag; it is left its hours before the shutoff)",
+        "days?",
+    ),
     ("door_tag_hours", "Door tag: hours before the shutoff", "days?"),
     ("shutoff_day", "Shutoff order: days after the due date", "days"),
     ("minimum_shutoff", "No shutoff when less than this is past due", "money"),
