@@ -78,6 +78,7 @@ MONEY_PANELS = (
     ("deposits", "Deposits"),
     ("refunds", "Refunds"),
     ("write-off", "Write-off"),
+    ("field-orders", "Field orders"),  # issue 15, notices and field orders (views/field.py)
 )
 
 
