@@ -73,20 +73,30 @@ class FieldList:
     on: date
     groups: list[RouteGroup]
     reasons: dict[str, str]
+    #: Field staff mark orders done here; the office who manages orders only reads the list.
+    can_work: bool
+
+
+def _may_see(user: User) -> bool:
+    """Field staff, and the office who manages field orders, see the lists."""
+    if permissions.can(user.role, Action.FIELD_ORDERS_MANAGE):
+        return permissions.can(user.role, Action.FIELD_ORDERS_WORK)
+    permissions.require(user, Action.FIELD_ORDERS_WORK)
+    return True
 
 
 def field_list(session: Session, user: User, on: date) -> FieldList:
     """The open orders due by ``on``, by route in walk order."""
-    permissions.require(user, Action.FIELD_ORDERS_WORK)
+    can_work = _may_see(user)
     rows = _rows(session, [WorkOrder.status == "open", WorkOrder.due_on <= on])
-    return FieldList(on, _groups(rows), field_orders.NOT_DONE_REASONS)
+    return FieldList(on, _groups(rows), field_orders.NOT_DONE_REASONS, can_work)
 
 
 def door_tag_sheet(session: Session, user: User, on: date) -> FieldList:
     """The open door tags due by ``on`` in route order, with the amount and the deadline."""
-    permissions.require(user, Action.FIELD_ORDERS_WORK)
+    can_work = _may_see(user)
     rows = _rows(session, [WorkOrder.status == "open", WorkOrder.kind == "door_tag", WorkOrder.due_on <= on])
-    return FieldList(on, _groups(rows), field_orders.NOT_DONE_REASONS)
+    return FieldList(on, _groups(rows), field_orders.NOT_DONE_REASONS, can_work)
 
 
 def _order(session: Session, order_id: int) -> WorkOrder:

@@ -48,7 +48,7 @@ def _district(engine: Engine) -> tuple[list[str], list[int]]:
         tags = [
             field_orders.open_order(s, a, "door_tag", ON, 5_000, date(2026, 11, 24), None, CLOCK()).id for a in accounts
         ]
-        for role in ("specialist", "field", "csr"):
+        for role in ("specialist", "field", "csr", "cashier"):
             create_user(s, f"{role}@field.example", PASSWORD, role, now=CLOCK())
         return [a.number for a in accounts], tags
 
@@ -83,12 +83,14 @@ def test_notice_and_field_pages(engine: Engine, tmp_path: Path) -> None:
         assert empty.status_code == 400 and "No door tag" in empty.text
         reprint = re.search(r'href="(/staff/notices/\d+/pdf)"', printed.text)
         assert reprint and client.get(reprint.group(1)).content.startswith(b"%PDF")
-        assert client.get("/staff/field").status_code == 403  # the office does not do field work
+        office = client.get("/staff/field")  # the office reads the list, does no field work
+        assert office.status_code == 200 and f"Door tag order {tags[0]}:" in office.text
+        assert "Mark order" not in office.text
 
     with _client(engine, tmp_path) as client:
         sign_in(client, "field@field.example", PASSWORD)
         sheet = client.get("/staff/field/door-tags").text
-        rows = re.findall(r"<td>(\d+)</td>\s*<th scope=\"row\">", sheet)
+        rows = re.findall(r"<td data-label=\"Seq.\">(\d+)</td>\s*<th scope=\"row\"", sheet)
         assert rows == ["10", "20", "30"]  # walk order
         assert "$50.00" in sheet and "Nov 24, 2026" in sheet
         listing = client.get("/staff/field")
@@ -112,6 +114,10 @@ def test_notice_and_field_pages(engine: Engine, tmp_path: Path) -> None:
         )
         assert nope.status_code == 400 and "Choose why the work was not done." in nope.text
 
+    with _client(engine, tmp_path) as client:
+        sign_in(client, "cashier@field.example", PASSWORD)
+        assert client.get("/staff/field").status_code == 403
+        assert client.get("/staff/notices/batches/1/pdf").status_code == 403
     with _client(engine, tmp_path) as client:
         sign_in(client, "csr@field.example", PASSWORD)
         panel = client.get(f"/staff/accounts/{numbers[2]}/field-orders", headers={"HX-Request": "true"})
