@@ -28,6 +28,7 @@ from ..billing_core.models import Account, Notice, NoticeBatch, User
 from ..billing_core.permissions import Action
 from ..emails import Mailer
 from ..settings import Settings
+from .delivery import join_pdfs
 
 
 @dataclass(frozen=True)
@@ -160,26 +161,40 @@ def batch_dir(settings: Settings) -> Path:
     return path
 
 
+#: Notices printed per Chromium page load; the slices' PDFs are joined in order (pikepdf).
+PRINT_SLICE = 200
+
+
 def prepare_batch(
     session: Session, user: User, env: Environment, settings: Settings, on: date, kind: str, now: datetime
-) -> tuple[NoticeBatch, str]:
+) -> tuple[NoticeBatch, list[str]]:
     """Gather the day's notices of ``kind`` into their batch; returns it and its letters'
-    HTML in mail order (the caller prints it and ``store_batch``es the PDF)."""
+    HTML in mail order, a document per ``PRINT_SLICE`` notices (the caller prints each and
+    ``store_batch``es the PDFs, which are joined in that order)."""
     permissions.require(user, Action.NOTICES_PRINT)
     batch = notices.prepare_batch(session, on, kind, user, now)
-    html = letter_html(env, settings, documents_for(session, notices.batch_notices(session, batch.id)))
-    return batch, html
+    docs = documents_for(session, notices.batch_notices(session, batch.id))
+    slices = [letter_html(env, settings, docs[i : i + PRINT_SLICE]) for i in range(0, len(docs), PRINT_SLICE)]
+    return batch, slices
 
 
-def store_batch(session: Session, user: User, settings: Settings, batch_id: int, pdf: bytes) -> NoticeBatch:
+def store_batch(session: Session, user: User, settings: Settings, batch_id: int, pdfs: Sequence[bytes]) -> NoticeBatch:
+    """Join the printed slices into the batch's PDF (kept under ``files_dir/notices``)."""
     permissions.require(user, Action.NOTICES_PRINT)
     batch = session.get(NoticeBatch, batch_id)
     if batch is None:
         raise NotFound(f"notice batch {batch_id}")
     target = batch_dir(settings) / f"notices-{batch.issued_on.isoformat()}-{batch.kind}.pdf"
-    tmp = target.with_suffix(".tmp")
-    tmp.write_bytes(pdf)
-    os.replace(tmp, target)
+    parts: list[str] = []
+    for i, pdf in enumerate(pdfs):
+        path = target.with_suffix(f".part{i:04d}")
+        path.write_bytes(pdf)
+        parts.append(str(path))
+    try:
+        join_pdfs(parts, target)
+    finally:
+        for name in parts:
+            os.unlink(name)
     batch.pdf_path = str(target)
     audit.record(
         session,

@@ -43,12 +43,12 @@ async def print_batch(request: Request) -> Response:
     kind = str(data.get("kind", ""))[:20]
     env, settings = request.app.state.templates.env, request.app.state.settings
 
-    def prepare() -> tuple[int, str] | str:
+    def prepare() -> tuple[int, list[str]] | str:
         try:
             with db(request) as session:
                 user = require_staff(request, session)
-                batch, html = service.prepare_batch(session, user, env, settings, day, kind, now(request))
-                return batch.id, html
+                batch, slices = service.prepare_batch(session, user, env, settings, day, kind, now(request))
+                return batch.id, slices
         except (FieldErrors, InvalidInput) as exc:
             first = next(iter(exc.errors.values())) if isinstance(exc, FieldErrors) else exc
             return error_text(first)
@@ -56,13 +56,13 @@ async def print_batch(request: Request) -> Response:
     prepared = await run_in_threadpool(prepare)
     if isinstance(prepared, str):
         return await run_in_threadpool(_render, request, day, prepared, 400)
-    batch_id, html = prepared
-    pdf = await request.app.state.printer.pdf(html)
+    batch_id, slices = prepared
+    pdfs = [await request.app.state.printer.pdf(html) for html in slices]
 
     def store() -> int:
         with db(request) as session:
             user = require_staff(request, session)
-            return service.store_batch(session, user, settings, batch_id, pdf).notices_total
+            return service.store_batch(session, user, settings, batch_id, pdfs).notices_total
 
     total = await run_in_threadpool(store)
     flash(request, f"Batch {batch_id} printed: {total} notices in ZIP order.")

@@ -12,6 +12,7 @@ from datetime import date
 from pathlib import Path
 
 import pikepdf
+import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
@@ -20,6 +21,7 @@ from portal.app import create_app
 from portal.billing_core import field_orders, notices
 from portal.billing_core.models import Route, WorkOrder
 from portal.billing_core.users import create_user
+from portal.services import notices as notice_service
 from tests.db.factories import district
 
 from .conftest import CLOCK, SETTINGS, csrf_from, sign_in
@@ -58,7 +60,8 @@ def _client(engine: Engine, files: Path) -> TestClient:
     return TestClient(create_app(settings, engine=engine, clock=CLOCK), base_url="https://testserver")
 
 
-def test_notice_and_field_pages(engine: Engine, tmp_path: Path) -> None:
+def test_notice_and_field_pages(engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(notice_service, "PRINT_SLICE", 2)  # three notices: two slices, joined in order
     numbers, tags = _district(engine)
     with _client(engine, tmp_path) as client:
         assert sign_in(client, "specialist@field.example", PASSWORD).status_code == 303
@@ -76,6 +79,7 @@ def test_notice_and_field_pages(engine: Engine, tmp_path: Path) -> None:
         assert pdf.headers["content-type"] == "application/pdf"
         with pikepdf.open(io.BytesIO(pdf.content)) as doc:
             assert len(doc.pages) >= 3
+        assert not list(tmp_path.glob("notices/*.part*"))  # the slices are gone once joined
         empty = client.post(
             "/staff/notices/batches",
             data={"csrf_token": csrf_from(page.text), "on": ON.isoformat(), "kind": "door_tag"},
