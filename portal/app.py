@@ -41,6 +41,8 @@ from .views import (
     collections_policy,
     customer,
     deposits,
+    field,
+    notices,
     outbox,
     outside,
     payments,
@@ -212,6 +214,19 @@ ROUTES = [
         methods=["POST"],
     ),
     Route("/staff/accounts/{number}/shutoff-order", collections_policy.shutoff_order, methods=["POST"]),
+    # Issue 15, notices and field orders: the day's notices and batches, the field staff's
+    # orders and door-tag route sheet, the account page's Field orders panel.
+    Route("/staff/notices", notices.notices_day, methods=["GET"]),
+    Route("/staff/notices/batches", notices.print_batch, methods=["POST"]),
+    Route("/staff/notices/batches/{batch:int}/pdf", notices.download_batch, methods=["GET"]),
+    Route("/staff/notices/{notice:int}/pdf", notices.reprint, methods=["GET"]),
+    Route("/staff/field", field.field_list, methods=["GET"]),
+    Route("/staff/field/door-tags", field.door_tags, methods=["GET"]),
+    Route("/staff/field/orders/{order:int}/done", field.mark_done, methods=["POST"]),
+    Route("/staff/field/orders/{order:int}/not-done", field.mark_not_done, methods=["POST"]),
+    Route("/staff/accounts/{number}/field-orders", field.orders_panel, methods=["GET"]),
+    Route("/staff/accounts/{number}/field-orders/reconnect", field.queue_reconnection, methods=["POST"]),
+    Route("/staff/accounts/{number}/field-orders/{order:int}/cancel", field.cancel_order, methods=["POST"]),
     Mount("/dev/outbox", routes=outbox.ROUTES),  # 404 unless the demo stand-ins are on (portal/devstack.py)
     Mount("/static", StaticFiles(directory=STATIC), name="static"),
 ]

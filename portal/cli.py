@@ -1231,6 +1231,66 @@ def cmd_shutoff_order(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- Collection notices (issue 15, notices and field orders) ------------------------------------
+
+
+def cmd_notices_print(args: argparse.Namespace) -> int:
+    """Print a day's notices of each kind (or one kind) for the mail house: one PDF per kind,
+    in ZIP order, kept under files_dir/notices (the staff page's Print, from a script)."""
+    import asyncio
+    from datetime import UTC, date, datetime
+
+    from .adapters.printer import AsyncPrinter
+    from .billing_core import notices as notice_rules
+    from .billing_core.models import User
+    from .services import notices as notice_service
+    from .templating import make_templates
+
+    settings = _settings()
+    on = date.fromisoformat(args.on)
+    kinds = [args.kind] if args.kind else list(notice_rules.KINDS)
+    env = make_templates().env
+    factory = _factory()
+    printer = AsyncPrinter(settings.chromium)
+
+    async def print_all() -> int:
+        printed = 0
+        try:
+            for kind in kinds:
+                with factory() as session, session.begin():
+                    user = _actor(session, args.as_user, needed=True)
+                    if not notice_rules.day_counts(session, on).get(kind):
+                        continue
+                    batch, slices = notice_service.prepare_batch(
+                        session, user, env, settings, on, kind, datetime.now(UTC)
+                    )
+                    batch_id, user_id = batch.id, user.id
+                pdfs = [await printer.pdf(html) for html in slices]
+                with factory() as session, session.begin():
+                    user = session.get(User, user_id)
+                    batch = notice_service.store_batch(session, user, settings, batch_id, pdfs)
+                    print(f"{kind}: {batch.notices_total} notices, {batch.pdf_path}")
+                    printed += 1
+        finally:
+            await printer.close()
+        return printed
+
+    if not asyncio.run(print_all()):
+        print(f"no notices were issued on {on.isoformat()}")
+    return 0
+
+
+def _notices_parsers(sub) -> None:  # type: ignore[no-untyped-def]
+    notices = _commands(sub, "notices", "collection notices")
+    p = notices.add_parser("print", help="print a day's notices for the mail house (one PDF per kind, ZIP order)")
+    p.add_argument("--on", required=True, type=_date_text, metavar="DATE", help="the day they were issued, YYYY-MM-DD")
+    p.add_argument(
+        "--kind", choices=("past_due", "final", "door_tag", "reconnected", "broken_plan"), help="one kind only"
+    )
+    _as_option(p, True)
+    p.set_defaults(func=cmd_notices_print)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="portal", description="Utility billing portal")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -1399,6 +1459,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_ledger_check)
     _returns_parsers(sub)  # returned payments and cash only
+    _notices_parsers(sub)  # issue 15: collection notices (print a day's batches)
 
     # Bank and lockbox files (issue 14)
     pays = _commands(sub, "payments", "payments the office takes, imports and returns")

@@ -49,6 +49,7 @@ REFS = {
     "email.bill_ready": ("bill", "bill_id"),
     "email.counter_receipt": ("counter_receipt", "receipt_id"),
     "email.money_notice": (None, None),
+    "email.notice": ("notice", "notice_id"),  # issue 15: collection notices (services/notices.py)
 }
 OUTBOX_COLUMNS = (
     "kind",

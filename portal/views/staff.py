@@ -79,6 +79,7 @@ MONEY_PANELS = (
     ("refunds", "Refunds"),
     ("write-off", "Write-off"),
     ("protections", "Shutoff protections"),  # issue 15, the gate: views/collections_policy.py
+    ("field-orders", "Field orders"),  # issue 15, notices and field orders (views/field.py)
 )
 
 
