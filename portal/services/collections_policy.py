@@ -20,7 +20,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..adapters.database import transaction
-from ..billing_core import audit, collection_facts, holidays, ladder_policy, ladder_versions, payments, permissions
+from ..billing_core import (
+    audit,
+    collection_facts,
+    field_orders,
+    holidays,
+    ladder_policy,
+    ladder_versions,
+    payments,
+    permissions,
+)
 from ..billing_core.errors import FieldErrors, InvalidInput, NotFound
 from ..billing_core.ladder_policy import Ladder, LadderPolicy, LateFee
 from ..billing_core.models import (
@@ -630,24 +639,10 @@ def _open_shutoff(session: Session, account_id: int) -> WorkOrder | None:
 def _open_shutoff_order(
     session: Session, account: Account, on: date, amount_cents: int, action_id: int, now: datetime, user: User
 ) -> WorkOrder:
-    """The shutoff work order. A direct insert until the notices helper's
-    ``field_orders.open_order(session, account, kind, due_on, amount_cents, deadline_on,
-    action_id, now, created_by_id=None)`` lands on main; then this calls it instead."""
-    order = WorkOrder(
-        kind="shutoff",
-        account_id=account.id,
-        premise_id=account.premise_id,
-        status="open",
-        reason=f"Shutoff for nonpayment ordered by {user.email}",
-        due_on=on,
-        amount_cents=amount_cents,
-        deadline_on=on,
-        created_by_id=user.id,
-        created_at=now,
+    """The shutoff work order, through ``field_orders.open_order`` (once per action)."""
+    return field_orders.open_order(
+        session, account, "shutoff", on, amount_cents, on, action_id, now, created_by_id=user.id
     )
-    session.add(order)
-    session.flush()
-    return order
 
 
 def issue_shutoff_order(factory: sessionmaker[Session], user: User, number: str, on: date, now: datetime) -> Ordered:
