@@ -88,10 +88,14 @@ def panel(session: Session, user: User, number: str, on: date) -> Panel:
 
 
 def _terms(
-    session: Session, account: Account, kind: str, values: dict[str, str], on: date, change: bool
+    session: Session, account: Account, kind: str, values: dict[str, str], on: date, plan: PaymentPlan | None = None
 ) -> plans.Terms:
-    summary = accounts.summarise(session, account, on)
-    return plans.check(kind, values, summary.balance_cents, on, plans.policy_on(session, on), note_required=change)
+    """The terms typed, checked against what the account owes (for a change: owes now plus
+    what was paid since the plan started, which still counts toward it)."""
+    owed = accounts.summarise(session, account, on).balance_cents
+    if plan is not None:
+        owed += plans.paid_since_start(session, [plan]).get(plan.id, 0)
+    return plans.check(kind, values, owed, on, plans.policy_on(session, on), note_required=plan is not None)
 
 
 def create(
@@ -101,7 +105,7 @@ def create(
     permissions.require(user, Action.PLANS_MANAGE)
     account = _account(session, number)
     payments.lock_account(session, account.id)
-    terms = _terms(session, account, kind, values, on, change=False)
+    terms = _terms(session, account, kind, values, on)
     try:
         return plans.create(session, account, terms, user, on, now)
     except InvalidInput as exc:
@@ -124,7 +128,7 @@ def change(
     account, plan = _plan(session, number, plan_id)
     payments.lock_account(session, account.id)
     session.refresh(plan)
-    terms = _terms(session, account, plan.kind, values, on, change=True)
+    terms = _terms(session, account, plan.kind, values, on, plan)
     try:
         plans.change(session, plan, terms, user, on, now)
     except InvalidInput as exc:
