@@ -51,6 +51,8 @@ from .views import (
     signup,
     staff,
 )
+from .views import disputes as dispute_views
+from .views import plans as plan_views
 from .web import PageNotFound, SignInRequired, sign_in_url
 
 log = logging.getLogger(__name__)
@@ -197,6 +199,18 @@ ROUTES = [
     Route("/staff/payments/imports/rows/{row:int}", batches.queue_action, methods=["POST"]),
     Route("/staff/payments/imports/{import:int}", batches.import_view, methods=["GET"]),
     Route("/staff/payments/imports/{import:int}/report.csv", batches.import_csv, methods=["GET"]),
+    # Payment plans, extensions and disputes (issue 15, items 6 and 7)
+    Route("/staff/plans", plan_views.plan_list, methods=["GET"]),
+    Route("/staff/accounts/{number}/plans", plan_views.plans_panel, methods=["GET"]),
+    Route("/staff/accounts/{number}/plans", plan_views.plan_create, methods=["POST"]),
+    Route("/staff/accounts/{number}/plans/{plan}/change", plan_views.plan_change, methods=["POST"]),
+    Route("/staff/accounts/{number}/plans/{plan}/cancel", plan_views.plan_cancel, methods=["POST"]),
+    Route("/staff/disputes", dispute_views.register, methods=["GET"]),
+    Route("/staff/disputes/{dispute}", dispute_views.dispute_decide, methods=["POST"]),
+    Route("/staff/accounts/{number}/disputes", dispute_views.disputes_panel, methods=["GET"]),
+    Route("/staff/accounts/{number}/disputes", dispute_views.dispute_open, methods=["POST"]),
+    Route("/my/accounts/{number}/bills/{bill}/dispute", dispute_views.resident_page, methods=["GET"]),
+    Route("/my/accounts/{number}/bills/{bill}/dispute", dispute_views.resident_open, methods=["POST"]),
     Mount("/dev/outbox", routes=outbox.ROUTES),  # 404 unless the demo stand-ins are on (portal/devstack.py)
     Mount("/static", StaticFiles(directory=STATIC), name="static"),
 ]

@@ -78,6 +78,8 @@ MONEY_PANELS = (
     ("deposits", "Deposits"),
     ("refunds", "Refunds"),
     ("write-off", "Write-off"),
+    ("plans", "Payment plans and extensions"),
+    ("disputes", "Disputes and appeals"),
 )
 
 
