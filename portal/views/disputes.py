@@ -11,7 +11,7 @@ from starlette.responses import Response
 from ..billing_core import disputes as rules
 from ..billing_core import permissions
 from ..billing_core.errors import FieldErrors
-from ..billing_core.models import Account, User
+from ..billing_core.models import User
 from ..i18n import gettext
 from ..services import disputes as service
 from ..web import (
@@ -122,9 +122,7 @@ async def dispute_decide(request: Request) -> Response:
         try:
             with db(request) as session:
                 item = service.decide(session, user, dispute_id, form.get("decision"), form.get("note"), now(request))
-                account = session.get(Account, item.account_id)
-                number = account.number if account else ""
-                flash(request, f"{rules.KINDS[item.kind]} {item.id} on account {number}: {item.status}.")
+                flash(request, f"{rules.KINDS[item.kind]} {item.id}: {item.status}.")
         except FieldErrors as exc:
             form.errors.update({k: _sentence(e.message) for k, e in exc.errors.items()})
             if back.startswith("/staff/accounts/"):

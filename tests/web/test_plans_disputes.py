@@ -23,10 +23,13 @@ TODAY = date(2026, 11, 22)
 @pytest.fixture
 def tidy(demo_engine: Engine) -> Iterator[None]:
     yield
+    number = _owing(demo_engine)
     with Session(demo_engine) as s, s.begin():
-        s.execute(delete(PaymentPlanInstallment))
-        s.execute(delete(PaymentPlan))
-        s.execute(delete(Dispute))
+        account_id = s.scalar(select(Account.id).where(Account.number == number))
+        plan_ids = select(PaymentPlan.id).where(PaymentPlan.account_id == account_id)
+        s.execute(delete(PaymentPlanInstallment).where(PaymentPlanInstallment.plan_id.in_(plan_ids)))
+        s.execute(delete(PaymentPlan).where(PaymentPlan.account_id == account_id))
+        s.execute(delete(Dispute).where(Dispute.account_id == account_id))
 
 
 @contextmanager
