@@ -35,7 +35,11 @@ OWED = 100_001  # $1,000.01: odd cents
 
 
 def owing(session: Session, cents: int = OWED, accounts: int = 1) -> list[Account]:
-    rows = district(session, accounts)
+    """Fresh accounts of one district (made once per database), each owing ``cents``."""
+    pool: list[Account] = session.info.setdefault("pool", [])
+    if not pool:
+        pool += district(session, 16)
+    rows = [pool.pop(0) for _ in range(accounts)]
     for account in rows:
         posting.post(
             session,
@@ -46,7 +50,11 @@ def owing(session: Session, cents: int = OWED, accounts: int = 1) -> list[Accoun
 
 
 def staff(session: Session, role: str = "csr", email: str | None = None) -> User:
-    user = User(email=email or f"{role}@example.net", role=role)
+    email = email or f"{role}@example.net"
+    found = session.scalar(select(User).where(User.email == email))
+    if found is not None:
+        return found
+    user = User(email=email, role=role)
     session.add(user)
     session.flush()
     return user
@@ -73,7 +81,7 @@ def plan_form(**over: str) -> dict[str, str]:
     } | over
 
 
-def test_a_plan_is_exact_to_the_cent_with_the_odd_cents_first(session: Session) -> None:
+def _a_plan_is_exact_to_the_cent_with_the_odd_cents_first(session: Session) -> None:
     (account,) = owing(session)
     csr = staff(session)
     plan = service.create(session, csr, account.number, "plan", plan_form(), D, NOW)
@@ -86,16 +94,22 @@ def test_a_plan_is_exact_to_the_cent_with_the_odd_cents_first(session: Session) 
         arrangements.add_months(D + timedelta(days=14), i) for i in range(4)
     ]
     assert (plan.kind, plan.status, plan.grace_days, plan.starts_on) == ("plan", "active", DEFAULT.plan_grace_days, D)
-    assert session.scalar(select(func.count()).where(AuditEvent.action == "plan.created")) == 1
+    assert (
+        session.scalar(
+            select(func.count()).where(AuditEvent.action == "plan.created", AuditEvent.entity_id == str(plan.id))
+        )
+        == 1
+    )
     # Any amount, any count: the installments add up.
     for total, down, months in [(1, 0, 1), (99_999, 1, 7), (12_345_67, 0, 12), (1_000_00, 999_99, 1)]:
         sched = arrangements.schedule(total, down, months, D)
         assert sum(c for _d, c in sched) == total - down and max(c for _d, c in sched) - min(c for _d, c in sched) <= 1
 
 
-def test_bad_input_is_named_by_field_and_nothing_is_written(session: Session) -> None:
+def _bad_input_is_named_by_field_and_nothing_is_written(session: Session) -> None:
     (account,) = owing(session)
     csr = staff(session)
+    before = session.scalar(select(func.count()).select_from(PaymentPlanInstallment))
     cases = [
         ({"amount": "ten"}, "amount"),
         ({"amount": "0"}, "amount"),
@@ -135,11 +149,11 @@ def test_bad_input_is_named_by_field_and_nothing_is_written(session: Session) ->
     with pytest.raises(FieldErrors) as refused:
         service.create(session, csr, account.number, "loan", {}, D, NOW)
     assert "kind" in refused.value.errors
-    assert session.scalar(select(func.count()).select_from(PaymentPlan)) == 0
-    assert session.scalar(select(func.count()).select_from(PaymentPlanInstallment)) == 0
+    assert session.scalar(select(func.count()).where(PaymentPlan.account_id == account.id)) == 0
+    assert session.scalar(select(func.count()).select_from(PaymentPlanInstallment)) == before
 
 
-def test_permissions_are_checked(session: Session) -> None:
+def _permissions_are_checked(session: Session) -> None:
     (account,) = owing(session)
     for role in ("cashier", "field", "customer"):
         with pytest.raises(NotAllowed):
@@ -150,7 +164,7 @@ def test_permissions_are_checked(session: Session) -> None:
     assert plan.status == "active"
 
 
-def test_installments_are_tracked_against_real_payments_in_order_and_a_return_unpays(session: Session) -> None:
+def _installments_are_tracked_against_real_payments_in_order_and_a_return_unpays(session: Session) -> None:
     (account,) = owing(session)
     plan = service.create(session, staff(session), account.number, "plan", plan_form(), D, NOW)
     pay(session, account, 5_000, D)
@@ -168,7 +182,7 @@ def test_installments_are_tracked_against_real_payments_in_order_and_a_return_un
     assert (rows[1].status, rows[1].paid_cents, rows[1].paid_on) == ("due", 7_500, None)
 
 
-def test_a_payment_before_the_plan_does_not_count(session: Session) -> None:
+def _a_payment_before_the_plan_does_not_count(session: Session) -> None:
     (account,) = owing(session)
     pay(session, account, 3_000, D - timedelta(days=1))
     plan = service.create(
@@ -177,7 +191,7 @@ def test_a_payment_before_the_plan_does_not_count(session: Session) -> None:
     assert all(r.paid_cents == 0 for r in plan.installments)
 
 
-def test_a_lockbox_file_of_payments_costs_one_query_when_no_account_has_a_plan(session: Session) -> None:
+def _a_lockbox_file_of_payments_costs_one_query_when_no_account_has_a_plan(session: Session) -> None:
     rows = owing(session, 2_000, accounts=3)
     statements: list[str] = []
 
@@ -204,7 +218,7 @@ def test_a_lockbox_file_of_payments_costs_one_query_when_no_account_has_a_plan(s
     assert plan.end_reason == "Paid in full."
 
 
-def test_a_missed_installment_breaks_the_plan_after_the_grace_days(session: Session) -> None:
+def _a_missed_installment_breaks_the_plan_after_the_grace_days(session: Session) -> None:
     kept_account, broken_account = owing(session, accounts=2)
     csr = staff(session)
     kept_plan = service.create(session, csr, kept_account.number, "plan", plan_form(down_payment=""), D, NOW)
@@ -221,7 +235,9 @@ def test_a_missed_installment_breaks_the_plan_after_the_grace_days(session: Sess
     assert "Installment 1" in (broken_plan.end_reason or "") and "$250.01 unpaid" in (broken_plan.end_reason or "")
     assert broken_plan.installments[0].status == "missed"
     assert kept_plan.status == "active"
-    audit = session.scalar(select(AuditEvent).where(AuditEvent.action == "plan.broken"))
+    audit = session.scalar(
+        select(AuditEvent).where(AuditEvent.action == "plan.broken", AuditEvent.entity_id == str(broken_plan.id))
+    )
     assert audit is not None and audit.actor_label == plans.SYSTEM
     # Once broken, the run sees no kept plan: the gate's facts agree.
     from portal.billing_core import collection_facts
@@ -232,7 +248,7 @@ def test_a_missed_installment_breaks_the_plan_after_the_grace_days(session: Sess
     assert plans.review(session, last_day + timedelta(days=2), NOW) == []
 
 
-def test_a_plan_paid_in_full_completes_and_a_new_one_may_follow(session: Session) -> None:
+def _a_plan_paid_in_full_completes_and_a_new_one_may_follow(session: Session) -> None:
     (account,) = owing(session)
     csr = staff(session)
     plan = service.create(
@@ -253,7 +269,7 @@ def test_a_plan_paid_in_full_completes_and_a_new_one_may_follow(session: Session
     assert again.status == "active"
 
 
-def test_an_extension_breaks_when_its_date_passes_unpaid(session: Session) -> None:
+def _an_extension_breaks_when_its_date_passes_unpaid(session: Session) -> None:
     (account,) = owing(session)
     ext = service.create(
         session, staff(session), account.number, "extension", {"amount": "300.00", "promise_on": "2026-03-16"}, D, NOW
@@ -261,16 +277,16 @@ def test_an_extension_breaks_when_its_date_passes_unpaid(session: Session) -> No
     assert (ext.kind, ext.grace_days, len(ext.installments)) == ("extension", 0, 1)
     assert ext.installments[0].due_on == date(2026, 3, 16)
     pay(session, account, 29_999, date(2026, 3, 16))
-    assert plans.review(session, date(2026, 3, 16), NOW) == []
+    assert account.id not in plans.review(session, date(2026, 3, 16), NOW)
     assert plans.next_installment(session, account.id, date(2026, 3, 16)) == plans.NextInstallment(
         "extension", date(2026, 3, 16), 1, date(2026, 3, 16)
     )
-    assert plans.review(session, date(2026, 3, 17), NOW) == [account.id]
+    assert account.id in plans.review(session, date(2026, 3, 17), NOW)
     assert ext.status == "broken" and "The promised payment" in (ext.end_reason or "")
     assert plans.next_installment(session, account.id, date(2026, 3, 17)) is None
 
 
-def test_change_and_cancel(session: Session) -> None:
+def _change_and_cancel(session: Session) -> None:
     (account,) = owing(session)
     csr = staff(session)
     plan = service.create(session, csr, account.number, "plan", plan_form(), D, NOW)
@@ -306,13 +322,19 @@ def test_change_and_cancel(session: Session) -> None:
         service.cancel(session, csr, account.number, plan.id, "again", D)
     with pytest.raises(FieldErrors):
         service.change(session, csr, account.number, plan.id, plan_form(note="x"), D, NOW)
-    actions = set(session.scalars(select(AuditEvent.action).where(AuditEvent.entity_type == "payment_plan")))
+    actions = set(
+        session.scalars(
+            select(AuditEvent.action).where(
+                AuditEvent.entity_type == "payment_plan", AuditEvent.entity_id == str(plan.id)
+            )
+        )
+    )
     assert actions == {"plan.created", "plan.changed", "plan.cancelled"}
 
 
-def test_an_approved_arrangement_request_makes_the_payment_plan(session: Session) -> None:
+def _an_approved_arrangement_request_makes_the_payment_plan(session: Session) -> None:
     (account,) = owing(session)
-    resident = User(email="res@example.net", role="customer")
+    resident = User(email=f"res-{account.id}@example.net", role="customer")
     supervisor = staff(session, "supervisor")
     session.add(resident)
     session.flush()
@@ -337,9 +359,9 @@ def test_an_approved_arrangement_request_makes_the_payment_plan(session: Session
     assert plans.kept(session, [account.id], D) == {account.id}
 
 
-def test_approving_a_request_when_a_plan_is_active_changes_nothing(session: Session) -> None:
+def _approving_a_request_when_a_plan_is_active_changes_nothing(session: Session) -> None:
     (account,) = owing(session)
-    resident = User(email="res@example.net", role="customer")
+    resident = User(email=f"res-{account.id}@example.net", role="customer")
     session.add(resident)
     supervisor = staff(session, "supervisor")
     proposal = arrangements.check(OWED, "3", "", (D + timedelta(days=7)).isoformat(), "", D)
@@ -352,3 +374,30 @@ def test_approving_a_request_when_a_plan_is_active_changes_nothing(session: Sess
     with pytest.raises(InvalidInput, match="already has an active"):
         arrangement_service.decide(session, supervisor, request.id, "approve", "", NOW, D)
     assert request.status == "submitted"
+
+
+# --- One database per group: each part uses accounts of its own ------------------------
+
+
+def test_making_a_plan_exact_checked_and_permitted(session: Session) -> None:
+    _a_plan_is_exact_to_the_cent_with_the_odd_cents_first(session)
+    _bad_input_is_named_by_field_and_nothing_is_written(session)
+    _permissions_are_checked(session)
+    _change_and_cancel(session)
+
+
+def test_installments_are_tracked_against_payments(session: Session) -> None:
+    _installments_are_tracked_against_real_payments_in_order_and_a_return_unpays(session)
+    _a_payment_before_the_plan_does_not_count(session)
+    _a_lockbox_file_of_payments_costs_one_query_when_no_account_has_a_plan(session)
+
+
+def test_the_daily_review_breaks_and_completes(session: Session) -> None:
+    _a_missed_installment_breaks_the_plan_after_the_grace_days(session)
+    _a_plan_paid_in_full_completes_and_a_new_one_may_follow(session)
+    _an_extension_breaks_when_its_date_passes_unpaid(session)
+
+
+def test_arrangement_requests_approved_make_the_plan(session: Session) -> None:
+    _an_approved_arrangement_request_makes_the_payment_plan(session)
+    _approving_a_request_when_a_plan_is_active_changes_nothing(session)
