@@ -37,8 +37,9 @@ from .users import parse_amount
 KINDS = ("plan", "extension")
 KIND_LABELS = {"plan": "Payment plan", "extension": "Extension"}
 STATUSES = ("active", "completed", "broken", "cancelled")
-#: Who ended a plan when no person did (the daily review).
+#: Who ended a plan when no person did: the daily review, or a payment that paid it all.
 SYSTEM = "daily review"
+PAYMENTS = "payment posted"
 
 
 def policy_on(session: Session, on: date) -> LadderPolicy:
@@ -306,14 +307,16 @@ def cancel(session: Session, plan: PaymentPlan, actor: User, reason: str, today:
     _end(session, plan, "cancelled", today, reason, actor)
 
 
-def _end(session: Session, plan: PaymentPlan, status: str, on: date, reason: str, actor: User | None) -> None:
+def _end(
+    session: Session, plan: PaymentPlan, status: str, on: date, reason: str, actor: User | None, label: str = SYSTEM
+) -> None:
     before = plan.status
     plan.status, plan.ended_on, plan.end_reason = status, on, reason
     audit.record(
         session,
         f"{plan.kind}.{status}",
         actor=actor,
-        actor_label=None if actor else SYSTEM,
+        actor_label=None if actor else label,
         entity_type="payment_plan",
         entity_id=plan.id,
         before={"status": before},
@@ -362,7 +365,9 @@ def _apply(plan: PaymentPlan, paid_cents: int, as_of: date) -> None:
             row.status, row.paid_on = "due", None
 
 
-def track(session: Session, plans: Sequence[PaymentPlan], as_of: date, now: datetime) -> list[PaymentPlan]:
+def track(
+    session: Session, plans: Sequence[PaymentPlan], as_of: date, now: datetime, label: str = PAYMENTS
+) -> list[PaymentPlan]:
     """Apply the money paid since each plan started to its installments in order; a plan
     now paid in full completes. Returns the plans that completed."""
     paid = paid_since_start(session, plans)
@@ -370,7 +375,7 @@ def track(session: Session, plans: Sequence[PaymentPlan], as_of: date, now: date
     for plan in plans:
         _apply(plan, paid.get(plan.id, 0), as_of)
         if plan.installments and all(row.status == "paid" for row in plan.installments):
-            _end(session, plan, "completed", as_of, "Paid in full.", None)
+            _end(session, plan, "completed", as_of, "Paid in full.", None, label)
             done.append(plan)
     return done
 
@@ -408,7 +413,7 @@ def review(session: Session, on: date, now: datetime) -> list[int]:
             .options(selectinload(PaymentPlan.installments))
         )
     )
-    completed = {p.id for p in track(session, plans, on, now)}
+    completed = {p.id for p in track(session, plans, on, now, SYSTEM)}
     broken: list[int] = []
     for plan in plans:
         if plan.id in completed:
