@@ -355,8 +355,13 @@ def _an_approved_arrangement_request_makes_the_payment_plan(session: Session) ->
     assert [r.due_on for r in plan.installments] == [d for d, _c in proposal.plan]
     assert made == [account.id]  # collection_hooks.after_promise ran
     assert session.get(ArrangementRequest, request.id).status == "approved"  # type: ignore[union-attr]
-    # Gate and ladder agree it is kept.
     assert plans.kept(session, [account.id], D) == {account.id}
+    assert arrangements.open_for(session, account.id) is not None  # the customer sees their plan
+    # Once the plan ends, the approved request is history: the customer may ask again.
+    service.cancel(session, supervisor, account.number, plan.id, "Moved out", D + timedelta(days=1))
+    assert arrangements.open_for(session, account.id) is None
+    again = arrangements.submit(session, account, resident, proposal, NOW, None)
+    assert arrangements.open_for(session, account.id) == again
 
 
 def _approving_a_request_when_a_plan_is_active_changes_nothing(session: Session) -> None:
