@@ -54,6 +54,8 @@ from .views import (
     signup,
     staff,
 )
+from .views import disputes as dispute_views
+from .views import plans as plan_views
 from .web import PageNotFound, SignInRequired, sign_in_url
 
 log = logging.getLogger(__name__)
@@ -227,6 +229,18 @@ ROUTES = [
     Route("/staff/accounts/{number}/field-orders", field.orders_panel, methods=["GET"]),
     Route("/staff/accounts/{number}/field-orders/reconnect", field.queue_reconnection, methods=["POST"]),
     Route("/staff/accounts/{number}/field-orders/{order:int}/cancel", field.cancel_order, methods=["POST"]),
+    # Payment plans, extensions and disputes (issue 15, items 6 and 7)
+    Route("/staff/plans", plan_views.plan_list, methods=["GET"]),
+    Route("/staff/accounts/{number}/plans", plan_views.plans_panel, methods=["GET"]),
+    Route("/staff/accounts/{number}/plans", plan_views.plan_create, methods=["POST"]),
+    Route("/staff/accounts/{number}/plans/{plan}/change", plan_views.plan_change, methods=["POST"]),
+    Route("/staff/accounts/{number}/plans/{plan}/cancel", plan_views.plan_cancel, methods=["POST"]),
+    Route("/staff/disputes", dispute_views.register, methods=["GET"]),
+    Route("/staff/disputes/{dispute}", dispute_views.dispute_decide, methods=["POST"]),
+    Route("/staff/accounts/{number}/disputes", dispute_views.disputes_panel, methods=["GET"]),
+    Route("/staff/accounts/{number}/disputes", dispute_views.dispute_open, methods=["POST"]),
+    Route("/my/accounts/{number}/bills/{bill}/dispute", dispute_views.resident_page, methods=["GET"]),
+    Route("/my/accounts/{number}/bills/{bill}/dispute", dispute_views.resident_open, methods=["POST"]),
     Mount("/dev/outbox", routes=outbox.ROUTES),  # 404 unless the demo stand-ins are on (portal/devstack.py)
     Mount("/static", StaticFiles(directory=STATIC), name="static"),
 ]

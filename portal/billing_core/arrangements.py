@@ -12,12 +12,12 @@ import calendar
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from . import audit, delinquency
 from .errors import N_, FieldErrors, InvalidInput
-from .models import Account, ArrangementRequest, User
+from .models import Account, ArrangementRequest, PaymentPlan, User
 from .status import ARRANGEMENT_TRANSITIONS, ArrangementStatus, allowed, move
 from .users import parse_amount
 
@@ -118,10 +118,15 @@ OPEN = (ArrangementStatus.SUBMITTED, ArrangementStatus.APPROVED)
 
 
 def open_for(session: Session, account_id: int) -> ArrangementRequest | None:
+    """The request waiting for a decision, or the approved one whose payment plan is still
+    in force (an approved request whose ``PaymentPlan`` completed, broke or was cancelled
+    is history: the customer may ask again)."""
+    ended = exists().where(PaymentPlan.arrangement_request_id == ArrangementRequest.id, PaymentPlan.status != "active")
     return session.scalar(
-        select(ArrangementRequest).where(
-            ArrangementRequest.account_id == account_id, ArrangementRequest.status.in_(OPEN)
-        )
+        select(ArrangementRequest)
+        .where(ArrangementRequest.account_id == account_id, ArrangementRequest.status.in_(OPEN), ~ended)
+        .order_by(ArrangementRequest.id.desc())
+        .limit(1)
     )
 
 

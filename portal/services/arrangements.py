@@ -14,10 +14,10 @@ from datetime import date, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..billing_core import accounts, arrangements, outbox, permissions
+from ..billing_core import accounts, arrangements, outbox, payments, permissions, plans
 from ..billing_core.accounts import AccountSummary
 from ..billing_core.arrangements import Policy, Proposal
-from ..billing_core.errors import FieldErrors, InvalidInput, NotFound
+from ..billing_core.errors import N_, FieldErrors, InvalidInput, NotFound
 from ..billing_core.models import Account, ArrangementRequest, EmailOutbox, User
 from ..billing_core.permissions import Action
 from ..billing_core.status import ArrangementStatus
@@ -60,6 +60,8 @@ def propose(
     ``send``, send it to staff. Every problem is a ``FieldErrors`` (nothing is written),
     an account that already has a plan or a request waiting too."""
     summary = accounts.summarise(session, account, today)
+    if send and plans.active_for(session, account.id) is not None:
+        raise FieldErrors.one("installments", N_("This account already has a payment plan or a request waiting."))
     proposal = arrangements.check(
         summary.balance_cents,
         values.get("installments", ""),
@@ -147,13 +149,45 @@ DECISIONS = {"approve": True, "decline": False}
 
 
 def decide(
-    session: Session, staff: User, request_id: int | str, decision: str, message: str, now: datetime
+    session: Session,
+    staff: User,
+    request_id: int | str,
+    decision: str,
+    message: str,
+    now: datetime,
+    on: date | None = None,
 ) -> ArrangementRequest:
     """Staff approve or decline: ``NotAllowed`` for a role that does not decide plans,
-    ``InvalidInput`` for a decision the request cannot take (the caller shows the page again)."""
+    ``InvalidInput`` for a decision the request cannot take (the caller shows the page again).
+    Approving makes the payment plan itself (``billing_core/plans.py``), starting ``on``
+    (the office's date; today in UTC when not given), with the installments the customer
+    asked for: it then pauses the ladder and counts the payments toward its installments."""
     permissions.require(staff, Action.ARRANGEMENTS_DECIDE)
     item = _get(session, request_id, lock=True)
     if decision not in DECISIONS:
         raise InvalidInput("Choose approve or decline.", "decision")
-    arrangements.decide(session, item, staff, DECISIONS[decision], message, now)
+    approve = DECISIONS[decision]
+    day = on or now.date()
+    if approve:
+        payments.lock_account(session, item.account_id)
+        if plans.active_for(session, item.account_id) is not None:
+            raise InvalidInput(
+                "This account already has an active payment plan or extension: cancel it on the account page first.",
+                "decision",
+            )
+    arrangements.decide(session, item, staff, approve, message, now)
+    if approve:
+        account = session.get(Account, item.account_id)
+        assert account is not None
+        terms = plans.Terms(
+            "plan",
+            item.total_cents,
+            item.down_payment_cents,
+            tuple(
+                arrangements.schedule(item.total_cents, item.down_payment_cents, item.installments, item.first_due_on)
+            ),
+            plans.policy_on(session, day).plan_grace_days,
+            f"Approved from the customer's request {item.id}.",
+        )
+        plans.create(session, account, terms, staff, day, now, arrangement_request_id=item.id)
     return item

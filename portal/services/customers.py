@@ -33,6 +33,8 @@ from ..billing_core.accounts import AccountSummary, BillDocument, UsageMonth
 from ..billing_core.bill_status import BillStatus, PastDue
 from ..billing_core.errors import NotFound
 from ..billing_core.models import Account, ArrangementRequest, Bill, BillLine, CollectionAction, Dispute, Payment, User
+from ..billing_core.plans import NextInstallment
+from . import plans
 
 
 def account_numbers(session: Session, account_ids: Iterable[int | None]) -> dict[int, str]:
@@ -168,6 +170,7 @@ class AccountPage:
     statuses: dict[int, BillStatus]
     payments: list[Payment]
     as_of: date
+    next_installment: NextInstallment | None = None
 
 
 def account_page(session: Session, user: User, number: str, as_of: date, tz: tzinfo) -> AccountPage:
@@ -186,6 +189,7 @@ def account_page(session: Session, user: User, number: str, as_of: date, tz: tzi
         statuses=bill_status.for_bills(session, account.id, bills, as_of),
         payments=payments.recent(session, account.id),
         as_of=as_of,
+        next_installment=plans.next_installment(session, account.id, as_of),
     )
 
 

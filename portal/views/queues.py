@@ -165,7 +165,7 @@ async def arrangement_action(request: Request) -> Response:
             request_id = request.path_params["request"]
             try:
                 item = arrangements.decide(
-                    session, user, request_id, form.get("decision"), form.get("message"), now(request)
+                    session, user, request_id, form.get("decision"), form.get("message"), now(request), today(request)
                 )
             except InvalidInput as exc:
                 form.errors[exc.field if exc.field in ("message", "decision") else "decision"] = exc.message

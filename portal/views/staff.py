@@ -80,6 +80,8 @@ MONEY_PANELS = (
     ("write-off", "Write-off"),
     ("protections", "Shutoff protections"),  # issue 15, the gate: views/collections_policy.py
     ("field-orders", "Field orders"),  # issue 15, notices and field orders (views/field.py)
+    ("plans", "Payment plans and extensions"),
+    ("disputes", "Disputes and appeals"),
 )
 
 
