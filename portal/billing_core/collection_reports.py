@@ -18,6 +18,7 @@ column. Every table's total, open less credit, equals the sum of the accounts' b
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 
@@ -61,7 +62,12 @@ def _open_charges(as_of: date, by_service: bool):  # type: ignore[no-untyped-def
     open_cents; and account_id, service, left_cents."""
     service = func.coalesce(LedgerEntry.service_type, "") if by_service else literal("")
     due = func.coalesce(LedgerTransaction.due_on, LedgerTransaction.effective_on)
-    keys = [LedgerEntry.account_id, LedgerTransaction.id, LedgerTransaction.effective_on, LedgerTransaction.due_on]
+    keys: list[Any] = [
+        LedgerEntry.account_id,
+        LedgerTransaction.id,
+        LedgerTransaction.effective_on,
+        LedgerTransaction.due_on,
+    ]
     if by_service:
         keys.insert(1, LedgerEntry.service_type)
     postings = (

@@ -97,7 +97,8 @@ def outstanding(item: CollectionReferral) -> int:
 
 def _referred(session: Session, account_id: int) -> tuple[int, dict[str, int]]:
     """What is already out (active referrals, less recovered): in all, and on the tax roll by service."""
-    total, by_service = 0, {}
+    total = 0
+    by_service: dict[str, int] = {}
     for item in session.scalars(
         select(CollectionReferral).where(
             CollectionReferral.account_id == account_id, CollectionReferral.status.in_(ACTIVE)
@@ -151,7 +152,7 @@ def _check(session: Session, account: Account, kind: str, amount: str | None) ->
     cents = 0
     if kind == "agency":
         try:
-            cents = parse_money(amount, "amount") if (amount or "").strip() else can.agency_cents
+            cents = parse_money(amount or "", "amount") if (amount or "").strip() else can.agency_cents
             if cents <= 0:
                 raise InvalidInput("Nothing is left to refer: the balance is paid or already referred.", "amount")
             if cents > can.agency_cents:

@@ -10,7 +10,7 @@ from datetime import UTC, date, tzinfo
 from html import escape
 from typing import Any
 
-import xlsxwriter
+import xlsxwriter  # type: ignore[import-untyped]
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 

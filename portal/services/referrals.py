@@ -165,7 +165,7 @@ def _exports(session: Session, limit: int = 20) -> list[tuple[str, str, int]]:
         .order_by(func.max(CollectionReferral.exported_at).desc())
         .limit(limit)
     ).all()
-    return [(ref, kind, int(n)) for ref, kind, n, _at in rows]
+    return [(str(ref), kind, int(n)) for ref, kind, n, _at in rows if ref]
 
 
 # --- Export files ----------------------------------------------------------------------------
