@@ -18,11 +18,11 @@ column. Every table's total, open less credit, equals the sum of the accounts' b
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select
+from sqlalchemy import BigInteger, ColumnElement, and_, case, cast, func, literal, or_, select, text
 from sqlalchemy.orm import Session
 
 from . import aging, ledger
@@ -56,11 +56,39 @@ def _bucket_expr(due: ColumnElement, as_of: date) -> ColumnElement:
     )
 
 
-def _open_charges(as_of: date, by_service: bool):  # type: ignore[no-untyped-def]
-    """Two subqueries: the open part of every charge, and each partition's credit left over.
-    Columns: account_id, service (``''`` for unapplied credit, or when not by service), due,
-    open_cents; and account_id, service, left_cents."""
-    service = func.coalesce(LedgerEntry.service_type, "") if by_service else literal("")
+def _key(by_service: bool) -> ColumnElement:
+    return func.coalesce(LedgerEntry.service_type, "") if by_service else literal("")
+
+
+def _partitions(as_of: date, by_service: bool, account_ids: Any = None):  # type: ignore[no-untyped-def]
+    """One row per partition (an account's service, or an account): ``account_id``,
+    ``service``, ``net`` (its balance on ``as_of``), ``b0``..``b3`` (what is open in the
+    buckets current .. 61-90) and ``recent_open`` (their sum); what is open beyond that,
+    ``net - recent_open`` when the net is positive, is over 90 days past due.
+
+    Credits pay the oldest charges first, so what is open is the newest charges adding up to
+    the net: only charges due in the last 90 days are needed one by one (a window over them,
+    newest first); everything older that is still open is over 90 days, whichever it is. So
+    the whole ledger is only summed (no sort), and only three months of it are windowed."""
+    key = _key(by_service)
+    floor = as_of - timedelta(days=90)
+    entries = select(LedgerEntry.account_id, key.label("service"), LedgerEntry.amount_cents.label("amount")).where(
+        LedgerEntry.account_id.is_not(None)
+    )
+    later = (
+        select(LedgerEntry.account_id, key.label("service"), (-LedgerEntry.amount_cents).label("amount"))
+        .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
+        .where(LedgerEntry.account_id.is_not(None), LedgerTransaction.effective_on > as_of)
+    )
+    if account_ids is not None:
+        entries = entries.where(LedgerEntry.account_id.in_(account_ids))
+        later = later.where(LedgerEntry.account_id.in_(account_ids))
+    moves = entries.union_all(later).subquery("moves")
+    nets = (
+        select(moves.c.account_id, moves.c.service, cast(func.sum(moves.c.amount), BigInteger).label("net"))
+        .group_by(moves.c.account_id, moves.c.service)
+        .cte("nets")
+    )
     due = func.coalesce(LedgerTransaction.due_on, LedgerTransaction.effective_on)
     keys: list[Any] = [
         LedgerEntry.account_id,
@@ -70,26 +98,156 @@ def _open_charges(as_of: date, by_service: bool):  # type: ignore[no-untyped-def
     ]
     if by_service:
         keys.insert(1, LedgerEntry.service_type)
-    postings = (
+    recent_q = (
+        select(
+            LedgerEntry.account_id.label("account_id"),
+            key.label("service"),
+            LedgerTransaction.id.label("tid"),
+            LedgerTransaction.effective_on.label("eff"),
+            due.label("due"),
+            cast(func.sum(LedgerEntry.amount_cents), BigInteger).label("amount"),
+        )
+        .join(LedgerEntry, LedgerEntry.transaction_id == LedgerTransaction.id)
+        .where(LedgerEntry.account_id.is_not(None), LedgerTransaction.effective_on <= as_of, due >= floor)
+        .group_by(*keys)
+        .having(func.sum(LedgerEntry.amount_cents) > 0)
+    )
+    if account_ids is not None:
+        recent_q = recent_q.where(LedgerEntry.account_id.in_(account_ids))
+    recent = recent_q.subquery("recent")
+    newest_first = select(
+        recent.c.account_id,
+        recent.c.service,
+        recent.c.due,
+        recent.c.amount,
+        func.sum(recent.c.amount)
+        .over(
+            partition_by=(recent.c.account_id, recent.c.service),
+            order_by=(recent.c.due.desc(), recent.c.eff.desc(), recent.c.tid.desc()),
+            rows=(None, 0),
+        )
+        .label("upto"),
+    ).subquery("newest_first")
+    nf = newest_first
+    owed_positive = select(nets.c.account_id, nets.c.service, nets.c.net).where(nets.c.net > 0).subquery("owing")
+    room = owed_positive.c.net - (nf.c.upto - nf.c.amount)
+    open_cents = case((room <= 0, 0), (room >= nf.c.amount, nf.c.amount), else_=room)
+    opened = (
+        select(nf.c.account_id, nf.c.service, nf.c.due, open_cents.label("open_cents"))
+        .join(
+            owed_positive, and_(owed_positive.c.account_id == nf.c.account_id, owed_positive.c.service == nf.c.service)
+        )
+        .subquery("opened")
+    )
+    bucket = _bucket_expr(opened.c.due, as_of)
+
+    def in_bucket(name: str) -> ColumnElement:
+        return func.sum(case((bucket == name, opened.c.open_cents), else_=0))
+
+    per = (
+        select(
+            opened.c.account_id,
+            opened.c.service,
+            in_bucket(BUCKETS[0]).label("b0"),
+            in_bucket(BUCKETS[1]).label("b1"),
+            in_bucket(BUCKETS[2]).label("b2"),
+            in_bucket(BUCKETS[3]).label("b3"),
+            func.sum(opened.c.open_cents).label("recent_open"),
+            func.min(case((opened.c.open_cents > 0, opened.c.due))).label("oldest_recent"),
+        )
+        .group_by(opened.c.account_id, opened.c.service)
+        .subquery("per")
+    )
+    zero = literal(0)
+    return (
+        select(
+            nets.c.account_id,
+            nets.c.service,
+            nets.c.net,
+            func.coalesce(per.c.b0, zero).label("b0"),
+            func.coalesce(per.c.b1, zero).label("b1"),
+            func.coalesce(per.c.b2, zero).label("b2"),
+            func.coalesce(per.c.b3, zero).label("b3"),
+            func.coalesce(per.c.recent_open, zero).label("recent_open"),
+            per.c.oldest_recent,
+        )
+        .select_from(nets)
+        .outerjoin(per, and_(per.c.account_id == nets.c.account_id, per.c.service == nets.c.service))
+        .where(nets.c.net != 0)
+        .subquery("partitions")
+    )
+
+
+@dataclass(frozen=True)
+class Partition:
+    account_id: int
+    service: str
+    net: int
+    buckets: dict[str, int]
+    oldest_recent: date | None
+
+    @property
+    def credit_cents(self) -> int:
+        return -self.net if self.net < 0 else 0
+
+
+def _partition(row: Any) -> Partition:
+    aid, service, net, b0, b1, b2, b3, recent, oldest = row[:9]
+    net = int(net)
+    values = [int(b0), int(b1), int(b2), int(b3)]
+    over = net - int(recent) if net > 0 else 0
+    return Partition(aid, service, net, dict(zip(BUCKETS, [*values, over], strict=True)), oldest)
+
+
+def _oldest_exact(session: Session, account_ids: list[int], as_of: date) -> dict[int, date]:
+    """The oldest open charge's due date of accounts whose open charges reach back beyond
+    the 90-day window (few: the long delinquent), by a window over all their charges."""
+    from . import bulk
+
+    out: dict[int, date] = {}
+    for part in bulk.chunks(session, account_ids):
+        charges, _left = _open_charges(as_of, by_service=False, account_ids=part)
+        for aid, oldest in session.execute(
+            select(charges.c.account_id, func.min(charges.c.due))
+            .where(charges.c.open_cents > 0)
+            .group_by(charges.c.account_id)
+        ):
+            out[aid] = oldest
+    return out
+
+
+def _open_charges(as_of: date, by_service: bool, account_ids: Any = None):  # type: ignore[no-untyped-def]
+    """Every charge's open part (all of the ledger, windowed): account_id, service, due,
+    open_cents; and each partition's credit left over. ``_partitions`` is the fast form; this
+    one is exact for every charge and used for the few accounts that need it."""
+    service = _key(by_service)
+    due = func.coalesce(LedgerTransaction.due_on, LedgerTransaction.effective_on)
+    keys: list[Any] = [
+        LedgerEntry.account_id,
+        LedgerTransaction.id,
+        LedgerTransaction.effective_on,
+        LedgerTransaction.due_on,
+    ]
+    if by_service:
+        keys.insert(1, LedgerEntry.service_type)
+    postings_q = (
         select(
             LedgerEntry.account_id.label("account_id"),
             service.label("service"),
             LedgerTransaction.id.label("tid"),
             LedgerTransaction.effective_on.label("eff"),
             due.label("due"),
-            func.sum(LedgerEntry.amount_cents).label("amount"),
+            cast(func.sum(LedgerEntry.amount_cents), BigInteger).label("amount"),
         )
         .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
         .where(LedgerEntry.account_id.is_not(None), LedgerTransaction.effective_on <= as_of)
         .group_by(*keys)
-        .subquery("postings")
     )
+    if account_ids is not None:
+        postings_q = postings_q.where(LedgerEntry.account_id.in_(account_ids))
+    postings = postings_q.cte("postings")
     credits = (
-        select(
-            postings.c.account_id,
-            postings.c.service,
-            func.sum(-postings.c.amount).label("credit"),
-        )
+        select(postings.c.account_id, postings.c.service, func.sum(-postings.c.amount).label("credit"))
         .where(postings.c.amount < 0)
         .group_by(postings.c.account_id, postings.c.service)
         .subquery("credits")
@@ -128,7 +286,6 @@ def _open_charges(as_of: date, by_service: bool):  # type: ignore[no-untyped-def
         .group_by(postings.c.account_id, postings.c.service)
         .subquery("totals")
     )
-    # What a partition's credits leave once every charge is paid: its net, when negative.
     leftover = (
         select(totals.c.account_id, totals.c.service, (-totals.c.net).label("left_cents"))
         .where(totals.c.net < 0)
@@ -178,56 +335,50 @@ def _service_rank(key: str) -> tuple[int, str]:
 
 def aging_report(session: Session, as_of: date) -> AgingReport:
     """The receivables on ``as_of`` (postings effective that day or before), aged by service,
-    customer class and billing cycle. Two grouped queries over the whole ledger."""
-    charges, leftover = _open_charges(as_of, by_service=True)
-    bucket = _bucket_expr(charges.c.due, as_of)
-    grid = session.execute(
-        select(charges.c.service, Account.customer_class, Account.cycle_id, bucket, func.sum(charges.c.open_cents))
-        .join(Account, Account.id == charges.c.account_id)
-        .where(charges.c.open_cents > 0)
-        .group_by(charges.c.service, Account.customer_class, Account.cycle_id, bucket)
+    customer class and billing cycle: one query (``_partitions``), one row per account's
+    service, added up here."""
+    _fast(session)
+    parts = _partitions(as_of, by_service=True)
+    rows = session.execute(
+        select(parts, Account.customer_class, Account.cycle_id).join(Account, Account.id == parts.c.account_id)
     ).all()
-    credits = session.execute(
-        select(leftover.c.service, Account.customer_class, Account.cycle_id, func.sum(leftover.c.left_cents))
-        .join(Account, Account.id == leftover.c.account_id)
-        .group_by(leftover.c.service, Account.customer_class, Account.cycle_id)
-    ).all()
-    accounts_open = int(
-        session.scalar(select(func.count(func.distinct(charges.c.account_id))).where(charges.c.open_cents > 0)) or 0
-    )
     cycles = {
         cid: f"{code} {name}"
         for cid, code, name in session.execute(select(BillingCycle.id, BillingCycle.code, BillingCycle.name))
     }
     tables: dict[str, dict[str, AgingRow]] = {"service": {}, "class": {}, "cycle": {}}
     total = AgingRow("total", "Total")
-
-    def rows_for(service: str, klass: str, cycle_id: int) -> list[AgingRow]:
-        service = service or CREDIT
+    owing: set[int] = set()
+    for row in rows:
+        p = _partition(row)
+        klass, cycle_id = row[9], row[10]
+        service = p.service or CREDIT
         keys = (
             ("service", service, service.capitalize()),
             ("class", klass, klass.replace("_", " ").capitalize()),
             ("cycle", str(cycle_id), cycles.get(cycle_id, str(cycle_id))),
         )
-        out = []
-        for table, key, label in keys:
-            out.append(tables[table].setdefault(key, AgingRow(key, label)))
-        return [*out, total]
-
-    for service, klass, cycle_id, name, cents in grid:
-        for row in rows_for(service, klass, cycle_id):
-            row.buckets[name] += int(cents)
-    for service, klass, cycle_id, cents in credits:
-        for row in rows_for(service, klass, cycle_id):
-            row.credit_cents += int(cents)
+        targets = [tables[t].setdefault(k, AgingRow(k, label)) for t, k, label in keys]
+        for target in (*targets, total):
+            for name, cents in p.buckets.items():
+                target.buckets[name] += cents
+            target.credit_cents += p.credit_cents
+        if p.net > 0:
+            owing.add(p.account_id)
     return AgingReport(
         as_of,
         sorted(tables["service"].values(), key=lambda r: _service_rank(r.key)),
         sorted(tables["class"].values(), key=lambda r: r.key),
         sorted(tables["cycle"].values(), key=lambda r: r.label),
         total,
-        accounts_open,
+        len(owing),
     )
+
+
+def _fast(session: Session) -> None:
+    """On PostgreSQL, room to hash and sort a district's ledger in memory for this transaction."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL work_mem = '64MB'"))
 
 
 def balances_total(session: Session, as_of: date) -> int:
@@ -243,22 +394,13 @@ def balances_total(session: Session, as_of: date) -> int:
 
 
 def account_aging(session: Session, account_id: int, as_of: date) -> dict[str, dict[str, int]]:
-    """One account's aging by service as the report computes it (for the account page and
-    tests): service -> bucket -> open cents, with ``credit`` -> {"credit": cents}."""
-    charges, leftover = _open_charges(as_of, by_service=True)
-    bucket = _bucket_expr(charges.c.due, as_of)
+    """One account's aging by service as the report computes it (for tests and the account
+    page): service -> bucket -> open cents, and ``credit`` -> cents paid beyond its charges."""
+    parts = _partitions(as_of, by_service=True, account_ids=[account_id])
     out: dict[str, dict[str, int]] = {}
-    for service, name, cents in session.execute(
-        select(charges.c.service, bucket, func.sum(charges.c.open_cents))
-        .where(charges.c.account_id == account_id, charges.c.open_cents > 0)
-        .group_by(charges.c.service, bucket)
-    ):
-        out.setdefault(service or CREDIT, dict.fromkeys(BUCKETS, 0))[name] += int(cents)
-    for service, cents in session.execute(
-        select(leftover.c.service, leftover.c.left_cents).where(leftover.c.account_id == account_id)
-    ):
-        out.setdefault(service or CREDIT, dict.fromkeys(BUCKETS, 0))
-        out[service or CREDIT][CREDIT] = int(cents)
+    for row in session.execute(select(parts)):
+        p = _partition(row)
+        out[p.service or CREDIT] = {**p.buckets, CREDIT: p.credit_cents}
     return out
 
 
@@ -301,28 +443,10 @@ def call_list(
 ) -> tuple[list[CallRow], int]:
     """Accounts past due on ``as_of`` by the account's own aging (what its notices say),
     filtered, most past due first. Returns the rows (at most ``limit``) and how many match."""
-    charges, _left = _open_charges(as_of, by_service=False)
-    balances = (
-        select(LedgerEntry.account_id.label("account_id"), func.sum(LedgerEntry.amount_cents).label("balance"))
-        .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
-        .where(LedgerEntry.account_id.is_not(None), LedgerTransaction.effective_on <= as_of)
-        .group_by(LedgerEntry.account_id)
-        .subquery("balances")
-    )
-    past = (
-        select(
-            charges.c.account_id,
-            func.sum(charges.c.open_cents).label("past_due"),
-            func.min(charges.c.due).label("oldest"),
-        )
-        .where(charges.c.open_cents > 0, charges.c.due < as_of)
-        .group_by(charges.c.account_id)
-        .subquery("past")
-    )
-    conditions: list[ColumnElement[bool]] = [
-        past.c.past_due >= max(filters.minimum_cents, 1),
-        past.c.oldest <= as_of - timedelta(days=max(filters.min_days, 1)),
-    ]
+    _fast(session)
+    parts = _partitions(as_of, by_service=False)
+    past_due = parts.c.net - parts.c.b0
+    conditions: list[ColumnElement[bool]] = [parts.c.net > 0, past_due >= max(filters.minimum_cents, 1)]
     if filters.cycle_id is not None:
         conditions.append(Account.cycle_id == filters.cycle_id)
     if filters.customer_class:
@@ -349,7 +473,7 @@ def call_list(
         conditions.append(
             ~select(Dispute.id).where(Dispute.account_id == Account.id, Dispute.status == "open").exists()
         )
-    base = (
+    found = session.execute(
         select(
             Account.id,
             Account.number,
@@ -360,28 +484,35 @@ def call_list(
             Route.code,
             Premise.address_line1,
             Premise.address_line2,
-            balances.c.balance,
-            past.c.past_due,
-            past.c.oldest,
+            parts.c.net,
+            past_due,
+            parts.c.recent_open,
+            parts.c.oldest_recent,
         )
-        .select_from(past)
-        .join(Account, Account.id == past.c.account_id)
-        .join(balances, balances.c.account_id == Account.id)
+        .select_from(parts)
+        .join(Account, Account.id == parts.c.account_id)
         .join(Customer, Customer.id == Account.customer_id)
         .join(Premise, Premise.id == Account.premise_id)
         .join(BillingCycle, BillingCycle.id == Account.cycle_id)
         .outerjoin(Route, Route.id == Premise.route_id)
         .where(*conditions)
-    )
-    count = int(session.scalar(select(func.count()).select_from(base.subquery())) or 0)
-    query = base.order_by(past.c.past_due.desc(), Account.number)
+    ).all()
+    # Open charges reaching back beyond the 90-day window: their oldest date, exactly.
+    long_ago = [r[0] for r in found if int(r[9]) > int(r[11])]
+    exact = _oldest_exact(session, long_ago, as_of) if long_ago else {}
+    latest_due = as_of - timedelta(days=max(filters.min_days, 1))
+    kept = []
+    for r in found:
+        oldest = exact.get(r[0], r[12])
+        if oldest is not None and oldest <= latest_due:
+            kept.append((r, oldest))
+    kept.sort(key=lambda x: (-int(x[0][10]), x[0][1]))
+    count = len(kept)
     if limit is not None:
-        query = query.limit(limit)
-    rows = session.execute(query).all()
-    ids = [r[0] for r in rows]
-    last = _last_payments(session, ids, as_of)
+        kept = kept[:limit]
+    last = _last_payments(session, [r[0] for r, _o in kept], as_of)
     out = []
-    for aid, number, name, phone, klass, cycle, route, line1, line2, balance, past_due, oldest in rows:
+    for (aid, number, name, phone, klass, cycle, route, line1, line2, net, past, _ro, _or), oldest in kept:
         paid_on, paid_cents = last.get(aid, (None, None))
         out.append(
             CallRow(
@@ -393,8 +524,8 @@ def call_list(
                 cycle,
                 route or "",
                 f"{line1} {line2}" if line2 else line1,
-                int(balance),
-                int(past_due),
+                int(net),
+                int(past),
                 oldest,
                 (as_of - oldest).days,
                 paid_on,

@@ -109,6 +109,19 @@ def test_aging_sums_equal_balances_and_each_service_ages_as_aging_age_says(sessi
                 for b in reports.BUCKETS:
                     expected_total[b] += want.buckets[b]
         assert report.total.buckets == expected_total
+        # The call list ages each account whole, as aging.age does.
+        rows, _count = reports.call_list(
+            session, as_of, reports.CallFilters(exclude_held=False, exclude_plans=False, exclude_disputed=False)
+        )
+        listed = {r.account_id: r for r in rows}
+        for a in accounts:
+            want = aging.age([p for p in posting.account_postings(session, a.id) if p.effective_date <= as_of], as_of)
+            if want.past_due_cents > 0 and want.balance_cents > 0:
+                got_row = listed[a.id]
+                assert (got_row.past_due_cents, got_row.oldest_due) == (want.past_due_cents, want.oldest_past_due)
+                assert got_row.balance_cents == want.balance_cents
+            else:
+                assert a.id not in listed
     # Postings after the as-of date are left out.
     assert reports.aging_report(session, date(2025, 12, 31)).total.net_cents == 0
 
@@ -154,6 +167,7 @@ def test_call_list_filters(session: Session) -> None:
         bill(session, a, date(2026, 8, 1), date(2026, 8, 22), water=10_000 * (i + 1))  # 90 days late
         bill(session, a, date(2026, 10, 1), date(2026, 10, 22), water=1_000)  # 29 days late
     a0, a1, a2, a3, a4, a5 = accounts
+    bill(session, a2, date(2026, 4, 10), date(2026, 5, 1), sewer=5_000)  # beyond the 90-day window
     pay(session, a0, date(2026, 11, 2), 10_000)  # a0 pays the old bill: only 29 days late now
     a1.customer_class = "COMMERCIAL"
     a2.cycle_id = cycle2.id
@@ -197,7 +211,7 @@ def test_call_list_filters(session: Session) -> None:
     parsed = list(csv.reader(io.StringIO(service.call_csv(page))))
     assert parsed[0] == service.CALL_HEADER
     assert [row[0] for row in parsed[1:]] == [a2.number, a1.number]
-    assert parsed[1][1] == "'=HYPERLINK(1)" and parsed[1][8] == "310.00" and parsed[1][10] == "90"
+    assert parsed[1][1:2] + parsed[1][8:11] == ["'=HYPERLINK(1)", "360.00", "2026-05-01", "203"]
 
 
 def test_shutoff_report_counts_by_year_and_residential_or_other(session: Session) -> None:
