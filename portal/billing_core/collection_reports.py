@@ -545,29 +545,38 @@ def _last_payments(session: Session, ids: list[int], as_of: date) -> dict[int, t
     out: dict[int, tuple[date, int]] = {}
     reversal = aliased(LedgerTransaction)
     for part in bulk.chunks(session, ids):
-        paid = (
-            select(
-                LedgerEntry.account_id.label("account_id"),
-                LedgerTransaction.effective_on.label("day"),
-                func.sum(-LedgerEntry.amount_cents).label("cents"),
-            )
-            .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
-            .where(
-                bulk.among(session, LedgerEntry.account_id, part),
-                LedgerTransaction.kind == ledger.Kind.PAYMENT.value,
-                LedgerTransaction.effective_on <= as_of,
-                ~select(reversal.id).where(reversal.reverses_id == LedgerTransaction.id).exists(),
-            )
-            .group_by(LedgerEntry.account_id, LedgerTransaction.effective_on)
-            .subquery()
+        paid = and_(
+            bulk.among(session, LedgerTransaction.account_id, part),
+            LedgerTransaction.kind == ledger.Kind.PAYMENT.value,
+            LedgerTransaction.effective_on <= as_of,
+            ~select(reversal.id).where(reversal.reverses_id == LedgerTransaction.id).exists(),
         )
-        last = select(paid.c.account_id, func.max(paid.c.day).label("day")).group_by(paid.c.account_id).subquery()
-        for aid, day, cents in session.execute(
-            select(paid.c.account_id, paid.c.day, paid.c.cents).join(
-                last, and_(last.c.account_id == paid.c.account_id, last.c.day == paid.c.day)
+        last = (
+            select(
+                LedgerTransaction.account_id.label("account_id"), func.max(LedgerTransaction.effective_on).label("day")
             )
+            .where(paid)
+            .group_by(LedgerTransaction.account_id)
+            .subquery("last")
+        )
+        for aid, day, cents in session.execute(
+            select(LedgerTransaction.account_id, LedgerTransaction.effective_on, func.sum(-LedgerEntry.amount_cents))
+            .join(
+                last,
+                and_(last.c.account_id == LedgerTransaction.account_id, last.c.day == LedgerTransaction.effective_on),
+            )
+            .join(
+                LedgerEntry,
+                and_(
+                    LedgerEntry.transaction_id == LedgerTransaction.id,
+                    LedgerEntry.account_id == LedgerTransaction.account_id,
+                ),
+            )
+            .where(paid)
+            .group_by(LedgerTransaction.account_id, LedgerTransaction.effective_on)
         ):
-            out[aid] = (day, int(cents))
+            if aid is not None:
+                out[aid] = (day, int(cents))
     return out
 
 
