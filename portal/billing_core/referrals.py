@@ -507,6 +507,16 @@ def recover(
     """Record money that came back on a referral (the form checked whole, ``FieldErrors``)."""
     permissions.require(actor, Action.REFERRALS_PREPARE)
     session.get(Account, item.account_id, with_for_update=True)
+    key = (values.get("key") or "").strip()[:60]
+    idempotency = f"referral-recovery:{item.id}:{key}" if key else None
+    if idempotency:  # the same form sent twice records one recovery
+        done = session.scalar(
+            select(CollectionRecovery)
+            .join(Payment, Payment.id == CollectionRecovery.payment_id)
+            .where(Payment.idempotency_key == idempotency)
+        )
+        if done is not None:
+            return done
     errors: dict[str, InvalidInput] = {}
     if item.status not in RECOVERABLE:
         errors["referral"] = InvalidInput(
@@ -570,6 +580,7 @@ def recover(
             received_on=received_on,
             status="pending",
             reference=f"referral {item.id}"[:100],
+            idempotency_key=idempotency,
             user_id=actor.id,
         )
         session.add(payment)

@@ -4,6 +4,8 @@ referrals panel (prepare, recoveries). Staff pages: English."""
 
 from __future__ import annotations
 
+import uuid
+
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -55,6 +57,7 @@ def _panel(
             "form": form or FormState({"kind": "agency"}),
             "recovery_form": recovery_form or FormState({"source": "received"}),
             "blank_recovery": FormState({"source": "received"}),
+            "form_key": uuid.uuid4().hex,
             "failed": failed,
             "kinds": rules.KINDS,
             "sources": rules.RECOVERY_SOURCES,
@@ -94,7 +97,7 @@ async def prepare(request: Request) -> Response:
 
 async def recover(request: Request) -> Response:
     data = await request.form()
-    fields = ("source", "amount", "received_on", "payment", "note")
+    fields = ("source", "amount", "received_on", "payment", "note", "key")
     form = FormState({k: str(data.get(k, "")).strip()[:500] for k in fields})
 
     def act() -> Response:

@@ -208,10 +208,10 @@ def _exported(session: Session, tmp_path: Path, people: dict) -> tuple[Account, 
 def test_recoveries_post_once_and_keep_recovered_equal_to_their_sum(session: Session, tmp_path: Path) -> None:
     people = staff(session)
     account, item = _exported(session, tmp_path, people)
-    # The agency remits 40.00: a payment to the account, posted once.
-    first = service.recover(
-        session, people["specialist"], item.id, {"source": "received", "amount": "40.00", "note": "batch 7"}, TODAY, NOW
-    )
+    # The agency remits 40.00: a payment to the account, posted once (the form sent twice too).
+    form = {"source": "received", "amount": "40.00", "note": "batch 7", "key": "k1"}
+    first = service.recover(session, people["specialist"], item.id, form, TODAY, NOW)
+    assert service.recover(session, people["specialist"], item.id, dict(form), TODAY, NOW) is first
     paid = session.get(Payment, first.payment_id)
     assert paid is not None and (paid.status, paid.amount_cents, paid.channel) == ("posted", 4_000, "mail")
     assert posting.account_balance(session, account.id) == 9_500

@@ -98,8 +98,11 @@ def test_prepare_approve_export_once_and_recover(client: TestClient, office) -> 
     url = f"{panel}/{rid}/recoveries"
     bad = _post(client, url, {"source": "received", "amount": "500"}, panel)
     assert bad.status_code == 400 and "At most $135.00 is left to recover" in bad.text
-    ok = _post(client, url, {"source": "received", "amount": "35.00", "note": "remit 12"}, panel)
+    assert 'name="key"' in client.get(panel).text
+    sent = {"source": "received", "amount": "35.00", "note": "remit 12", "key": "web-1"}
+    ok = _post(client, url, sent, panel)
     assert ok.status_code == 303
+    assert _post(client, url, sent, panel).status_code == 303  # sent twice: recorded once
     text = client.get(panel).text
     assert "Recovered $35.00" in text and "remit 12" in text
     with Session(engine) as s:
