@@ -33,6 +33,8 @@ def _aging(request: Request, kind: str) -> Response:
             if kind != "page":
                 return Response(form.errors["as_of"], status_code=400, media_type="text/plain")
         report = service.aging(session, user, as_of)
+        if not form.errors:
+            form.values["as_of"] = as_of.isoformat()
     stamp = as_of.isoformat()
     if kind == "csv":
         return Response(
@@ -84,6 +86,7 @@ def _calls(request: Request, csv: bool) -> Response:
                 {"page": None, "form": form, "cycles": cycles, "routes": routes, "classes": classes, "query": ""},
                 400,
             )
+        form.values["as_of"] = page.as_of.isoformat()
         if csv:
             return Response(
                 service.call_csv(page),
