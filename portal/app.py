@@ -30,7 +30,7 @@ from .i18n import LanguageMiddleware, gettext
 from .security_headers import SecurityHeadersMiddleware, content_security_policy
 from .settings import Settings
 from .templating import make_templates
-from .views import (
+from .views import (  # issue 15, reports
     adjustments,
     arrangements,
     auth,
@@ -39,6 +39,7 @@ from .views import (
     billing,
     cashier,
     collections_policy,
+    collection_reports,
     customer,
     deposits,
     field,
@@ -49,6 +50,7 @@ from .views import (
     profile,
     queues,
     rates,
+    referrals,
     requests,
     returns,
     signup,
@@ -241,6 +243,21 @@ ROUTES = [
     Route("/staff/accounts/{number}/disputes", dispute_views.dispute_open, methods=["POST"]),
     Route("/my/accounts/{number}/bills/{bill}/dispute", dispute_views.resident_page, methods=["GET"]),
     Route("/my/accounts/{number}/bills/{bill}/dispute", dispute_views.resident_open, methods=["POST"]),
+    # Collection reports and final-account referrals (issue 15, reports)
+    Route("/staff/reports/aging", collection_reports.aging, methods=["GET"]),
+    Route("/staff/reports/aging.csv", collection_reports.aging_csv, methods=["GET"]),
+    Route("/staff/reports/aging.xlsx", collection_reports.aging_xlsx, methods=["GET"]),
+    Route("/staff/reports/call-list", collection_reports.calls, methods=["GET"]),
+    Route("/staff/reports/call-list.csv", collection_reports.calls_csv, methods=["GET"]),
+    Route("/staff/reports/shutoffs", collection_reports.shutoffs, methods=["GET"]),
+    Route("/staff/reports/shutoffs.csv", collection_reports.shutoffs_csv, methods=["GET"]),
+    Route("/staff/referrals", referrals.referral_list, methods=["GET"]),
+    Route("/staff/referrals/export", referrals.export, methods=["POST"]),
+    Route("/staff/referrals/exports/{sha}.csv", referrals.export_file, methods=["GET"]),
+    Route("/staff/referrals/{referral:int}", referrals.decide, methods=["POST"]),
+    Route("/staff/accounts/{number}/referrals", referrals.panel, methods=["GET"]),
+    Route("/staff/accounts/{number}/referrals", referrals.prepare, methods=["POST"]),
+    Route("/staff/accounts/{number}/referrals/{referral:int}/recoveries", referrals.recover, methods=["POST"]),
     Mount("/dev/outbox", routes=outbox.ROUTES),  # 404 unless the demo stand-ins are on (portal/devstack.py)
     Mount("/static", StaticFiles(directory=STATIC), name="static"),
 ]

@@ -201,7 +201,7 @@ class Waiting:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
-KINDS = {"adjustment": "Adjustments", "write_off": "Write-offs", "refund": "Refunds"}
+KINDS = {"adjustment": "Adjustments", "write_off": "Write-offs", "refund": "Refunds", "referral": "Referrals"}
 
 
 @dataclass(frozen=True)
@@ -290,11 +290,38 @@ def approvals(session: Session, staff: User, kind: str, today: date) -> Approval
                 False,
             )
         )
+    items += _referrals_waiting(session, staff, age)  # issue 15: decided on /staff/referrals
     counts = {k: sum(1 for i in items if i.kind == k) for k in KINDS}
     if kind in KINDS:
         items = [i for i in items if i.kind == kind]
     items.sort(key=lambda i: (i.prepared_at, i.kind, i.id))
     return Approvals(items, kind if kind in KINDS else "", counts)
+
+
+def _referrals_waiting(session: Session, staff: User, age: Any) -> list[Waiting]:
+    """Collection referrals waiting for approval (issue 15), linked to /staff/referrals."""
+    from ..billing_core import referrals
+
+    waiting = referrals.by_status(session, "proposed")
+    ids = {r.account_id for r in waiting}
+    numbers = dict(session.execute(select(Account.id, Account.number).where(Account.id.in_(ids))).all()) if ids else {}
+    people = _users(session, {r.prepared_by_id for r in waiting if r.prepared_by_id})
+    return [
+        Waiting(
+            "referral",
+            r.id,
+            numbers[r.account_id],
+            r.amount_cents,
+            f"{referrals.KINDS[r.kind]}" + (f": {r.service_type}, parcel {r.parcel_number}" if r.service_type else ""),
+            people[r.prepared_by_id].email if r.prepared_by_id in people else "Delinquency run",
+            r.prepared_at,
+            age(r.prepared_at),
+            "/staff/referrals?status=proposed",
+            r.prepared_by_id == staff.id,
+            False,
+        )
+        for r in waiting
+    ]
 
 
 def decide_waiting(

@@ -82,6 +82,7 @@ MONEY_PANELS = (
     ("field-orders", "Field orders"),  # issue 15, notices and field orders (views/field.py)
     ("plans", "Payment plans and extensions"),
     ("disputes", "Disputes and appeals"),
+    ("referrals", "Collection referrals"),
 )
 
 
