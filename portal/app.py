@@ -38,6 +38,7 @@ from .views import (
     batches,
     billing,
     cashier,
+    collections,
     customer,
     deposits,
     outbox,
@@ -197,6 +198,11 @@ ROUTES = [
     Route("/staff/payments/imports/rows/{row:int}", batches.queue_action, methods=["POST"]),
     Route("/staff/payments/imports/{import:int}", batches.import_view, methods=["GET"]),
     Route("/staff/payments/imports/{import:int}/report.csv", batches.import_csv, methods=["GET"]),
+    # Delinquency run: the action list, preview and post, holds, the account panel (issue 15, run)
+    Route("/staff/collections", collections.action_list, methods=["GET"]),
+    Route("/staff/collections/run", collections.run_action, methods=["POST"]),
+    Route("/staff/accounts/{number}/collections", collections.collections_panel, methods=["GET"]),
+    Route("/staff/accounts/{number}/collections/hold", collections.hold_action, methods=["POST"]),
     Mount("/dev/outbox", routes=outbox.ROUTES),  # 404 unless the demo stand-ins are on (portal/devstack.py)
     Mount("/static", StaticFiles(directory=STATIC), name="static"),
 ]

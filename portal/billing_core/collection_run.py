@@ -476,7 +476,8 @@ def _open_by_service(session: Session, account_ids: Sequence[int]) -> dict[int, 
             .where(bulk.among(session, LedgerEntry.account_id, part), LedgerEntry.service_type.is_not(None))
             .group_by(LedgerEntry.account_id, LedgerEntry.service_type)
         ):
-            out[account_id][service] = int(total or 0)
+            if account_id is not None and service is not None:
+                out[account_id][service] = int(total or 0)
     return out
 
 
@@ -525,19 +526,20 @@ def _final_step(
 # --- Writing the action list and posting -------------------------------------------------
 
 
-def _insert_ignore(session: Session, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    table = CollectionAction.__table__
+def _insert_nothing_on_conflict(session: Session, model: type[Any], keys: list[str]) -> Any:
+    """INSERT ... ON CONFLICT (keys) DO NOTHING, in PostgreSQL's or SQLite's words."""
     if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        stmt = pg_insert(table).on_conflict_do_nothing(index_elements=["account_id", "episode", "step"])
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+        return pg_insert(model).on_conflict_do_nothing(index_elements=keys)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        stmt = sqlite_insert(table).on_conflict_do_nothing(index_elements=["account_id", "episode", "step"])
-    session.execute(stmt, rows)
+    return sqlite_insert(model).on_conflict_do_nothing(index_elements=keys)
+
+
+def _insert_ignore(session: Session, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        session.execute(_insert_nothing_on_conflict(session, CollectionAction, ["account_id", "episode", "step"]), rows)
 
 
 def _existing(session: Session, account_ids: Sequence[int]) -> dict[tuple[int, str, str], CollectionAction]:
@@ -556,16 +558,8 @@ def run_for(session: Session, on: date) -> CollectionRun:
     if found is not None:
         return found
     version, _policy = current_policy(session, on)
-    table = CollectionRun.__table__
     values = {"run_on": on, "status": "previewed", "policy_version_id": version.id if version else None}
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        session.execute(pg_insert(table).values(**values).on_conflict_do_nothing(index_elements=["run_on"]))
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        session.execute(sqlite_insert(table).values(**values).on_conflict_do_nothing(index_elements=["run_on"]))
+    session.execute(_insert_nothing_on_conflict(session, CollectionRun, ["run_on"]).values(**values))
     run = session.scalar(select(CollectionRun).where(CollectionRun.run_on == on))
     assert run is not None
     return run

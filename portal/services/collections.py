@@ -58,6 +58,7 @@ class ActionList:
     can_preview: bool
     can_post: bool
     can_hold: bool
+    business_day: bool = True
 
 
 LIST_LIMIT = 500
@@ -119,10 +120,37 @@ def action_list(session: Session, user: User, on: date, step: str | None = None)
         can_preview=permissions.can(user.role, Action.COLLECTIONS_PREVIEW),
         can_post=permissions.can(user.role, Action.COLLECTIONS_POST),
         can_hold=permissions.can(user.role, Action.COLLECTIONS_HOLD),
+        business_day=is_business_day(session, on),
     )
 
 
 # --- Preview and post --------------------------------------------------------------------------
+
+
+#: How many days back a missed day's run may still be run (a job that did not run).
+CATCH_UP_DAYS = 7
+
+
+def run_day_of(raw: str, today: date) -> date:
+    """The day a person asks to run: today (empty), or a missed day up to a week back."""
+    raw = (raw or "").strip()
+    if not raw:
+        return today
+    try:
+        on = date.fromisoformat(raw)
+    except ValueError:
+        raise FieldErrors.one("on", "Give the day as YYYY-MM-DD.") from None
+    if on > today:
+        raise FieldErrors.one("on", "A day still to come cannot be run.")
+    if (today - on).days > CATCH_UP_DAYS:
+        raise FieldErrors.one("on", "Only the last %(days)s days can still be run.", days=CATCH_UP_DAYS)
+    return on
+
+
+def is_business_day(session: Session, on: date) -> bool:
+    from ..billing_core import shutoff_gate
+
+    return shutoff_gate.is_business_day(on, collection_facts.closed_days(session, on))
 
 
 def run(
@@ -194,6 +222,8 @@ def summary(result: collection_run.ChunkResult, post: bool) -> list[str]:
             label = collection_run.STEP_LABELS[step]
             extra = "".join([f", {refused} refused" if refused else "", f", {skipped} skipped" if skipped else ""])
             lines.append(f"  {label}: {done} {'posted' if post else 'planned'}{extra}")
+    if len(lines) == 1:
+        lines.append("  nothing posted: every step due is done" if post else "  nothing due")
     if result.fees_cents:
         lines.append(f"  late fees posted: ${result.fees_cents / 100:,.2f}")
     for why, n in sorted(result.left_out.items()):

@@ -78,6 +78,7 @@ MONEY_PANELS = (
     ("deposits", "Deposits"),
     ("refunds", "Refunds"),
     ("write-off", "Write-off"),
+    ("collections", "Collections"),
 )
 
 
