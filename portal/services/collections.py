@@ -199,7 +199,8 @@ def dispatch(
     with transaction(factory) as session:
         collection_run._review_plans(session, on, now)
         run_row = collection_run.run_for(session, on)
-        ids = collection_run.candidates(session, on)
+        # Every step falls on a business day: on any other day there is nothing to do.
+        ids = collection_run.candidates(session, on) if is_business_day(session, on) else []
         run_row.accounts_evaluated = len(ids)
         if post:
             run_row.status = "posting" if run_row.status != "posted" else run_row.status
