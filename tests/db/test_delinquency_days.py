@@ -56,9 +56,7 @@ def test_120_days_of_collections(session: Session) -> None:
             if day == START:
                 first = bills["dispute5"][0]
                 session.add(
-                    Dispute(
-                        account_id=who["dispute5"].id, bill_id=first.id, amount_cents=4_000, reason="Meter misread"
-                    )
+                    Dispute(account_id=who["dispute5"].id, bill_id=first.id, amount_cents=4_000, reason="Meter misread")
                 )
         for name, account in who.items():
             for b in bills[name]:
@@ -104,7 +102,9 @@ def test_120_days_of_collections(session: Session) -> None:
         complete_door_tags(session, day)  # field staff leave the day's door tags
 
     posted = list(
-        session.scalars(select(CollectionAction).where(CollectionAction.status == "posted").order_by(CollectionAction.id))
+        session.scalars(
+            select(CollectionAction).where(CollectionAction.status == "posted").order_by(CollectionAction.id)
+        )
     )
     steps: dict[str, dict[str, list[CollectionAction]]] = defaultdict(lambda: defaultdict(list))
     for a in posted:
