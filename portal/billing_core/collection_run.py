@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, case, func, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from . import aging, audit, bulk, collection_facts, ladder, ledger, payments, posting, shutoff_gate
@@ -52,6 +52,7 @@ from .models import (
     DelinquencyPolicyVersion,
     Dispute,
     LedgerEntry,
+    LedgerTransaction,
     Notice,
     Service,
     User,
@@ -346,7 +347,9 @@ def evaluate(
     accounts = {
         a.id: a
         for part in bulk.chunks(session, ids)
-        for a in session.scalars(select(Account).where(bulk.among(session, Account.id, part)))
+        for a in session.scalars(
+            select(Account).where(bulk.among(session, Account.id, part)).options(selectinload(Account.premise))
+        )
     }
     services: dict[int, set[str]] = defaultdict(set)
     bills: dict[int, list[tuple[int, date]]] = defaultdict(list)
@@ -566,18 +569,35 @@ def run_for(session: Session, on: date) -> CollectionRun:
 
 
 def candidates(session: Session, on: date) -> list[int]:
-    """The accounts the run evaluates: each that owes something, and each with an action
-    still open (planned or refused: the run settles it, e.g. when the bill was paid)."""
-    owing = session.scalars(
-        select(LedgerEntry.account_id)
+    """The accounts the run evaluates, found in SQL over the whole district: each with
+    something past due (its balance is more than its charges not yet due: credits pay the
+    oldest charges first, so what is open is the newest), each stopped account that owes,
+    and each with an action still open (planned or refused: the run settles it, e.g. when
+    the bill was paid). Every other account is paid up or not yet due: nothing to do."""
+    falls = func.coalesce(LedgerTransaction.due_on, LedgerTransaction.effective_on)
+    per_txn = (
+        select(
+            LedgerEntry.account_id.label("account_id"),
+            func.sum(LedgerEntry.amount_cents).label("net"),
+            falls.label("falls"),
+        )
+        .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
         .where(LedgerEntry.account_id.is_not(None))
-        .group_by(LedgerEntry.account_id)
-        .having(func.sum(LedgerEntry.amount_cents) > 0)
+        .group_by(LedgerEntry.account_id, LedgerTransaction.id, falls)
+        .subquery()
+    )
+    balance = func.sum(per_txn.c.net)
+    not_due = func.sum(case((and_(per_txn.c.net > 0, per_txn.c.falls >= on), per_txn.c.net), else_=0))
+    rows = session.execute(
+        select(per_txn.c.account_id, balance, not_due).group_by(per_txn.c.account_id).having(balance > 0)
     ).all()
+    past_due = {a for a, bal, fresh in rows if a is not None and int(bal) - int(fresh or 0) > 0}
+    owing = {a for a, _bal, _fresh in rows if a is not None}
+    finals = set(session.scalars(select(Account.id).where(Account.status.in_(FINAL_STATUSES)))) & owing
     open_ = session.scalars(
         select(CollectionAction.account_id).where(CollectionAction.status.in_(OPEN_STATUSES)).distinct()
     ).all()
-    return sorted({a for a in owing if a is not None} | set(open_))
+    return sorted(past_due | finals | set(open_))
 
 
 def run_chunk(

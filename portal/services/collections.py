@@ -202,10 +202,12 @@ def dispatch(
         # Every step falls on a business day: on any other day there is nothing to do.
         ids = collection_run.candidates(session, on) if is_business_day(session, on) else []
         run_row.accounts_evaluated = len(ids)
-        if post:
-            run_row.status = "posting" if run_row.status != "posted" else run_row.status
+        parts = [ids[i : i + chunk] for i in range(0, len(ids), chunk)]
+        if not parts:  # nothing to evaluate (or not a business day): the run is done already
+            collection_run.finish(session, run_row, now, None, post, 0)
+        elif post and run_row.status != "posted":
+            run_row.status = "posting"
         run_id = run_row.id
-    parts = [ids[i : i + chunk] for i in range(0, len(ids), chunk)]
     queue.defer_many(
         "collections.run_chunk",
         [{"run_id": run_id, "account_ids": p, "post": post, "actor_id": actor_id} for p in parts],
