@@ -14,7 +14,7 @@ November bill (not yet due), so the run evaluates the whole district.
 For each worker count it copies the built database (``CREATE DATABASE ... TEMPLATE``),
 starts the ``portal worker`` processes, and times two days: Friday 20 November 2026, the
 first run (every delinquent account's steps to date: late fees, notices, door tags,
-referrals), then Tuesday 1 December, a later day (the district evaluated again, a few
+referrals), then Tuesday 24 November, a later day (before the November bills fall due) (the district evaluated again, a few
 steps due). It prints accounts evaluated per second and the actions posted.
 """
 
@@ -43,7 +43,7 @@ from portal.migrate import upgrade  # noqa: E402
 from portal.settings import Settings, normalise_database_url  # noqa: E402
 
 BILL_DAYS = [date(2026, 8, 5), date(2026, 9, 5), date(2026, 10, 5), date(2026, 11, 5)]
-DAYS = [date(2026, 11, 20), date(2026, 12, 1)]
+DAYS = [date(2026, 11, 20), date(2026, 11, 24)]
 
 
 def admin(url: str) -> psycopg.Connection:

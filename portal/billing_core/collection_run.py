@@ -529,7 +529,7 @@ def _final_step(
 # --- Writing the action list and posting -------------------------------------------------
 
 
-def _insert_nothing_on_conflict(session: Session, model: type[Any], keys: list[str]) -> Any:
+def _insert_nothing_on_conflict(session: Session, model: Any, keys: list[str]) -> Any:
     """INSERT ... ON CONFLICT (keys) DO NOTHING, in PostgreSQL's or SQLite's words."""
     if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -541,8 +541,10 @@ def _insert_nothing_on_conflict(session: Session, model: type[Any], keys: list[s
 
 
 def _insert_ignore(session: Session, rows: list[dict[str, Any]]) -> None:
+    """The new steps in, one executemany of a Core statement (no ORM bookkeeping)."""
     if rows:
-        session.execute(_insert_nothing_on_conflict(session, CollectionAction, ["account_id", "episode", "step"]), rows)
+        stmt = _insert_nothing_on_conflict(session, CollectionAction.__table__, ["account_id", "episode", "step"])
+        session.connection().execute(stmt, rows)
 
 
 def _existing(session: Session, account_ids: Sequence[int]) -> dict[tuple[int, str, str], CollectionAction]:
@@ -758,6 +760,7 @@ def _post_claimed(
         )
     }
     links: dict[int, dict[str, Any]] = {}
+    orders: dict[int, WorkOrder] = {}
     fees = [(c, planned[(c[1], c[2], c[3])]) for c in claimed if c[3] == "late_fee"]
     if fees:
         txns = [
@@ -795,20 +798,16 @@ def _post_claimed(
                 now,
             )
         elif step == "door_tag":
-            order = open_order(
+            orders[action_id] = open_order(
                 session, account, "door_tag", on, p.amount_cents, p.deadline_on, action_id, now, created_by_id=actor_id
             )
             issue_notice(
                 session, account, "door_tag", on, p.amount_cents or 0, p.deadline_on, p.shutoff_on, action_id, now
             )
-            session.flush()
-            links[action_id] = {"work_order_id": order.id}
         elif step == "shutoff_order":
-            order = open_order(
+            orders[action_id] = open_order(
                 session, account, "shutoff", on, p.amount_cents, None, action_id, now, created_by_id=actor_id
             )
-            session.flush()
-            links[action_id] = {"work_order_id": order.id}
         elif step == "collection_referral":
             session.add(
                 CollectionReferral(
@@ -848,9 +847,11 @@ def _post_claimed(
                     prepared_at=now,
                 )
             )
+    session.flush()  # the notices, orders and referrals in one go
+    for action_id, order in orders.items():
+        links[action_id] = {"work_order_id": order.id}
     if links:
         session.execute(update(CollectionAction), [{"id": k, **v} for k, v in links.items()])
-    session.flush()
     audit.record(
         session,
         "collections.posted",
