@@ -14,8 +14,8 @@ November bill (not yet due), so the run evaluates the whole district.
 For each worker count it copies the built database (``CREATE DATABASE ... TEMPLATE``),
 starts the ``portal worker`` processes, and times two days: Friday 20 November 2026, the
 first run (every delinquent account's steps to date: late fees, notices, door tags,
-referrals), then Tuesday 24 November, a later day (before the November bills fall due) (the district evaluated again, a few
-steps due). It prints accounts evaluated per second and the actions posted.
+referrals), then Tuesday 24 November, a later day before the November bills fall due (the
+district evaluated again, a few steps due). It prints accounts evaluated per second and the actions posted.
 """
 
 from __future__ import annotations
