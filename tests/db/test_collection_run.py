@@ -207,7 +207,10 @@ def test_a_dispute_stays_out_of_the_fee_and_blocks_the_shutoff(session: Session)
     b = bill(session, account, BILLED, 50_000)
     session.add(Dispute(account_id=account.id, bill_id=b.id, amount_cents=30_000, reason="Leak", status="open"))
     session.flush()
-    for day in _days(b.due_date, b.due_date + timedelta(days=70)):
+    for day in [
+        b.due_date + timedelta(days=7),
+        *_days(b.due_date + timedelta(days=44), b.due_date + timedelta(days=70)),
+    ]:
         _run(session, day, actor=boss)
         complete_door_tags(session, day)
     steps = _steps(session, account)
@@ -246,7 +249,10 @@ def test_a_refused_shutoff_is_evaluated_again_the_next_day(session: Session) -> 
     boss = user(session)
     b = bill(session, account, BILLED, 12_000)
     shutoff = None
-    for day in _days(b.due_date, b.due_date + timedelta(days=80)):
+    for day in [
+        b.due_date + timedelta(days=7),
+        *_days(b.due_date + timedelta(days=44), b.due_date + timedelta(days=80)),
+    ]:
         _run(session, day, actor=boss)
         shutoff = _steps(session, account).get("shutoff_order")
         if shutoff is not None and shutoff.status == "refused":
