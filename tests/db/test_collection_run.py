@@ -266,3 +266,33 @@ def test_a_refused_shutoff_is_evaluated_again_the_next_day(session: Session) -> 
     shutoff = _steps(session, account)["shutoff_order"]
     assert shutoff.status == "posted" and shutoff.rule is None
     assert session.scalar(select(func.count()).select_from(WorkOrder).where(WorkOrder.kind == "shutoff")) == 1
+
+
+def test_the_run_in_chunk_jobs_posts_once_however_often_a_job_runs(sessions: sessionmaker[Session]) -> None:
+    from portal.adapters.queue import InProcessQueue
+
+    with sessions() as session, session.begin():
+        accounts = district(session, 5)
+        for a in accounts:
+            bill(session, a, BILLED, 9_000)
+        boss_id = user(session).id
+    on = date(2026, 3, 30)
+    clock = lambda: moment(on, 6)  # noqa: E731
+    jobs: list[dict] = []
+
+    def job(**kwargs):  # type: ignore[no-untyped-def]
+        jobs.append(kwargs)
+        return service.run_chunk_job(sessions, clock, **kwargs)
+
+    queue = InProcessQueue().register("collections.run_chunk", job)
+    assert service.dispatch(sessions, queue, on, clock(), post=True, actor_id=boss_id, chunk=2) == 3
+    for kwargs in jobs[:2]:  # a job run again (a retry, a second worker): nothing more
+        assert service.run_chunk_job(sessions, clock, **kwargs) == 0
+    assert service.dispatch(sessions, queue, on, clock(), post=True, actor_id=boss_id, chunk=2) == 3
+    with sessions() as session:
+        fees = select(func.count()).select_from(LedgerTransaction).where(LedgerTransaction.kind == "fee")
+        assert session.scalar(fees) == 5
+        run = session.scalar(select(CollectionRun).where(CollectionRun.run_on == on))
+        assert run is not None and (run.status, run.accounts_evaluated, run.actions_posted) == ("posted", 5, 5)
+    sunday = date(2026, 3, 29)
+    assert service.dispatch(sessions, queue, sunday, moment(sunday), post=True, actor_id=boss_id) == 0
