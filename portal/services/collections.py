@@ -153,13 +153,18 @@ def is_business_day(session: Session, on: date) -> bool:
     return shutoff_gate.is_business_day(on, collection_facts.closed_days(session, on))
 
 
+def may_run(user: User, post: bool) -> None:
+    """Refuse (``NotAllowed``) unless ``user`` may preview, or post, the run."""
+    permissions.require(user, Action.COLLECTIONS_POST if post else Action.COLLECTIONS_PREVIEW)
+
+
 def run(
     factory: sessionmaker[Session], user: User | None, on: date, now: datetime, *, post: bool
 ) -> collection_run.ChunkResult:
     """The whole run of ``on`` here, in one transaction: preview (``post=False``, a
     specialist or supervisor) or post (a supervisor). ``user`` None is the daily job."""
     if user is not None:
-        permissions.require(user, Action.COLLECTIONS_POST if post else Action.COLLECTIONS_PREVIEW)
+        may_run(user, post)
     with transaction(factory) as session:
         actor = session.get(User, user.id) if user is not None else None
         return collection_run.run_day(session, on, now, post=post, actor=actor)

@@ -5,12 +5,14 @@ calls one service and renders."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from .. import jobs
 from ..billing_core import collection_run
 from ..billing_core.errors import FieldErrors
 from ..services import collections as service
@@ -67,8 +69,20 @@ async def run_action(request: Request) -> Response:
         except FieldErrors as exc:
             form.errors["run_on"] = error_text(exc.errors["on"])
             return action_list(request, 400, form)
-        result = service.run(request.app.state.sessions, user, on, now(request), post=what == "post")
-        flash(request, "; ".join(service.summary(result, what == "post")))
+        settings = request.app.state.settings
+        if settings.is_postgres and not settings.jobs_in_process:
+            # A district's run goes to the workers in chunks; the page shows the counts as they come.
+            service.may_run(user, what == "post")
+            url = request.app.state.engine.url.render_as_string(hide_password=False)
+            chunks = jobs.dispatch_collections(
+                dataclasses.replace(settings, database_url=url), on, what == "post", user.id
+            )
+            flash(
+                request, f"The run of {on.isoformat()} went to the workers in {chunks} chunks; refresh for the counts."
+            )
+        else:
+            result = service.run(request.app.state.sessions, user, on, now(request), post=what == "post")
+            flash(request, "; ".join(service.summary(result, what == "post")))
         return redirect(f"/staff/collections?on={on.isoformat()}")
 
     return await run_in_threadpool(run)
