@@ -38,8 +38,9 @@ from .views import (  # issue 15, reports
     batches,
     billing,
     cashier,
-    collections_policy,
     collection_reports,
+    collections,
+    collections_policy,
     customer,
     deposits,
     field,
@@ -258,6 +259,11 @@ ROUTES = [
     Route("/staff/accounts/{number}/referrals", referrals.panel, methods=["GET"]),
     Route("/staff/accounts/{number}/referrals", referrals.prepare, methods=["POST"]),
     Route("/staff/accounts/{number}/referrals/{referral:int}/recoveries", referrals.recover, methods=["POST"]),
+    # Delinquency run: the action list, preview and post, holds, the account panel (issue 15, run)
+    Route("/staff/collections", collections.action_list, methods=["GET"]),
+    Route("/staff/collections/run", collections.run_action, methods=["POST"]),
+    Route("/staff/accounts/{number}/collections", collections.collections_panel, methods=["GET"]),
+    Route("/staff/accounts/{number}/collections/hold", collections.hold_action, methods=["POST"]),
     Mount("/dev/outbox", routes=outbox.ROUTES),  # 404 unless the demo stand-ins are on (portal/devstack.py)
     Mount("/static", StaticFiles(directory=STATIC), name="static"),
 ]

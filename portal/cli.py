@@ -921,6 +921,19 @@ def cmd_accounts_cash_only_lift(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_delinquency_run(args: argparse.Namespace) -> int:
+    """The day's delinquency run here and now, in one transaction; prints counts per step."""
+    from .services import collections
+
+    on, now = _money_day(args)
+    user = _staff(args) if args.as_user else None
+    result = collections.run(_factory(), user, on, now, post=not args.preview)
+    print(f"Delinquency run of {on} ({'preview' if args.preview else 'posted'}):")
+    for line in collections.summary(result, not args.preview):
+        print(line)
+    return 0
+
+
 def _commands(sub, name: str, help_: str):  # type: ignore[no-untyped-def]
     """The subcommands of ``portal NAME``, made here or shared with another area's."""
     parser = sub.choices.get(name)
@@ -1609,6 +1622,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--on", type=_date_text, help="the day of the order, YYYY-MM-DD (default: today)")
     p.add_argument("--as", dest="as_user", required=True, help="the supervisor acting")
     p.set_defaults(func=cmd_shutoff_order)
+    # The daily delinquency run (issue 15, run)
+    dq = sub.add_parser("delinquency", help="the daily delinquency run").add_subparsers(
+        dest="delinquency_command", required=True
+    )
+    p = dq.add_parser("run", help="evaluate every delinquent account and post today's steps (each once)")
+    p.add_argument("--on", type=_date_text, help="the day, YYYY-MM-DD (default: today)")
+    p.add_argument("--preview", action="store_true", help="write the action list only; post nothing")
+    p.add_argument(
+        "--as",
+        dest="as_user",
+        metavar="EMAIL",
+        help="the staff sign-in acting (checked: a specialist previews, a supervisor posts); "
+        "without it the run acts as the daily job does",
+    )
+    p.set_defaults(func=cmd_delinquency_run)
 
     p = sub.add_parser("serve", help="run the web portal")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")

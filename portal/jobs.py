@@ -38,7 +38,7 @@ from .adapters.gateway import from_settings as gateway_from_settings
 from .adapters.printer import AsyncPrinter
 from .adapters.queue import InProcessQueue, JobQueue, Progress, WorkerQueue, conninfo
 from .emails import Mailer
-from .services import autopay, bill_run_chunks, delivery, notifications
+from .services import autopay, bill_run_chunks, collections, delivery, notifications
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,10 @@ def job_queue(settings: Settings, factory=None, gateway=None, in_process: bool |
         .register("bill_run.post_chunk", lambda **a: bill_run_chunks.post_chunk(factory, system_clock, **a))
         .register("delivery.print_part", lambda **a: print_parts([a], None), print_parts)
         .register("email.send", lambda outbox_ids: notifications.send_outbox(mailer, factory, outbox_ids, system_clock))
+        .register(
+            "collections.run_chunk",
+            lambda **a: collections.run_chunk_job(factory, system_clock, **a),
+        )
         .register(
             "autopay.draft_bills",
             lambda bill_ids, as_of: autopay.draft_bills(
@@ -373,6 +377,58 @@ def run_worker(settings: Settings, concurrency: int = 1, wait: bool = True) -> i
     with app.replace_connector(PsycopgConnector(conninfo=conninfo(settings.database_url))) as worker_app:
         worker_app.run_worker(concurrency=concurrency, wait=wait, install_signal_handlers=wait)
     return 0
+
+
+# --- The daily delinquency run (issue 15, run) ---------------------------------------------------
+
+#: ``preview`` or ``post``: what the daily job does (default post: preview and post).
+COLLECTIONS_MODE_ENV = "PORTAL_COLLECTIONS_DAILY"
+#: The supervisor the daily job posts as (write-offs need a preparer); empty: the job itself.
+COLLECTIONS_AS_ENV = "PORTAL_COLLECTIONS_POST_AS"
+
+
+@app.task(name="collections.run_chunk", queue="billing", retry=3)
+def collections_run_chunk(run_id: int, account_ids: list[int], post: bool, actor_id: int | None = None) -> int:
+    return collections.run_chunk_job(
+        sessions_for(Settings.from_env().database_url), system_clock, run_id, account_ids, post, actor_id
+    )
+
+
+def dispatch_collections(
+    settings: Settings,
+    on: date,
+    post: bool,
+    actor_id: int | None = None,
+    in_process: bool | None = None,
+    chunk: int = collections.CHUNK,
+) -> int:
+    """The day's delinquency run, one job per chunk of accounts (PostgreSQL workers) or here
+    and now (SQLite). Every chunk is safe to run twice or on two workers. Returns the chunks."""
+    factory = sessions_for(settings.database_url)
+    queue = job_queue(settings, factory, in_process=in_process)
+    return collections.dispatch(factory, queue, on, system_clock(), post=post, actor_id=actor_id, chunk=chunk)
+
+
+@app.periodic(cron="15 6 * * *")
+@app.task(name="collections.daily", queue="billing", queueing_lock="collections.daily")
+def collections_daily(timestamp: int) -> int:
+    """Every morning at 06:15: the day's delinquency run, previewed and posted (or only
+    previewed with ``PORTAL_COLLECTIONS_DAILY=preview``, for a supervisor to post)."""
+    import os
+
+    from sqlalchemy import select
+
+    from .billing_core.models import User
+
+    settings = Settings.from_env()
+    on = datetime.fromtimestamp(timestamp, settings.tz).date()
+    post = os.environ.get(COLLECTIONS_MODE_ENV, "post").strip().lower() != "preview"
+    actor_id = None
+    email = os.environ.get(COLLECTIONS_AS_ENV, "").strip().lower()
+    if email:
+        with sessions_for(settings.database_url)() as session:
+            actor_id = session.scalar(select(User.id).where(User.email == email, User.active.is_(True)))
+    return dispatch_collections(settings, on, post, actor_id)
 
 
 # --- Returned payments (issue 14): the customer's notice, written with the return ----------

@@ -64,13 +64,19 @@ def postings_for_many(session: Session, account_ids: Sequence[int]) -> dict[int,
 
 
 def facts_for_many(
-    session: Session, account_ids: Sequence[int], on: date, closed: frozenset[date] | None = None
+    session: Session,
+    account_ids: Sequence[int],
+    on: date,
+    closed: frozenset[date] | None = None,
+    postings: dict[int, list[aging.Posting]] | None = None,
 ) -> dict[int, Facts]:
-    """``Facts`` of each account on ``on``."""
+    """``Facts`` of each account on ``on``. ``postings``: what ``postings_for_many`` already
+    read for these accounts (the daily run reads them once for the ladder and the gate)."""
     ids = sorted(set(account_ids))
     if closed is None:
         closed = closed_days(session, on)
-    postings = postings_for_many(session, ids)
+    if postings is None:
+        postings = postings_for_many(session, ids)
     notices: dict[int, list[date]] = defaultdict(list)
     tags: dict[int, list[date]] = defaultdict(list)
     disputes: dict[int, int] = defaultdict(int)

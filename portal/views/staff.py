@@ -83,6 +83,7 @@ MONEY_PANELS = (
     ("plans", "Payment plans and extensions"),
     ("disputes", "Disputes and appeals"),
     ("referrals", "Collection referrals"),
+    ("collections", "Collections"),
 )
 
 
