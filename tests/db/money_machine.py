@@ -35,6 +35,8 @@ check saw it, and the check would read the same rows again. The seed is checked 
 from __future__ import annotations
 
 import functools
+import os
+import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar
@@ -64,6 +66,9 @@ ROLES = {
 REFUSED = (InvalidInput, FieldErrors, NotAllowed, BillingError)
 
 cents = st.integers(min_value=1, max_value=40_000)
+
+#: ``PORTAL_MONEY_MACHINE_PROGRESS=N``: print a line every N sequences (for long runs, with ``-s``).
+PROGRESS = int(os.environ.get("PORTAL_MONEY_MACHINE_PROGRESS", "0"))
 
 #: Statements that change nothing an invariant reads.
 READS = ("SELECT", "SAVEPOINT", "RELEASE", "ROLLBACK", "BEGIN", "SHOW")
@@ -140,7 +145,7 @@ class MoneyMachine(RuleBasedStateMachine):
         cls.conn = engine.connect()
         cls.writes = [0]
         _count_writes(cls.conn, cls.writes)
-        cls.counted = {"sequences": 0, "checks": 0}
+        cls.counted = {"sequences": 0, "checks": 0, "failed": 0}
 
     #: Sequences and steps run (``checks`` counts the rounds of invariants: one after each
     #: sequence's start and one after each step), for the test's report.
@@ -152,12 +157,23 @@ class MoneyMachine(RuleBasedStateMachine):
 
     def check_invariants(self, *args: Any, **kwargs: Any) -> None:
         self.counted["checks"] += 1
-        super().check_invariants(*args, **kwargs)  # type: ignore[misc]
+        try:
+            super().check_invariants(*args, **kwargs)  # type: ignore[misc]
+        except BaseException:
+            self.counted["failed"] += 1  # Hypothesis then shrinks it and reports it at the end
+            raise
 
     def __init__(self) -> None:
         super().__init__()
         self.outer = self.conn.begin()
         self.counted["sequences"] += 1
+        if PROGRESS and self.counted["sequences"] % PROGRESS == 0:  # a long run says how far it got
+            done, failed = self.counted["sequences"], self.counted["failed"]
+            print(
+                f"money machine: {done} sequences started, {failed} invariant failures so far",
+                file=sys.stderr,
+                flush=True,
+            )
         if self.engine.dialect.name == "sqlite":
             # pysqlite begins a transaction only before a write: make the sequence's
             # transaction real now, so the services' savepoints nest inside it.
