@@ -15,7 +15,9 @@ prints rows per second for both and the ratio (issue 14's target: at least 0.33)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
+import pstats
 import sys
 import time
 from datetime import UTC, date, datetime
@@ -46,6 +48,42 @@ def lockbox_file(numbers: list[str], rows: int) -> bytes:
     return out.getvalue().encode()
 
 
+def _profiling(engine):  # type: ignore[no-untyped-def]
+    """A running cProfile, and the seconds each statement took (a cursor-execute listener;
+    COPY timed through psycopg's ``Copy``)."""
+    import cProfile
+
+    import psycopg
+    from sqlalchemy import event
+
+    spent: dict[str, float] = {}
+    began: list[float] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _before(_c, _cur, _statement, _p, _ctx, _many):  # type: ignore[no-untyped-def]
+        began.append(time.perf_counter())
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def _after(_c, _cur, statement, _p, _ctx, _many):  # type: ignore[no-untyped-def]
+        key = " ".join(statement.split())[:90]
+        spent[key] = spent.get(key, 0.0) + time.perf_counter() - began.pop()
+
+    real_copy = psycopg.Cursor.copy
+
+    @contextlib.contextmanager
+    def timed_copy(self, statement, *a, **k):  # type: ignore[no-untyped-def]
+        t = time.perf_counter()
+        with real_copy(self, statement, *a, **k) as copy:
+            yield copy
+        key = str(statement)[:90]
+        spent[key] = spent.get(key, 0.0) + time.perf_counter() - t
+
+    psycopg.Cursor.copy = timed_copy  # type: ignore[method-assign]
+    profiler = cProfile.Profile()
+    profiler.enable()
+    return profiler, spent
+
+
 def main() -> None:
     from portal.adapters.database import make_engine
     from portal.billing_core import users
@@ -57,6 +95,9 @@ def main() -> None:
     parser.add_argument("--database", required=True, help="a PostgreSQL database to empty and use")
     parser.add_argument("--accounts", type=int, default=2000)
     parser.add_argument("--rows", type=int, default=20_000)
+    parser.add_argument(
+        "--profile", action="store_true", help="cProfile the import and time each statement it sends (slows it down)"
+    )
     args = parser.parse_args()
     engine = make_engine(normalise_database_url(args.database))
     if engine.dialect.name != "postgresql":
@@ -103,6 +144,7 @@ def main() -> None:
     with Session(engine) as session:
         session.execute(text("ANALYZE"))
         session.commit()
+    profiler, spent = _profiling(engine) if args.profile else (None, {})
     started = time.perf_counter()
     with Session(engine) as session, session.begin():
         from portal.billing_core.models import User
@@ -111,6 +153,12 @@ def main() -> None:
             session, session.get(User, actor_id), content, "bench.csv", "csv", None, today=TODAY, now=now
         )
     took = time.perf_counter() - started
+    if profiler is not None:
+        profiler.disable()
+        print(f"import under the profiler: {took:.2f} s; the statements it sent, slowest first (s, incl. COPY):")
+        for statement, seconds in sorted(spent.items(), key=lambda kv: -kv[1])[:15]:
+            print(f"  {seconds:6.2f}  {statement}")
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(35)
     if report.matched != args.rows:
         raise SystemExit(f"expected {args.rows} matched rows, got {report.counts()}")
 

@@ -74,6 +74,11 @@ def fresh_database(kind: str, templates: dict[str, str], tmp_path: Path) -> tupl
     name = f"portal_test_{uuid.uuid4().hex[:12]}"
     with _pg_admin() as admin:
         admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{templates["postgresql"]}"')
+        # A test's tables were never analyzed, so the planner guesses thousands of rows and
+        # JIT-compiles queries on tables of a few: about 10 ms a statement (the ledger check's
+        # 35 statements took 0.30 s where 0.11 s without). Results are the same either way;
+        # every connection to this database, the portal's and its workers' too, goes without.
+        admin.execute(f'ALTER DATABASE "{name}" SET jit = off')
 
     def drop() -> None:
         with _pg_admin() as admin:

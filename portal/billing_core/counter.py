@@ -2,7 +2,7 @@
 check, a card on the terminal, a money order), split across one or more accounts.
 
 Each account's share is its own ``Payment`` (channel ``counter``, method the tender, in the
-cashier's open drawer, on the receipt) and posts at once through ``payments.post_now``:
+cashier's open drawer, on the receipt) and posts at once through ``payments.post_new``:
 oldest charges first, the rest a credit (an overpayment is real money, so it is taken and
 noted for review). Cash may be more than the total: the change is given back. A cash-only
 account (``cash_only``) pays in cash or by money order only. The card terminal's approval
@@ -17,16 +17,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import String, bindparam, cast, func, insert, select
+from sqlalchemy.orm import Session, joinedload
 
 from . import audit, cash_only, payments
 from .drawers import TENDERS, require_open
 from .errors import FieldErrors, InvalidInput
 from .models import Account, CashDrawer, CounterReceipt, Payment, User
 from .numbers import luhn_valid, normalise_account_number, scan_line_valid
-from .status import PaymentStatus
 from .users import parse_amount
 
 #: How many accounts one receipt may pay (the form's rows).
@@ -72,7 +72,9 @@ def find_account(session: Session, text: str, field: str) -> tuple[Account, int 
             raise InvalidInput("Enter the account number or scan the bill stub.", field)
         if not luhn_valid(number):
             raise InvalidInput("This account number is not valid; check the digits.", field)
-    account = session.scalar(select(Account).where(Account.number == number))
+    # The customer comes in the same query: the receipt takes the first account's name, email
+    # and language.
+    account = session.scalar(select(Account).options(joinedload(Account.customer)).where(Account.number == number))
     if account is None:
         raise InvalidInput("There is no account with this number.", field)
     return account, amount
@@ -178,6 +180,21 @@ def next_receipt_number(session: Session, drawer: CashDrawer) -> str:
     return f"R{drawer.business_date:%Y%m%d}-{drawer.id}-{n + 1}"
 
 
+#: The receipt's row in one INSERT ... RETURNING, its number (``next_receipt_number``)
+#: counted in the same statement: ``prefix`` is the number's fixed part.
+_INSERT_RECEIPT = (
+    insert(CounterReceipt)
+    .values(
+        number=bindparam("prefix", type_=String)
+        + cast(
+            select(func.count() + 1).where(CounterReceipt.drawer_id == bindparam("of_drawer")).scalar_subquery(),
+            String,
+        )
+    )
+    .returning(CounterReceipt)
+)
+
+
 def take(
     session: Session,
     cashier: User,
@@ -193,35 +210,45 @@ def take(
     assert drawer is not None  # check_form refused a missing drawer
     on = drawer.business_date
     first = checked.accounts[0][0]
-    receipt = CounterReceipt(
-        number=next_receipt_number(session, drawer),
-        drawer_id=drawer.id,
-        taken_by_id=cashier.id,
-        taken_at=now,
-        tender=tender.kind,
-        total_cents=checked.total_cents,
-        tendered_cents=checked.tendered_cents,
-        change_cents=checked.change_cents,
-        check_number=tender.check_number.strip() or None if tender.kind in ("check", "money_order") else None,
-        check_bank=tender.check_bank.strip() or None if tender.kind == "check" else None,
-        approval_code=tender.approval_code.strip() or None if tender.kind == "card" else None,
-        payer_name=(payer_name or "").strip()[:200] or first.customer.name,
-        email=first.customer.email or None,
-        language=first.customer.preferred_language or "en",
-    )
-    session.add(receipt)
-    session.flush()
-    made: list[Payment] = []
+    # One INSERT ... RETURNING writes the receipt, its number counted in the same statement.
+    receipt = session.scalars(
+        _INSERT_RECEIPT,
+        {
+            "prefix": f"R{drawer.business_date:%Y%m%d}-{drawer.id}-",
+            "of_drawer": drawer.id,
+            "drawer_id": drawer.id,
+            "taken_by_id": cashier.id,
+            "taken_at": now,
+            "tender": tender.kind,
+            "total_cents": checked.total_cents,
+            "tendered_cents": checked.tendered_cents,
+            "change_cents": checked.change_cents,
+            "check_number": tender.check_number.strip() or None if tender.kind in ("check", "money_order") else None,
+            "check_bank": tender.check_bank.strip() or None if tender.kind == "check" else None,
+            "approval_code": tender.approval_code.strip() or None if tender.kind == "card" else None,
+            "payer_name": (payer_name or "").strip()[:200] or first.customer.name,
+            "email": first.customer.email or None,
+            "language": first.customer.preferred_language or "en",
+        },
+    ).one()
+    made: list[dict[str, int]] = []
+    events: list[dict[str, Any]] = []
     # Lock the accounts in one order, so two cashiers paying the same two accounts never deadlock.
     for account, cents in sorted(checked.accounts, key=lambda pair: pair[0].id):
-        payment = Payment(
+        # Posted at once (``payments.post_new``: what ``post_now`` does for a pending payment,
+        # with the payment's row written once, already posted).
+        payment_id = payments.post_new(
+            session,
+            on,
+            now,
+            f"Counter payment, receipt {receipt.number}",
+            events,
             account_id=account.id,
             amount_cents=cents,
             channel="counter",
             method=tender.kind,
             received_on=on,
             reference=receipt.number,
-            status=PaymentStatus.PENDING.value,
             user_id=cashier.id,
             drawer_id=drawer.id,
             receipt_id=receipt.id,
@@ -229,25 +256,24 @@ def take(
             approval_code=receipt.approval_code,
             created_at=now,
         )
-        session.add(payment)
-        session.flush()
-        payments.post_now(session, payment, on, now, memo=f"Counter payment, receipt {receipt.number}")
-        made.append(payment)
-    audit.record(
-        session,
-        "counter.payment_taken",
-        actor=cashier,
-        entity_type="counter_receipt",
-        entity_id=receipt.id,
-        after={
-            "receipt": receipt.number,
-            "drawer": drawer.id,
-            "tender": tender.kind,
-            "total_cents": receipt.total_cents,
-            "change_cents": receipt.change_cents,
-            "payments": [{"id": p.id, "account_id": p.account_id, "amount_cents": p.amount_cents} for p in made],
-        },
+        made.append({"id": payment_id, "account_id": account.id, "amount_cents": cents})
+    events.append(
+        audit.row(
+            "counter.payment_taken",
+            actor=cashier,
+            entity_type="counter_receipt",
+            entity_id=receipt.id,
+            after={
+                "receipt": receipt.number,
+                "drawer": drawer.id,
+                "tender": tender.kind,
+                "total_cents": receipt.total_cents,
+                "change_cents": receipt.change_cents,
+                "payments": made,
+            },
+        )
     )
+    audit.write(session, events)  # the payments' events and the receipt's, in one statement
     return receipt
 
 

@@ -24,8 +24,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from . import audit, bulk, collection_hooks, ledger, posting, write_offs
@@ -395,6 +396,59 @@ def post_now(session: Session, payment: Payment, as_of: date, now: datetime, mem
     )
     settle(session, payment, tid, owed, as_of, now)
     note_overpaid(session, payment, owed, as_of, now)
+
+
+_INSERT_PAYMENT = insert(Payment).returning(Payment.id)
+
+
+def post_new(
+    session: Session, as_of: date, now: datetime, memo: str, events: list[dict[str, Any]], **values: Any
+) -> int:
+    """``post_now`` for a payment not written yet (the counter's): the same ledger
+    transaction, audit events, recovery and overpayment note, but the payment's row goes in
+    once, already posted (one INSERT), where ``post_now`` updates a pending row. ``values``
+    are its columns (``account_id``, ``amount_cents``, ``channel``, ...). Its audit events are
+    appended to ``events`` for the caller to write with the rest (``audit.write``, one
+    statement for a whole receipt); on a written-off account they are written here, before
+    the recovery's. Returns the payment's id."""
+    account_id, amount = values["account_id"], values["amount_cents"]
+    ((tid, owed),) = post_received(
+        session, [Received(account_id, amount, values["channel"], memo)], as_of, now, values.get("user_id")
+    )
+    # ``record_recovery`` moves only a credit the payment left. One that pays no more than was
+    # owed leaves none (the balance stays at or above zero), so it recovers nothing and
+    # overpays nothing, whatever was written off. Otherwise ask its first question before the
+    # row is written: most accounts were never written off, and then the overpayment is known
+    # now and goes into the INSERT.
+    written_off = amount > owed and write_offs.written_off_unrecovered(session, account_id) > 0
+    overpaid = amount - owed if amount > owed and not written_off else None
+    row = {
+        **values,
+        "status": PaymentStatus.POSTED.value,  # pending -> posted (PAYMENT_TRANSITIONS), in one write
+        "ledger_transaction_id": tid,
+        "received_on": as_of,
+        "settled_at": now,
+        "overpaid_cents": overpaid,
+    }
+    payment_id = int(session.connection().execute(_INSERT_PAYMENT, row).scalar_one())
+    posted = {"status": PaymentStatus.POSTED.value, "amount_cents": amount, "ledger_transaction": tid}
+    events.append(audit.row("payment.posted", entity_type="payment", entity_id=payment_id, after=posted))
+    if written_off:
+        audit.write(session, events)
+        events.clear()
+        payment = session.get_one(Payment, payment_id)
+        note_overpaid(session, payment, owed, as_of, now)
+        session.flush()  # the recovery's and the overpayment's events, before the caller's
+    elif overpaid is not None:
+        events.append(
+            audit.row(
+                "payment.overpaid",
+                entity_type="payment",
+                entity_id=payment_id,
+                after={"overpaid_cents": overpaid, "owed_cents": owed},
+            )
+        )
+    return payment_id
 
 
 def note_overpaid(session: Session, payment: Payment, owed: int, as_of: date, now: datetime) -> None:

@@ -62,6 +62,15 @@ def post_many(
         return []
     if isinstance(db, Session):
         db.flush()  # what the session holds (the accounts, a payment) is written before its entries
+    connection = db.connection() if isinstance(db, Session) else db
+    if (
+        ids is None
+        and entry_ids is None
+        and len(txns) == 1
+        and txns[0].entries
+        and connection.dialect.name == "postgresql"
+    ):
+        return [_post_one(connection, txns[0], account_ids[0], moments[0], posted_by_id)]
     txn_ids = list(ids) if ids is not None else reserve_ids(db, "ledger_transaction", len(txns))
     insert_rows(
         db,
@@ -87,6 +96,44 @@ def post_many(
             [(eid, *row) for eid, row in zip(entry_ids, entries, strict=True)],
         )
     return txn_ids
+
+
+#: One transaction and its entries in one statement (PostgreSQL): the entries go in in their
+#: order (``n``), so their ids follow it as COPY's would.
+_ONE = (
+    "WITH t AS (INSERT INTO ledger_transaction ({txn_columns}) VALUES ({txn_marks}) RETURNING id), "
+    "e AS (INSERT INTO ledger_entry ({entry_columns}) "
+    "SELECT t.id, v.gl, v.account, v.service, v.cents FROM t, (VALUES {entry_rows}) "
+    "AS v(n, gl, account, service, cents) ORDER BY v.n) "
+    "SELECT id FROM t"
+)
+_ENTRY_ROW = "(%s::int, %s::text, %s::bigint, %s::text, %s::bigint)"
+
+
+def _post_one(
+    connection: Connection, txn: ledger.Transaction, account_id: int | None, at: datetime, posted_by_id: int | None
+) -> int:
+    """One transaction on PostgreSQL (a payment at the counter, a fee, a reversal): its row
+    and its entries in one statement (an INSERT ... RETURNING of the row feeding the entries'
+    INSERT), one round trip where reserving an id and two COPYs take five; the same rows."""
+    statement = _ONE.format(
+        txn_columns=", ".join(TRANSACTION_COLUMNS[1:]),
+        txn_marks=", ".join("%s" for _c in TRANSACTION_COLUMNS[1:]),
+        entry_columns=", ".join(ENTRY_COLUMNS),
+        entry_rows=", ".join(_ENTRY_ROW for _e in txn.entries),
+    )
+    params = (
+        txn.kind.value,
+        account_id,
+        txn.effective_date,
+        txn.due_date,
+        txn.memo,
+        txn.reverses,
+        at,
+        posted_by_id,
+        *(v for n, e in enumerate(txn.entries) for v in (n, e.gl_account, e.account_id, e.service, e.amount_cents)),
+    )
+    return int(connection.exec_driver_sql(statement, params).scalar_one())
 
 
 def post(

@@ -18,20 +18,32 @@ functions as the office would. What a mixin may use:
   refused action (``InvalidInput``, ``FieldErrors``, ``NotAllowed``, ``BillingError``).
   Inside, the failed attempt's savepoint is rolled back, so nothing half-written stays.
 
-Mixins add their own ``@invariant``s for what they own (drawer totals, no refund above the
-credit, ...). After every step the base checks the whole ledger (``ledger_check.run``) and
-that no account's balance holds a liability (deposits held are never owed).
+Mixins add their own invariants for what they own (drawer totals, no refund above the
+credit, ...), decorated ``@after_writes`` (not ``@invariant()``). After every step that wrote
+anything the base checks the whole ledger (``ledger_check.run``) and that no account's balance
+holds a liability (deposits held are never owed).
+
+What makes a sequence cheap (issue 14: thousands of them in CI's time): one connection for the
+whole test, each sequence a transaction on it that is rolled back; and an invariant runs only
+when the database changed since it last passed. Every statement the sequence sends is
+counted (a cursor-execute listener, and COPY on PostgreSQL through the driver's cursor);
+anything but a read (SELECT, SAVEPOINT, RELEASE, ROLLBACK) counts as a write, so a step that
+was refused, found nothing to do or only moved the clock leaves the database as the last
+check saw it, and the check would read the same rows again. The seed is checked once.
 """
 
 from __future__ import annotations
 
+import functools
+import os
+import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar
 
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
-from sqlalchemy import Engine, func, select, text
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from sqlalchemy import Connection, Engine, event, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from portal.adapters.database import transaction
@@ -55,6 +67,47 @@ REFUSED = (InvalidInput, FieldErrors, NotAllowed, BillingError)
 
 cents = st.integers(min_value=1, max_value=40_000)
 
+#: ``PORTAL_MONEY_MACHINE_PROGRESS=N``: print a line every N sequences (for long runs, with ``-s``).
+PROGRESS = int(os.environ.get("PORTAL_MONEY_MACHINE_PROGRESS", "0"))
+
+#: Statements that change nothing an invariant reads.
+READS = ("SELECT", "SAVEPOINT", "RELEASE", "ROLLBACK", "BEGIN", "SHOW")
+
+
+def after_writes(check: Callable[[Any], None]) -> Any:
+    """``@invariant()`` that runs only when the sequence wrote something since it last passed
+    (the database is then what it was when it passed, so it holds). Hypothesis still calls it
+    after every step; the precondition is the test."""
+    name = check.__qualname__
+
+    @functools.wraps(check)
+    def checked(self: MoneyMachine) -> None:
+        check(self)
+        self.verified[name] = self.writes[0]
+
+    return precondition(lambda self: self.verified.get(name, 0) != self.writes[0])(invariant()(checked))
+
+
+def _count_writes(connection: Connection, writes: list[int]) -> None:
+    @event.listens_for(connection, "before_cursor_execute")
+    def _note(_conn, _cursor, statement, _params, _context, _many) -> None:  # type: ignore[no-untyped-def]
+        if not statement.lstrip()[:10].upper().startswith(READS):
+            writes[0] += 1
+
+    if connection.dialect.name == "postgresql":
+        import psycopg
+
+        raw = connection.connection.driver_connection
+        assert isinstance(raw, psycopg.Connection)
+        base = raw.cursor_factory
+
+        class Counting(base):  # type: ignore[valid-type, misc]
+            def copy(self, *args: Any, **kwargs: Any) -> Any:  # bulk.insert_rows: COPY past SQLAlchemy
+                writes[0] += 1
+                return super().copy(*args, **kwargs)
+
+        raw.cursor_factory = Counting
+
 
 class MoneyMachine(RuleBasedStateMachine):
     #: Set by ``seed`` (one database per test; each sequence is rolled back).
@@ -62,6 +115,12 @@ class MoneyMachine(RuleBasedStateMachine):
 
     #: The district and staff, written once per database by ``seed`` and shared by every sequence.
     seeded: ClassVar[dict[str, Any]]
+
+    #: The one connection every sequence runs on (its transaction rolled back at teardown).
+    conn: ClassVar[Connection]
+
+    #: Statements that may have written, counted on ``conn`` (``_count_writes``).
+    writes: ClassVar[list[int]]
 
     @classmethod
     def seed(cls, engine: Engine) -> None:
@@ -81,11 +140,40 @@ class MoneyMachine(RuleBasedStateMachine):
             "numbers": {a.id: a.number for a in accounts},
             "staff": {key: user.id for key, user in staff.items()},
         }
+        with factory() as session:  # the seed itself, once: each sequence checks only what it wrote
+            assert ledger_check.run(session) == []
+        cls.conn = engine.connect()
+        cls.writes = [0]
+        _count_writes(cls.conn, cls.writes)
+        cls.counted = {"sequences": 0, "checks": 0, "failed": 0}
+
+    #: Sequences and steps run (``checks`` counts the rounds of invariants: one after each
+    #: sequence's start and one after each step), for the test's report.
+    counted: ClassVar[dict[str, int]]
+
+    @classmethod
+    def finish(cls) -> None:
+        cls.conn.close()
+
+    def check_invariants(self, *args: Any, **kwargs: Any) -> None:
+        self.counted["checks"] += 1
+        try:
+            super().check_invariants(*args, **kwargs)  # type: ignore[misc]
+        except BaseException:
+            self.counted["failed"] += 1  # Hypothesis then shrinks it and reports it at the end
+            raise
 
     def __init__(self) -> None:
         super().__init__()
-        self.conn = self.engine.connect()
         self.outer = self.conn.begin()
+        self.counted["sequences"] += 1
+        if PROGRESS and self.counted["sequences"] % PROGRESS == 0:  # a long run says how far it got
+            done, failed = self.counted["sequences"], self.counted["failed"]
+            print(
+                f"money machine: {done} sequences started, {failed} invariant failures so far",
+                file=sys.stderr,
+                flush=True,
+            )
         if self.engine.dialect.name == "sqlite":
             # pysqlite begins a transaction only before a write: make the sequence's
             # transaction real now, so the services' savepoints nest inside it.
@@ -98,12 +186,16 @@ class MoneyMachine(RuleBasedStateMachine):
         self.accounts: list[int] = list(self.seeded["accounts"])
         self.numbers: dict[int, str] = dict(self.seeded["numbers"])
         with self.sessions() as session:
-            self.staff: dict[str, User] = {key: session.get_one(User, uid) for key, uid in self.seeded["staff"].items()}
+            ids = self.seeded["staff"]
+            by_id = {u.id: u for u in session.scalars(select(User).where(User.id.in_(ids.values())))}
+            self.staff: dict[str, User] = {key: by_id[uid] for key, uid in ids.items()}
         self._keys = 0
+        #: The write count each invariant last passed at (``after_writes``); the seed passed.
+        self.verified: dict[str, int] = {}
+        self.writes[0] = 0
 
     def teardown(self) -> None:
         self.outer.rollback()
-        self.conn.close()
 
     # --- helpers for mixins ---------------------------------------------------------------
 
@@ -159,13 +251,13 @@ class MoneyMachine(RuleBasedStateMachine):
 
     # --- what must hold after every step --------------------------------------------------
 
-    @invariant()
+    @after_writes
     def the_ledger_is_sound(self) -> None:
         with self.sessions() as session:
             problems = ledger_check.run(session)
         assert problems == [], problems
 
-    @invariant()
+    @after_writes
     def balances_hold_only_receivables(self) -> None:
         with self.sessions() as session:
             wrong = session.scalar(

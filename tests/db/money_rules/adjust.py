@@ -4,7 +4,7 @@ machine: each rule calls the service the office uses."""
 from __future__ import annotations
 
 from hypothesis import strategies as st
-from hypothesis.stateful import invariant, rule
+from hypothesis.stateful import rule
 from sqlalchemy import select
 
 from portal.adapters.database import transaction
@@ -12,6 +12,8 @@ from portal.billing_core import permissions
 from portal.billing_core.models import Account, Adjustment, User, WriteOff
 from portal.billing_core.permissions import Action
 from portal.services import adjustments, write_offs
+
+from ..money_machine import after_writes
 
 PREPARERS = ("csr", "specialist", "supervisor", "admin", "cashier")
 DECIDERS = ("specialist", "supervisor", "supervisor2", "admin")
@@ -112,7 +114,7 @@ class AdjustRules:
 
         self.expect_refused(act)  # type: ignore[attr-defined]
 
-    @invariant()
+    @after_writes
     def maker_checker_holds(self) -> None:
         """A posted adjustment is within its preparer's limit or was approved by someone
         else within theirs; a posted write-off always by someone else; a rejection says why."""

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from hypothesis import strategies as st
-from hypothesis.stateful import invariant, rule
+from hypothesis.stateful import rule
 from sqlalchemy import func, select
 
 from portal.adapters.database import transaction
 from portal.billing_core.models import Account, Payment, PaymentBatch, PaymentImportRow
 from portal.billing_core.numbers import scan_line
 from portal.services import batches, lockbox
+
+from ..money_machine import after_writes
 
 amounts = st.integers(min_value=1, max_value=30_000)
 
@@ -101,7 +103,7 @@ class BatchRules:
             else:
                 lockbox.mark_returned(session, who, row.id, "unknown payer", self.now)  # type: ignore[attr-defined]
 
-    @invariant()
+    @after_writes
     def each_bank_reference_is_paid_once_and_open_batches_hold_no_payments(self) -> None:
         with self.sessions() as session:  # type: ignore[attr-defined]
             paid = session.scalar(select(func.count()).select_from(Payment).where(Payment.channel == "lockbox"))

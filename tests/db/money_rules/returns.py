@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from hypothesis import strategies as st
-from hypothesis.stateful import invariant, rule
+from hypothesis.stateful import rule
 from sqlalchemy import func, select
 
 from portal.adapters.database import transaction
@@ -16,7 +16,7 @@ from portal.billing_core.models import Account, LedgerTransaction, Payment
 from portal.billing_core.money_policy import DEFAULT
 from portal.services import returns as service
 
-from ..money_machine import cents
+from ..money_machine import after_writes, cents
 
 
 class ReturnsRules:
@@ -96,7 +96,7 @@ class ReturnsRules:
 
         self.expect_refused(act)  # type: ignore[attr-defined]
 
-    @invariant()
+    @after_writes
     def every_return_has_its_fee_once_and_a_date_after_the_payment(self) -> None:
         with self.sessions() as session:  # type: ignore[attr-defined]
             returned = list(session.scalars(select(Payment).where(Payment.status == "returned")))
@@ -113,7 +113,7 @@ class ReturnsRules:
                 assert p.return_fee_transaction_id is not None
             assert fees == len(fee_ids) == len(returned)  # one fee each, none shared
 
-    @invariant()
+    @after_writes
     def cash_only_accounts_say_since_when(self) -> None:
         with self.sessions() as session:  # type: ignore[attr-defined]
             for account in session.scalars(select(Account).where(Account.cash_only.is_(True))):
