@@ -1244,13 +1244,27 @@ def cmd_shutoff_order(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_async(make):  # type: ignore[no-untyped-def]
+    """``asyncio.run(make())``, in a thread of its own when this thread already runs an event
+    loop (the command called from inside another program, such as a test with a browser)."""
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make())
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(make())).result()
+
+
 # --- Collection notices (issue 15, notices and field orders) ------------------------------------
 
 
 def cmd_notices_print(args: argparse.Namespace) -> int:
     """Print a day's notices of each kind (or one kind) for the mail house: one PDF per kind,
     in ZIP order, kept under files_dir/notices (the staff page's Print, from a script)."""
-    import asyncio
     from datetime import UTC, date, datetime
 
     from .adapters.printer import AsyncPrinter
@@ -1288,7 +1302,7 @@ def cmd_notices_print(args: argparse.Namespace) -> int:
             await printer.close()
         return printed
 
-    if not asyncio.run(print_all()):
+    if not _run_async(print_all):
         print(f"no notices were issued on {on.isoformat()}")
     return 0
 
