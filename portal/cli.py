@@ -9,6 +9,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import Engine
 
+from .adapters.aio import run_to_end
 from .adapters.database import make_engine, make_sessionmaker, transaction
 from .billing_core.errors import BillingError, InvalidInput
 from .billing_core.models import Role
@@ -1244,21 +1245,6 @@ def cmd_shutoff_order(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_async(make):  # type: ignore[no-untyped-def]
-    """``asyncio.run(make())``, in a thread of its own when this thread already runs an event
-    loop (the command called from inside another program, such as a test with a browser)."""
-    import asyncio
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(make())
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(lambda: asyncio.run(make())).result()
-
-
 # --- Collection notices (issue 15, notices and field orders) ------------------------------------
 
 
@@ -1302,7 +1288,7 @@ def cmd_notices_print(args: argparse.Namespace) -> int:
             await printer.close()
         return printed
 
-    if not _run_async(print_all):
+    if not run_to_end(print_all):
         print(f"no notices were issued on {on.isoformat()}")
     return 0
 

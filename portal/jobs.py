@@ -32,6 +32,7 @@ from typing import Any
 from procrastinate import App, PsycopgConnector
 from procrastinate.retry import BaseRetryStrategy, RetryDecision
 
+from .adapters.aio import run_to_end
 from .adapters.clock import system_clock
 from .adapters.database import sessions_for
 from .adapters.gateway import from_settings as gateway_from_settings
@@ -64,7 +65,7 @@ def job_queue(settings: Settings, factory=None, gateway=None, in_process: bool |
     mailer = Mailer(settings)
 
     def print_parts(jobs: list[dict[str, Any]], progress: Progress | None) -> None:
-        asyncio.run(_render_here(settings, factory, [(j["print_file_id"], j["part"]) for j in jobs], progress))
+        run_to_end(lambda: _render_here(settings, factory, [(j["print_file_id"], j["part"]) for j in jobs], progress))
 
     return (
         InProcessQueue()

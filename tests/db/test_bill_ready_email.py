@@ -7,8 +7,10 @@ from datetime import date
 from email.header import decode_header, make_header
 from pathlib import Path
 
+import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from portal.adapters.aio import run_to_end
 from portal.adapters.clock import system_clock
 from portal.billing_core import delivery
 from portal.billing_core.models import Bill, Customer
@@ -21,9 +23,12 @@ from ..smtp import smtp_server
 from .test_delivery import posted_run
 
 
+@pytest.mark.parametrize("inside_a_loop", [False, True], ids=["plain", "inside-a-running-loop"])
 def test_a_spanish_speaking_customer_gets_the_bill_ready_email_in_spanish(
-    sessions: sessionmaker[Session], tmp_path: Path
+    sessions: sessionmaker[Session], tmp_path: Path, inside_a_loop: bool
 ) -> None:
+    """Also from a thread that already runs an event loop (a browser test's Playwright, a web
+    request): the in-process print jobs cannot start a second loop in that thread."""
     with sessions() as session, session.begin():
         accts, run, supervisor = posted_run(session)
         session.get(Customer, accts[0].customer_id).preferred_language = "es"
@@ -34,7 +39,14 @@ def test_a_spanish_speaking_customer_gets_the_bill_ready_email_in_spanish(
     url = sessions.kw["bind"].url.render_as_string(hide_password=False)
     with smtp_server() as (port, inbox):
         settings = replace(Settings(), database_url=url, files_dir=str(tmp_path), smtp_host="127.0.0.1", smtp_port=port)
-        dispatch_delivery(settings, pf_id, in_process=True)
+        if inside_a_loop:
+
+            async def from_a_loop() -> None:
+                dispatch_delivery(settings, pf_id, in_process=True)
+
+            run_to_end(from_a_loop)  # its own thread when this one runs a loop already (after e2e)
+        else:
+            dispatch_delivery(settings, pf_id, in_process=True)
     (message,) = inbox
     assert message["To"] == "c1@example.net"
     assert message["Content-Language"] == "es"
