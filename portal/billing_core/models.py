@@ -193,10 +193,21 @@ class Customer(Base):
     mailing_zip: Mapped[str | None] = mapped_column(String(10))
     preferred_language: Mapped[str] = mapped_column(String(5), default="en")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=stamp)
+    #: person or business (issue 16).
+    kind: Mapped[str] = mapped_column(String(10), default="person", server_default="person")
+    #: A second phone, and for a business the person to ask for.
+    alt_phone: Mapped[str | None] = mapped_column(String(40))
+    contact_name: Mapped[str | None] = mapped_column(String(200))
+    #: Identity facts, shown only to the roles ``permissions.FIELDS`` names, each showing audited.
+    birth_date: Mapped[date | None] = mapped_column(Date)
+    id_last4: Mapped[str | None] = mapped_column(String(4))
 
     accounts: Mapped[list[Account]] = relationship(back_populates="customer")
 
-    __table_args__ = (Index("ix_customer_name", "name"),)
+    __table_args__ = (
+        Index("ix_customer_name", "name"),
+        CheckConstraint("kind in ('person', 'business')", name="kind"),
+    )
 
 
 class BillingCycle(Base):
@@ -237,6 +248,8 @@ class Premise(Base):
     dwelling_units: Mapped[int] = mapped_column(Integer, default=1)
     route_id: Mapped[int | None] = mapped_column(ForeignKey("route.id"), index=True)
     walk_sequence: Mapped[int | None] = mapped_column(Integer)
+    #: The address reduced for finding the same premise twice (issue 16, ``premises.address_key``).
+    address_key: Mapped[str | None] = mapped_column(String(200), index=True)
 
     route: Mapped[Route | None] = relationship()
     meters: Mapped[list[Meter]] = relationship(back_populates="premise")
@@ -264,6 +277,9 @@ class Meter(Base):
     installed_on: Mapped[date | None] = mapped_column(Date)
     removed_on: Mapped[date | None] = mapped_column(Date)
     location_notes: Mapped[str | None] = mapped_column(String(300))
+    #: When the meter came into stock, and when it was retired (issue 16).
+    received_on: Mapped[date | None] = mapped_column(Date)
+    retired_on: Mapped[date | None] = mapped_column(Date)
 
     premise: Mapped[Premise | None] = relationship(back_populates="meters")
 
@@ -321,6 +337,12 @@ class RateScheduleVersion(Base):
     definition: Mapped[dict[str, Any]] = mapped_column(JSON)
     source: Mapped[str | None] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=stamp)
+    #: proposed (waiting in the approvals queue; never used to bill), approved, rejected (issue 16).
+    status: Mapped[str] = mapped_column(String(10), default="approved", server_default="approved")
+    proposed_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    decision_note: Mapped[str | None] = mapped_column(Text)
 
     schedule: Mapped[RateSchedule] = relationship(back_populates="versions")
 
@@ -653,7 +675,7 @@ class AuditEvent(Base):
     __tablename__ = "audit_event"
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=stamp, index=True)
-    actor_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"), index=True)
     actor_label: Mapped[str | None] = mapped_column(String(254))
     action: Mapped[str] = mapped_column(String(60), index=True)
     entity_type: Mapped[str | None] = mapped_column(String(40))
@@ -731,7 +753,7 @@ class UserToken(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
-    __table_args__ = (CheckConstraint("purpose in ('verify_email', 'reset_password')", name="purpose"),)
+    __table_args__ = (CheckConstraint("purpose in ('verify_email', 'reset_password', 'invite')", name="purpose"),)
 
 
 class AuthFailure(Base):
@@ -1448,13 +1470,30 @@ class WorkOrder(Base):
     fee_transaction_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_transaction.id"))
     #: The shutoff a reconnection undoes.
     follows_id: Mapped[int | None] = mapped_column(ForeignKey("work_order.id"))
+    # Issue 16: where the order came from, who works it, what the field entered.
+    #: hand, request, read_exception, ladder, account (opening or changing one), case.
+    origin: Mapped[str] = mapped_column(String(20), default="hand", server_default="hand")
+    service_request_id: Mapped[int | None] = mapped_column(ForeignKey("service_request.id"), index=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("service_case.id"), index=True)
+    #: The meter the order is about (an install names the stocked meter to set).
+    meter_id: Mapped[int | None] = mapped_column(ForeignKey("meter.id"), index=True)
+    #: A crew's name, when the order goes to a crew instead of one person.
+    crew: Mapped[str | None] = mapped_column(String(60))
+    #: The meter serial the field person scanned or typed at the premise.
+    serial_entered: Mapped[str | None] = mapped_column(String(40))
+    notes: Mapped[str | None] = mapped_column(Text)
+    #: A photo taken in the field, kept under files_dir.
+    photo_path: Mapped[str | None] = mapped_column(String(500))
+    #: The read the completion entered.
+    read_id: Mapped[int | None] = mapped_column(ForeignKey("meter_read.id"))
 
     premise: Mapped[Premise] = relationship()
 
     __table_args__ = (
         CheckConstraint(
             "kind in ('door_tag', 'shutoff', 'reconnect', 'investigate', 'meter_set', 'meter_exchange', "
-            "'meter_remove', 'read', 'other')",
+            "'meter_remove', 'read', 'other', 'turn_on', 'turn_off', 'read_in', 'read_out', 're_read', "
+            "'meter_test', 'leak')",
             name="kind",
         ),
         CheckConstraint("status in ('open', 'done', 'not_done', 'cancelled')", name="status"),
@@ -1545,6 +1584,8 @@ class Dispute(Base):
     decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     decision: Mapped[str | None] = mapped_column(Text)
+    #: The case this dispute belongs to (issue 16: a case of type dispute or appeal is it).
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("service_case.id"), index=True)
 
     __table_args__ = (
         CheckConstraint("kind in ('dispute', 'appeal', 'investigation')", name="kind"),
@@ -1639,3 +1680,108 @@ class CollectionRecovery(Base):
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=stamp)
 
     __table_args__ = (CheckConstraint("amount_cents > 0", name="positive"),)
+
+
+# --- Issue 16: meter tests and cases ------------------------------------------------------------
+
+
+class MeterTest(Base):
+    """A bench or field test of a meter's accuracy: the result, and the accuracy found at low,
+    medium and high flow (percent registered, 100 is exact)."""
+
+    __tablename__ = "meter_test"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    meter_id: Mapped[int] = mapped_column(ForeignKey("meter.id"), index=True)
+    tested_on: Mapped[date] = mapped_column(Date)
+    #: pass or fail.
+    result: Mapped[str] = mapped_column(String(10))
+    low_flow_pct: Mapped[Decimal | None] = mapped_column(DecimalType(6, 2))
+    mid_flow_pct: Mapped[Decimal | None] = mapped_column(DecimalType(6, 2))
+    high_flow_pct: Mapped[Decimal | None] = mapped_column(DecimalType(6, 2))
+    tested_by: Mapped[str | None] = mapped_column(String(100))
+    notes: Mapped[str | None] = mapped_column(Text)
+    work_order_id: Mapped[int | None] = mapped_column(ForeignKey("work_order.id"))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=stamp)
+
+    __table_args__ = (CheckConstraint("result in ('pass', 'fail')", name="result"),)
+
+
+class ServiceCase(Base):
+    """A complaint, inquiry, dispute, appeal, high-bill investigation or claim: who raised it,
+    how, what it is about, who owns it and by when (the type's SLA), and how it ended."""
+
+    __tablename__ = "service_case"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    number: Mapped[str] = mapped_column(String(20), unique=True)
+    #: complaint, inquiry, dispute, appeal, high_bill, claim.
+    kind: Mapped[str] = mapped_column(String(15))
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("account.id"), index=True)
+    bill_id: Mapped[int | None] = mapped_column(ForeignKey("bill.id"))
+    #: phone, counter, email, mail, web, field.
+    channel: Mapped[str] = mapped_column(String(10))
+    subject: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text)
+    #: open, pending (waiting on the customer or a third party), resolved, closed.
+    status: Mapped[str] = mapped_column(String(10), default="open")
+    assigned_to_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"), index=True)
+    due_on: Mapped[date] = mapped_column(Date)
+    amount_cents: Mapped[int | None] = mapped_column(BigInteger)
+    #: The resident who opened it from the portal, when one did.
+    opened_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    opened_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime, default=stamp)
+    resolved_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resolution: Mapped[str | None] = mapped_column(Text)
+
+    notes: Mapped[list[CaseNote]] = relationship(order_by="CaseNote.id")
+
+    __table_args__ = (
+        CheckConstraint("kind in ('complaint', 'inquiry', 'dispute', 'appeal', 'high_bill', 'claim')", name="kind"),
+        CheckConstraint("channel in ('phone', 'counter', 'email', 'mail', 'web', 'field')", name="channel"),
+        CheckConstraint("status in ('open', 'pending', 'resolved', 'closed')", name="status"),
+        Index("ix_service_case_queue", "status", "due_on"),
+    )
+
+
+class CaseNote(Base):
+    """A note on a case: staff's working notes, or (shown to the resident) a reply."""
+
+    __tablename__ = "case_note"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("service_case.id"), index=True)
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    body: Mapped[str] = mapped_column(Text)
+    #: Shown to the resident following the case on the portal.
+    public: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=stamp)
+
+
+class CaseAttachment(Base):
+    """A file kept with a case (a photo, a letter received), stored under files_dir."""
+
+    __tablename__ = "case_attachment"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("service_case.id"), index=True)
+    filename: Mapped[str] = mapped_column(String(200))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    path: Mapped[str] = mapped_column(String(500))
+    uploaded_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=stamp)
+
+
+class CaseLetter(Base):
+    """A letter sent on a case from a template, in the customer's language, as PDF (and email)."""
+
+    __tablename__ = "case_letter"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("service_case.id"), index=True)
+    template: Mapped[str] = mapped_column(String(40))
+    language: Mapped[str] = mapped_column(String(5))
+    body: Mapped[str] = mapped_column(Text)
+    pdf_path: Mapped[str | None] = mapped_column(String(500))
+    emailed: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=stamp)

@@ -98,6 +98,17 @@ class Action(str, enum.Enum):
     COLLECTIONS_REPORTS = "collections.reports"
     # Sign-ins
     USERS_MANAGE = "users.manage"
+    # Accounts, meters, cases, approvals, the audit trail (issue 16)
+    ACCOUNTS_OPEN = "accounts.open"
+    ACCOUNTS_CHANGE = "accounts.change"
+    METERS_INVENTORY = "meters.inventory"
+    METERS_TEST = "meters.test"
+    CASES_OPEN = "cases.open"
+    CASES_WORK = "cases.work"
+    APPROVALS_VIEW = "approvals.view"
+    RATES_APPROVE = "rates.approve"
+    WORK_SUPERVISE = "work.supervise"
+    AUDIT_VIEW = "audit.view"
 
 
 @dataclass(frozen=True)
@@ -359,6 +370,56 @@ GRANTS: dict[Action, Grant] = {
         "Create sign-ins, change roles, turn sign-ins off, sign people out everywhere.",
         "Only administrators manage sign-ins.",
     ),
+    Action.ACCOUNTS_OPEN: _grant(
+        OFFICE,
+        "Open an account: the customer, the premise, the services and their rates, the deposit, the turn-on order.",
+        "Only customer service and billing staff open accounts.",
+    ),
+    Action.ACCOUNTS_CHANGE: _grant(
+        OFFICE,
+        "Change an account: billing address, contacts, class, rate, services; transfer or close it.",
+        "Only customer service and billing staff change accounts.",
+    ),
+    Action.METERS_INVENTORY: _grant(
+        (SPECIALIST, SUPERVISOR, ADMIN, FIELD),
+        "Receive meters into stock, install a stocked meter at a premise, retire a meter.",
+        "Only billing and field staff manage the meter inventory.",
+    ),
+    Action.METERS_TEST: _grant(
+        (SPECIALIST, SUPERVISOR, ADMIN, FIELD),
+        "Record a meter's test result.",
+        "Only billing and field staff record meter tests.",
+    ),
+    Action.CASES_OPEN: _grant(
+        (CSR, SPECIALIST, CASHIER, SUPERVISOR, ADMIN, FIELD),
+        "Open a case: a complaint, inquiry, dispute, appeal, high-bill investigation or claim.",
+        "Only staff open cases.",
+    ),
+    Action.CASES_WORK: _grant(
+        OFFICE,
+        "Work a case: assign it, add notes and attachments, send letters, resolve and close it.",
+        "Only customer service and billing staff work cases.",
+    ),
+    Action.APPROVALS_VIEW: _grant(
+        APPROVING,
+        "See the approvals queue: everything waiting for someone else's decision.",
+        "Only supervisors see the approvals queue.",
+    ),
+    Action.RATES_APPROVE: _grant(
+        APPROVING,
+        "Approve or reject a rate version someone else proposed.",
+        "Only a billing supervisor approves rate versions.",
+    ),
+    Action.WORK_SUPERVISE: _grant(
+        APPROVING,
+        "See the supervisor dashboard and reassign open work (orders, cases, requests).",
+        "Only supervisors see the supervisor dashboard and reassign work.",
+    ),
+    Action.AUDIT_VIEW: _grant(
+        APPROVING,
+        "Search and export the audit trail.",
+        "Only supervisors and administrators see the audit trail.",
+    ),
 }
 
 #: Money an action may move on one person's say, by role, in cents. A role with a grant
@@ -378,6 +439,7 @@ SEPARATE_APPROVER: dict[Action, Action] = {
     Action.REFUNDS_APPROVE: Action.REFUNDS_REQUEST,
     Action.WRITE_OFFS_APPROVE: Action.WRITE_OFFS_PREPARE,
     Action.REFERRALS_APPROVE: Action.REFERRALS_PREPARE,
+    Action.RATES_APPROVE: Action.RATES_EDIT,
 }
 
 
@@ -386,6 +448,8 @@ class Field(str, enum.Enum):
 
     BIRTH_DATE = "start_request.birth_date"
     ID_LAST4 = "start_request.id_last4"
+    CUSTOMER_BIRTH_DATE = "customer.birth_date"
+    CUSTOMER_ID_LAST4 = "customer.id_last4"
 
 
 @dataclass(frozen=True)
@@ -406,6 +470,16 @@ FIELDS: dict[Field, FieldRule] = {
         frozenset({CSR, SPECIALIST, SUPERVISOR, ADMIN}),
         "The last four digits of the applicant's ID on a start-service request.",
         "start_request.identity_viewed",
+    ),
+    Field.CUSTOMER_BIRTH_DATE: FieldRule(
+        frozenset({CSR, SPECIALIST, SUPERVISOR, ADMIN}),
+        "A customer's date of birth (identity, and finding the same customer twice).",
+        "customer.identity_viewed",
+    ),
+    Field.CUSTOMER_ID_LAST4: FieldRule(
+        frozenset({CSR, SPECIALIST, SUPERVISOR, ADMIN}),
+        "The last four digits of a customer's ID.",
+        "customer.identity_viewed",
     ),
 }
 
