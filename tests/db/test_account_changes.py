@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from portal.adapters.clock import system_clock
-from portal.billing_core import bill_runs, users
+from portal.billing_core import bill_runs, rating, users
 from portal.billing_core.errors import FieldErrors, NotAllowed
 from portal.billing_core.models import (
     AuditEvent,
@@ -367,3 +367,22 @@ def test_refusals_name_the_field_and_write_nothing(session: Session) -> None:
     cashier = users.create_user(session, "cash@x.org", "a long password", "cashier")
     with pytest.raises(NotAllowed):
         change(session, cashier, account.number, "contacts", email="", preferred_language="en", paperless="no")
+
+
+def test_carts_are_charged_per_cart_for_the_days_served() -> None:
+    """(No database.) Two 35-gallon carts started on Oct 20 in a 31-day period: 16 days."""
+    usage = rating.Usage(options={"cart_size": "35", "carts": "2"})
+    versions = [(date(2017, 10, 1), None, TRASH_RES)]
+    (line,) = rating.rate_period(
+        "sanitation", versions, usage, date(2026, 10, 5), date(2026, 11, 5), served=(date(2026, 10, 20), None)
+    )
+    # $24.10 x 2 carts x 16/31 = $24.8774 -> $24.88
+    assert (line.amount_cents, line.unit_price, line.quantity) == (2488, D("24.10"), D(32) / 31)
+    assert (
+        line.description
+        == "Trash, recycling and green waste (2 × 35-gallon carts, prorated 51.6%) (10/20 to 11/04, 16 days)"
+    )
+    (whole,) = rating.rate_period(
+        "sanitation", versions, usage._replace(options={"cart_size": "35"}), date(2026, 10, 5), date(2026, 11, 5)
+    )
+    assert whole.amount_cents == 2410
