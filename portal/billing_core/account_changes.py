@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from . import audit, customers
@@ -111,7 +111,7 @@ CONTACT_FIELDS = (
 def check_contacts(values: Mapping[str, str]) -> Contacts:
     """The contacts form, checked whole: ``FieldErrors`` by field."""
     errors: dict[str, InvalidInput] = {}
-    email = values.get("email", "").strip().lower() or None
+    email = values.get("email", "").strip() or None
     if email and (len(email) > 254 or not EMAIL_RE.match(email)):
         errors["email"] = InvalidInput("Enter an email address like name@example.com, or leave it blank.", "email")
     phones: dict[str, str | None] = {}
@@ -347,7 +347,7 @@ def change_class(
     before = account.customer_class
     moved: list[Service] = []
     for service in current_services(account):
-        if service.rate_schedule.customer_class == new_class or not running_on(service, max(day, service.started_on)):
+        if service.rate_schedule.customer_class == new_class:
             continue
         found = list(
             session.scalars(
@@ -449,11 +449,9 @@ def stop_service(
 # --------------------------------------------------------------------------- the history
 
 
-def history_filter(account: Account, service_ids: list[int]) -> Any:
+def history_filter(account: Account, service_ids: list[int]) -> ColumnElement[bool]:
     """Which audit events belong to an account's history: its own, its customer's, its
     premise's and its services'."""
-    from sqlalchemy import and_, or_
-
     parts = [
         and_(AuditEvent.entity_type == "account", AuditEvent.entity_id == str(account.id)),
         and_(AuditEvent.entity_type == "customer", AuditEvent.entity_id == str(account.customer_id)),

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from portal.adapters.clock import system_clock
-from portal.billing_core import bill_runs, rating, users
+from portal.billing_core import audit, bill_runs, rating, users
 from portal.billing_core.errors import FieldErrors, NotAllowed
 from portal.billing_core.models import (
     AuditEvent,
@@ -267,15 +267,24 @@ def test_each_change_is_audited_with_before_and_after_and_shown_in_the_history(s
 
 def test_the_history_is_newest_first_fifty_a_page(session: Session) -> None:
     account, csr, *_ = office(session)
+    other = session.scalar(select(Service.id).where(Service.account_id == account.id))
     for n in range(53):
-        change(
-            session, csr, account.number, "contacts", email=f"n{n}@example.com", preferred_language="en", paperless="no"
+        audit.record(
+            session,
+            "customer.contacts",
+            actor=csr,
+            entity_type="customer",
+            entity_id=account.customer_id,
+            after={"email": f"n{n}@example.com"},
         )
+    audit.record(session, "service.stopped", entity_type="service", entity_id=other + 100)  # not this account's
+    session.flush()
     first, last = service.history(session, account.number, 1), service.history(session, account.number, 2)
     assert (first.total, first.pages, len(first.rows), len(last.rows)) == (53, 2, 50, 3)
     assert (
         first.rows[0].words.after == "email: n52@example.com" and last.rows[-1].words.after == "email: n0@example.com"
     )
+    assert service.history(session, account.number, 9).page == 2
 
 
 def test_refusals_name_the_field_and_write_nothing(session: Session) -> None:
