@@ -12,6 +12,7 @@ from portal.adapters.database import make_engine
 from portal.billing_core.models import Account
 
 from .conftest import LiveServer
+from .test_accessibility import AXE, RULES
 from .test_first_slice import sign_in
 
 
@@ -36,3 +37,6 @@ def test_a_csr_changes_contacts_and_sees_them_in_the_history(page: Page, live_se
     row = page.locator("#panel-history tr", has_text="Contacts changed").first
     expect(row).to_contain_text("csr@demo.example")
     expect(row).to_contain_text("→ other phone: (909) 555-0142; contact name: Dana Ortiz, office manager")
+    page.get_by_role("link", name="Account history").click()  # the tab: the history as a page of its own
+    expect(page.get_by_role("heading", name=f"History of account {number}")).to_be_visible()
+    assert not AXE.run(page, options=RULES).response["violations"]
