@@ -30,6 +30,7 @@ from .i18n import LanguageMiddleware, gettext
 from .security_headers import SecurityHeadersMiddleware, content_security_policy
 from .settings import Settings
 from .templating import make_templates
+from .views import account_changes as account_change_views  # issue 16: maint
 from .views import (  # issue 15, reports
     adjustments,
     arrangements,
@@ -264,6 +265,10 @@ ROUTES = [
     Route("/staff/collections/run", collections.run_action, methods=["POST"]),
     Route("/staff/accounts/{number}/collections", collections.collections_panel, methods=["GET"]),
     Route("/staff/accounts/{number}/collections/hold", collections.hold_action, methods=["POST"]),
+    # issue 16: maint (maintaining an account, and its history tab)
+    Route("/staff/accounts/{number}/change/{kind}", account_change_views.change_form, methods=["GET"]),
+    Route("/staff/accounts/{number}/change/{kind}", account_change_views.change_submit, methods=["POST"]),
+    Route("/staff/accounts/{number}/history", account_change_views.history, methods=["GET"]),
     Mount("/dev/outbox", routes=outbox.ROUTES),  # 404 unless the demo stand-ins are on (portal/devstack.py)
     Mount("/static", StaticFiles(directory=STATIC), name="static"),
 ]

@@ -15,7 +15,9 @@ Component types:
 - ``fixed_by_meter_size``: ``values`` by meter size (``by`` may name another
   input, such as ``line_size`` for fire service).
 - ``fixed_by_option``: ``values`` by service options, e.g. ``option: cart_size``
-  or ``options: [cart_size, pickups]`` with keys joined by ``|``.
+  or ``options: [cart_size, pickups]`` with keys joined by ``|``. Priced by
+  ``cart_size``, it is charged once per cart: times the service's ``carts``
+  option (one when the service has none).
 - ``per_dwelling_unit``: ``amount`` times the premise's dwelling units.
 - ``uniform``: ``price`` per unit of usage.
 - ``seasonal_uniform``: ``prices`` by season, ``seasons`` naming each season's
@@ -162,7 +164,13 @@ def rate(
             chosen = "|".join(str((usage.options or {}).get(n, "")) for n in names)
             price = _pick(comp["values"], chosen, "/".join(names), desc)
             label = comp.get("label", "{value}").format(value=chosen, **dict(usage.options or {}))
-            add_fixed(f"{desc} ({label})", price)
+            carts = _carts(usage) if "cart_size" in names else 1
+            if carts == 1:
+                add_fixed(f"{desc} ({label})", price)
+            else:  # several carts of the size: the price of one, times how many
+                qty = Decimal(carts) * factor
+                shown = f"{carts} × {label}" + ("" if factor == ONE else f", prorated {_pct(factor)}")
+                add(f"{desc} ({shown})", qty, "cart", price, price * qty)
         elif kind == "per_dwelling_unit":
             price = to_decimal(comp["amount"])
             units = Decimal(usage.dwelling_units) * factor
@@ -242,6 +250,7 @@ def rate_period(
     start: date,
     end: date,
     full_period_days: int | None = None,
+    served: tuple[date, date | None] | None = None,
 ) -> list[LineDraft]:
     """Lines for the period ``[start, end)``.
 
@@ -249,20 +258,32 @@ def rate_period(
     every effective date inside it; each side is rated under its own version
     with its share of the days (usage shared the same way). When the period is
     shorter than a full one (move-in, move-out), ``full_period_days`` makes
-    fixed charges and tier widths prorate by days."""
+    fixed charges and tier widths prorate by days.
+
+    ``served`` is ``[from, to)`` the service ran (``to`` None: still running). When it
+    started, stopped or changed its terms inside the period, only its days are rated: fixed
+    charges and tier widths by its days of the (full) period, each line naming its dates;
+    ``usage`` is then the use of those days already."""
+    dated = False
+    if served is not None and (served[0] > start or (served[1] is not None and served[1] < end)):
+        full_period_days = full_period_days or (end - start).days
+        start, end = max(start, served[0]), end if served[1] is None else min(end, served[1])
+        dated = True
     segments = split_period(versions, start, end, full_period_days)
     lines: list[LineDraft] = []
     for seg in segments:
         definition = seg.definition
         if isinstance(definition, Rater):
             # A bill run passes raters, which remember the answers to questions asked before.
-            if len(segments) == 1 and definition.service == service:
+            if len(segments) == 1 and definition.service == service and not dated:
                 lines += definition.rate(usage, seg.factor, seg.days, seg.end)
                 continue
             definition = definition.definition
         seg_usage = usage if len(segments) == 1 else _share_usage(usage, seg.usage_share)
         note = (
-            "" if len(segments) == 1 else f"{seg.start:%m/%d} to {seg.end - timedelta(days=1):%m/%d}, {seg.days} days"
+            ""
+            if len(segments) == 1 and not dated
+            else f"{seg.start:%m/%d} to {seg.end - timedelta(days=1):%m/%d}, {seg.days} days"
         )
         lines += rate(service, definition, seg_usage, seg.version_id, seg.factor, seg.days, note, seg.end)
     return lines
@@ -289,6 +310,14 @@ def split_period(
         days = Decimal((b - a).days)
         segments.append(Segment(a, b, days / Decimal(period_days), days / full, effective[1], effective[2]))
     return segments
+
+
+def _carts(usage: Usage) -> int:
+    """How many carts of the size a sanitation service has (its ``carts`` option; one when unset)."""
+    text = str((usage.options or {}).get("carts", "1"))
+    if not text.isdigit() or int(text) < 1:
+        raise InvalidInput(f"the number of carts must be a whole number, 1 or more, not {text!r}", "carts")
+    return int(text)
 
 
 def _share_usage(usage: Usage, share: Decimal) -> Usage:

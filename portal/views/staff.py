@@ -57,6 +57,7 @@ def _account_page(
             "money_panels": MONEY_PANELS,
             "ledger_kind": ledger_kind,
             "can_stop": permissions.can(user.role, Action.BILLS_FINAL) and page.stoppable,
+            "can_change": permissions.can(user.role, Action.ACCOUNTS_CHANGE),  # issue 16: maint
             "stop_form": stop_form or FormState({"stop_on": as_of.isoformat()}),
             "final_bill_date": bill_runs.final_bill_date,
             "reason_labels": bill_runs.FINAL_REASONS,

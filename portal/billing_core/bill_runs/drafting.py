@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import func, select
@@ -132,15 +132,19 @@ def draft_bill(run: BillRun | Rebill, account: AccountRow, rules: reads.Rules, d
     days = getattr(run, "full_days", None) or (run.period_end - run.period_start).days
     if not any(code in ("missing_read", "below_previous") for code in exceptions):
         water_size = next((s.meter.size for s in account.services if s.meter is not None), None)
-        for service in account.services:
-            if not in_period(service, run):
-                continue
+        served = [s for s in account.services if in_period(s, run)]
+        for service in served:
+            # A service that started, stopped or changed its terms inside the period is rated
+            # for its own days; the period's use is shared by days among the services of its
+            # kind that ran one after another (old terms up to the change, new ones after).
+            share = _use_share(service, served, run)
+            quantity = use.quantity * share if share != 1 else use.quantity
             usage = rating.Usage(
-                quantity=use.quantity if service.service_type in METERED else Decimal(0),
+                quantity=quantity if service.service_type in METERED else Decimal(0),
                 meter_size=service.meter.size if service.meter else water_size,
                 options={k: str(v) for k, v in service.options.items()},
                 dwelling_units=account.dwelling_units,
-                water_quantity=use.quantity,
+                water_quantity=quantity,
             )
             try:
                 lines += rating.rate_period(
@@ -150,6 +154,7 @@ def draft_bill(run: BillRun | Rebill, account: AccountRow, rules: reads.Rules, d
                     run.period_start,
                     run.period_end,
                     days,
+                    served=(service.started_on, service.ended_on),
                 )
             except InvalidInput:
                 exceptions.append("rating_error")
@@ -203,6 +208,27 @@ def draft_bill(run: BillRun | Rebill, account: AccountRow, rules: reads.Rules, d
 
 def in_period(service: ServiceRow, run: BillRun | Rebill) -> bool:
     return service.started_on < run.period_end and (service.ended_on is None or service.ended_on > run.period_start)
+
+
+def _days(service: ServiceRow, run: BillRun | Rebill) -> tuple[date, date]:
+    """The part of the period the service ran: ``[from, to)``."""
+    end = run.period_end if service.ended_on is None else min(run.period_end, service.ended_on)
+    return max(run.period_start, service.started_on), end
+
+
+def _use_share(service: ServiceRow, served: list[ServiceRow], run: BillRun | Rebill) -> Decimal:
+    """The service's share of the period's use: its days over the days its kind was served
+    (services of one kind side by side each take the whole; one that ran alone takes all of
+    it, however few its days: the meter measured just those)."""
+    a, b = _days(service, run)
+    if (a, b) == (run.period_start, run.period_end):
+        return Decimal(1)
+    covered: set[date] = set()
+    for other in served:
+        if other.service_type == service.service_type:
+            x, y = _days(other, run)
+            covered.update(x + timedelta(days=n) for n in range((y - x).days))
+    return Decimal((b - a).days) / Decimal(len(covered)) if covered else Decimal(1)
 
 
 def _meter_use(
