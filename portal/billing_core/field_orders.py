@@ -625,8 +625,9 @@ def _reread(
                                        MeterRead.read_on < on)
         ):  # fmt: skip
             raise InvalidInput(f"Meter {meter.serial} has a later read; the office corrects this read.", "day")
-        still = validate_new_read(session, meter, on, value)
         held.value, held.read_on, held.source = value, on, ReadSource.FIELD.value
+        session.flush()  # the held read is no longer the history the re-read is judged by
+        still = validate_new_read(session, meter, on, value)
         held.exception = ",".join(e.value for e in still) or None
         note = f"Replaced by re-read (work order {order.id}): was {before['value']} on {before['read_on']}"
     held.status, held.reviewed_by_id, held.reviewed_at = ReadStatus.APPROVED.value, actor.id, now
