@@ -23,7 +23,6 @@ from portal.billing_core.models import (
     Meter,
     MeterRead,
     MeterTest,
-    Service,
     User,
     WorkOrder,
 )
