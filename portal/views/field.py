@@ -86,6 +86,7 @@ async def mark_done(request: Request) -> Response:
     if isinstance(upload, UploadFile) and upload.filename:
         content = await upload.read(rules.PHOTO_MAX_BYTES + 1)
         photo = service.Photo(upload.content_type or "", content)
+    await data.close()
 
     def act() -> Response:
         settings = request.app.state.settings
