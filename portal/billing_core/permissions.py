@@ -148,7 +148,7 @@ GRANTS: dict[Action, Grant] = {
         # Issue 16 (field): field staff too, who set and exchange meters on their work orders.
         (*BILLING, FIELD),
         "Set, exchange and remove meters; record a read by hand.",
-        "Only billing and field staff change meters.",
+        "Only billing specialists and supervisors change meters. Field staff do on their work orders.",
     ),
     Action.BILL_RUNS_RUN: _grant(
         BILLING,
