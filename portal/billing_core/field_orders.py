@@ -45,6 +45,7 @@ from .models import (
     MeterStatus,
     MeterTest,
     Notice,
+    Premise,
     ReadSource,
     ReadStatus,
     Service,
@@ -450,6 +451,9 @@ _FIELD_OF = {
     "read_on": "day",
     "final": "meter_read",
     "stop_on": "day",
+    "premise": "serial",
+    "tested_on": "day",
+    "then": "result",
 }
 
 
@@ -679,6 +683,16 @@ def _install(
     account's running metered services that have none. (The meter inventory's own install,
     when there is one, is the same move; this keeps to what the meter rules allow.)"""
     meter = _stocked(session, done.serial)
+    inventory = notices.gate_module("meter_inventory")
+    if inventory is not None and hasattr(inventory, "install"):  # the meter inventory's install (issue 16)
+        premise = session.get(Premise, order.premise_id)
+        assert premise is not None
+        first = inventory.install(
+            session, meter, premise, value, on, actor, done.completed_at, note=f"First read at install (work order "
+            f"{order.id})", work_order_id=order.id,
+        )  # fmt: skip
+        order.meter_id = meter.id
+        return int(first.id)
     reads.check_read(value, meter.dials, "meter_read")
     services = [s for s in account.services if s.ended_on is None and s.service_type in METERED] if account else []
     taken = [s for s in services if s.meter_id is not None]
@@ -715,6 +729,14 @@ def _test(
     session: Session, actor: User, order: WorkOrder, meter: Meter, test: TestResult, on: date, now: datetime
 ) -> None:
     permissions.require(actor, Action.METERS_TEST)
+    inventory = notices.gate_module("meter_inventory")
+    if inventory is not None and hasattr(inventory, "record_test"):  # the meter inventory's tests (issue 16)
+        result = inventory.TestResult(
+            on, test.result == "pass", test.low_flow_pct, test.mid_flow_pct, test.high_flow_pct,
+            (actor.display_name or actor.email)[:100], order.notes,
+        )  # fmt: skip
+        inventory.record_test(session, meter, result, actor, now, work_order_id=order.id)
+        return
     row = MeterTest(
         meter_id=meter.id,
         tested_on=on,
