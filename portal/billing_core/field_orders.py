@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, exists, func, or_, select
@@ -248,6 +249,8 @@ class Completion:
     test: TestResult | None = None
     #: Where the photo is kept (under files_dir), set by the caller once the photo is checked.
     photo_path: str | None = None
+    #: A leak investigation: open a case for the office with what was found.
+    open_case: bool = False
 
 
 def _serial(text: str | None) -> str:
@@ -338,7 +341,8 @@ def parse_completion(
     if errors:
         raise FieldErrors(errors)
     assert moment is not None
-    return Completion(moment, read, lock, serial, notes, new_read, test)
+    wants_case = order.kind == "leak" and more.get("open_case", "") == "yes"
+    return Completion(moment, read, lock, serial, notes, new_read, test, open_case=wants_case)
 
 
 def check_photo(content_type: str, size: int) -> str:
@@ -484,6 +488,31 @@ def _close_loop(
         order.read_id = _install(session, actor, order, account, done, on, value)
     elif kind == "meter_test" and meter is not None and done.test is not None:
         _test(session, actor, order, meter, done.test, on, now)
+    elif kind == "leak" and done.open_case and account is not None:
+        _leak_case(session, actor, order, account, on, now)
+
+
+def cases_module() -> Any:
+    """The cases part's rules (``billing_core.cases``) when they are there, else None: a
+    leak investigation then only keeps its notes."""
+    found = notices.gate_module("cases")
+    return found if found is not None and hasattr(found, "open_case") else None
+
+
+def _leak_case(session: Session, actor: User, order: WorkOrder, account: Account, on: date, now: datetime) -> None:
+    """A case for the office about the leak found, with the field's notes (``cases.open_case``)."""
+    cases = cases_module()
+    if cases is None:
+        return
+    permissions.require(actor, Action.CASES_OPEN)
+    premise = session.get(Premise, order.premise_id)
+    where = premise.one_line if premise is not None else f"account {account.number}"
+    opening = cases.Opening(
+        "inquiry", "field", f"Leak found at {where} (work order {order.id})"[:200],
+        (order.notes or "Leak found in the field.")[:4000], None, None, None,
+    )  # fmt: skip
+    case = cases.open_case(session, account, opening, on, now, collection_facts.closed_days(session, on), staff=actor)
+    order.case_id = case.id
 
 
 def _serves(account: Account, meter: Meter) -> bool:
@@ -1239,6 +1268,7 @@ __all__ = [
     "after_promise",
     "assign",
     "cancel",
+    "cases_module",
     "check_photo",
     "complete",
     "create",

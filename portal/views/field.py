@@ -21,6 +21,7 @@ from ..web import FormState, PageNotFound, db, error_text, flash, now, pop_flash
 
 DONE_FIELDS = (
     "time", "meter_read", "lock_or_tag", "day", "serial", "new_read", "result", "low_flow", "mid_flow", "high_flow",
+    "open_case",
 )  # fmt: skip
 NOT_DONE_FIELDS = ("reason", "detail")
 
@@ -54,6 +55,7 @@ def _field_page(
                 "forms": forms or {},
                 "kinds": rules.KINDS,
                 "rules": rules,
+                "can_open_case": rules.cases_module() is not None,
                 "flash": pop_flash(request),
             },
             status,
