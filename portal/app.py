@@ -239,6 +239,7 @@ ROUTES = [
     Route("/staff/work-orders/new", work_orders.new_order, methods=["GET"]),
     Route("/staff/work-orders/new", work_orders.create, methods=["POST"]),
     Route("/staff/work-orders/{order:int}/assign", work_orders.assign, methods=["POST"]),
+    Route("/staff/work-orders/{order:int}/photo", work_orders.photo, methods=["GET"]),
     Route("/staff/reads/{read:int}/reread-order", work_orders.reread, methods=["POST"]),
     # Payment plans, extensions and disputes (issue 15, items 6 and 7)
     Route("/staff/plans", plan_views.plan_list, methods=["GET"]),

@@ -548,3 +548,16 @@ def open_work_by_assignee(session: Session, today: date) -> list[AssigneeWork]:
         label = ", ".join(p for p in (name, f"crew {crew}" if crew else "") if p) or "Nobody"
         out.append(AssigneeWork(user_id, label, crew, int(count), int(overdue or 0), oldest))
     return sorted(out, key=lambda w: (-w.overdue, w.oldest_due, w.name))
+
+
+def photo(session: Session, user: User, order_id: int, files_dir: str) -> tuple[bytes, str]:
+    """The photo kept with an order, and its type (for the office's pages)."""
+    _may_list(user)
+    order = _order(session, order_id)
+    if not order.photo_path or ".." in order.photo_path:
+        raise NotFound(f"photo of work order {order_id}")
+    path = Path(files_dir) / order.photo_path
+    if not path.is_file():
+        raise NotFound(f"photo of work order {order_id}")
+    suffix = path.suffix.removeprefix(".").lower()
+    return path.read_bytes(), f"image/{'jpeg' if suffix == 'jpg' else suffix}"

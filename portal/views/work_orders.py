@@ -159,3 +159,12 @@ async def reread(request: Request) -> Response:
         return redirect(f"/staff/reads?done=reread&order={order_id}")
 
     return await run_in_threadpool(act)
+
+
+def photo(request: Request) -> Response:
+    """The photo field staff took with an order."""
+    order_id = _int(request.path_params["order"])
+    with db(request) as session:
+        user = require_staff(request, session)
+        data, kind = service.photo(session, user, order_id, request.app.state.settings.files_dir)
+    return Response(data, media_type=kind, headers={"Content-Disposition": "inline", "Cache-Control": "private"})

@@ -116,6 +116,8 @@ def test_work_order_pages(engine: Engine, tmp_path: Path) -> None:
 
     with _client(engine, tmp_path) as client:
         sign_in(client, "specialist@wo.example", PASSWORD)
+        shown = client.get(f"/staff/work-orders/{turn_on}/photo")
+        assert (shown.status_code, shown.headers["content-type"], shown.content) == (200, "image/png", b"\x89PNG tiny")
         reads = client.get("/staff/reads").text
         assert f'action="/staff/reads/{held_id}/reread-order"' in reads
         sent = client.post(f"/staff/reads/{held_id}/reread-order", data={"csrf_token": csrf_from(reads)})
