@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from portal.billing_core import field_orders
+from portal.billing_core.bill_runs import final_bills
 from portal.billing_core.errors import FieldErrors, NotAllowed
 from portal.billing_core.models import (
     Account,
@@ -103,6 +104,11 @@ def test_a_turn_off_holds_the_final_bill_for_review(session: Session) -> None:
     with pytest.raises(FieldErrors) as bad:
         done(session, crew, again, meter_read="141", serial="T000001")
     assert set(bad.value.errors) == {"meter_read"} and again.status == "open"
+    # The office approves it: the final bill posts from the field's read, the account is final.
+    bill = final_bills.approve_final(session, review, person(session, "supervisor"), ON, now=NOW)
+    assert (review.status, review.bill_id, account.status) == ("posted", bill.id, "final")
+    final = session.scalar(select(MeterRead).where(MeterRead.meter_id == meter.id, MeterRead.read_on > ON))
+    assert final is not None and final.value == Decimal(140)
 
 
 def test_a_re_read_from_the_read_review_replaces_the_held_read(session: Session) -> None:
