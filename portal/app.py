@@ -57,6 +57,7 @@ from .views import (  # issue 15, reports
     returns,
     signup,
     staff,
+    work_orders,  # issue 16: field
 )
 from .views import disputes as dispute_views
 from .views import plans as plan_views
@@ -233,6 +234,14 @@ ROUTES = [
     Route("/staff/accounts/{number}/field-orders", field.orders_panel, methods=["GET"]),
     Route("/staff/accounts/{number}/field-orders/reconnect", field.queue_reconnection, methods=["POST"]),
     Route("/staff/accounts/{number}/field-orders/{order:int}/cancel", field.cancel_order, methods=["POST"]),
+    # issue 16: field (work orders: the office's list, assignment, orders by hand, the read
+    # review's re-read order)
+    Route("/staff/work-orders", work_orders.work_order_list, methods=["GET"]),
+    Route("/staff/work-orders/new", work_orders.new_order, methods=["GET"]),
+    Route("/staff/work-orders/new", work_orders.create, methods=["POST"]),
+    Route("/staff/work-orders/{order:int}/assign", work_orders.assign, methods=["POST"]),
+    Route("/staff/work-orders/{order:int}/photo", work_orders.photo, methods=["GET"]),
+    Route("/staff/reads/{read:int}/reread-order", work_orders.reread, methods=["POST"]),
     # Payment plans, extensions and disputes (issue 15, items 6 and 7)
     Route("/staff/plans", plan_views.plan_list, methods=["GET"]),
     Route("/staff/accounts/{number}/plans", plan_views.plans_panel, methods=["GET"]),

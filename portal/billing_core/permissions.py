@@ -145,9 +145,10 @@ GRANTS: dict[Action, Grant] = {
         BILLING, "Load a file of meter reads.", "Only billing specialists and supervisors load reads."
     ),
     Action.METERS_CHANGE: _grant(
-        BILLING,
+        # Issue 16 (field): field staff too, who set and exchange meters on their work orders.
+        (*BILLING, FIELD),
         "Set, exchange and remove meters; record a read by hand.",
-        "Only billing specialists and supervisors change meters.",
+        "Only billing specialists and supervisors change meters. Field staff do on their work orders.",
     ),
     Action.BILL_RUNS_RUN: _grant(
         BILLING,

@@ -1,10 +1,14 @@
-"""Field orders: the field staff's phone page (open orders by route, each with a done and a
-not-done form), the printable door-tag route sheet, and the account page's Field orders
-panel (cancel an order, queue a reconnection). Each route calls one service and renders."""
+"""Field orders: the field staff's phone page (their orders, their crew's and nobody's, by
+route, each with a done form fitted to its kind, a photo included, and a not-done form), the
+printable door-tag route sheet, and the account page's Field orders panel (cancel an order,
+queue a reconnection). Each route calls one service and renders."""
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -15,7 +19,10 @@ from ..billing_core.models import Notice
 from ..services import field_orders as service
 from ..web import FormState, PageNotFound, db, error_text, flash, now, pop_flash, redirect, require_staff, today
 
-DONE_FIELDS = ("time", "meter_read", "lock_or_tag")
+DONE_FIELDS = (
+    "time", "meter_read", "lock_or_tag", "day", "serial", "new_read", "result", "low_flow", "mid_flow", "high_flow",
+    "open_case",
+)  # fmt: skip
 NOT_DONE_FIELDS = ("reason", "detail")
 
 
@@ -32,20 +39,35 @@ def _int(text: str) -> int:
         raise PageNotFound() from None
 
 
-def _field_page(request: Request, forms: dict[int, FormState] | None = None, status: int = 200) -> Response:
+def _field_page(
+    request: Request, forms: dict[int, FormState] | None = None, status: int = 200, crew: str | None = None
+) -> Response:
+    crew = request.query_params.get("crew", "")[:60] if crew is None else crew
+    everyone = request.query_params.get("all", "") == "1"
     with db(request) as session:
         user = require_staff(request, session)
-        listing = service.field_list(session, user, today(request))
+        listing = service.field_list(session, user, today(request), crew, everyone)
         return _render(
             request,
             "staff/field/list.html",
-            {"listing": listing, "forms": forms or {}, "kinds": rules.KINDS, "flash": pop_flash(request)},
+            {
+                "listing": listing,
+                "forms": forms or {},
+                "kinds": rules.KINDS,
+                "rules": rules,
+                "can_open_case": rules.cases_module() is not None,
+                "flash": pop_flash(request),
+            },
             status,
         )
 
 
 def field_list(request: Request) -> Response:
     return _field_page(request)
+
+
+def _back(crew: str) -> str:
+    return "/staff/field" + (f"?{urlencode({'crew': crew})}" if crew else "")
 
 
 def _send(request: Request, notice_rows: list[Notice]) -> None:
@@ -58,22 +80,32 @@ async def mark_done(request: Request) -> Response:
     data = await request.form()
     order_id = _int(request.path_params["order"])
     form = FormState({k: str(data.get(k, "")).strip()[:100] for k in DONE_FIELDS})
+    form.values["notes"] = str(data.get("notes", "")).strip()[:2000]
     form.values["form"] = "done"
+    crew = str(data.get("crew", "")).strip()[:60]
+    upload = data.get("photo")
+    photo: service.Photo | None = None
+    if isinstance(upload, UploadFile) and upload.filename:
+        content = await upload.read(rules.PHOTO_MAX_BYTES + 1)
+        photo = service.Photo(upload.content_type or "", content)
+    await data.close()
 
     def act() -> Response:
+        settings = request.app.state.settings
         try:
             with db(request) as session:
                 user = require_staff(request, session)
                 order, issued = service.mark_done(
-                    session, user, order_id, form.values, today(request), now(request), request.app.state.settings.tz
-                )
+                    session, user, order_id, form.values, today(request), now(request), settings.tz,
+                    photo, settings.files_dir,
+                )  # fmt: skip
                 label = rules.KINDS.get(order.kind, order.kind)
         except FieldErrors as exc:
             form.errors.update({k: error_text(e) for k, e in exc.errors.items()})
-            return _field_page(request, {order_id: form}, 400)
+            return _field_page(request, {order_id: form}, 400, crew)
         _send(request, issued)
         flash(request, f"{label} order {order_id} is done.")
-        return redirect("/staff/field")
+        return redirect(_back(crew))
 
     return await run_in_threadpool(act)
 
@@ -83,6 +115,7 @@ async def mark_not_done(request: Request) -> Response:
     order_id = _int(request.path_params["order"])
     form = FormState({k: str(data.get(k, "")).strip()[:500] for k in NOT_DONE_FIELDS})
     form.values["form"] = "not_done"
+    crew = str(data.get("crew", "")).strip()[:60]
 
     def act() -> Response:
         try:
@@ -92,9 +125,9 @@ async def mark_not_done(request: Request) -> Response:
                 label = rules.KINDS.get(order.kind, order.kind)
         except FieldErrors as exc:
             form.errors.update({k: error_text(e) for k, e in exc.errors.items()})
-            return _field_page(request, {order_id: form}, 400)
+            return _field_page(request, {order_id: form}, 400, crew)
         flash(request, f"{label} order {order_id} is marked not done.")
-        return redirect("/staff/field")
+        return redirect(_back(crew))
 
     return await run_in_threadpool(act)
 
@@ -112,7 +145,7 @@ def door_tags(request: Request) -> Response:
 def _panel(request: Request, number: str, cancel_form: FormState | None = None, status: int = 200) -> Response:
     with db(request) as session:
         user = require_staff(request, session)
-        panel = service.panel(session, user, number)
+        panel = service.panel(session, user, number, today(request))
         fragment = bool(request.headers.get("HX-Request"))
         template = "staff/field/panel.html" if fragment else "staff/field/panel_page.html"
         return _render(
@@ -121,6 +154,7 @@ def _panel(request: Request, number: str, cancel_form: FormState | None = None, 
             {
                 "panel": panel,
                 "kinds": rules.KINDS,
+                "origins": rules.ORIGINS,
                 "cancel_form": cancel_form or FormState(),
                 "flash": pop_flash(request),
             },

@@ -38,9 +38,13 @@ MIN_COMPARE_DAYS = 7
 #: review. Low and zero use are what an emptied home shows, so they do not hold it.
 FINAL_HOLDING = (reads.ReadException.HIGH.value, reads.ReadException.ROLLOVER.value)
 FUTURE_STOP = "future_stop"
-FINAL_REASONS = {FUTURE_STOP: "The last day of service is still ahead"} | {
-    e.value: e.plain for e in reads.ReadException
-}
+#: The final read came from a read-out or turn-off work order (issue 16, field_orders): the
+#: office looks at it before the bill posts.
+FIELD_READ = "field_read"
+FINAL_REASONS = {
+    FUTURE_STOP: "The last day of service is still ahead",
+    FIELD_READ: "The final read came from a field work order",
+} | {e.value: e.plain for e in reads.ReadException}
 
 
 def final_bill_date(stop_on: date) -> date:
