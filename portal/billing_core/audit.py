@@ -229,10 +229,15 @@ def kinds(session: Session) -> list[str]:
 
 
 def kinds_like(session: Session, prefix: str) -> list[str]:
-    """The kinds a search for ``prefix`` means: the kind itself, and every kind under it
-    ("user" finds "user.role" and "user.invite", not "user_session.x")."""
-    prefix = (prefix or "").strip().rstrip(".")
-    return [k for k in kinds(session) if k == prefix or k.startswith(prefix + ".") or k.startswith(prefix + "_")]
+    """The kinds a search for ``prefix`` means: the kind itself and every kind under it
+    ("user" finds "user.role" and "user.invite", not "user_session.x"); when nothing is,
+    every kind that starts with it ("sign" finds "sign_in.success" and "sign_out")."""
+    prefix = (prefix or "").strip().lower().rstrip(".")
+    if not prefix:
+        return []
+    every = kinds(session)
+    under = [k for k in every if k == prefix or k.startswith(prefix + ".")]
+    return under or [k for k in every if k.startswith(prefix)]
 
 
 @dataclass(frozen=True)

@@ -204,7 +204,7 @@ def _rows(session: Session, events: list[AuditEvent], tz: tzinfo) -> list[Row]:
     people = {u.id: u for u in session.scalars(select(User).where(User.id.in_(actor_ids)))} if actor_ids else {}
     account_ids = [i for i in map(_account_id, events) if i is not None]
     numbers = (
-        dict(session.execute(select(Account.id, Account.number).where(Account.id.in_(account_ids))).tuples().all())
+        {i: n for i, n in session.execute(select(Account.id, Account.number).where(Account.id.in_(account_ids)))}
         if account_ids
         else {}
     )
