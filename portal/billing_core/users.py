@@ -151,15 +151,24 @@ LAST_ADMIN = (
 
 def usable_admin_ids(session: Session, lock: bool = False) -> list[int]:
     """The administrators who can sign in now: active, with a password or an outside
-    identity (an invitation not yet accepted does not count). ``lock`` holds their rows
-    (PostgreSQL) until the transaction ends, so two administrators removing each other at
-    the same moment cannot both succeed."""
+    identity (an invitation not yet accepted does not count). ``lock`` holds them until the
+    transaction ends (their rows on PostgreSQL, the database's write lock on SQLite), so two
+    administrators removing each other at the same moment cannot both succeed."""
     query = select(User.id).where(
         User.role == Role.ADMIN.value,
         User.active.is_(True),
         (User.password_hash.is_not(None)) | (User.oidc_subject.is_not(None)),
     )
-    if lock:
+    if lock and session.get_bind().dialect.name == "sqlite":
+        # SQLite has no row locks and its reads take none: a write first (changing nothing)
+        # makes this transaction wait for any other writer, and read what it committed.
+        session.execute(
+            update(User)
+            .where(User.role == Role.ADMIN.value)
+            .values(active=User.active)
+            .execution_options(synchronize_session=False)
+        )
+    elif lock:
         query = query.with_for_update()
     return list(session.scalars(query.order_by(User.id)))
 

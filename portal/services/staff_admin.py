@@ -23,7 +23,7 @@ from ..billing_core.models import Role, User, UserSession, UserToken
 from ..billing_core.permissions import Action
 
 #: The roles an administrator may give, in the order the form offers them.
-STAFF_ROLES = [r for r in permissions.COLUMNS]
+STAFF_ROLES = list(permissions.COLUMNS)
 
 
 def role_choices() -> list[tuple[str, str]]:
@@ -46,11 +46,16 @@ class UsersPage:
 
 
 def _staff_user(session: Session, user_id: object, lock: bool = False) -> User:
-    """The staff sign-in ``user_id``; a resident's sign-in (or none) is not found here."""
+    """The staff sign-in ``user_id``; a resident's sign-in (or none) is not found here.
+    ``lock``: the administrators' rows first, in id order, then this one, so two changes at
+    once wait for each other instead of deadlocking (``users.refuse_last_admin`` locks the
+    same rows)."""
     try:
         key = int(str(user_id))
     except ValueError:
         raise NotFound(str(user_id)) from None
+    if lock:
+        users.usable_admin_ids(session, lock=True)
     user = session.get(User, key, with_for_update=lock)
     if user is None or not user.role_enum.is_staff:
         raise NotFound(str(user_id))

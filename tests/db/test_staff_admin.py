@@ -3,15 +3,16 @@ changes and turning off end sessions, the last administrator is kept, residents 
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from portal.billing_core import user_sessions, users
 from portal.billing_core.errors import FieldErrors, InvalidInput, NotAllowed, NotFound
-from portal.billing_core.models import AuditEvent
+from portal.billing_core.models import AuditEvent, User
 from portal.services import staff_admin as service
 
 from .factories import district
@@ -138,3 +139,35 @@ def test_only_administrators_and_only_staff_sign_ins(session: Session) -> None:
     assert resident.active and resident.role == "customer"
     listed = service.users_page(session, admin, NOW)
     assert [r.user.email for r in listed.rows] == ["admin@x.org", "boss@x.org"] and listed.admins == 1
+
+
+def test_two_administrators_removing_each_other_at_once_leave_one(sessions: sessionmaker[Session]) -> None:
+    with sessions() as s, s.begin():
+        ids = [_admin(s, "a@x.org").id, _admin(s, "b@x.org").id]
+    outcome: dict[str, object] = {}
+
+    def remove(who: int, whom: int, hold: threading.Event | None, then: threading.Event | None) -> None:
+        try:
+            with sessions() as s, s.begin():
+                service.set_active(s, s.get(User, who), whom, False, NOW, ADDR)
+                if hold is not None and then is not None:
+                    hold.set()
+                    then.wait(5)  # still in the transaction: the other one starts now
+            outcome[f"{who}"] = "done"
+        except InvalidInput as exc:
+            outcome[f"{who}"] = exc.message
+
+    holding, go_on = threading.Event(), threading.Event()
+    first = threading.Thread(target=remove, args=(ids[0], ids[1], holding, go_on))
+    first.start()
+    assert holding.wait(5)
+    second = threading.Thread(target=remove, args=(ids[1], ids[0], None, None))
+    second.start()
+    second.join(0.3)
+    assert second.is_alive()  # it waits for the first to finish
+    go_on.set()
+    first.join(5)
+    second.join(5)
+    assert outcome[str(ids[0])] == "done" and "last active administrator" in str(outcome[str(ids[1])])
+    with sessions() as s:
+        assert users.usable_admin_ids(s) == [ids[0]]
