@@ -233,7 +233,6 @@ async def set_password(request: Request) -> Response:
         except InvalidInput as exc:
             form.errors[exc.field or "password"] = _sentence(error_text(exc))
             return _set_password(request, token, exc.field != "token", form, 400)
-        flash(request, "Your password is set, and you are signed in.")
-        return redirect("/staff")
+        return redirect("/staff")  # signed in: the staff home
 
     return await run_in_threadpool(accept)
