@@ -211,11 +211,13 @@ def describe(action: str) -> str:
 
 
 def changes(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[tuple[str, Any, Any]]:
-    """The keys an event's before and after hold, as (key, before, after), keys in order of
-    first appearance; a key in only one of them has None on the other side."""
+    """The keys an event changed, as (key, before, after), in order of first appearance: a
+    key in only one of them has None on the other side; a key with the same value in both
+    is context, not a change, and is left out (unless nothing changed at all)."""
     old, new = before or {}, after or {}
-    keys = list(dict.fromkeys([*old, *new]))
-    return [(k, old.get(k), new.get(k)) for k in keys]
+    every = [(k, old.get(k), new.get(k)) for k in dict.fromkeys([*old, *new])]
+    changed = [(k, b, a) for k, b, a in every if b != a]
+    return changed or every
 
 
 def kinds(session: Session) -> list[str]:

@@ -87,6 +87,8 @@ class Row:
     about: str
     changes: list[tuple[str, str, str]]
     when: str
+    #: The staff page of the account the event is about, if it is about one.
+    link: str = ""
 
 
 @dataclass(frozen=True)
@@ -216,8 +218,9 @@ def _rows(session: Session, events: list[AuditEvent], tz: tzinfo) -> list[Row]:
         else:
             who = e.actor_label or "—"
         account_id = _account_id(e)
+        link = ""
         if account_id is not None and account_id in numbers:
-            about = f"account {numbers[account_id]}"
+            about, link = f"account {numbers[account_id]}", f"/staff/accounts/{numbers[account_id]}"
         elif e.entity_type:
             about = f"{e.entity_type.replace('_', ' ')} {e.entity_id or ''}".strip()
         else:
@@ -230,6 +233,7 @@ def _rows(session: Session, events: list[AuditEvent], tz: tzinfo) -> list[Row]:
                 about=about,
                 changes=[(k, _text(b), _text(a)) for k, b, a in audit.changes(e.before, e.after)],
                 when=e.occurred_at.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z"),
+                link=link,
             )
         )
     return out

@@ -130,6 +130,9 @@ def test_rows_say_who_what_before_after_when_and_from_where(session: Session, tr
     paperless = next(r for r in rows if r.event.action == "account.paperless")
     assert paperless.what == "Paperless billing changed" and paperless.changes == [("paperless", "false", "true")]
     assert paperless.when == "2026-11-21 23:30:00 PST" and paperless.event.remote_addr == "192.0.2.9"
+    assert paperless.link == f"/staff/accounts/{one.number}"
+    assert audit.changes({"kind": "a", "x": 1}, {"kind": "a", "x": 2, "y": None}) == [("x", 1, 2)]
+    assert audit.changes(None, {"kind": "a"}) == [("kind", None, "a")]
     viewed = next(r for r in rows if r.event.action == "customer.identity_viewed")
     assert viewed.what.startswith("Customer's identity facts viewed") and viewed.who == "Pat Lee (pat@x.org)"
     assert audit.describe("work_order.not_done") == "Work order not done"
