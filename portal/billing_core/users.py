@@ -400,6 +400,22 @@ def invite(session: Session, email: str, role: str, display_name: str, now: date
     return user
 
 
+def invited_ids(session: Session, user_ids: list[int], now: datetime) -> set[int]:
+    """Which of ``user_ids`` have an invitation link that still works."""
+    if not user_ids:
+        return set()
+    return set(
+        session.scalars(
+            select(UserToken.user_id).where(
+                UserToken.user_id.in_(user_ids),
+                UserToken.purpose == INVITE,
+                UserToken.used_at.is_(None),
+                UserToken.expires_at > now,
+            )
+        )
+    )
+
+
 def open_invite(session: Session, user: User, now: datetime) -> UserToken | None:
     """The invitation link of ``user`` that still works, if any."""
     return session.scalar(

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from ..billing_core import audit, permissions, user_sessions, users
 from ..billing_core.errors import FieldErrors, InvalidInput, NotFound
-from ..billing_core.models import Role, User, UserSession, UserToken
+from ..billing_core.models import Role, User, UserSession
 from ..billing_core.permissions import Action
 
 #: The roles an administrator may give, in the order the form offers them.
@@ -79,27 +79,12 @@ def _open_counts(session: Session, ids: list[int], now: datetime) -> dict[int, i
     return {int(uid): int(n) for uid, n in rows}
 
 
-def _open_invites(session: Session, ids: list[int], now: datetime) -> set[int]:
-    if not ids:
-        return set()
-    return set(
-        session.scalars(
-            select(UserToken.user_id).where(
-                UserToken.user_id.in_(ids),
-                UserToken.purpose == users.INVITE,
-                UserToken.used_at.is_(None),
-                UserToken.expires_at > now,
-            )
-        )
-    )
-
-
 def users_page(session: Session, admin: User, now: datetime) -> UsersPage:
     """Every staff sign-in: role, how it stands, open sessions, last sign-in."""
     permissions.require(admin, Action.USERS_MANAGE)
     staff = list(session.scalars(select(User).where(User.role != Role.CUSTOMER.value).order_by(User.role, User.email)))
     ids = [u.id for u in staff]
-    counts, invited = _open_counts(session, ids, now), _open_invites(session, ids, now)
+    counts, invited = _open_counts(session, ids, now), users.invited_ids(session, ids, now)
     rows = [
         StaffRow(
             user=u,
