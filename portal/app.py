@@ -274,6 +274,7 @@ ROUTES = [
     Route("/staff/admin/users/{id:int}/deactivate", staff_admin_views.deactivate, methods=["POST"]),
     Route("/staff/admin/users/{id:int}/activate", staff_admin_views.activate, methods=["POST"]),
     Route("/staff/admin/users/{id:int}/reset", staff_admin_views.send_reset, methods=["POST"]),
+    Route("/staff/admin/users/{id:int}/sign-out", staff_admin_views.sign_out_everywhere, methods=["POST"]),
     Route("/staff/admin/users/{id:int}/invite", staff_admin_views.resend_invite, methods=["POST"]),
     Route("/set-password", staff_admin_views.set_password_page, methods=["GET"]),
     Route("/set-password", staff_admin_views.set_password, methods=["POST"]),

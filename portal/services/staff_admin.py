@@ -230,6 +230,18 @@ def set_active(
     return Changed(user, ended)
 
 
+def sign_out_everywhere(
+    session: Session, admin: User, user_id: object, now: datetime, remote_addr: str | None
+) -> Changed:
+    """End every session of a staff sign-in now (a lost phone, a shared computer), as
+    ``portal users sign-out`` does; the sign-in itself stays on."""
+    permissions.require(admin, Action.USERS_MANAGE)
+    user = _staff_user(session, user_id)
+    ended = users.sign_out_everywhere(session, user, now)
+    _record(session, admin, "user.sign_out_everywhere", user, None, {"sessions_ended": ended}, remote_addr)
+    return Changed(user, ended)
+
+
 def send_reset(session: Session, admin: User, user_id: object, now: datetime, remote_addr: str | None) -> User:
     """An administrator sends a staff member the password reset email (the caller queues
     "email.account", kind "reset_password"). Nobody, the administrator included, ever sees

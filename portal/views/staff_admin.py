@@ -172,6 +172,16 @@ async def activate(request: Request) -> Response:
     return await run_in_threadpool(_act, request, "active", {}, change)
 
 
+async def sign_out_everywhere(request: Request) -> Response:
+    await request.form()
+
+    def change(session, admin: User, user_id: object):  # type: ignore[no-untyped-def]
+        done = service.sign_out_everywhere(session, admin, user_id, now(request), remote_addr(request))
+        return f"Signed {done.user.email} out everywhere; {_ended(done.sessions_ended)}.", None, done.user.id
+
+    return await run_in_threadpool(_act, request, "sessions", {}, change)
+
+
 async def send_reset(request: Request) -> Response:
     await request.form()
 

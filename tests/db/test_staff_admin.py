@@ -82,6 +82,9 @@ def test_role_changes_and_turning_off_end_sessions_and_are_audited(session: Sess
     assert "staff role" in bad.value.errors["role"].message
 
     raw = user_sessions.start(session, clerk, NOW)
+    assert service.sign_out_everywhere(session, admin, clerk.id, NOW, ADDR).sessions_ended == 1
+    assert user_sessions.check(session, raw, clerk.id, NOW).user is None and clerk.active
+    raw = user_sessions.start(session, clerk, NOW)
     assert service.set_active(session, admin, clerk.id, False, NOW, ADDR).sessions_ended == 1
     assert user_sessions.check(session, raw, clerk.id, NOW).user is None
     service.set_active(session, admin, clerk.id, True, NOW, ADDR)
@@ -91,8 +94,9 @@ def test_role_changes_and_turning_off_end_sessions_and_are_audited(session: Sess
         service.send_reset(session, admin, newcomer.id, NOW, ADDR)
     service.send_reset(session, admin, clerk.id, NOW, ADDR)
 
-    kinds = ("user.role", "user.deactivate", "user.activate", "user.reset_sent")
-    role, off, on, reset = (_events(session, a) for a in kinds)
+    kinds = ("user.role", "user.deactivate", "user.activate", "user.reset_sent", "user.sign_out_everywhere")
+    role, off, on, reset, out = (_events(session, a) for a in kinds)
+    assert out[0].after == {"sessions_ended": 1}
     assert (role[0].before, role[0].after) == ({"role": "csr"}, {"role": "specialist", "sessions_ended": 1})
     assert (off[0].before, off[0].after) == ({"active": True}, {"active": False, "sessions_ended": 1})
     assert on[0].after == {"active": True} and reset[0].entity_id == str(clerk.id)
