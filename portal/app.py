@@ -59,8 +59,10 @@ from .views import (  # issue 15, reports
     staff,
     work_orders,  # issue 16: field
 )
+from .views import audit_log as audit_views  # issue 16: admin
 from .views import disputes as dispute_views
 from .views import plans as plan_views
+from .views import staff_admin as staff_admin_views  # issue 16: admin
 from .web import PageNotFound, SignInRequired, sign_in_url
 
 log = logging.getLogger(__name__)
@@ -278,6 +280,20 @@ ROUTES = [
     Route("/staff/accounts/{number}/change/{kind}", account_change_views.change_form, methods=["GET"]),
     Route("/staff/accounts/{number}/change/{kind}", account_change_views.change_submit, methods=["POST"]),
     Route("/staff/accounts/{number}/history", account_change_views.history, methods=["GET"]),
+    # issue 16: admin (staff administration, the invitation link, the audit trail viewer)
+    Route("/staff/admin/users", staff_admin_views.users_page, methods=["GET"]),
+    Route("/staff/admin/users", staff_admin_views.invite, methods=["POST"]),
+    Route("/staff/admin/users/{id:int}", staff_admin_views.user_page, methods=["GET"]),
+    Route("/staff/admin/users/{id:int}/role", staff_admin_views.change_role, methods=["POST"]),
+    Route("/staff/admin/users/{id:int}/deactivate", staff_admin_views.deactivate, methods=["POST"]),
+    Route("/staff/admin/users/{id:int}/activate", staff_admin_views.activate, methods=["POST"]),
+    Route("/staff/admin/users/{id:int}/reset", staff_admin_views.send_reset, methods=["POST"]),
+    Route("/staff/admin/users/{id:int}/sign-out", staff_admin_views.sign_out_everywhere, methods=["POST"]),
+    Route("/staff/admin/users/{id:int}/invite", staff_admin_views.resend_invite, methods=["POST"]),
+    Route("/set-password", staff_admin_views.set_password_page, methods=["GET"]),
+    Route("/set-password", staff_admin_views.set_password, methods=["POST"]),
+    Route("/staff/audit", audit_views.search, methods=["GET"]),
+    Route("/staff/audit/export.csv", audit_views.export_csv, methods=["GET"]),
     Mount("/dev/outbox", routes=outbox.ROUTES),  # 404 unless the demo stand-ins are on (portal/devstack.py)
     Mount("/static", StaticFiles(directory=STATIC), name="static"),
 ]

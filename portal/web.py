@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from . import i18n
-from .billing_core import user_sessions
+from .billing_core import audit, user_sessions
 from .billing_core.errors import InvalidInput, NotAllowed
 from .billing_core.models import Role, User
 
@@ -44,10 +44,15 @@ class FormState:
 
 @contextmanager
 def db(request: Request) -> Iterator[Session]:
-    """One database transaction for the request: committed on success."""
+    """One database transaction for the request: committed on success. Audit events it
+    writes record the request's network address (``audit.origin``)."""
     factory = request.app.state.sessions
-    with factory() as session, session.begin():
-        yield session
+    origin = audit.origin.set(remote_addr(request))
+    try:
+        with factory() as session, session.begin():
+            yield session
+    finally:
+        audit.origin.reset(origin)
 
 
 def remote_addr(request: Request) -> str | None:

@@ -14,7 +14,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from . import throttle, user_sessions
-from .errors import N_, InvalidInput
+from .errors import N_, FieldErrors, InvalidInput
 from .models import Account, Bill, Premise, Role, User, UserAccountLink, UserToken, stamp
 from .money import ascii_number
 from .numbers import normalise_account_number
@@ -51,6 +51,14 @@ def validate_email(email: str) -> str:
     return email
 
 
+def parse_role(role: str) -> Role:
+    """``role`` as a ``Role``, or ``InvalidInput`` on the field ``role`` naming the roles."""
+    try:
+        return Role(role)
+    except ValueError as exc:
+        raise InvalidInput(f"Unknown role {role!r}; one of {', '.join(r.value for r in Role)}.", "role") from exc
+
+
 def user_by_email(session: Session, email: str) -> User | None:
     return session.scalar(select(User).where(func.lower(User.email) == normalise_email(email)))
 
@@ -68,10 +76,7 @@ def create_user(
     checked at ``now``. ``now`` is the caller's clock; it falls back to the wall clock only
     until every caller passes it (the command line, the demo, older tests)."""
     email = validate_email(email)
-    try:
-        role_enum = Role(role)
-    except ValueError as exc:
-        raise InvalidInput(f"Unknown role {role!r}; one of {', '.join(r.value for r in Role)}.", "role") from exc
+    role_enum = parse_role(role)
     validate_new_password(password)
     if session.scalar(select(User.id).where(func.lower(User.email) == email)) is not None:
         raise InvalidInput(f"A sign-in for {email} already exists.", "email")
@@ -131,17 +136,58 @@ def find_user(session: Session, email: str) -> User:
 def list_users(session: Session, role: str | None = None, include_inactive: bool = True) -> list[User]:
     query = select(User).order_by(User.role, User.email)
     if role is not None:
-        try:
-            query = query.where(User.role == Role(role).value)
-        except ValueError as exc:
-            raise InvalidInput(f"Unknown role {role!r}; one of {', '.join(r.value for r in Role)}.", "role") from exc
+        query = query.where(User.role == parse_role(role).value)
     if not include_inactive:
         query = query.where(User.active.is_(True))
     return list(session.scalars(query))
 
 
+#: What anyone who would leave the portal without an administrator is told.
+LAST_ADMIN = (
+    "{email} is the last active administrator. Make another administrator first (invite one, or give "
+    "an existing sign-in the administrator role), then change this one."
+)
+
+
+def usable_admin_ids(session: Session, lock: bool = False) -> list[int]:
+    """The administrators who can sign in now: active, with a password or an outside
+    identity (an invitation not yet accepted does not count). ``lock`` holds them until the
+    transaction ends (their rows on PostgreSQL, the database's write lock on SQLite), so two
+    administrators removing each other at the same moment cannot both succeed."""
+    query = select(User.id).where(
+        User.role == Role.ADMIN.value,
+        User.active.is_(True),
+        (User.password_hash.is_not(None)) | (User.oidc_subject.is_not(None)),
+    )
+    if lock and session.get_bind().dialect.name == "sqlite":
+        # SQLite has no row locks and its reads take none: a write first (changing nothing)
+        # makes this transaction wait for any other writer, and read what it committed.
+        session.execute(
+            update(User)
+            .where(User.role == Role.ADMIN.value)
+            .values(active=User.active)
+            .execution_options(synchronize_session=False)
+        )
+    elif lock:
+        query = query.with_for_update()
+    return list(session.scalars(query.order_by(User.id)))
+
+
+def refuse_last_admin(session: Session, user: User) -> None:
+    """``InvalidInput`` when ``user`` is the last administrator who can sign in: turning it
+    off or giving it another role would leave nobody to manage sign-ins."""
+    if user.role != Role.ADMIN.value or not user.active:
+        return
+    others = [i for i in usable_admin_ids(session, lock=True) if i != user.id]
+    if not others:
+        raise InvalidInput(LAST_ADMIN.format(email=user.email), "role")
+
+
 def set_active(session: Session, user: User, active: bool, now: datetime) -> int:
-    """Turn a sign-in off (every session ends) or back on; how many sessions ended."""
+    """Turn a sign-in off (every session ends) or back on; how many sessions ended. The
+    last administrator cannot be turned off (``refuse_last_admin``)."""
+    if not active:
+        refuse_last_admin(session, user)
     user.active = active
     return 0 if active else user_sessions.end_all(session, user, now, "deactivated")
 
@@ -149,17 +195,17 @@ def set_active(session: Session, user: User, active: bool, now: datetime) -> int
 def set_role(session: Session, user: User, role: str, now: datetime) -> int:
     """Give a staff sign-in another staff role; its sessions end, so the new role starts
     with a fresh sign-in. Customers and staff do not trade places: a customer's sign-in
-    holds their accounts, so make a separate sign-in instead."""
-    try:
-        new = Role(role)
-    except ValueError as exc:
-        raise InvalidInput(f"Unknown role {role!r}; one of {', '.join(r.value for r in Role)}.", "role") from exc
+    holds their accounts, so make a separate sign-in instead. The last administrator keeps
+    the role (``refuse_last_admin``)."""
+    new = parse_role(role)
     if new.is_staff != Role(user.role).is_staff:
         raise InvalidInput(
             "A customer sign-in cannot become staff, nor staff a customer: create a separate sign-in.", "role"
         )
     if new.value == user.role:
         return 0
+    if new is not Role.ADMIN:
+        refuse_last_admin(session, user)
     user.role = new.value
     return user_sessions.end_all(session, user, now, "role_changed")
 
@@ -173,7 +219,14 @@ def sign_out_everywhere(session: Session, user: User, now: datetime) -> int:
 
 VERIFY_EMAIL = "verify_email"
 RESET_PASSWORD = "reset_password"
-TOKEN_LIFETIME = {VERIFY_EMAIL: timedelta(days=2), RESET_PASSWORD: timedelta(hours=1)}
+#: An administrator invited a staff member: the link sets the first password.
+INVITE = "invite"
+INVITE_HOURS = 72
+TOKEN_LIFETIME = {
+    VERIFY_EMAIL: timedelta(days=2),
+    RESET_PASSWORD: timedelta(hours=1),
+    INVITE: timedelta(hours=INVITE_HOURS),
+}
 
 
 @dataclass(frozen=True)
@@ -293,6 +346,121 @@ def change_password(
     user.password_hash = hash_password(new)
     user.password_changed_at = now
     user_sessions.end_all(session, user, now, "password", keep=keep_session)
+
+
+# --- Inviting staff: a sign-in without a password, and a link that sets the first one --------
+
+#: How a staff sign-in stands, for the administrators' list.
+ACTIVE, INVITED, INVITE_EXPIRED, TURNED_OFF = "active", "invited", "invitation expired", "turned off"
+INVITE_USED = "This invitation has expired or was already used. Ask an administrator to send a new one."
+
+
+def staff_role(role: str) -> Role:
+    """``role`` as a staff role, or ``InvalidInput`` on ``role``."""
+    found = parse_role((role or "").strip())
+    if not found.is_staff:
+        raise InvalidInput("Choose a staff role: residents sign up for themselves.", "role")
+    return found
+
+
+def check_invite(session: Session, email: str, role: str, display_name: str) -> FieldErrors | None:
+    """Every problem with an invitation form, by field, or None."""
+    errors: dict[str, InvalidInput] = {}
+    try:
+        address = validate_email(email)
+        if user_by_email(session, address) is not None:
+            errors["email"] = InvalidInput(f"A sign-in for {address} already exists.", "email")
+    except InvalidInput as exc:
+        errors["email"] = exc
+    try:
+        staff_role(role)
+    except InvalidInput as exc:
+        errors["role"] = exc
+    if len((display_name or "").strip()) > 200:
+        errors["name"] = InvalidInput("Use at most 200 characters for the name.", "name")
+    return FieldErrors(errors) if errors else None
+
+
+def invite(session: Session, email: str, role: str, display_name: str, now: datetime) -> User:
+    """A staff sign-in with no password yet (nobody can sign in with it) for ``email``; the
+    invitation email (``issue_token(..., INVITE, ...)``, sent by the caller's job) carries
+    the link that sets the first password. ``FieldErrors`` for the whole form, nothing written."""
+    problems = check_invite(session, email, role, display_name)
+    if problems is not None:
+        raise problems
+    user = User(
+        email=validate_email(email),
+        password_hash=None,
+        role=staff_role(role).value,
+        display_name=(display_name or "").strip() or None,
+        created_at=now,
+    )
+    session.add(user)
+    session.flush()
+    return user
+
+
+def invited_ids(session: Session, user_ids: list[int], now: datetime) -> set[int]:
+    """Which of ``user_ids`` have an invitation link that still works."""
+    if not user_ids:
+        return set()
+    return set(
+        session.scalars(
+            select(UserToken.user_id).where(
+                UserToken.user_id.in_(user_ids),
+                UserToken.purpose == INVITE,
+                UserToken.used_at.is_(None),
+                UserToken.expires_at > now,
+            )
+        )
+    )
+
+
+def open_invite(session: Session, user: User, now: datetime) -> UserToken | None:
+    """The invitation link of ``user`` that still works, if any."""
+    return session.scalar(
+        select(UserToken)
+        .where(
+            UserToken.user_id == user.id,
+            UserToken.purpose == INVITE,
+            UserToken.used_at.is_(None),
+            UserToken.expires_at > now,
+        )
+        .order_by(UserToken.id.desc())
+        .limit(1)
+    )
+
+
+def staff_status(user: User, invite_open: bool) -> str:
+    """``ACTIVE``, ``INVITED`` (no password yet, the link works), ``INVITE_EXPIRED`` or ``TURNED_OFF``."""
+    if not user.active:
+        return TURNED_OFF
+    if user.password_hash is None and user.oidc_subject is None:
+        return INVITED if invite_open else INVITE_EXPIRED
+    return ACTIVE
+
+
+def refuse_if_accepted(user: User) -> None:
+    """An invitation is sent again only while the sign-in has no password."""
+    if user.password_hash is not None:
+        raise InvalidInput(
+            f"{user.email} already set a password: send a password reset instead of an invitation.", "user"
+        )
+
+
+def accept_invite(session: Session, raw: str, password: str, now: datetime) -> User:
+    """Use an invitation link to set the first password (the existing password rules). The
+    link works once, and only until it expires; it also confirms the address."""
+    token = valid_token(session, raw, INVITE, now)
+    user = session.get(User, token.user_id) if token is not None else None
+    if token is None or user is None or not user.active or user.password_hash is not None:
+        raise InvalidInput(INVITE_USED, "token")
+    validate_new_password(password)
+    token.used_at = now
+    user.password_hash = hash_password(password)
+    user.password_changed_at = now
+    user.email_verified_at = user.email_verified_at or now
+    return user
 
 
 # --- Linking an account with facts printed on its bill ---------------------------------

@@ -21,7 +21,7 @@ from ..adapters import smtp
 from ..adapters.clock import Clock
 from ..adapters.database import transaction
 from ..adapters.queue import JobQueue
-from ..billing_core import arrangements, autopay, outbox, users
+from ..billing_core import arrangements, autopay, outbox, permissions, users
 from ..billing_core.models import (
     Account,
     ArrangementRequest,
@@ -40,7 +40,7 @@ Sessions = sessionmaker[Session]
 
 # --- Emails to one person (sign-up, password reset, receipts) ---------------------------
 
-ACCOUNT_EMAILS = ("confirm_email", "reset_password", "already_registered")
+ACCOUNT_EMAILS = ("confirm_email", "reset_password", "already_registered", "invite")
 
 
 def send_account_email(mailer: Mailer, factory: Sessions, clock: Clock, user_id: int, kind: str) -> str | None:
@@ -60,6 +60,15 @@ def send_account_email(mailer: Mailer, factory: Sessions, clock: Clock, user_id:
         elif kind == "reset_password":
             token = users.issue_token(session, user, users.RESET_PASSWORD, clock())
             context = {"url": mailer.link(f"/reset-password?token={token}")}
+        elif kind == "invite":  # issue 16, staff administration: the link sets the first password
+            if user.password_hash is not None:
+                return None  # accepted since: nothing to send
+            token = users.issue_token(session, user, users.INVITE, clock())
+            context = {
+                "url": mailer.link(f"/set-password?token={token}"),
+                "role": permissions.ROLE_NAMES[user.role_enum],
+                "hours": str(users.INVITE_HOURS),
+            }
         else:
             context = {"sign_in_url": mailer.link("/sign-in"), "reset_url": mailer.link("/forgot-password")}
     mailer.send(mailer.build(to, language, kind, **context))
