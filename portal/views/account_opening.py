@@ -238,7 +238,8 @@ async def transfer_submit(request: Request) -> Response:
     final = (
         f"Final bill {outcome.final_bill} posted."
         if outcome.final_bill
-        else "The final bill is held for review: once it is approved, move what it adds from the transfer page."
+        else f"The final bill is held for review: once it is approved, move what it adds from account {number}'s"
+        f" set-up page (/staff/accounts/{number}/opened)."
     )
     flash(request, f"Service moved from account {number} to account {new}. {final} Balance moved: {money(moved)}.")
     await _tell(request, outcome.opened)

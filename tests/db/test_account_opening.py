@@ -34,6 +34,7 @@ from portal.billing_core.money_policy import DEFAULT
 from portal.demo import TRASH_RES
 from portal.emails import Mailer
 from portal.services import account_opening as service
+from portal.services import accounts as account_service
 from portal.settings import Settings
 
 from .factories import district
@@ -210,6 +211,20 @@ def test_form_errors_and_unreadable_addresses_write_nothing(session: Session) ->
             session, staff["csr"], _form(session, water="", sanitation=""), policy=DEFAULT, today=TODAY, now=NOW
         )
     assert set(caught.value.errors) == {"services"}
+    # A rate whose only version is still proposed (in the approvals queue) never bills.
+    proposed = RateSchedule(code="W2", name="Water, new", service_type="water", customer_class="RESIDENTIAL_SINGLE")
+    session.add(proposed)
+    session.flush()
+    session.add(
+        RateScheduleVersion(schedule_id=proposed.id, effective_on=date(2026, 1, 1), definition={}, status="proposed")
+    )
+    session.flush()
+    before = _counts(session)
+    with pytest.raises(FieldErrors) as caught:
+        service.open_account(
+            session, staff["csr"], _form(session, water_schedule=str(proposed.id)), policy=DEFAULT, today=TODAY, now=NOW
+        )
+    assert "no approved rate" in caught.value.errors["water_schedule"].message
     assert _counts(session) == before
 
 
@@ -276,3 +291,28 @@ def test_a_transfer_moves_the_balance_and_the_ledger_stays_sound(session: Sessio
     # Nothing is left to move afterwards.
     with pytest.raises(FieldErrors, match="nothing left"):
         service.move_balance(session, specialist, old.number, new.number, today=TODAY, now=NOW)
+    # A final read far beyond the history holds the final bill: the balance as it stands moves
+    # now, and what the approved final bill adds moves afterwards.
+    other = accts[1]
+    meter, last = meter_and_last_read(session, other)
+    owed = posting.account_balance(session, other.id)
+    held = service.transfer(
+        session,
+        specialist,
+        other.number,
+        {**values, f"read-{meter.id}": str(last + 5000), "service_line1": "56 Pine St"},
+        policy=DEFAULT,
+        today=TODAY,
+        now=NOW,
+    )
+    assert held.final_bill is None and held.held_reasons and sum(held.moved.values()) == owed
+    assert posting.account_balance(session, other.id) == 0
+    account_service.review_final_bill(
+        session, _supervisor, other.number, "approve", {}, now=NOW, today=TODAY, remote_addr=None
+    )
+    final_charges = posting.account_balance(session, other.id)
+    assert final_charges > 0
+    moved = service.move_balance(session, specialist, other.number, held.opened.account.number, today=TODAY, now=NOW)
+    assert sum(moved.values()) == final_charges and posting.account_balance(session, other.id) == 0
+    assert posting.account_balance(session, held.opened.account.id) == owed + final_charges
+    assert ledger_check.run(session) == []
