@@ -638,6 +638,25 @@ def _move(session: Session, staff: User, old: Account, new: Account, on: date, n
     return amounts
 
 
+def _forward(plan: rules.Plan) -> dict[str, str]:
+    """The stop form's forwarding address (``mailing_*``) for a transfer's final bill."""
+    if plan.mailing is not None:
+        line1, city, state, zip_code = plan.mailing.line1, plan.mailing.city, plan.mailing.state, plan.mailing.zip
+    elif plan.reuse_premise is not None:
+        p = plan.reuse_premise
+        line1, city, state, zip_code = (
+            " ".join(filter(None, (p.address_line1, p.address_line2))),
+            p.city,
+            p.state,
+            p.zip,
+        )
+    else:
+        assert plan.address is not None
+        a = plan.address
+        line1, city, state, zip_code = " ".join(filter(None, (a.line1, a.line2))), a.city, a.state, a.zip
+    return {"mailing_line1": line1, "mailing_city": city, "mailing_state": state, "mailing_zip": zip_code}
+
+
 def transfer_form(session: Session, staff: User, number: str, *, today: date, request_id: str = "") -> OpeningForm:
     """The transfer form of an active account: its stop (on the account page's terms) and
     the opening of the new account for the same customer."""
@@ -681,6 +700,9 @@ def transfer(
     except FieldErrors as exc:
         errors.update(exc.errors)
     stop_values = {k: v for k, v in values.items() if k == "stop_on" or k.startswith("read-")}
+    if plan is not None:
+        # The final bill goes where the customer will be: the new billing address, or the new premise.
+        stop_values.update(_forward(plan))
     with session.begin_nested():
         # The stop is tried even when the new account's part is wrong, so every problem of the
         # form is said at once; any problem undoes the stop with the rest.
@@ -693,11 +715,8 @@ def transfer(
         if errors:
             raise FieldErrors(errors)
         assert plan is not None
-        if plan.mailing is None and stopped.bill_number is not None:
-            from ..billing_core import customers
-
-            # The new account's bills go to its service address (the final bill went out already).
-            customers.set_mailing_address(session, old.customer, None, staff, remote_addr)
+        # The final bill was sent to the new address (``_forward``), which stays the customer's
+        # mailing address: the new account's bills go there too, and so would a reprinted final bill.
         opened = _write(
             session,
             staff,

@@ -285,6 +285,8 @@ def test_a_transfer_moves_the_balance_and_the_ledger_stays_sound(session: Sessio
     assert posting.account_balance(session, old.id) == 0
     assert posting.account_balance(session, new.id) == sum(done.moved.values()) > owed_before
     assert done.opened.deposit is None
+    # The final bill went to the new address, where the new account's bills go too.
+    assert (old.customer.mailing_line1, old.customer.mailing_zip) == ("55 Pine St", "91710")
     assert ledger_check.run(session) == []
     event = session.scalar(select(AuditEvent).where(AuditEvent.action == "account.transferred"))
     assert event is not None and event.after["to_account"] == new.number
