@@ -257,8 +257,9 @@ def _int(text: str, name: str, low: int, high: int, what: str, errors: dict[str,
 
 
 def _by_id(items: Iterable[Any], text: str) -> Any:
+    """The item whose id (as the form sends it) or code (as the command line gives it) is ``text``."""
     text = text.strip()
-    return next((i for i in items if str(i.id) == text), None) if text else None
+    return next((i for i in items if text in (str(i.id), getattr(i, "code", None))), None) if text else None
 
 
 def check(

@@ -318,3 +318,29 @@ def test_a_transfer_moves_the_balance_and_the_ledger_stays_sound(session: Sessio
     assert sum(moved.values()) == final_charges and posting.account_balance(session, other.id) == 0
     assert posting.account_balance(session, held.opened.account.id) == owed + final_charges
     assert ledger_check.run(session) == []
+
+
+def test_the_command_line_opens_an_account_from_a_request(
+    session: Session, engine, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    from portal.cli import main
+
+    staff = _office(session)
+    resident = User(email="lee@example.net", role="customer", created_at=NOW)
+    session.add(resident)
+    session.flush()
+    item = ServiceRequest(
+        kind="start", status="submitted", user_id=resident.id, start_on=TODAY, contact_name="Lee Park",
+        contact_phone="(909) 555-0177", contact_email="lee@example.net", service_line1="8 Elm St",
+        service_city="Chino", service_state="CA", service_zip="91710", created_at=NOW, updated_at=NOW,
+    )  # fmt: skip
+    session.add(item)
+    session.commit()
+    monkeypatch.setenv("DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    args = ["accounts", "open", "--from-request", str(item.id), "--class", "RESIDENTIAL_SINGLE", "--water-rate", "W"]
+    args += ["--on", TODAY.isoformat()]
+    assert main([*args, "--as", staff["cashier"].email]) != 0  # a cashier opens no accounts
+    assert main([*args, "--as", staff["csr"].email]) == 0
+    assert "is open; turn-on order" in capsys.readouterr().out
+    session.expire_all()
+    assert session.get(ServiceRequest, item.id).status == "completed"  # type: ignore[union-attr]
