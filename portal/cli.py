@@ -1034,7 +1034,9 @@ def _account_opening_parsers(sub) -> None:  # type: ignore[no-untyped-def]
     p = accounts.add_parser("open", help="open an account from a resident's start request")
     p.add_argument("--from-request", required=True, metavar="ID", help="the start request's number")
     p.add_argument("--class", dest="customer_class", required=True, metavar="CLASS", help="e.g. RESIDENTIAL_SINGLE")
-    p.add_argument("--cycle", metavar="CODE", help="the billing cycle's code (default: the first)")
+    p.add_argument(
+        "--cycle", metavar="CODE", help="the billing cycle's code, C1 to C4 in the demo (default: the first)"
+    )
     p.add_argument("--route", metavar="CODE", help="the meter route's code")
     p.add_argument("--start-on", metavar="DATE", help="first day of service, YYYY-MM-DD (default: the request's)")
     p.add_argument("--water-rate", metavar="CODE", help="the water rate schedule's code")
