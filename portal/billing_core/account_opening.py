@@ -54,6 +54,7 @@ from .models import (
     RateScheduleVersion,
     Route,
     Service,
+    User,
     WorkOrder,
 )
 from .numbers import account_number
@@ -88,7 +89,13 @@ _UNIT_TYPES = {"APARTMENT": "APT", "SUITE": "STE", "UNIT": "UNIT", "BUILDING": "
 
 
 def _clean(text: str) -> str:
-    return re.sub(r"[^0-9A-Z# ]+", "", text.upper().replace("-", " ")).strip()
+    """Upper case, letters (any alphabet: Peña), digits, ``#`` and single spaces."""
+    return " ".join(re.sub(r"[^\w# ]+|_", "", text.upper().replace("-", " ")).split())
+
+
+def _title(street: str) -> str:
+    """``123 N MAIN ST`` as ``123 N Main St`` (and ``1ST`` as ``1st``)."""
+    return " ".join(w.lower() if w[:1].isdigit() else w.capitalize() for w in street.split())
 
 
 def _word(text: str, table: Mapping[str, str]) -> str:
@@ -127,7 +134,7 @@ def parse_premise_address(line1: str, line2: str, city: str, state: str, zip_cod
         errors["service_line1"] = InvalidInput("Enter the street address.", "service_line1")
     else:
         try:
-            tags, kind = usaddress.tag(f"{line1} {line2}".strip())
+            tags, kind = usaddress.tag(line1)
         except usaddress.RepeatedLabelError:
             kind = "Ambiguous"
         if kind == "PO Box" or "USPSBoxID" in tags:
@@ -148,17 +155,29 @@ def parse_premise_address(line1: str, line2: str, city: str, state: str, zip_cod
         for part in (
             _clean(tags.get("AddressNumber", "")).replace(" ", ""),
             _word(tags.get("StreetNamePreDirectional", ""), _DIRECTIONS),
+            _clean(tags.get("StreetNamePreModifier", "")),
+            _word(tags.get("StreetNamePreType", ""), _SUFFIXES),
             _clean(tags.get("StreetName", "")),
             _word(tags.get("StreetNamePostType", ""), _SUFFIXES),
             _word(tags.get("StreetNamePostDirectional", ""), _DIRECTIONS),
         )
         if part
     )
-    unit_id = _clean(tags.get("OccupancyIdentifier", "")).replace("#", "").replace(" ", "")
-    unit_type = _word(tags.get("OccupancyType", ""), _UNIT_TYPES) if tags.get("OccupancyType") else ""
+    unit_tags = tags
+    if not tags.get("OccupancyIdentifier") and line2:
+        try:  # the unit on its own line, read as if it followed a street
+            unit_tags, _kind = usaddress.tag(f"1 Main St {line2}")
+        except usaddress.RepeatedLabelError:
+            unit_tags = {}
+    unit_id = _clean(unit_tags.get("OccupancyIdentifier", "")).replace("#", "").replace(" ", "")
+    unit_type = _word(unit_tags.get("OccupancyType", ""), _UNIT_TYPES) if unit_tags.get("OccupancyType") else ""
     unit = f"{unit_type or '#'} {unit_id}".replace("# ", "#") if unit_id else None
+    if unit is None and line2:
+        # A unit usaddress does not recognise ("Rear", "Lot 12 B") is kept as typed.
+        unit = line2[:100]
+        unit_id = _clean(line2).replace(" ", "")
     key = " ".join(p for p in (street, f"#{unit_id}" if unit_id else "", mailing.zip[:5]) if p)
-    return PremiseAddress(street.title() if street else line1, unit, mailing.city, mailing.state, mailing.zip, key)
+    return PremiseAddress(_title(street), unit, mailing.city, mailing.state, mailing.zip, key)
 
 
 # --- Choices the form offers -----------------------------------------------------------------
@@ -374,13 +393,12 @@ def check(
         errors["start_on"] = InvalidInput(f"Choose a day within {MAX_DAYS_AHEAD} days.", "start_on")
     if start_on and start_on < today - timedelta(days=31):
         errors["start_on"] = InvalidInput("Choose a day no more than a month back.", "start_on")
-    turn_on_due = (
-        _day(get("turn_on_due"), "turn_on_due", "the turn-on date", errors) if get("turn_on_due") else start_on
-    )
-    if turn_on_due and start_on and turn_on_due < min(start_on, today):
-        errors["turn_on_due"] = InvalidInput(
-            "The turn-on cannot be due before today or the first day of service.", "turn_on_due"
-        )
+    if get("turn_on_due"):
+        turn_on_due = _day(get("turn_on_due"), "turn_on_due", "the turn-on date", errors)
+        if turn_on_due and turn_on_due < today:
+            errors["turn_on_due"] = InvalidInput("The turn-on cannot be due before today.", "turn_on_due")
+    else:
+        turn_on_due = max(start_on, today) if start_on else None
     mailing = None
     if get("billing") == "other":
         try:
@@ -567,7 +585,7 @@ def turn_on_order(
     origin: str,
     request_id: int | None,
     meter: Meter | None,
-    actor_id: int | None,
+    actor: User | None,
     now: datetime,
 ) -> WorkOrder:
     """The turn-on order of a new account (built as ``field_orders.open_order`` builds its
@@ -582,7 +600,7 @@ def turn_on_order(
         origin=origin,
         service_request_id=request_id,
         meter_id=meter.id if meter else None,
-        created_by_id=actor_id,
+        created_by_id=actor.id if actor else None,
         created_at=now,
     )
     session.add(order)
@@ -590,7 +608,7 @@ def turn_on_order(
     audit.record(
         session,
         "work_order.opened",
-        actor_label=None,
+        actor=actor,
         entity_type="work_order",
         entity_id=order.id,
         after={

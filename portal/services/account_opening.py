@@ -109,10 +109,11 @@ class OpeningForm:
     stop_meters: tuple[Meter, ...] = ()
 
 
-def _open_request(session: Session, request_id: str) -> ServiceRequest:
+def _open_request(session: Session, request_id: str, kinds: tuple[str, ...] = ("start", "transfer")) -> ServiceRequest:
+    """A start request (for opening) or a transfer request (for the transfer page)."""
     item = session.get(ServiceRequest, int(request_id)) if request_id.strip().isdigit() else None
-    if item is None or item.kind not in ("start", "transfer"):
-        raise NotFound(f"start request {request_id}")
+    if item is None or item.kind not in kinds:
+        raise NotFound(f"{' or '.join(kinds)} request {request_id}")
     return item
 
 
@@ -391,7 +392,7 @@ def _write(
     session.flush()
     deposit = _bill_deposit(session, policy, staff, account, today, now)
     order = rules.turn_on_order(
-        session, account, plan.turn_on_due, origin, request.id if request else None, meter, staff.id, now
+        session, account, plan.turn_on_due, origin, request.id if request else None, meter, staff, now
     )
     welcome = outbox.queue(session, WELCOME, {"account_id": account.id}, now).id if customer.email else None
     audit.record(
@@ -445,11 +446,11 @@ def _finish_request(
     service_requests.handle(session, item, action.value, staff, now, message, f"Opened account {account.number}", today)
 
 
-def _check_request(session: Session, values: dict[str, str]) -> ServiceRequest | None:
+def _check_request(session: Session, values: dict[str, str], kind: str) -> ServiceRequest | None:
     text = values.get("request", "").strip()
     if not text:
         return None
-    item = _open_request(session, text)
+    item = _open_request(session, text, (kind,))
     if item.status not in service_requests.OPEN:
         raise FieldErrors.one("request", f"Request {item.id} is {service_requests.status_label(item).lower()} already.")
     return item
@@ -470,7 +471,7 @@ def open_account(
     duplicates not yet seen refuse it with ``DuplicatesFound`` (staff choose, and send it
     again with ``duplicates_seen``)."""
     permissions.require(staff, Action.ACCOUNTS_OPEN)
-    request = _check_request(session, values)
+    request = _check_request(session, values, "start")
     plan = rules.check(session, values, today, identity_allowed=_identity_allowed(staff))
     if values.get("duplicates_seen") != "1":
         found = rules.possible_duplicates(
@@ -661,6 +662,7 @@ def transfer_form(session: Session, staff: User, number: str, *, today: date, re
     """The transfer form of an active account: its stop (on the account page's terms) and
     the opening of the new account for the same customer."""
     permissions.require(staff, Action.ACCOUNTS_CHANGE)
+    permissions.require(staff, Action.BILLS_FINAL)
     form = opening_form(session, staff, request_id=request_id, today=today, transfer_from=number)
     assert form.old_account is not None
     return form
@@ -691,7 +693,7 @@ def transfer(
     old = _account(session, number)
     if old.status != AccountStatus.ACTIVE.value or bill_runs.held_for_account(session, old.id) is not None:
         raise FieldErrors.one("final", f"Account {number} is not active, or its final bill is already held.")
-    request = _check_request(session, values)
+    request = _check_request(session, values, "transfer")
     errors: dict[str, InvalidInput] = {}
     plan = None
     try:
