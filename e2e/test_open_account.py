@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime
+from email.header import decode_header, make_header
 
 from playwright.sync_api import Page, expect
 from sqlalchemy import select
@@ -88,6 +89,14 @@ def test_a_csr_opens_an_account_from_a_start_request(page: Page, live_server: Li
     assert item.status == "completed" and street_line == "4100 Ramona Ave"
     assert [d.status for d in deposits] == ["billed"] and deposits[0].amount_cents > 0
     assert (order.kind, order.status, order.origin) == ("turn_on", "open", "request")
+    # The resident is welcomed in Spanish and told the request is done.
+    subjects = {
+        " ".join(str(make_header(decode_header(m["Subject"]))).split())
+        for m in live_server.inbox
+        if m["To"] == "newcomer@example.net"
+    }
+    assert f"Bienvenido: su cuenta {account.number} está abierta" in subjects, subjects
+    assert any(str(item.id) in subject for subject in subjects), subjects
     # The letter prints through the printer adapter.
     pdf = page.request.get(f"{live_server.url}/staff/accounts/{account.number}/welcome.pdf")
     assert pdf.ok and pdf.body()[:4] == b"%PDF"
