@@ -561,7 +561,9 @@ def refuse_taken_services(session: Session, premise: Premise, plan: Plan, field_
 
 def next_account_number(session: Session) -> str:
     """The next free account number (serial + Luhn check digit) after the highest in use."""
-    highest = session.scalar(select(func.max(Account.number)).where(func.length(Account.number) == 8))
+    highest = session.scalar(select(func.max(Account.number)))  # the unique index's last entry
+    if highest is not None and not (len(highest) == 8 and highest.isdigit()):
+        highest = session.scalar(select(func.max(Account.number)).where(func.length(Account.number) == 8))
     serial = int(highest[:-1]) + 1 if highest and highest.isdigit() else 1
     while session.scalar(select(Account.id).where(Account.number == account_number(serial))) is not None:
         serial += 1  # pragma: no cover - only when numbers were made out of order

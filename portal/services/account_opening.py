@@ -694,6 +694,8 @@ def transfer(
     if old.status != AccountStatus.ACTIVE.value or bill_runs.held_for_account(session, old.id) is not None:
         raise FieldErrors.one("final", f"Account {number} is not active, or its final bill is already held.")
     request = _check_request(session, values, "transfer")
+    if request is not None and request.account_id != old.id:
+        raise FieldErrors.one("request", f"Request {request.id} is not about account {number}.")
     errors: dict[str, InvalidInput] = {}
     plan = None
     try:
