@@ -39,6 +39,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from . import audit, customers, ledger, service_requests
+from .deposits import months_before
 from .errors import FieldErrors, InvalidInput
 from .models import (
     Account,
@@ -340,7 +341,7 @@ def check(
         if identity_allowed and kind == "person":
             if get("birth_date"):
                 birth_date = _day(get("birth_date"), "birth_date", "the date of birth", errors)
-                if birth_date and (birth_date > today.replace(year=today.year - 18) or birth_date.year < 1900):
+                if birth_date and (birth_date > months_before(today, 18 * 12) or birth_date.year < 1900):
                     errors["birth_date"] = InvalidInput(
                         "The account holder must be 18 or older. Check the date of birth.", "birth_date"
                     )

@@ -191,7 +191,10 @@ def _staff_page(session: Session, staff: User, item: ServiceRequest, remote_addr
         can_open=item.kind in ("start", "transfer")
         and item.status in service_requests.OPEN
         and permissions.can(staff.role, Action.ACCOUNTS_OPEN)
-        and (item.kind == "start" or permissions.can(staff.role, Action.ACCOUNTS_CHANGE)),
+        and (
+            item.kind == "start"
+            or (permissions.can(staff.role, Action.ACCOUNTS_CHANGE) and permissions.can(staff.role, Action.BILLS_FINAL))
+        ),
     )
 
 
