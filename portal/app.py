@@ -32,6 +32,7 @@ from .settings import Settings
 from .templating import make_templates
 from .views import account_changes as account_change_views  # issue 16: maint
 from .views import (  # issue 15, reports
+    account_opening,  # issue 16: open
     adjustments,
     arrangements,
     auth,
@@ -131,6 +132,14 @@ ROUTES = [
     Route("/my/accounts/{number}/bills/{bill}/document", customer.bill_document),
     Route("/my/accounts/{number}/bills/{bill}/pdf", customer.bill_pdf),
     Route("/staff", staff.search),
+    # issue 16: open (opening accounts, from a start request or from scratch; transfers)
+    Route("/staff/accounts/new", account_opening.open_page, methods=["GET"]),
+    Route("/staff/accounts/new", account_opening.open_submit, methods=["POST"]),
+    Route("/staff/accounts/{number}/opened", account_opening.opened_view, methods=["GET"]),
+    Route("/staff/accounts/{number}/welcome.pdf", account_opening.welcome_pdf, methods=["GET"]),
+    Route("/staff/accounts/{number}/transfer", account_opening.transfer_page, methods=["GET"]),
+    Route("/staff/accounts/{number}/transfer", account_opening.transfer_submit, methods=["POST"]),
+    Route("/staff/accounts/{number}/move-balance", account_opening.move_balance, methods=["POST"]),
     Route("/staff/accounts/{number}", staff.account_view),
     Route("/staff/accounts/{number}/stop", staff.stop_service, methods=["POST"]),
     Route("/staff/accounts/{number}/bills/{bill}", staff.bill_view),

@@ -964,6 +964,93 @@ def _returns_parsers(sub) -> None:  # type: ignore[no-untyped-def]
     p.set_defaults(func=cmd_accounts_cash_only_lift)
 
 
+# --- Opening accounts (issue 16: open) -----------------------------------------------------
+
+
+def cmd_accounts_open(args: argparse.Namespace) -> int:
+    """Open an account from a resident's start request (the same service as the staff page):
+    the request fills in the customer and the address; the options give the rest."""
+    from .adapters.clock import system_clock
+    from .billing_core import money_policy
+    from .billing_core.account_opening import DuplicatesFound
+    from .billing_core.errors import FieldErrors
+    from .services import account_opening as service
+
+    on, _now = _money_day(args)
+    now = system_clock()
+    policy = money_policy.load(_settings().money_policy_file)
+    with _engine() as engine:
+        try:
+            with transaction(make_sessionmaker(engine)) as session:
+                actor = _actor(session, args.as_user, True)
+                form = service.opening_form(session, actor, request_id=args.from_request, today=on)
+                values = dict(form.defaults)
+                given = {
+                    "customer_class": args.customer_class,
+                    "cycle": args.cycle,
+                    "route": args.route,
+                    "start_on": args.start_on,
+                    "water_schedule": args.water_rate,
+                    "sewer_schedule": args.sewer_rate,
+                    "sanitation_schedule": args.sanitation_rate,
+                    "cart_count": args.carts,
+                    "cart_size": args.cart_size,
+                    "parcel_number": args.parcel,
+                }
+                values.update({k: v for k, v in given.items() if v})
+                for service_type in ("water", "sewer", "sanitation"):
+                    values[service_type] = "on" if values.get(f"{service_type}_schedule") else ""
+                if args.new:
+                    values["duplicates_seen"] = "1"
+                opened = service.open_account(session, actor, values, policy=policy, today=on, now=now)
+                number, order_id = opened.account.number, opened.order.id
+                deposit = opened.deposit.amount_cents if opened.deposit else 0
+                outbox_id = opened.welcome_outbox_id
+        except DuplicatesFound as exc:
+            for c in exc.found.customers:
+                print(f"possible duplicate: customer {c.id} {c.name} {c.email or ''}", file=sys.stderr)
+            for p in exc.found.premises:
+                print(f"possible duplicate: premise {p.id} {p.one_line}", file=sys.stderr)
+            print("error: check the possible duplicates on the staff page, or pass --new", file=sys.stderr)
+            return 2
+        except FieldErrors as exc:
+            for field, problem in exc.errors.items():
+                print(f"error: {field}: {problem.message}", file=sys.stderr)
+            return 2
+    from . import jobs
+
+    settings = _settings()
+    jobs.send_outbox_soon(settings, _factory(), outbox_id)
+    jobs.defer(settings, "email.request_update", _factory(), request_id=int(args.from_request))
+    from .billing_core.money import format_money
+
+    paid = f"deposit {format_money(deposit)}" if deposit else "no deposit"
+    print(f"Account {number} is open; turn-on order {order_id}; {paid}.")
+    return 0
+
+
+def _account_opening_parsers(sub) -> None:  # type: ignore[no-untyped-def]
+    accounts = _commands(sub, "accounts", "accounts")
+    p = accounts.add_parser("open", help="open an account from a resident's start request")
+    p.add_argument("--from-request", required=True, metavar="ID", help="the start request's number")
+    p.add_argument("--class", dest="customer_class", required=True, metavar="CLASS", help="e.g. RESIDENTIAL_SINGLE")
+    p.add_argument(
+        "--cycle", metavar="CODE", help="the billing cycle's code, C1 to C4 in the demo (default: the first)"
+    )
+    p.add_argument("--route", metavar="CODE", help="the meter route's code")
+    p.add_argument("--start-on", metavar="DATE", help="first day of service, YYYY-MM-DD (default: the request's)")
+    p.add_argument("--water-rate", metavar="CODE", help="the water rate schedule's code")
+    p.add_argument("--sewer-rate", metavar="CODE", help="the sewer rate schedule's code")
+    p.add_argument("--sanitation-rate", metavar="CODE", help="the sanitation rate schedule's code")
+    p.add_argument("--carts", metavar="N", help="number of carts (sanitation by cart)")
+    p.add_argument("--cart-size", metavar="GALLONS", help="cart size, e.g. 64")
+    p.add_argument("--parcel", metavar="APN", help="the parcel number")
+    p.add_argument("--new", action="store_true", help="make a new customer and premise despite possible duplicates")
+    p.add_argument("--on", metavar="DATE", help="the office's date, YYYY-MM-DD (default: today)")
+    _as_option(p, True)
+    p.set_defaults(func=cmd_accounts_open)
+
+
 # --- Adjustments and write-offs (issue 14) ------------------------------------------------------
 
 
@@ -1472,6 +1559,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_ledger_check)
     _returns_parsers(sub)  # returned payments and cash only
+    _account_opening_parsers(sub)  # issue 16: portal accounts open
     _notices_parsers(sub)  # issue 15: collection notices (print a day's batches)
 
     # Bank and lockbox files (issue 14)

@@ -235,6 +235,15 @@ CHECKS.append(_adjustments_and_write_offs)  # adjustments and write-offs (issue 
 CHECKS.append(drawers.check)  # counter payments: drawers and receipts
 
 
+def _balance_transfers(session: Session) -> Iterable[str]:
+    from .account_opening import transfer_problems
+
+    return transfer_problems(session)
+
+
+CHECKS.append(_balance_transfers)  # issue 16: a transfer's balance moves through a clearing account
+
+
 def run(session: Session, checks: Iterable[Check] | None = None) -> list[str]:
     """Every problem the checks find; empty when the ledger is sound."""
     problems: list[str] = []

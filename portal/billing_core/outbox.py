@@ -50,6 +50,7 @@ REFS = {
     "email.counter_receipt": ("counter_receipt", "receipt_id"),
     "email.money_notice": (None, None),
     "email.notice": ("notice", "notice_id"),  # issue 15: collection notices (services/notices.py)
+    "email.welcome": ("account", "account_id"),  # issue 16: a new account's welcome (services/account_opening.py)
 }
 OUTBOX_COLUMNS = (
     "kind",

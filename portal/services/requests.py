@@ -140,6 +140,9 @@ class StaffRequest:
     emails: list[EmailOutbox]
     #: The sensitive fields this reader may see (``permissions.Field``)
     shown: frozenset[Field]
+    #: This reader may open the account a start asks for (or the transfer's new one) from it:
+    #: the opening form is pre-filled from the request (issue 16, ``services/account_opening``).
+    can_open: bool = False
 
 
 def _get(session: Session, request_id: int | str, lock: bool = False) -> ServiceRequest:
@@ -185,6 +188,13 @@ def _staff_page(session: Session, staff: User, item: ServiceRequest, remote_addr
         can_act=permissions.can(staff.role, Action.REQUESTS_HANDLE),
         emails=outbox.about(session, "service_request", item.id),
         shown=shown,
+        can_open=item.kind in ("start", "transfer")
+        and item.status in service_requests.OPEN
+        and permissions.can(staff.role, Action.ACCOUNTS_OPEN)
+        and (
+            item.kind == "start"
+            or (permissions.can(staff.role, Action.ACCOUNTS_CHANGE) and permissions.can(staff.role, Action.BILLS_FINAL))
+        ),
     )
 
 
