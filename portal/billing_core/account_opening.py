@@ -15,8 +15,9 @@ reuse one or to make a new one. A premise with an active account taking a servic
 refused a second active account for that service (stop or transfer the first).
 
 Carts: a sanitation service is billed by cart size (the rate's ``fixed_by_option`` on
-``cart_size``), one charge per service; so ``n`` carts are ``n`` sanitation services of that
-size, each billed on its own (the bill shows one line per cart).
+``cart_size``) once per cart: ``n`` carts of a size are one sanitation service with the
+options ``cart_size`` and ``carts`` (the rate engine charges the size's price times the
+count; a cart of another size is a second sanitation service, as account changes add it).
 
 Balance transfer: the old account's balance (its receivables by service, and its credit
 not already asked as a refund) moves to the new account in two balanced transactions, one
@@ -438,7 +439,8 @@ def check(
             if size not in sizes:
                 errors["cart_size"] = InvalidInput(f"Choose a cart size: {', '.join(sizes)} gallons.", "cart_size")
             elif count:
-                plans += [ServicePlan(service, schedule, version, {"cart_size": size}) for _ in range(count)]
+                options = {"cart_size": size} if count == 1 else {"cart_size": size, "carts": str(count)}
+                plans.append(ServicePlan(service, schedule, version, options))
             continue
         plans.append(ServicePlan(service, schedule, version))
     if not plans and not any(k.endswith("_schedule") or k.startswith("cart_") for k in errors):

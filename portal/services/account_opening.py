@@ -560,8 +560,11 @@ def _letter(session: Session, account: Account) -> WelcomeLetter:
     for s in account.services:
         if s.ended_on is None and s.service_type not in services:
             services.append(s.service_type)
-    carts = [
-        str(s.options.get("cart_size")) for s in account.services if s.ended_on is None and s.options.get("cart_size")
+    carts = [  # one size per cart: a service of ``carts`` carts counts each of them
+        str(s.options["cart_size"])
+        for s in account.services
+        if s.ended_on is None and s.options.get("cart_size")
+        for _ in range(int(str(s.options.get("carts", "1")) or "1"))
     ]
     return WelcomeLetter(
         account=account,

@@ -122,8 +122,8 @@ def test_a_start_request_becomes_an_account_in_spanish(session: Session, session
     customer = account.customer
     assert (customer.name, customer.preferred_language, customer.birth_date) == ("Rosa Díaz", "es", date(1980, 4, 30))
     assert account.premise.address_key == "742 N EVERGREEN TER 91710"
-    assert sorted((s.service_type, s.options.get("cart_size")) for s in account.services) == [
-        ("sanitation", "64"), ("sanitation", "64"), ("water", None),
+    assert sorted((s.service_type, s.options.get("cart_size"), s.options.get("carts")) for s in account.services) == [
+        ("sanitation", "64", "2"), ("water", None, None),
     ]  # fmt: skip
     # New to the district: the policy's deposit, billed; the turn-on order from the request.
     assert opened.deposit is not None and opened.deposit.amount_cents == DEFAULT.deposit_minimum_cents
