@@ -39,7 +39,7 @@ import usaddress  # type: ignore[import-untyped]  # no stubs published
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from . import audit, customers, ledger, service_requests
+from . import customers, ledger, service_requests
 from .deposits import months_before
 from .errors import FieldErrors, InvalidInput
 from .models import (
@@ -593,39 +593,25 @@ def turn_on_order(
     actor: User | None,
     now: datetime,
 ) -> WorkOrder:
-    """The turn-on order of a new account (built as ``field_orders.open_order`` builds its
-    rows, which takes only the collection kinds): the field completes it with the read-in."""
-    order = WorkOrder(
-        kind="turn_on",
-        account_id=account.id,
-        premise_id=account.premise_id,
-        status="open",
-        reason="Turn on service for a new account" + ("" if meter else ": no meter at the premise, set one"),
-        due_on=due_on,
+    """The turn-on order of a new account (``field_orders.open_order``): the field completes it
+    with the read-in."""
+    from . import field_orders
+
+    order = field_orders.open_order(
+        session,
+        account,
+        "turn_on",
+        due_on,
+        None,
+        None,
+        None,
+        now,
+        actor.id if actor else None,
+        meter_id=meter.id if meter else None,
         origin=origin,
         service_request_id=request_id,
-        meter_id=meter.id if meter else None,
-        created_by_id=actor.id if actor else None,
-        created_at=now,
     )
-    session.add(order)
-    session.flush()
-    audit.record(
-        session,
-        "work_order.opened",
-        actor=actor,
-        entity_type="work_order",
-        entity_id=order.id,
-        after={
-            "account": account.number,
-            "kind": "turn_on",
-            "status": "open",
-            "due_on": due_on.isoformat(),
-            "origin": origin,
-            "service_request_id": request_id,
-            "meter_id": order.meter_id,
-        },
-    )
+    order.reason = "Turn on service for a new account" + ("" if meter else ": no meter at the premise, set one")
     return order
 
 
