@@ -1,7 +1,10 @@
 """The register of disputed amounts, appeals and investigations.
 
 A dispute is opened by staff or by the resident (from the bill page: only their own linked
-account's bill, at most the bill's total, with a reason). While it is open its amount is
+account's bill, at most the bill's total, with a reason). Since issue 16 a case of type
+dispute or appeal (``cases.py``) is its dispute: opening the case opens the dispute, linked
+by ``Dispute.case_id``, and resolving the case decides it; the resident's dispute of a bill
+is opened as such a case. While it is open its amount is
 kept out of late fees (``disputed_cents``, read by the daily run) and the account cannot be
 shut off (the shutoff gate counts open disputes through ``collection_facts``). A billing
 supervisor decides it: upheld (the customer was right; staff then correct the bill with an
@@ -107,7 +110,10 @@ def open_dispute(
     actor: User,
     now: datetime,
     remote_addr: str | None = None,
+    case_id: int | None = None,
 ) -> Dispute:
+    """Open the dispute (audited). ``case_id``: the case (of type dispute or appeal) it is
+    (issue 16, ``billing_core/cases.py``): a resident's dispute of a bill is opened as a case."""
     dispute = Dispute(
         account_id=account.id,
         bill_id=opening.bill.id if opening.bill else None,
@@ -118,6 +124,7 @@ def open_dispute(
         opened_via=via,
         opened_by_id=actor.id,
         opened_at=now,
+        case_id=case_id,
     )
     session.add(dispute)
     session.flush()
@@ -133,6 +140,7 @@ def open_dispute(
             "bill": opening.bill.number if opening.bill else None,
             "amount_cents": dispute.amount_cents,
             "opened_via": via,
+            "case_id": case_id,
         },
         detail=opening.reason[:500],
         remote_addr=remote_addr,
@@ -140,10 +148,15 @@ def open_dispute(
     return dispute
 
 
-def decide(session: Session, dispute: Dispute, actor: User, decision: str, note: str, now: datetime) -> None:
-    """A supervisor's decision on an open dispute: upheld, denied or withdrawn, with words."""
+def decide(
+    session: Session, dispute: Dispute, actor: User, decision: str, note: str, now: datetime, from_case: bool = False
+) -> None:
+    """A supervisor's decision on an open dispute: upheld, denied or withdrawn, with words.
+    A dispute that is a case's is decided by resolving the case (``cases.resolve``)."""
     errors: dict[str, InvalidInput] = {}
-    if dispute.status != "open":
+    if dispute.case_id is not None and not from_case:
+        errors["decision"] = InvalidInput("This dispute is decided on its case: resolve the case.", "decision")
+    elif dispute.status != "open":
         errors["decision"] = InvalidInput("This is already %(status)s.", "decision", status=dispute.status)
     elif decision not in DECISIONS:
         errors["decision"] = InvalidInput("Choose upheld, denied or withdrawn.", "decision")

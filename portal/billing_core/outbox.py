@@ -50,6 +50,7 @@ REFS = {
     "email.counter_receipt": ("counter_receipt", "receipt_id"),
     "email.money_notice": (None, None),
     "email.notice": ("notice", "notice_id"),  # issue 15: collection notices (services/notices.py)
+    "email.case_letter": ("case_letter", "letter_id"),  # issue 16: a case's letter (services/cases.py)
 }
 OUTBOX_COLUMNS = (
     "kind",
