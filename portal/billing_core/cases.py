@@ -294,7 +294,7 @@ def check_resident(values: dict[str, str], bill: Bill | None, already_disputed: 
     subject = _text(values, "subject")
     if len(subject) > 200:
         errors["subject"] = InvalidInput(N_("Please keep the subject under 200 characters."), "subject")
-    cents = _amount(values, kind, bill, errors, staff=False) if kind in RESIDENT_KINDS else None
+    cents = _amount(values, kind, bill, errors, staff=False) if "kind" not in errors else None
     if errors:
         raise FieldErrors(errors)
     if not subject:

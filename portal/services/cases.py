@@ -487,7 +487,7 @@ def letter_draft(
     with i18n.use(language):
         text = (
             _plain(env)
-            .get_template(f"email/case_letters/{template}.txt")
+            .get_template(f"email/case_letter_{template}.txt")
             .render(f=facts, agency_name=settings.agency_name, agency_phone=settings.agency_phone)
         )
     return language, text.strip() + "\n"

@@ -189,7 +189,9 @@ def test_attachments_types_size_and_who_may_fetch_them(session: Session, tmp_pat
     assert not (tmp_path / "cases").exists() or list((tmp_path / "cases").rglob("*.*")) == []
     internal = service.attach(session, staff["csr"], settings, case.id, "../../meter photo.png", PNG, False)
     shared = service.attach(session, staff["csr"], settings, case.id, "reading.txt", b"Read 1234\n", True)
-    assert internal.filename == "meter_photo.png" and Path(internal.path).parent.parent == tmp_path / "cases" / str(case.id)
+    assert internal.filename == "meter_photo.png" and Path(internal.path).parent.parent == tmp_path / "cases" / str(
+        case.id
+    )
     item, path = service.attachment_file(session, staff["cashier"], case.id, internal.id)
     assert path.read_bytes() == PNG and item.content_type == "image/png"
     mine, stranger = _resident(session, a, "mine@cases.example"), _resident(session, b, "other@cases.example")
@@ -218,14 +220,20 @@ def test_a_letter_in_spanish_for_a_spanish_customer(session: Session, tmp_path: 
     assert language == "es" and "Estimado/a Customer 1" in body and "Encontramos una fuga." in body
     edited = body + "\nPosdata: gracias."
     with pytest.raises(FieldErrors) as refused:
-        service.letter_html(session, staff["specialist"], env, settings, case.id, {"template": "general", "body": ""}, TODAY)
+        service.letter_html(
+            session, staff["specialist"], env, settings, case.id, {"template": "general", "body": ""}, TODAY
+        )
     assert set(refused.value.errors) == {"body"}
     values = {"template": "high_bill_findings", "body": edited}
     html = service.letter_html(session, staff["specialist"], env, settings, case.id, values, TODAY)
     assert '<html lang="es">' in html and "Posdata: gracias." in html and "Caso:" in html
     stored = service.store_letter(session, staff["specialist"], settings, case.id, values, b"%PDF-1.7 letter", NOW)
     letter = session.get(CaseLetter, stored.letter.id)
-    assert letter is not None and (letter.language, letter.body, letter.template) == ("es", edited.strip(), "high_bill_findings")
+    assert letter is not None and (letter.language, letter.body, letter.template) == (
+        "es",
+        edited.strip(),
+        "high_bill_findings",
+    )
     assert Path(letter.pdf_path or "").read_bytes() == b"%PDF-1.7 letter"
     email = session.get(EmailOutbox, stored.outbox_id)
     assert email is not None and (email.kind, email.recipient) == ("email.case_letter", "c1@example.net")
@@ -252,7 +260,11 @@ def test_a_dispute_case_is_the_dispute_the_shutoff_gate_honours(sessions: sessio
         case = service.open_by_staff(session, staff["csr"], values, GATE_ON, GATE_NOW)
         case_id = case.id
         dispute = session.scalar(select(Dispute).where(Dispute.case_id == case.id))
-        assert dispute is not None and (dispute.amount_cents, dispute.bill_id, dispute.status) == (4_000, bill_id, "open")
+        assert dispute is not None and (dispute.amount_cents, dispute.bill_id, dispute.status) == (
+            4_000,
+            bill_id,
+            "open",
+        )
         assert disputes.disputed_cents(session, [account_id]) == {account_id: 4_000}  # kept out of late fees
         with pytest.raises(FieldErrors):  # decided on its case, not in the register
             disputes.decide(session, dispute, gate_people["supervisor"], "denied", "no", GATE_NOW)
@@ -267,7 +279,11 @@ def test_a_dispute_case_is_the_dispute_the_shutoff_gate_honours(sessions: sessio
     assert set(refused.value.errors) == {"decision"}
     with transaction(sessions) as session:
         service.resolve(
-            session, gate_people["supervisor"], case_id, {"resolution": "Read confirmed.", "decision": "denied"}, GATE_NOW
+            session,
+            gate_people["supervisor"],
+            case_id,
+            {"resolution": "Read confirmed.", "decision": "denied"},
+            GATE_NOW,
         )
         found = session.scalar(select(Dispute).where(Dispute.case_id == case_id))
         assert found is not None and (found.status, found.decision) == ("denied", "Read confirmed.")
