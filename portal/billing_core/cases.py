@@ -404,7 +404,7 @@ def _audit(
     )
 
 
-def add_note(session: Session, case: ServiceCase, author: User, body: str, public: bool) -> CaseNote:
+def add_note(session: Session, case: ServiceCase, author: User, body: str, public: bool, now: datetime) -> CaseNote:
     """A note: internal (staff only) or public (the resident sees it). ``FieldErrors`` on ``body``."""
     body = (body or "").strip()
     if not body:
@@ -413,7 +413,7 @@ def add_note(session: Session, case: ServiceCase, author: User, body: str, publi
         raise FieldErrors({"body": InvalidInput(N_("Please keep this under 4,000 characters."), "body")})
     if case.status == "closed":
         raise FieldErrors({"body": InvalidInput(N_("This case is closed."), "body")})
-    note = CaseNote(case_id=case.id, author_id=author.id, body=body, public=public)
+    note = CaseNote(case_id=case.id, author_id=author.id, body=body, public=public, created_at=now)
     session.add(note)
     session.flush()
     _audit(session, case, "note_added", author, None, {"note_id": note.id, "public": public, "body": body[:500]})

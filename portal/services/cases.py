@@ -340,10 +340,10 @@ def case_page(session: Session, user: User, case_id: int | str, today: date) -> 
     )
 
 
-def add_note(session: Session, user: User, case_id: int | str, values: dict[str, str]) -> CaseNote:
+def add_note(session: Session, user: User, case_id: int | str, values: dict[str, str], now: datetime) -> CaseNote:
     permissions.require(user, Action.CASES_WORK)
     case = _case(session, case_id, lock=True)
-    return cases.add_note(session, case, user, values.get("body", ""), values.get("public", "") == "1")
+    return cases.add_note(session, case, user, values.get("body", ""), values.get("public", "") == "1", now)
 
 
 def reassign(session: Session, user: User, case_id: int | str, values: dict[str, str]) -> ServiceCase:
@@ -392,6 +392,7 @@ def attach(
     filename: str,
     data: bytes,
     shared: bool,
+    now: datetime,
 ) -> CaseAttachment:
     """Keep an uploaded file with the case (``FieldErrors`` on ``file`` when it is not one
     of the allowed types or is over 10 MB): under ``files_dir/cases/<id>/shared`` when the
@@ -410,6 +411,7 @@ def attach(
         size_bytes=len(data),
         path=str(target),
         uploaded_by_id=user.id,
+        created_at=now,
     )
     session.add(item)
     session.flush()
@@ -549,7 +551,9 @@ def store_letter(
     body = cases.check_letter(template, values.get("body", ""))
     facts = _facts(session, case)
     language = _language(facts.account)
-    letter = CaseLetter(case_id=case.id, template=template, language=language, body=body, created_by_id=user.id)
+    letter = CaseLetter(
+        case_id=case.id, template=template, language=language, body=body, created_by_id=user.id, created_at=now
+    )
     session.add(letter)
     session.flush()
     target = _case_dir(settings, case, True) / f"letter-{letter.id}.pdf"
@@ -723,10 +727,10 @@ def my_case(session: Session, user: User, case_id: int | str) -> MyCasePage:
     )
 
 
-def my_message(session: Session, user: User, case_id: int | str, values: dict[str, str]) -> CaseNote:
+def my_message(session: Session, user: User, case_id: int | str, values: dict[str, str], now: datetime) -> CaseNote:
     """The resident adds a message to their case (a public note)."""
     case = _my_case(session, user, case_id, lock=True)
-    return cases.add_note(session, case, user, values.get("body", ""), True)
+    return cases.add_note(session, case, user, values.get("body", ""), True, now)
 
 
 def my_letter_file(session: Session, user: User, case_id: int | str, letter_id: int) -> tuple[CaseLetter, Path]:
@@ -753,6 +757,8 @@ class ResidentNew:
     accounts: list[Account]
     account: Account | None
     bill: Bill | None
+    #: Recent bills of each linked account (account number, bill), to dispute one from the form.
+    bills: list[tuple[str, Bill]] = field(default_factory=list)
 
 
 def resident_new(session: Session, user: User, account_number: str = "", bill_number: str = "") -> ResidentNew:
@@ -764,7 +770,8 @@ def resident_new(session: Session, user: User, account_number: str = "", bill_nu
     bill = _bill_by_number(session, account.id, bill_number) if account and bill_number else None
     if bill_number and bill is None:
         raise NotFound(bill_number)
-    return ResidentNew(mine, account if account else (mine[0] if len(mine) == 1 else None), bill)
+    recent = [(a.number, b) for a in mine for b in _bills(session, a.id)[:6]] if bill is None else []
+    return ResidentNew(mine, account if account else (mine[0] if len(mine) == 1 else None), bill, recent)
 
 
 def open_by_resident(
@@ -778,6 +785,19 @@ def open_by_resident(
     """The resident opens an inquiry, or a dispute of a bill, on one of their own linked
     accounts (``NotFound`` for anyone else's); a dispute is the dispute the delinquency
     rules honour (no late fee on its amount, no shutoff) until it is decided."""
+    values = dict(values)
+    chosen = (values.get("dispute_bill") or "").strip()
+    if values.get("kind") == "dispute" and chosen and not values.get("bill"):
+        # Disputed from the general form: the bill names its account (one of theirs, or a 404).
+        found = session.scalar(
+            select(Account.number)
+            .join(Bill, Bill.account_id == Account.id)
+            .join(UserAccountLink, UserAccountLink.account_id == Account.id)
+            .where(Bill.number == chosen, UserAccountLink.user_id == user.id)
+        )
+        if found is None:
+            raise NotFound(chosen)
+        values.update(account=found, bill=chosen)
     number = (values.get("account") or "").strip()
     account = accounts.account_for_user(session, user, number) if number else None
     if account is None:

@@ -32,7 +32,7 @@ from ..web import (
 )
 
 OPEN_FIELDS = ("kind", "account", "bill", "channel", "subject", "description", "assignee", "amount")
-RESIDENT_FIELDS = ("kind", "account", "bill", "subject", "reason", "amount")
+RESIDENT_FIELDS = ("kind", "account", "bill", "dispute_bill", "subject", "reason", "amount")
 
 
 def _sentence(message: str) -> str:
@@ -183,7 +183,7 @@ async def add_note(request: Request) -> Response:
     form = await _fields(request, ("body", "public"))
     word = "Public note (the resident sees it) added." if form.get("public") == "1" else "Internal note added."
     return await run_in_threadpool(
-        _case_action, request, form, "note", lambda s, u, c: service.add_note(s, u, c, form.values), word
+        _case_action, request, form, "note", lambda s, u, c: service.add_note(s, u, c, form.values, now(request)), word
     )
 
 
@@ -238,7 +238,7 @@ async def attach(request: Request) -> Response:
         request,
         form,
         "file",
-        lambda s, u, c: service.attach(s, u, settings, c, name, content, form.get("shared") == "1"),
+        lambda s, u, c: service.attach(s, u, settings, c, name, content, form.get("shared") == "1", now(request)),
         f"{rules.safe_filename(name) if name else 'File'} attached.",
     )
 
@@ -403,7 +403,7 @@ async def my_message(request: Request) -> Response:
             user = require_customer(request, session)
         try:
             with db(request) as session:
-                service.my_message(session, user, case_id, form.values)
+                service.my_message(session, user, case_id, form.values, now(request))
         except FieldErrors as exc:
             form.errors.update({k: error_text(e) for k, e in exc.errors.items()})
             return _my_page(request, user, case_id, form, 400)

@@ -122,9 +122,9 @@ def test_staff_open_work_and_list_cases(session: Session) -> None:
 
     # Working it: the cashier may open cases but not work them.
     with pytest.raises(NotAllowed):
-        service.add_note(session, staff["cashier"], inquiry.id, {"body": "x"})
-    service.add_note(session, staff["specialist"], inquiry.id, {"body": "Called back, no answer"})
-    service.add_note(session, staff["specialist"], inquiry.id, {"body": "We will test the meter.", "public": "1"})
+        service.add_note(session, staff["cashier"], inquiry.id, {"body": "x"}, NOW)
+    service.add_note(session, staff["specialist"], inquiry.id, {"body": "Called back, no answer"}, NOW)
+    service.add_note(session, staff["specialist"], inquiry.id, {"body": "We will test the meter.", "public": "1"}, NOW)
     service.reassign(session, staff["specialist"], inquiry.id, {"assignee": str(staff["csr"].id)})
     with pytest.raises(FieldErrors):
         service.reassign(session, staff["specialist"], inquiry.id, {"assignee": str(staff["cashier"].id)})
@@ -185,10 +185,10 @@ def test_attachments_types_size_and_who_may_fetch_them(session: Session, tmp_pat
         ("empty.pdf", b"", "empty"),
     ]:
         with pytest.raises(FieldErrors, match=says):
-            service.attach(session, staff["csr"], settings, case.id, name, data, False)
+            service.attach(session, staff["csr"], settings, case.id, name, data, False, NOW)
     assert not (tmp_path / "cases").exists() or list((tmp_path / "cases").rglob("*.*")) == []
-    internal = service.attach(session, staff["csr"], settings, case.id, "../../meter photo.png", PNG, False)
-    shared = service.attach(session, staff["csr"], settings, case.id, "reading.txt", b"Read 1234\n", True)
+    internal = service.attach(session, staff["csr"], settings, case.id, "../../meter photo.png", PNG, False, NOW)
+    shared = service.attach(session, staff["csr"], settings, case.id, "reading.txt", b"Read 1234\n", True, NOW)
     assert internal.filename == "meter_photo.png" and Path(internal.path).parent.parent == tmp_path / "cases" / str(
         case.id
     )
@@ -201,7 +201,7 @@ def test_attachments_types_size_and_who_may_fetch_them(session: Session, tmp_pat
     with pytest.raises(NotFound):
         service.my_attachment_file(session, stranger, case.id, shared.id)
     with pytest.raises(NotAllowed):
-        service.attach(session, staff["cashier"], settings, case.id, "x.txt", b"x", False)
+        service.attach(session, staff["cashier"], settings, case.id, "x.txt", b"x", False, NOW)
 
 
 def test_a_letter_in_spanish_for_a_spanish_customer(session: Session, tmp_path: Path) -> None:
@@ -305,6 +305,8 @@ def test_a_resident_opens_and_follows_only_their_own_cases(session: Session) -> 
         service.open_by_resident(
             session, mine, {"kind": "dispute", "account": a.number, "bill": "B-1", "reason": "x"}, TODAY, NOW
         )
+    with pytest.raises(NotFound):  # disputed from the general form: someone else's bill
+        service.open_by_resident(session, mine, {"kind": "dispute", "dispute_bill": "B-1", "reason": "x"}, TODAY, NOW)
     with pytest.raises(FieldErrors) as refused:
         service.open_by_resident(session, mine, {"kind": "dispute", "account": a.number, "reason": ""}, TODAY, NOW)
     assert set(refused.value.errors) == {"kind", "reason"}
@@ -318,16 +320,21 @@ def test_a_resident_opens_and_follows_only_their_own_cases(session: Session) -> 
         date(2026, 12, 2),
     )
     dispute = service.open_by_resident(
-        session, mine, {"kind": "dispute", "account": a.number, "bill": "B-0", "reason": "Read wrong"}, TODAY, NOW
+        session,
+        mine,
+        {"kind": "dispute", "account": b.number, "dispute_bill": "B-0", "reason": "Read wrong"},
+        TODAY,
+        NOW,
     )
+    assert (dispute.account_id, dispute.bill_id) == (a.id, bill.id)  # the bill names the account
     assert dispute.amount_cents == bill.total_due_cents and disputes.disputed_cents(session, [a.id]) == {a.id: 8_000}
     with pytest.raises(FieldErrors, match="already disputed"):
         service.open_by_resident(
             session, mine, {"kind": "dispute", "account": a.number, "bill": "B-0", "reason": "Again"}, TODAY, NOW
         )
-    service.add_note(session, staff["csr"], question.id, {"body": "Internal: check the rate table"})
-    service.add_note(session, staff["csr"], question.id, {"body": "The new rates began July 1.", "public": "1"})
-    service.my_message(session, mine, question.id, {"body": "Thank you"})
+    service.add_note(session, staff["csr"], question.id, {"body": "Internal: check the rate table"}, NOW)
+    service.add_note(session, staff["csr"], question.id, {"body": "The new rates began July 1.", "public": "1"}, NOW)
+    service.my_message(session, mine, question.id, {"body": "Thank you"}, NOW)
     page = service.my_case(session, mine, question.id)
     assert [n.body for n in page.notes] == ["The new rates began July 1.", "Thank you"] and page.theirs
     assert page.staff_ids == {staff["csr"].id}
@@ -335,7 +342,7 @@ def test_a_resident_opens_and_follows_only_their_own_cases(session: Session) -> 
     assert service.my_cases(session, stranger) == []
     for call in (
         lambda: service.my_case(session, stranger, question.id),
-        lambda: service.my_message(session, stranger, question.id, {"body": "hi"}),
+        lambda: service.my_message(session, stranger, question.id, {"body": "hi"}, NOW),
         lambda: service.my_case(session, mine, 999_999),
     ):
         with pytest.raises(NotFound):
