@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, date, datetime, timedelta
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,7 @@ from portal.billing_core.models import (
     User,
     UserAccountLink,
 )
+from portal.emails import Mailer
 from portal.services import cases as service
 from portal.services import collections_policy
 from portal.settings import Settings
@@ -204,41 +206,65 @@ def test_attachments_types_size_and_who_may_fetch_them(session: Session, tmp_pat
         service.attach(session, staff["cashier"], settings, case.id, "x.txt", b"x", False, NOW)
 
 
-def test_a_letter_in_spanish_for_a_spanish_customer(session: Session, tmp_path: Path) -> None:
-    (a,) = district(session, 1)
-    customer = session.get(Customer, a.customer_id)
-    assert customer is not None
-    customer.preferred_language = "es"
-    staff = people(session)
-    settings = _settings(tmp_path)
-    env = make_templates().env
-    case = service.open_by_staff(session, staff["csr"], form(a, kind="high_bill", subject="Factura alta"), TODAY, NOW)
-    service.resolve(session, staff["specialist"], case.id, {"resolution": "Encontramos una fuga."}, NOW)
-    with pytest.raises(FieldErrors):
-        service.letter_draft(session, staff["specialist"], env, settings, case.id, "nope")
-    language, body = service.letter_draft(session, staff["specialist"], env, settings, case.id, "high_bill_findings")
-    assert language == "es" and "Estimado/a Customer 1" in body and "Encontramos una fuga." in body
-    edited = body + "\nPosdata: gracias."
-    with pytest.raises(FieldErrors) as refused:
-        service.letter_html(
-            session, staff["specialist"], env, settings, case.id, {"template": "general", "body": ""}, TODAY
+def test_a_letter_in_spanish_for_a_spanish_customer(sessions: sessionmaker[Session], tmp_path: Path) -> None:
+    with sessions() as session, session.begin():
+        (a,) = district(session, 1)
+        customer = session.get(Customer, a.customer_id)
+        assert customer is not None
+        customer.preferred_language = "es"
+        staff = people(session)
+        settings = _settings(tmp_path)
+        env = make_templates().env
+        case = service.open_by_staff(
+            session, staff["csr"], form(a, kind="high_bill", subject="Factura alta"), TODAY, NOW
         )
-    assert set(refused.value.errors) == {"body"}
-    values = {"template": "high_bill_findings", "body": edited}
-    html = service.letter_html(session, staff["specialist"], env, settings, case.id, values, TODAY)
-    assert '<html lang="es">' in html and "Posdata: gracias." in html and "Caso:" in html
-    stored = service.store_letter(session, staff["specialist"], settings, case.id, values, b"%PDF-1.7 letter", NOW)
-    letter = session.get(CaseLetter, stored.letter.id)
-    assert letter is not None and (letter.language, letter.body, letter.template) == (
-        "es",
-        edited.strip(),
-        "high_bill_findings",
+        case_number = case.number
+        service.resolve(session, staff["specialist"], case.id, {"resolution": "Encontramos una fuga."}, NOW)
+        with pytest.raises(FieldErrors):
+            service.letter_draft(session, staff["specialist"], env, settings, case.id, "nope")
+        language, body = service.letter_draft(
+            session, staff["specialist"], env, settings, case.id, "high_bill_findings"
+        )
+        assert language == "es" and "Estimado/a Customer 1" in body and "Encontramos una fuga." in body
+        edited = body + "\nPosdata: gracias."
+        with pytest.raises(FieldErrors) as refused:
+            service.letter_html(
+                session, staff["specialist"], env, settings, case.id, {"template": "general", "body": ""}, TODAY
+            )
+        assert set(refused.value.errors) == {"body"}
+        values = {"template": "high_bill_findings", "body": edited}
+        html = service.letter_html(session, staff["specialist"], env, settings, case.id, values, TODAY)
+        assert '<html lang="es">' in html and "Posdata: gracias." in html and "Caso:" in html
+        stored = service.store_letter(session, staff["specialist"], settings, case.id, values, b"%PDF-1.7 letter", NOW)
+        letter = session.get(CaseLetter, stored.letter.id)
+        assert letter is not None and (letter.language, letter.body, letter.template) == (
+            "es",
+            edited.strip(),
+            "high_bill_findings",
+        )
+        assert Path(letter.pdf_path or "").read_bytes() == b"%PDF-1.7 letter"
+        email = session.get(EmailOutbox, stored.outbox_id)
+        assert email is not None and (email.kind, email.recipient) == ("email.case_letter", "c1@example.net")
+        resident = _resident(session, a, "es@cases.example")
+        assert service.my_letter_file(session, resident, case.id, letter.id)[0].id == letter.id
+        letter_id = letter.id
+    transport = Sent()
+    mailer = Mailer(settings, transport)
+    assert service.send_case_letter(mailer, sessions, lambda: NOW, letter_id) == "c1@example.net"
+    (message,) = transport.messages
+    assert (
+        message["Subject"] == f"Una carta sobre su caso {case_number}" and "Posdata: gracias." in message.get_content()
     )
-    assert Path(letter.pdf_path or "").read_bytes() == b"%PDF-1.7 letter"
-    email = session.get(EmailOutbox, stored.outbox_id)
-    assert email is not None and (email.kind, email.recipient) == ("email.case_letter", "c1@example.net")
-    resident = _resident(session, a, "es@cases.example")
-    assert service.my_letter_file(session, resident, case.id, letter.id)[0].id == letter.id
+    with sessions() as session:
+        assert session.get(CaseLetter, letter_id).emailed  # type: ignore[union-attr]
+
+
+class Sent:
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+
+    def send(self, *messages: EmailMessage) -> None:
+        self.messages.extend(messages)
 
 
 def test_a_dispute_case_is_the_dispute_the_shutoff_gate_honours(sessions: sessionmaker[Session]) -> None:
