@@ -112,12 +112,18 @@ class NewCase:
     bills: list[Bill]
     assignees: dict[int, User]
     sla: dict[str, int]
+    #: The types this person may open (a dispute or an appeal needs ``DISPUTES_OPEN``).
+    kinds: dict[str, str]
 
 
 def new_case(session: Session, user: User, account_number: str) -> NewCase:
     permissions.require(user, Action.CASES_OPEN)
     account = _account_by_number(session, account_number)
-    return NewCase(account, _bills(session, account.id) if account else [], assignees(session), cases.SLA_BUSINESS_DAYS)
+    disputes_too = permissions.can(user.role, Action.DISPUTES_OPEN)
+    kinds = {k: v for k, v in cases.KINDS.items() if disputes_too or k not in cases.DISPUTE_KINDS}
+    return NewCase(
+        account, _bills(session, account.id) if account else [], assignees(session), cases.SLA_BUSINESS_DAYS, kinds
+    )
 
 
 def open_by_staff(
