@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -155,13 +155,6 @@ def breached(case: ServiceCase, today: date) -> bool:
 
 def recurring_since(today: date) -> date:
     return today - timedelta(days=RECURRING_DAYS)
-
-
-def is_recurring(opened: Sequence[date], today: date) -> bool:
-    """``opened``: the days an account's cases were opened. Recurring: ``RECURRING_COUNT``
-    or more of them in the last ``RECURRING_DAYS`` days (today included)."""
-    since = recurring_since(today)
-    return sum(1 for d in opened if since < d <= today) >= RECURRING_COUNT
 
 
 def recurring_accounts(session: Session, account_ids: Iterable[int], today: date) -> set[int]:

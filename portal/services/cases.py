@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from .. import documents, i18n
 from ..adapters.clock import Clock
 from ..adapters.database import transaction
-from ..billing_core import accounts, audit, cases, collection_facts, outbox, permissions
+from ..billing_core import accounts, audit, cases, collection_facts, disputes, outbox, permissions
 from ..billing_core.errors import N_, FieldErrors, InvalidInput, NotFound
 from ..billing_core.models import (
     Account,
@@ -175,7 +175,7 @@ class Listing:
     counts: dict[str, int]
 
 
-def listing(session: Session, user: User, filters: dict[str, str], today: date, me: bool = False) -> Listing:
+def listing(session: Session, user: User, filters: dict[str, str], today: date) -> Listing:
     """Cases by status (``open`` = open or pending, the default; ``all``; or one status),
     type, assignee (a user id, ``me``, ``none``), account number, and ``breached``
     (overdue: past the due date and not resolved). Overdue first, then by due date."""
@@ -814,10 +814,7 @@ def open_by_resident(
     bill = _bill_by_number(session, account.id, bill_number) if bill_number else None
     if bill_number and bill is None:
         raise NotFound(bill_number)
-    already = bool(
-        bill is not None
-        and session.scalar(select(func.count()).where(Dispute.bill_id == bill.id, Dispute.status == "open"))
-    )
+    already = bill is not None and disputes.open_on_bill(session, bill.id)
     opening = cases.check_resident(values, bill, already)
     session.get(Account, account.id, with_for_update=True)
     return cases.open_case(
