@@ -16,7 +16,16 @@ from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
 from portal.app import create_app
-from portal.billing_core.models import AuditEvent, CaseAttachment, CaseLetter, CaseNote, Dispute, ServiceCase
+from portal.billing_core.models import (
+    Account,
+    AuditEvent,
+    Bill,
+    CaseAttachment,
+    CaseLetter,
+    CaseNote,
+    Dispute,
+    ServiceCase,
+)
 
 from .conftest import CLOCK, SETTINGS, csrf_from, linked_numbers, sign_in
 
@@ -141,3 +150,48 @@ def test_a_resident_asks_and_follows_a_question(client: TestClient, demo_engine:
     assert f"/my/cases/{case_id}" not in other.text
     posted = client.post(f"/my/cases/{case_id}/messages", data={"body": "hi", "csrf_token": csrf_from(other.text)})
     assert posted.status_code == 404
+
+
+def test_a_bill_dispute_from_the_bill_page_is_a_case_decided_by_resolving_it(
+    client: TestClient, demo_engine: Engine
+) -> None:
+    number = linked_numbers(demo_engine, "resident@demo.example")[0]
+    with Session(demo_engine) as s:
+        bill = s.scalar(
+            select(Bill.number)
+            .join(Account, Account.id == Bill.account_id)
+            .where(Account.number == number, Bill.status == "posted")
+            .order_by(Bill.id.desc())
+        )
+    sign_in(client, "resident@demo.example")
+    page = client.get(f"/my/accounts/{number}/bills/{bill}")
+    token = csrf_from(page.text)
+    done = client.post(
+        f"/my/accounts/{number}/bills/{bill}/dispute",
+        data={"amount": "10.00", "reason": "Read looks wrong", "csrf_token": token},
+        follow_redirects=True,
+    )
+    assert done.status_code == 200 and "Follow it and write to us" in done.text
+    with Session(demo_engine) as s:
+        dispute = s.scalar(select(Dispute).join(Account).where(Account.number == number, Dispute.status == "open"))
+        assert dispute is not None and dispute.case_id is not None and dispute.amount_cents == 1_000
+        dispute_id, case_id = dispute.id, dispute.case_id
+    assert "Bill dispute" in client.get(f"/my/cases/{case_id}").text
+    client.post("/sign-out", data={"csrf_token": token})
+
+    sign_in(client, "supervisor@demo.example")
+    register = client.get(f"/staff/disputes?account={number}")
+    assert f'href="/staff/cases/{case_id}"' in register.text and "Decided by resolving" in register.text
+    assert f'action="/staff/disputes/{dispute_id}"' not in register.text  # decided on its case
+    case_page = client.get(f"/staff/cases/{case_id}")
+    assert "Decision on the dispute" in case_page.text
+    token = csrf_from(case_page.text)
+    no_decision = client.post(f"/staff/cases/{case_id}/resolve", data={"resolution": "Read ok", "csrf_token": token})
+    assert no_decision.status_code == 400 and 'id="resolve-decision-error"' in no_decision.text
+    client.post(
+        f"/staff/cases/{case_id}/resolve",
+        data={"resolution": "The read was confirmed.", "decision": "denied", "csrf_token": token},
+    )
+    with Session(demo_engine) as s:
+        decided = s.get(Dispute, dispute_id)
+        assert decided is not None and (decided.status, decided.decision) == ("denied", "The read was confirmed.")
