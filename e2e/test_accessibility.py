@@ -104,6 +104,8 @@ def test_every_customer_page_passes_axe(narrow: Page, live_server: LiveServer, l
         "/my/requests/new/stop",
         "/my/requests/new/transfer",
         "/my/profile",
+        "/my/cases",  # issue 16: questions and disputes
+        "/my/cases/new",
     ]
     for path in pages:
         narrow.goto(live_server.url + path)

@@ -61,6 +61,7 @@ from .views import (  # issue 15, reports
     work_orders,  # issue 16: field
 )
 from .views import audit_log as audit_views  # issue 16: admin
+from .views import cases as case_views  # issue 16: cases
 from .views import disputes as dispute_views
 from .views import plans as plan_views
 from .views import staff_admin as staff_admin_views  # issue 16: admin
@@ -303,6 +304,28 @@ ROUTES = [
     Route("/set-password", staff_admin_views.set_password, methods=["POST"]),
     Route("/staff/audit", audit_views.search, methods=["GET"]),
     Route("/staff/audit/export.csv", audit_views.export_csv, methods=["GET"]),
+    # issue 16: cases (complaints, inquiries, disputes, high bills, claims), staff and residents
+    Route("/staff/cases", case_views.case_list, methods=["GET"]),
+    Route("/staff/cases", case_views.case_open, methods=["POST"]),
+    Route("/staff/cases/new", case_views.new_case, methods=["GET"]),
+    Route("/staff/cases/{case:int}", case_views.case_view, methods=["GET"]),
+    Route("/staff/cases/{case:int}/notes", case_views.add_note, methods=["POST"]),
+    Route("/staff/cases/{case:int}/attachments", case_views.attach, methods=["POST"]),
+    Route("/staff/cases/{case:int}/attachments/{attachment:int}", case_views.attachment, methods=["GET"]),
+    Route("/staff/cases/{case:int}/assign", case_views.reassign, methods=["POST"]),
+    Route("/staff/cases/{case:int}/status", case_views.change_status, methods=["POST"]),
+    Route("/staff/cases/{case:int}/resolve", case_views.resolve, methods=["POST"]),
+    Route("/staff/cases/{case:int}/letters/new", case_views.letter_new, methods=["GET"]),
+    Route("/staff/cases/{case:int}/letters", case_views.letter_send, methods=["POST"]),
+    Route("/staff/cases/{case:int}/letters/{letter:int}/pdf", case_views.letter_pdf, methods=["GET"]),
+    Route("/staff/accounts/{number}/cases", case_views.account_panel, methods=["GET"]),
+    Route("/my/cases", case_views.my_cases, methods=["GET"]),
+    Route("/my/cases", case_views.my_open, methods=["POST"]),
+    Route("/my/cases/new", case_views.my_new, methods=["GET"]),
+    Route("/my/cases/{case:int}", case_views.my_case, methods=["GET"]),
+    Route("/my/cases/{case:int}/messages", case_views.my_message, methods=["POST"]),
+    Route("/my/cases/{case:int}/letters/{letter:int}/pdf", case_views.my_letter_pdf, methods=["GET"]),
+    Route("/my/cases/{case:int}/attachments/{attachment:int}", case_views.my_attachment, methods=["GET"]),
     Mount("/dev/outbox", routes=outbox.ROUTES),  # 404 unless the demo stand-ins are on (portal/devstack.py)
     Mount("/static", StaticFiles(directory=STATIC), name="static"),
 ]

@@ -1,11 +1,15 @@
 """The register of disputed amounts, appeals and investigations.
 
 A dispute is opened by staff or by the resident (from the bill page: only their own linked
-account's bill, at most the bill's total, with a reason). While it is open its amount is
-kept out of late fees (``disputed_cents``, read by the daily run) and the account cannot be
-shut off (the shutoff gate counts open disputes through ``collection_facts``). A billing
-supervisor decides it: upheld (the customer was right; staff then correct the bill with an
-adjustment, never automatically), denied, or withdrawn. Every step is audited.
+account's bill, at most the bill's total, with a reason). Since issue 16 a case of type
+dispute or appeal (``cases.py``) is its dispute: opening the case opens the dispute, linked
+by ``Dispute.case_id``, and resolving the case decides it; the resident's dispute of a bill
+is opened as such a case (its form is checked by ``cases.check_resident``). While it is
+open its amount is kept out of late fees (``disputed_cents``, read by the daily run) and
+the account cannot be shut off (the shutoff gate counts open disputes through
+``collection_facts``). A billing supervisor decides it: upheld (the customer was right;
+staff then correct the bill with an adjustment, never automatically), denied, or
+withdrawn. Every step is audited.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from . import audit, bulk
-from .errors import N_, FieldErrors, InvalidInput
+from .errors import FieldErrors, InvalidInput
 from .models import Account, Bill, Dispute, User
 from .users import parse_amount
 
@@ -33,36 +37,6 @@ class Opening:
     amount_cents: int
     reason: str
     bill: Bill | None
-
-
-def check_resident(values: dict[str, str], bill: Bill, already_open: bool) -> Opening:
-    """A resident's dispute of ``bill`` from its page (``amount``, ``reason``): the amount
-    more than zero and at most the bill's total; a reason. Messages in the reader's language."""
-    errors: dict[str, InvalidInput] = {}
-    text = values.get("amount", "").strip()
-    cents = parse_amount(text) if text else bill.total_due_cents
-    total = max(bill.total_due_cents, 0)
-    if cents is None:
-        errors["amount"] = InvalidInput(N_("Enter the amount in dollars and cents, like 25.00."), "amount")
-    elif cents <= 0:
-        errors["amount"] = InvalidInput(N_("The amount must be more than zero."), "amount")
-    elif cents > total:
-        errors["amount"] = InvalidInput(
-            N_("You can dispute at most this bill's total, %(total)s."), "amount", total=f"${total / 100:,.2f}"
-        )
-    reason = values.get("reason", "").strip()
-    if not reason:
-        errors["reason"] = InvalidInput(N_("Tell us what you think is wrong with this bill."), "reason")
-    elif len(reason) > 2000:
-        errors["reason"] = InvalidInput(N_("Please keep this under 2,000 characters."), "reason")
-    elif already_open:
-        errors["reason"] = InvalidInput(
-            N_("You already disputed this bill. We will write to you when it is decided."), "reason"
-        )
-    if errors:
-        raise FieldErrors(errors)
-    assert cents is not None
-    return Opening("dispute", cents, reason, bill)
 
 
 def check_staff(values: dict[str, str], bills: dict[str, Bill]) -> Opening:
@@ -107,7 +81,10 @@ def open_dispute(
     actor: User,
     now: datetime,
     remote_addr: str | None = None,
+    case_id: int | None = None,
 ) -> Dispute:
+    """Open the dispute (audited). ``case_id``: the case (of type dispute or appeal) it is
+    (issue 16, ``billing_core/cases.py``): a resident's dispute of a bill is opened as a case."""
     dispute = Dispute(
         account_id=account.id,
         bill_id=opening.bill.id if opening.bill else None,
@@ -118,6 +95,7 @@ def open_dispute(
         opened_via=via,
         opened_by_id=actor.id,
         opened_at=now,
+        case_id=case_id,
     )
     session.add(dispute)
     session.flush()
@@ -133,6 +111,7 @@ def open_dispute(
             "bill": opening.bill.number if opening.bill else None,
             "amount_cents": dispute.amount_cents,
             "opened_via": via,
+            "case_id": case_id,
         },
         detail=opening.reason[:500],
         remote_addr=remote_addr,
@@ -140,10 +119,15 @@ def open_dispute(
     return dispute
 
 
-def decide(session: Session, dispute: Dispute, actor: User, decision: str, note: str, now: datetime) -> None:
-    """A supervisor's decision on an open dispute: upheld, denied or withdrawn, with words."""
+def decide(
+    session: Session, dispute: Dispute, actor: User, decision: str, note: str, now: datetime, from_case: bool = False
+) -> None:
+    """A supervisor's decision on an open dispute: upheld, denied or withdrawn, with words.
+    A dispute that is a case's is decided by resolving the case (``cases.resolve``)."""
     errors: dict[str, InvalidInput] = {}
-    if dispute.status != "open":
+    if dispute.case_id is not None and not from_case:
+        errors["decision"] = InvalidInput("This dispute is decided on its case: resolve the case.", "decision")
+    elif dispute.status != "open":
         errors["decision"] = InvalidInput("This is already %(status)s.", "decision", status=dispute.status)
     elif decision not in DECISIONS:
         errors["decision"] = InvalidInput("Choose upheld, denied or withdrawn.", "decision")

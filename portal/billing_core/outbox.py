@@ -51,6 +51,7 @@ REFS = {
     "email.money_notice": (None, None),
     "email.notice": ("notice", "notice_id"),  # issue 15: collection notices (services/notices.py)
     "email.welcome": ("account", "account_id"),  # issue 16: a new account's welcome (services/account_opening.py)
+    "email.case_letter": ("case_letter", "letter_id"),  # issue 16: a case's letter (services/cases.py)
 }
 OUTBOX_COLUMNS = (
     "kind",

@@ -10,7 +10,7 @@ Each runs in the caller's transaction with the caller's clock; bad input is a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -203,10 +203,23 @@ def open_by_resident(
     values: dict[str, str],
     now: datetime,
     remote_addr: str | None = None,
+    today: date | None = None,
 ) -> Dispute:
     """The resident disputes a bill of their own linked account (``NotFound`` for anyone
-    else's): an amount up to the bill's total (the whole bill when empty), a reason."""
-    account, bill = _my_bill(session, user, number, bill_number)
-    already = disputes.open_on_bill(session, bill.id)
-    opening = disputes.check_resident(values, bill, already)
-    return disputes.open_dispute(session, account, opening, "resident", user, now, remote_addr)
+    else's): an amount up to the bill's total (the whole bill when empty), a reason. Since
+    issue 16 it is opened as a case of type dispute (``services/cases.py``), whose dispute
+    this is (``Dispute.case_id``): staff work it in the cases queue."""
+    from . import cases
+
+    _my_bill(session, user, number, bill_number)
+    case = cases.open_by_resident(
+        session,
+        user,
+        {**values, "kind": "dispute", "account": number, "bill": bill_number},
+        today or now.date(),
+        now,
+        remote_addr,
+    )
+    dispute = session.scalar(select(Dispute).where(Dispute.case_id == case.id))
+    assert dispute is not None  # a case of type dispute opens its dispute
+    return dispute

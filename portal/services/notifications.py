@@ -33,7 +33,7 @@ from ..billing_core.models import (
 )
 from ..billing_core.status import ArrangementStatus, PaymentStatus
 from ..emails import Mailer
-from . import account_opening, counter, delivery, notices, returns
+from . import account_opening, cases, counter, delivery, notices, returns
 
 log = logging.getLogger(__name__)
 Sessions = sessionmaker[Session]
@@ -252,6 +252,7 @@ SENDERS: dict[str, Callable[..., str | None]] = {
     "email.counter_receipt": counter.send_counter_receipt,
     "email.notice": notices.send_notice,  # issue 15: collection notices (services/notices.py)
     "email.welcome": account_opening.send_welcome,  # issue 16: a new account's welcome letter
+    "email.case_letter": cases.send_case_letter,  # issue 16: a case's letter (services/cases.py)
 }
 KINDS = frozenset(SENDERS) | {delivery.BILL_READY}
 

@@ -26,6 +26,7 @@ from ..web import (
     remote_addr,
     require_customer,
     require_staff,
+    today,
 )
 
 OPEN_FIELDS = ("kind", "bill", "amount", "reason")
@@ -199,7 +200,9 @@ async def resident_open(request: Request) -> Response:
             user = require_customer(request, session)
         try:
             with db(request) as session:
-                service.open_by_resident(session, user, number, bill, form.values, now(request), remote_addr(request))
+                service.open_by_resident(
+                    session, user, number, bill, form.values, now(request), remote_addr(request), today(request)
+                )
         except FieldErrors as exc:
             form.errors.update({k: error_text(e) for k, e in exc.errors.items()})
             return _resident(request, user, form, 400)

@@ -19,8 +19,12 @@ from portal.billing_core.models import (
     ArrangementRequest,
     AuditEvent,
     Bill,
+    CaseAttachment,
+    CaseLetter,
+    CaseNote,
     LedgerTransaction,
     Payment,
+    ServiceCase,
     ServiceRequest,
     User,
 )
@@ -31,7 +35,7 @@ from .test_requests import client, district  # noqa: F401
 ME = "resident@demo.example"
 OTHER = "pastdue@demo.example"
 #: Identifiers that say whose something is; each must be walked with someone else's.
-OWNED = {"number", "bill", "payment", "request", "attempt"}
+OWNED = {"number", "bill", "payment", "request", "attempt", "case", "letter", "attachment"}
 #: Path parameters that name no one's data (what kind of request form to show).
 UNOWNED = {"kind"}
 
@@ -67,9 +71,28 @@ def others_things(engine: Engine) -> dict[str, str]:
             first_due_on=date(2026, 12, 5),
             created_at=now,
         )
-        s.add_all([request, plan])
+        case = ServiceCase(  # issue 16: a case of theirs, with a letter and a shared file
+            number="C-OTHER",
+            kind="inquiry",
+            account_id=account.id,
+            channel="web",
+            subject="Theirs",
+            description="Theirs",
+            due_on=date(2026, 12, 1),
+            opened_by_user_id=owner.id,
+        )
+        s.add_all([request, plan, case])
+        s.flush()
+        letter = CaseLetter(case_id=case.id, template="general", language="en", body="x", pdf_path="/nonexistent")
+        attachment = CaseAttachment(
+            case_id=case.id, filename="a.txt", content_type="text/plain", size_bytes=1, path="/x/shared/a.txt"
+        )
+        s.add_all([letter, attachment])
         s.flush()
         return {
+            "case": str(case.id),
+            "letter": str(letter.id),
+            "attachment": str(attachment.id),
             "number": number,
             "bill": bill,
             "payment": str(payment),
@@ -91,7 +114,7 @@ def snapshot(engine: Engine) -> tuple[int, ...]:
     with Session(engine) as s:
         return tuple(
             s.scalar(select(func.count()).select_from(t))
-            for t in (Payment, LedgerTransaction, ServiceRequest, ArrangementRequest)
+            for t in (Payment, LedgerTransaction, ServiceRequest, ArrangementRequest, ServiceCase, CaseNote)
         ) + (
             s.scalar(select(func.count(ServiceRequest.id)).where(ServiceRequest.status != "submitted")),
             s.scalar(select(func.count(ArrangementRequest.id)).where(ArrangementRequest.status != "submitted")),

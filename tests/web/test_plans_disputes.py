@@ -13,7 +13,7 @@ from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
-from portal.billing_core.models import Account, Bill, Dispute, PaymentPlan, PaymentPlanInstallment
+from portal.billing_core.models import Account, Bill, Dispute, PaymentPlan, PaymentPlanInstallment, ServiceCase
 
 from .conftest import csrf_from, linked_numbers, other_account, sign_in
 
@@ -30,6 +30,8 @@ def tidy(demo_engine: Engine) -> Iterator[None]:
         s.execute(delete(PaymentPlanInstallment).where(PaymentPlanInstallment.plan_id.in_(plan_ids)))
         s.execute(delete(PaymentPlan).where(PaymentPlan.account_id == account_id))
         s.execute(delete(Dispute).where(Dispute.account_id == account_id))
+        # A resident's dispute of a bill is a case (issue 16): its case goes too.
+        s.execute(delete(ServiceCase).where(ServiceCase.account_id == account_id))
 
 
 @contextmanager
