@@ -179,7 +179,7 @@ def test_a_credit_beyond_what_is_owed_says_it_becomes_credit(client: TestClient,
         assert posting.account_balance(s, account_id) < 0
 
 
-def test_requested_refunds_are_listed_with_a_link_to_their_own_page_and_decided_there_or_here(client: TestClient, office) -> None:  # type: ignore[no-untyped-def]
+def test_requested_refunds_are_listed_linked_and_decided_in_the_queue(client: TestClient, office) -> None:  # type: ignore[no-untyped-def]
     from portal.billing_core.models import Refund, User
 
     engine, number = office
