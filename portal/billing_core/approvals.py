@@ -193,7 +193,7 @@ def _final_bills(session: Session) -> list[Item]:
                 r.entered_by_id,
                 email or str(r.entered_by_id),
                 r.entered_at,
-                f"/staff/accounts/{number}",
+                f"/staff/accounts/{number}#held-heading",
                 {"stop_on": r.stop_on},
             )
         )

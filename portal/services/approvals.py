@@ -35,6 +35,8 @@ from ..billing_core.permissions import Action
 
 KINDS = {k: kind.label for k, kind in approvals.KINDS.items()}
 AGES = approvals.AGES
+#: The most rows one page shows, oldest first (the filters narrow the rest).
+SHOWN = 200
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,8 @@ class Queue:
     preparers: list[str]
     #: May see everything (a supervisor), or only their own items.
     sees_all: bool
+    #: How many fit the filters (the page shows the oldest ``SHOWN`` of them).
+    total: int = 0
 
 
 def queue(session: Session, staff: User, today: date, kind: str = "", min_age: str = "", preparer: str = "") -> Queue:
@@ -74,8 +78,10 @@ def queue(session: Session, staff: User, today: date, kind: str = "", min_age: s
         age = 0
     preparer = preparer if preparer in preparers else ""
     shown = approvals.narrow(items, today, kind=kind, min_age=age, preparer=preparer)
-    rows = [Row(i, i.age_days(today), i.prepared_by_id == staff.id, approvals.may_decide(staff, i)) for i in shown]
-    return Queue(rows, kind, age, preparer, counts, preparers, sees_all)
+    rows = [
+        Row(i, i.age_days(today), i.prepared_by_id == staff.id, approvals.may_decide(staff, i)) for i in shown[:SHOWN]
+    ]
+    return Queue(rows, kind, age, preparer, counts, preparers, sees_all, len(shown))
 
 
 @dataclass(frozen=True)
