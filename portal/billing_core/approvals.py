@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
 from . import adjustments, audit, permissions, referrals
@@ -318,6 +318,28 @@ def waiting(session: Session, kinds: Iterable[str] | None = None) -> list[Item]:
         items += COLLECTORS[key](session)
     items.sort(key=lambda i: (i.prepared_at, i.kind, i.id))
     return items
+
+
+#: What waits, kind by kind, for counting: (its table's id, when it was prepared, the waiting state).
+_WAITING: dict[str, tuple[Any, Any, Any]] = {
+    "adjustment": (Adjustment.id, Adjustment.prepared_at, Adjustment.status == "pending"),
+    "refund": (Refund.id, Refund.requested_at, Refund.status == "requested"),
+    "write_off": (WriteOff.id, WriteOff.prepared_at, WriteOff.status == "pending"),
+    "final_bill": (FinalBillReview.id, FinalBillReview.entered_at, FinalBillReview.status == "held"),
+    "referral": (CollectionReferral.id, CollectionReferral.prepared_at, CollectionReferral.status == "proposed"),
+    "arrangement": (ArrangementRequest.id, ArrangementRequest.created_at, ArrangementRequest.status == "submitted"),
+    "service_request": (ServiceRequest.id, ServiceRequest.created_at, ServiceRequest.status == "submitted"),
+    "rate_version": (RateScheduleVersion.id, RateScheduleVersion.created_at, RateScheduleVersion.status == "proposed"),
+}
+
+
+def summary(session: Session, today: date) -> dict[str, tuple[int, int | None]]:
+    """How many of each kind wait and the oldest's age in days: one count a kind, no rows."""
+    out: dict[str, tuple[int, int | None]] = {}
+    for key, (id_, at, waiting_) in _WAITING.items():
+        count, oldest = session.execute(select(func.count(id_), func.min(at)).where(waiting_)).one()
+        out[key] = (int(count or 0), max((today - oldest.date()).days, 0) if oldest is not None else None)
+    return out
 
 
 #: The age filter's choices: waiting at least this many days.

@@ -41,11 +41,8 @@ def dashboard(session: Session, staff: User, today: date, person: str = "") -> D
     """Everything on the page, as of ``today``; ``person`` (a user id, or ``none`` for
     unassigned work) narrows the open work list."""
     permissions.require(staff, Action.WORK_SUPERVISE)
-    waiting = approvals.waiting(session)
-    lines = []
-    for key, kind in approvals.KINDS.items():
-        mine = [i for i in waiting if i.kind == key]
-        lines.append(ApprovalLine(key, kind.label, len(mine), max((i.age_days(today) for i in mine), default=None)))
+    counted = approvals.summary(session, today)
+    lines = [ApprovalLine(key, kind.label, *counted[key]) for key, kind in approvals.KINDS.items()]
     who: int | None = None
     if person.isdigit():
         who = int(person)
