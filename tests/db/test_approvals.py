@@ -238,3 +238,20 @@ def test_a_reject_needs_a_reason_and_the_preparer_never_decides(sessions: sessio
     with sessions() as s:
         audited = s.scalars(select(AuditEvent.action).where(AuditEvent.actor_id == admin.id)).all()
         assert len(audited) == len(KINDS) and all(("reject" in a or "declin" in a) for a in audited), audited
+
+
+def test_a_held_final_bill_is_never_approved_by_who_stopped_service_on_its_own_page_either(
+    sessions: sessionmaker[Session],
+) -> None:
+    with sessions.begin() as s:
+        (account,) = district(s, 1)
+        supervisor = staff(s)["supervisor"]
+        meter_id = next(x.meter_id for x in account.services if x.meter_id)
+        s.add(MeterRead(meter_id=meter_id, read_on=date(2026, 10, 5), value=Decimal(100), source="handheld"))
+        s.flush()
+        held = bill_runs.stop_service(
+            s, account, TODAY + timedelta(days=2), {meter_id: Decimal(110)}, supervisor, TODAY, now=NOW
+        )
+        with pytest.raises(NotAllowed, match="prepared this"):
+            bill_runs.approve_final(s, held, supervisor, TODAY + timedelta(days=3), now=NOW)
+        assert held.status == "held"
