@@ -60,11 +60,13 @@ from .views import (  # issue 15, reports
     staff,
     work_orders,  # issue 16: field
 )
+from .views import approvals as approval_views  # issue 16: approvals
 from .views import audit_log as audit_views  # issue 16: admin
 from .views import cases as case_views  # issue 16: cases
 from .views import disputes as dispute_views
 from .views import plans as plan_views
 from .views import staff_admin as staff_admin_views  # issue 16: admin
+from .views import supervision as supervision_views  # issue 16: approvals
 from .web import PageNotFound, SignInRequired, sign_in_url
 
 log = logging.getLogger(__name__)
@@ -204,8 +206,11 @@ ROUTES = [
     Route("/staff/accounts/{number}/adjustments/leak", adjustments.leak_prepare, methods=["POST"]),
     Route("/staff/accounts/{number}/write-off", adjustments.write_off_panel, methods=["GET"]),
     Route("/staff/accounts/{number}/write-off", adjustments.write_off_prepare, methods=["POST"]),
-    Route("/staff/approvals", adjustments.approvals, methods=["GET"]),
-    Route("/staff/approvals/{kind}/{id}", adjustments.approval_decide, methods=["POST"]),
+    # issue 16: approvals (the one approvals queue, the supervisor dashboard)
+    Route("/staff/approvals", approval_views.approvals, methods=["GET"]),
+    Route("/staff/approvals/{kind}/{id}", approval_views.approval_decide, methods=["POST"]),
+    Route("/staff/supervisor", supervision_views.dashboard, methods=["GET"]),
+    Route("/staff/supervisor/reassign", supervision_views.reassign, methods=["POST"]),
     # Mail batches and bank/lockbox files (issue 14)
     Route("/staff/payments/batches", batches.batch_list, methods=["GET"]),
     Route("/staff/payments/batches", batches.batch_create, methods=["POST"]),

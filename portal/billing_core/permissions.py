@@ -442,6 +442,9 @@ SEPARATE_APPROVER: dict[Action, Action] = {
     Action.REFERRALS_APPROVE: Action.REFERRALS_PREPARE,
     Action.RATES_APPROVE: Action.RATES_EDIT,
 }
+# Issue 16, approvals: the approver is never the preparer for every kind in the approvals
+# queue; a final bill held for review is approved by someone other than who stopped service.
+SEPARATE_APPROVER[Action.BILLS_FINAL_APPROVE] = Action.BILLS_FINAL
 
 
 class Field(str, enum.Enum):

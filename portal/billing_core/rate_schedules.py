@@ -18,10 +18,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from . import audit, owrs, rating
-from .errors import NotFound
+from . import audit, owrs, permissions, rating
+from .errors import InvalidInput, NotFound
 from .models import RateSchedule, RateScheduleVersion, User
 from .money import to_decimal
+from .permissions import Action
+
+#: A version's status: only an approved one bills (issue 16; the database's default).
+PROPOSED, APPROVED, REJECTED = "proposed", "approved", "rejected"
 
 
 @dataclass
@@ -128,8 +132,14 @@ def import_owrs(
     actor: User | None = None,
     actor_label: str | None = None,
     remote_addr: str | None = None,
+    proposed_by: User | None = None,
 ) -> ImportResult:
-    """Import every class of one OWRS file, or nothing: a savepoint wraps the file."""
+    """Import every class of one OWRS file, or nothing: a savepoint wraps the file.
+
+    With ``proposed_by`` (an upload by a rate editor) each new version is *proposed*: it
+    waits in the approvals queue and bills nothing until someone else approves it
+    (``decide``). A rejected version of the same date is replaced by the new proposal.
+    Without it (the operator's ``portal rates import-owrs``) versions are approved at once."""
     result = ImportResult(path=file.path)
     problems = validate_owrs(file)
     if problems:
@@ -186,7 +196,12 @@ def import_owrs(
                         RateScheduleVersion.schedule_id == schedule.id, RateScheduleVersion.effective_on == when
                     )
                 )
-                if existing is not None:
+                if existing is not None and existing.status == REJECTED and proposed_by is not None:
+                    existing.definition, existing.source = definition, definition["source"][:300]
+                    existing.status, existing.proposed_by_id = PROPOSED, proposed_by.id
+                    existing.decided_by_id = existing.decided_at = existing.decision_note = None
+                    result.created_versions += 1
+                elif existing is not None:
                     if existing.definition != definition:
                         raise owrs.OwrsError(
                             f"{schedule.code} already has a different version effective {when:%m/%d/%Y}; "
@@ -202,6 +217,8 @@ def import_owrs(
                             effective_on=when,
                             definition=definition,
                             source=definition["source"][:300],
+                            status=PROPOSED if proposed_by is not None else APPROVED,
+                            proposed_by_id=proposed_by.id if proposed_by is not None else None,
                         )
                     )
                     result.created_versions += 1
@@ -220,6 +237,7 @@ def import_owrs(
                     "effective_on": when.isoformat(),
                     "classes": result.classes,
                     "new_versions": result.created_versions,
+                    "status": PROPOSED if proposed_by is not None else APPROVED,
                 },
             )
     except owrs.OwrsError as exc:
@@ -255,8 +273,49 @@ def version(session: Session, version_id: int) -> RateScheduleVersion:
 
 
 def version_in_force(schedule: RateSchedule, on: date) -> RateScheduleVersion | None:
-    current = [v for v in schedule.versions if v.effective_on <= on]
+    """The approved version in force ``on`` a day: a proposed or rejected one never is."""
+    current = [v for v in schedule.versions if v.effective_on <= on and v.status == APPROVED]
     return current[-1] if current else None
+
+
+# --------------------------------------------------------------------------- approval (issue 16)
+
+
+def proposed(session: Session) -> list[RateScheduleVersion]:
+    """Versions waiting for a decision, oldest first."""
+    return list(
+        session.scalars(
+            select(RateScheduleVersion)
+            .where(RateScheduleVersion.status == PROPOSED)
+            .order_by(RateScheduleVersion.created_at, RateScheduleVersion.id)
+        )
+    )
+
+
+def decide(
+    session: Session, item: RateScheduleVersion, actor: User, approve: bool, note: str, now: datetime
+) -> RateScheduleVersion:
+    """Approve a proposed version (it bills from its effective date on) or reject it (with
+    why; it never bills). Only a rate approver who is not the proposer; audited."""
+    permissions.require_approver(actor, Action.RATES_APPROVE, item.proposed_by_id)
+    if item.status != PROPOSED:
+        raise InvalidInput(f"This rate version is already {item.status}.", "decision")
+    note = (note or "").strip()[:2000]
+    if not approve and not note:
+        raise InvalidInput("Say why the rate version is rejected.", "decision_note")
+    before = item.status
+    item.status = APPROVED if approve else REJECTED
+    item.decided_by_id, item.decided_at, item.decision_note = actor.id, now, note or None
+    audit.record(
+        session,
+        f"rates.version_{item.status}",
+        actor=actor,
+        entity_type="rate_schedule_version",
+        entity_id=item.id,
+        before={"status": before},
+        after={"status": item.status, "note": item.decision_note, "effective_on": item.effective_on.isoformat()},
+    )
+    return item
 
 
 @dataclass(frozen=True)
@@ -471,4 +530,4 @@ def _money(value: Any) -> str:
 
 
 def versions_for(schedule: RateSchedule) -> Sequence[tuple[date, int, Mapping[str, Any]]]:
-    return [(v.effective_on, v.id, v.definition) for v in schedule.versions]
+    return [(v.effective_on, v.id, v.definition) for v in schedule.versions if v.status == APPROVED]

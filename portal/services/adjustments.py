@@ -1,4 +1,5 @@
-"""Adjustments with maker-checker, the leak helper, and the approvals queue.
+"""Adjustments with maker-checker and the leak helper (the approvals queue that decides
+them is ``services/approvals.py``).
 
 Each function is one use case in the caller's transaction (the view's ``db(request)``, the
 command's ``transaction``); the clock and the money policy come from the caller. The rules
@@ -12,17 +13,16 @@ import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..billing_core import adjustments, leak, permissions, posting, write_offs
+from ..billing_core import adjustments, leak, permissions, posting
 from ..billing_core.errors import InvalidInput, NotFound
-from ..billing_core.models import Account, Adjustment, Bill, Refund, User, WriteOff
+from ..billing_core.models import Account, Adjustment, Bill, User
 from ..billing_core.money_policy import MoneyPolicy
 from ..billing_core.permissions import Action
-from ..billing_core.status import BillStatus, RefundStatus
+from ..billing_core.status import BillStatus
 
 
 def _account(session: Session, number: str, lock: bool = False) -> Account:
@@ -177,168 +177,3 @@ def decide(
     if decision == "reject":
         return adjustments.reject(session, item, staff, note, now)
     raise InvalidInput("Choose approve or reject.", "decision")
-
-
-# --- The approvals queue -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Waiting:
-    """One thing in the approvals queue."""
-
-    kind: str  # adjustment, write_off, refund
-    id: int
-    account_number: str
-    amount_cents: int
-    what: str
-    prepared_by: str
-    prepared_at: datetime
-    age_days: int
-    #: Where it is decided: this queue (adjustments, write-offs) or the refund's own page.
-    link: str
-    mine: bool
-    can_decide: bool
-    detail: dict[str, Any] = field(default_factory=dict)
-
-
-KINDS = {"adjustment": "Adjustments", "write_off": "Write-offs", "refund": "Refunds", "referral": "Referrals"}
-
-
-@dataclass(frozen=True)
-class Approvals:
-    items: list[Waiting]
-    kind: str
-    counts: dict[str, int]
-
-
-def approvals(session: Session, staff: User, kind: str, today: date) -> Approvals:
-    """Everything waiting for someone else's decision on money, oldest first."""
-    permissions.require(staff, Action.STAFF_VIEW)
-    adj = adjustments.pending(session)
-    wos = write_offs.pending(session)
-    refunds = list(
-        session.scalars(
-            select(Refund).where(Refund.status == RefundStatus.REQUESTED.value).order_by(Refund.requested_at)
-        )
-    )
-    ids = {a.account_id for a in adj} | {w.account_id for w in wos} | {r.account_id for r in refunds}
-    numbers = dict(session.execute(select(Account.id, Account.number).where(Account.id.in_(ids))).all()) if ids else {}
-    people = _users(
-        session,
-        {a.prepared_by_id for a in adj} | {w.prepared_by_id for w in wos} | {r.requested_by_id for r in refunds},
-    )
-
-    def who(uid: int) -> str:
-        person = people.get(uid)
-        return person.email if person else str(uid)
-
-    def age(at: datetime) -> int:
-        return max((today - at.date()).days, 0)
-
-    items: list[Waiting] = []
-    for a in adj:
-        items.append(
-            Waiting(
-                "adjustment",
-                a.id,
-                numbers[a.account_id],
-                a.amount_cents,
-                f"{adjustments.REASONS[a.reason_code]}: {adjustments.describe(a.amount_cents)} on {a.service_type}"
-                + (f" ({a.note})" if a.note else ""),
-                who(a.prepared_by_id),
-                a.prepared_at,
-                age(a.prepared_at),
-                f"/staff/accounts/{numbers[a.account_id]}/adjustments",
-                a.prepared_by_id == staff.id,
-                permissions.can(staff.role, Action.ADJUSTMENTS_APPROVE)
-                and a.prepared_by_id != staff.id
-                and permissions.within_limit(staff.role, Action.ADJUSTMENTS_APPROVE, a.amount_cents),
-                {"working": a.working, "proof": a.repair_proof},
-            )
-        )
-    for w in wos:
-        items.append(
-            Waiting(
-                "write_off",
-                w.id,
-                numbers[w.account_id],
-                w.amount_cents,
-                f"Write-off: {w.reason}",
-                who(w.prepared_by_id),
-                w.prepared_at,
-                age(w.prepared_at),
-                f"/staff/accounts/{numbers[w.account_id]}/write-off",
-                w.prepared_by_id == staff.id,
-                permissions.can(staff.role, Action.WRITE_OFFS_APPROVE)
-                and w.prepared_by_id != staff.id
-                and permissions.within_limit(staff.role, Action.WRITE_OFFS_APPROVE, w.amount_cents),
-            )
-        )
-    for r in refunds:
-        items.append(
-            Waiting(
-                "refund",
-                r.id,
-                numbers[r.account_id],
-                r.amount_cents,
-                f"Refund by {r.method}: {r.reason}",
-                who(r.requested_by_id),
-                r.requested_at,
-                age(r.requested_at),
-                f"/staff/refunds/{r.id}",
-                r.requested_by_id == staff.id,
-                False,
-            )
-        )
-    items += _referrals_waiting(session, staff, age)  # issue 15: decided on /staff/referrals
-    counts = {k: sum(1 for i in items if i.kind == k) for k in KINDS}
-    if kind in KINDS:
-        items = [i for i in items if i.kind == kind]
-    items.sort(key=lambda i: (i.prepared_at, i.kind, i.id))
-    return Approvals(items, kind if kind in KINDS else "", counts)
-
-
-def _referrals_waiting(session: Session, staff: User, age: Any) -> list[Waiting]:
-    """Collection referrals waiting for approval (issue 15), linked to /staff/referrals."""
-    from ..billing_core import referrals
-
-    waiting = referrals.by_status(session, "proposed")
-    ids = {r.account_id for r in waiting}
-    numbers = dict(session.execute(select(Account.id, Account.number).where(Account.id.in_(ids))).all()) if ids else {}
-    people = _users(session, {r.prepared_by_id for r in waiting if r.prepared_by_id})
-    return [
-        Waiting(
-            "referral",
-            r.id,
-            numbers[r.account_id],
-            r.amount_cents,
-            f"{referrals.KINDS[r.kind]}" + (f": {r.service_type}, parcel {r.parcel_number}" if r.service_type else ""),
-            people[r.prepared_by_id].email if r.prepared_by_id in people else "Delinquency run",
-            r.prepared_at,
-            age(r.prepared_at),
-            "/staff/referrals?status=proposed",
-            r.prepared_by_id == staff.id,
-            False,
-        )
-        for r in waiting
-    ]
-
-
-def decide_waiting(
-    session: Session,
-    staff: User,
-    kind: str,
-    item_id: int | str,
-    decision: str,
-    note: str,
-    today: date,
-    now: datetime,
-) -> Adjustment | WriteOff:
-    """The approvals queue's approve / reject, for an adjustment or a write-off."""
-    if kind == "adjustment":
-        return decide(session, staff, item_id, decision, note, today, now)
-    if kind == "write_off":
-        from . import write_offs as write_off_service
-
-        return write_off_service.decide(session, staff, item_id, decision, note, today, now)
-    raise NotFound(kind)

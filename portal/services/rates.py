@@ -11,7 +11,7 @@ import csv
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import IO
@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from ..billing_core import owrs, permissions, rate_schedules, rating
-from ..billing_core.errors import InvalidInput
+from ..billing_core.errors import InvalidInput, NotFound
 from ..billing_core.models import (
     Account,
     RateSchedule,
@@ -63,6 +63,8 @@ class VersionPage:
     needs: list[str]
     #: Every version of the schedule, by effective date.
     siblings: list[RateScheduleVersion]
+    #: Who proposed and who decided the version (emails by user id).
+    people: dict[int, str] = field(default_factory=dict)
 
 
 def version_page(session: Session, version_id: int) -> VersionPage:
@@ -73,12 +75,15 @@ def version_page(session: Session, version_id: int) -> VersionPage:
         .where(RateScheduleVersion.schedule_id == version.schedule_id)
         .order_by(RateScheduleVersion.effective_on)
     ).all()
+    ids = {i for i in (version.proposed_by_id, version.decided_by_id) if i is not None}
+    people = dict(session.execute(select(User.id, User.email).where(User.id.in_(ids))).all()) if ids else {}
     return VersionPage(
         version=version,
         schedule=version.schedule,
         tables=rate_schedules.describe(version.definition),
         needs=rating.required_inputs(version.definition),
         siblings=list(siblings),
+        people=people,
     )
 
 
@@ -184,8 +189,10 @@ def calculate(session: Session, form: CalculatorForm, as_of: date, *, compute: b
         chosen = by_id.get(form.current_id) if form.current_id is not None else None
         current = chosen or rate_schedules.version_in_force(schedule, as_of)
         proposed = by_id.get(form.proposed_id) if form.proposed_id is not None else None
-        if current is None:
-            current = schedule.versions[-1] if schedule.versions else None
+        if current is None:  # before the first approved version: the latest approved, else the latest
+            approved = [v for v in schedule.versions if v.status == rate_schedules.APPROVED]
+            latest = approved or list(schedule.versions)
+            current = latest[-1] if latest else None
         form.current_id = current.id if current else None
         usage_qty = _decimal(form, "usage", form.usage, "the usage")
         days = _decimal(form, "days", form.days, "the days in the period", Decimal(1), Decimal(366))
@@ -251,7 +258,8 @@ def import_upload(
     remote_addr: str | None = None,
 ) -> UploadOutcome:
     """Import an uploaded OWRS file whole, or nothing with every problem found. Only a rate
-    editor may (``Action.RATES_EDIT``)."""
+    editor may (``Action.RATES_EDIT``). Its new versions are proposed: they bill nothing
+    until someone else approves them in the approvals queue (``decide_version``)."""
     permissions.require(actor, Action.RATES_EDIT)
     try:
         file = owrs.load_text(content.decode("utf-8", errors="replace"), name)
@@ -260,11 +268,30 @@ def import_upload(
     problems = rate_schedules.validate_owrs(file)
     if problems:
         return UploadOutcome(problems=problems)
-    result = rate_schedules.import_owrs(session, file, effective_on=effective_on, actor=actor, remote_addr=remote_addr)
+    result = rate_schedules.import_owrs(
+        session, file, effective_on=effective_on, actor=actor, remote_addr=remote_addr, proposed_by=actor
+    )
     if not result.ok:
         assert result.error is not None
         return UploadOutcome(problems=[result.error])
     return UploadOutcome(created_versions=result.created_versions)
+
+
+def decide_version(
+    session: Session, actor: User, version_id: int | str, decision: str, note: str, now: datetime
+) -> RateScheduleVersion:
+    """Approve or reject a proposed rate version (``approve`` / ``reject``, a reason for a
+    reject): someone with ``RATES_APPROVE`` who did not propose it."""
+    try:
+        number = int(version_id)
+    except (TypeError, ValueError):
+        raise NotFound(str(version_id)) from None
+    item = session.get(RateScheduleVersion, number, with_for_update=True)
+    if item is None:
+        raise NotFound(str(version_id))
+    if decision not in ("approve", "reject"):
+        raise InvalidInput("Choose approve or reject.", "decision")
+    return rate_schedules.decide(session, item, actor, decision == "approve", note, now)
 
 
 # --------------------------------------------------------------------------- the quote contract

@@ -1,5 +1,5 @@
-"""The account page's adjustments and write-off panels, and the approvals queue
-(``services/adjustments.py``, ``services/write_offs.py``). Staff pages: English."""
+"""The account page's adjustments and write-off panels (``services/adjustments.py``,
+``services/write_offs.py``; the approvals queue is ``views/approvals.py``). Staff pages: English."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from ..billing_core import adjustments as rules
 from ..billing_core import money_policy
-from ..billing_core.errors import FieldErrors, InvalidInput
+from ..billing_core.errors import FieldErrors
 from ..billing_core.models import User
 from ..billing_core.money import format_money as money
 from ..services import adjustments as service
@@ -163,65 +163,5 @@ async def write_off_prepare(request: Request) -> Response:
                 return _write_off_page(request, session, user, number, form)
             flash(request, f"Write-off {item.id} is prepared; it waits for a supervisor's approval.")
         return redirect(f"/staff/accounts/{number}/write-off")
-
-    return await run_in_threadpool(act)
-
-
-# --- The approvals queue ---------------------------------------------------------------------
-
-
-def _approvals_page(
-    request: Request, session: Session, user: User, failed: str = "", form: FormState | None = None, error: str = ""
-) -> Response:
-    kind = request.query_params.get("kind", "")
-    page = service.approvals(session, user, kind, today(request))
-    return _render(
-        request,
-        "staff/adjustments/approvals.html",
-        {
-            **vars(page),
-            "kinds": service.KINDS,
-            "failed": failed,
-            "form": form or FormState(),
-            "error": error,
-            "today": today(request),
-        },
-        400 if failed else 200,
-    )
-
-
-def approvals(request: Request) -> Response:
-    with db(request) as session:
-        user = require_staff(request, session)
-        return _approvals_page(request, session, user)
-
-
-async def approval_decide(request: Request) -> Response:
-    data = await request.form()
-    form = FormState({k: str(data.get(k, "")).strip()[:2000] for k in ("decision", "decision_note")})
-    kind, item_id = request.path_params["kind"], request.path_params["id"]
-
-    def act() -> Response:
-        with db(request) as session:
-            user = require_staff(request, session)
-            try:
-                item = service.decide_waiting(
-                    session,
-                    user,
-                    kind,
-                    item_id,
-                    form.get("decision"),
-                    form.get("decision_note"),
-                    today(request),
-                    now(request),
-                )
-            except FieldErrors as exc:
-                _errors(form, exc)
-                return _approvals_page(request, session, user, f"{kind}-{item_id}", form)
-            except InvalidInput as exc:
-                return _approvals_page(request, session, user, f"{kind}-{item_id}", form, _sentence(exc.message))
-            what = "Adjustment" if kind == "adjustment" else "Write-off"
-            flash(request, f"{what} {item.id} is {item.status}.")
-        return redirect("/staff/approvals")
 
     return await run_in_threadpool(act)

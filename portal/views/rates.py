@@ -51,6 +51,7 @@ def version_view(request: Request) -> Response:
                 "tables": page.tables,
                 "needs": page.needs,
                 "siblings": page.siblings,
+                "people": page.people,
             },
         )
 

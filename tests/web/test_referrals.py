@@ -75,7 +75,7 @@ def test_prepare_approve_export_once_and_recover(client: TestClient, office) -> 
     listing = client.get("/staff/referrals")
     assert f"Approve referral {rid}" in listing.text
     queue = client.get("/staff/approvals?kind=referral")
-    assert queue.status_code == 200 and f"Decide referral {rid}" in queue.text and "Collection agency" in queue.text
+    assert queue.status_code == 200 and f"Approve referral {rid}" in queue.text and "Collection agency" in queue.text
     refused = _post(client, f"/staff/referrals/{rid}", {"decision": "reject", "decision_note": ""}, "/staff/referrals")
     assert refused.status_code == 400 and "Say why the referral is rejected." in refused.text
     ok = _post(client, f"/staff/referrals/{rid}", {"decision": "approve"}, "/staff/referrals")

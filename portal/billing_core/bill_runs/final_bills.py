@@ -361,6 +361,8 @@ def approve_final(
             "after that day, with the read taken then",
             "final",
         )
+    # The approver is never the one who stopped service (issue 16: approvals).
+    permissions.require_approver(actor, Action.BILLS_FINAL_APPROVE, review.entered_by_id)
     account = session.get(Account, review.account_id)
     assert account is not None
     if account.status != "active":

@@ -258,7 +258,7 @@ _RATERS: dict[int, rating.Rater] = {}
 
 
 def _raters(session: Session) -> dict[int, list[tuple[date, int, rating.Rater]]]:
-    """Each schedule's versions (effective date, id, rater), oldest first."""
+    """Each schedule's approved versions (effective date, id, rater), oldest first."""
     out: dict[int, list[tuple[date, int, rating.Rater]]] = defaultdict(list)
     for vid, schedule_id, effective_on, definition, service in session.execute(
         select(
@@ -269,6 +269,8 @@ def _raters(session: Session) -> dict[int, list[tuple[date, int, rating.Rater]]]
             RateSchedule.service_type,
         )
         .join(RateSchedule, RateSchedule.id == RateScheduleVersion.schedule_id)
+        # A proposed or rejected version never bills (issue 16: approvals).
+        .where(RateScheduleVersion.status == "approved")
         .order_by(RateScheduleVersion.effective_on)
     ):
         rater = _RATERS.get(vid)
