@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from . import audit, customers
+from . import audit, customers, rate_schedules
 from .errors import FieldErrors, InvalidInput
 from .models import Account, AuditEvent, Bill, Customer, Meter, RateSchedule, RateScheduleVersion, Service, User
 from .profile import PHONE
@@ -225,13 +225,7 @@ def change_contacts(
 # --------------------------------------------------------------------------- terms of a service
 
 
-def cart_sizes(definition: Mapping[str, Any]) -> list[str]:
-    """The cart sizes a rate version prices (empty when it does not price by cart)."""
-    for comp in definition.get("components", []):
-        names = comp.get("options") or [comp.get("option")]
-        if comp.get("type") == "fixed_by_option" and names == ["cart_size"]:
-            return sorted(comp.get("values", {}), key=lambda v: (len(v), v))
-    return []
+cart_sizes = rate_schedules.cart_sizes
 
 
 def version_on(session: Session, schedule: RateSchedule, day: date) -> RateScheduleVersion | None:

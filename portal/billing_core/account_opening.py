@@ -39,7 +39,7 @@ import usaddress  # type: ignore[import-untyped]  # no stubs published
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from . import customers, ledger, service_requests
+from . import customers, ledger, rate_schedules, service_requests
 from .deposits import months_before
 from .errors import FieldErrors, InvalidInput
 from .models import (
@@ -187,20 +187,13 @@ def parse_premise_address(line1: str, line2: str, city: str, state: str, zip_cod
 
 def approved_version(schedule: RateSchedule, on: date) -> RateScheduleVersion | None:
     """The approved version of ``schedule`` in force on ``on`` (a proposed or rejected one
-    never bills)."""
-    current = [v for v in schedule.versions if v.effective_on <= on and v.status == "approved"]
-    return max(current, key=lambda v: v.effective_on) if current else None
+    never bills): ``rate_schedules.version_in_force``."""
+    return rate_schedules.version_in_force(schedule, on)
 
 
 def cart_sizes(version: RateScheduleVersion | None) -> list[str]:
-    """The cart sizes a sanitation rate prices (its ``fixed_by_option`` on ``cart_size``);
-    empty for a rate without carts (a commercial bin)."""
-    if version is None:
-        return []
-    for comp in (version.definition or {}).get("components", []):
-        if comp.get("type") == "fixed_by_option" and (comp.get("option") == "cart_size"):
-            return sorted((str(k) for k in comp.get("values", {})), key=lambda s: (len(s), s))
-    return []
+    """The cart sizes a sanitation rate prices (empty for a rate without carts)."""
+    return rate_schedules.cart_sizes(version.definition if version is not None else None)
 
 
 # --- The form ---------------------------------------------------------------------------------

@@ -272,6 +272,16 @@ def version(session: Session, version_id: int) -> RateScheduleVersion:
     return found
 
 
+def cart_sizes(definition: Mapping[str, Any] | None) -> list[str]:
+    """The cart sizes a rate definition prices (its ``fixed_by_option`` on ``cart_size``);
+    empty for a rate that does not price by cart (a commercial bin)."""
+    for comp in (definition or {}).get("components", []):
+        names = comp.get("options") or [comp.get("option")]
+        if comp.get("type") == "fixed_by_option" and names == ["cart_size"]:
+            return sorted((str(k) for k in comp.get("values", {})), key=lambda v: (len(v), v))
+    return []
+
+
 def version_in_force(schedule: RateSchedule, on: date) -> RateScheduleVersion | None:
     """The approved version in force ``on`` a day: a proposed or rejected one never is."""
     current = [v for v in schedule.versions if v.effective_on <= on and v.status == APPROVED]
