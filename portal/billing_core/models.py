@@ -311,6 +311,13 @@ class MeterRead(Base):
         UniqueConstraint("meter_id", "read_on", name="uq_meter_read_meter_day"),
         CheckConstraint("source in ('handheld', 'amr', 'ami', 'customer', 'field', 'estimate')", name="source"),
         CheckConstraint("status in ('valid', 'exception', 'approved', 'estimated')", name="status"),
+        # The read exceptions waiting (the read queue, the supervisor dashboard): a few rows of many.
+        Index(
+            "ix_meter_read_exception",
+            "read_on",
+            postgresql_where=text("status = 'exception'"),
+            sqlite_where=text("status = 'exception'"),
+        ),
     )
 
 
@@ -685,7 +692,12 @@ class AuditEvent(Base):
     remote_addr: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[str | None] = mapped_column(Text)
 
-    __table_args__ = (Index("ix_audit_event_entity", "entity_type", "entity_id"),)
+    __table_args__ = (
+        Index("ix_audit_event_entity", "entity_type", "entity_id"),
+        # The audit trail viewer's searches by person or kind, newest first (issue 16).
+        Index("ix_audit_event_actor_time", "actor_id", "occurred_at"),
+        Index("ix_audit_event_action_time", "action", "occurred_at"),
+    )
 
 
 class PrintFile(Base):
