@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from portal.billing_core import meter_inventory as inventory
@@ -25,6 +26,7 @@ from portal.billing_core.models import (
     Service,
     User,
 )
+from portal.cli import main
 from portal.services import meters as service
 
 from .factories import district
@@ -214,3 +216,28 @@ def test_the_stock_list_counts_by_size_and_state(session: Session) -> None:
     only = service.stock_list(session, size='1"', status="in_stock")
     assert [m.serial for m in only.meters] == ["R1"] and only.matching == 1
     assert [m.serial for m in service.stock_list(session, q="t0").meters] == ["T000001", "T000002"]
+
+
+def test_the_receive_command_names_each_wrong_line_or_receives_the_file(
+    engine: Engine,
+    session: Session,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    person(session, "specialist")
+    session.commit()
+    bad, good = tmp_path / "bad.csv", tmp_path / "good.csv"
+    bad.write_text('serial,size\nK1,5/8"\nK1,1"\n')
+    good.write_text("K1\nK2\n")
+    assert main(["meters", "receive", str(bad), "--as", "specialist@example.net"]) == 1
+    assert "line 3: K1: serial K1 is also on line 2" in capsys.readouterr().err
+    argv = ["meters", "receive", str(good), "--size", '3/4"', "--on", "2026-11-20", "--as", "specialist@example.net"]
+    assert main(argv) == 0
+    assert "2 meters received into stock on 2026-11-20." in capsys.readouterr().out
+    session.expire_all()
+    assert session.scalars(select(Meter.serial).where(Meter.size == '3/4"').order_by(Meter.serial)).all() == [
+        "K1",
+        "K2",
+    ]
