@@ -115,6 +115,15 @@ EVENT_LABELS = {
 }
 
 
+#: Which of an event's ``after`` values is the day it happened.
+DAY_OF = {
+    "meter.receive": "received_on",
+    "meter.install": "installed_on",
+    "meter.test": "tested_on",
+    "meter.retire": "retired_on",
+}
+
+
 def _history(session: Session, meter: Meter) -> list[HistoryItem]:
     events = session.execute(
         select(AuditEvent.occurred_at, AuditEvent.action, AuditEvent.before, AuditEvent.after, AuditEvent.actor_label)
@@ -128,9 +137,7 @@ def _history(session: Session, meter: Meter) -> list[HistoryItem]:
     out = []
     for at, action, before, after, by in events:
         after = after or {}
-        day = after.get("received_on") or after.get("installed_on") or after.get("on") or after.get("tested_on")
-        if action == "meter.retire":
-            day = after.get("retired_on")
+        day = after.get(DAY_OF.get(action, "on"))
         detail = _detail(action, before or {}, after)
         out.append(HistoryItem(at, date.fromisoformat(day) if day else None, EVENT_LABELS[action], detail, by))
     if not any(h.what.startswith("Installed") for h in out) and meter.installed_on is not None:

@@ -181,8 +181,11 @@ def test_a_failed_test_retires_the_meter_and_retiring_is_refused_while_installed
     )
     with pytest.raises(InvalidInput, match="installed: exchange it before"):
         inventory.record_test(session, installed, failed, field, NOW, then="retired")
+    installed.installed_on = date(2020, 1, 1)
     inventory.record_test(session, installed, failed, field, NOW)  # a field test, it stays in
     assert installed.status == "installed"
+    (tested,) = [h for h in service.meter_page(session, "T000001").history if h.what == "Tested"]
+    assert tested.on == TODAY and tested.detail.startswith("Fail (low 91.50%")
     (spare,) = inventory.receive(session, [inventory.parse_meter({"serial": "S1", "size": '1"'})], TODAY, field, NOW)
     with pytest.raises(InvalidInput, match="failed its test does not go back to stock"):
         inventory.record_test(session, spare, failed, field, NOW, then="in_stock")
