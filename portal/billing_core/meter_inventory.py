@@ -19,6 +19,7 @@ from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from . import audit, meters, permissions, reads
@@ -267,7 +268,10 @@ def receive(
         )
         session.add(meter)
         out.append(meter)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError as exc:  # received by someone else a moment ago
+        raise InvalidInput("A meter of these serials was received meanwhile: nothing was received.", "serial") from exc
     audit.write(
         session,
         [
@@ -365,6 +369,7 @@ def install(
     already has a meter installed for that service (an exchange replaces it), or when the
     read is wrong (the meter's dials, a day in the future or before it was received)."""
     permissions.require(actor, Action.METERS_INVENTORY)
+    session.refresh(meter, with_for_update=True)  # two installs of one meter: the second waits, then is refused
     on = read_at.astimezone(AGENCY_TZ).date() if isinstance(read_at, datetime) else read_at
     if meter.status != MeterStatus.IN_STOCK.value:
         raise InvalidInput(
@@ -580,6 +585,7 @@ def record_test(
 def retire(session: Session, meter: Meter, on: date, reason: str, actor: User, now: datetime) -> None:
     """Retire a meter (in stock, removed, or in test): never while it is installed."""
     permissions.require(actor, Action.METERS_INVENTORY)
+    session.refresh(meter, with_for_update=True)
     if meter.status == MeterStatus.INSTALLED.value:
         raise InvalidInput(
             f"Meter {meter.serial} is installed: exchange it (or stop the service) before retiring it.", "retire"
