@@ -1,6 +1,7 @@
 """Field staff on a phone receive a meter into stock and install it at a new premise with its
 first read: a wrong read is refused next to its field, then the meter is installed, its first
-read is on its page, and the account's water service is on it."""
+read is on its page, and the account's water service is on it. The pages pass axe-core's
+WCAG 2.1 AA rules and fit the phone."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from portal.billing_core.models import Account, Meter, Premise, Service
 from portal.billing_core.numbers import account_number
 
 from .conftest import LiveServer
+from .test_accessibility import check
 from .test_first_slice import sign_in
 
 
@@ -58,7 +60,9 @@ def test_field_staff_receive_and_install_a_meter_on_a_phone(page: Page, live_ser
     number = a_new_premise(live_server)
     sign_in(page, live_server, "field@demo.example")
     page.goto(f"{live_server.url}/staff/meters")
+    check(page, "the stock list")
     page.get_by_role("link", name="Receive meters into stock").click()
+    check(page, "the receive page")
     one = page.locator("form", has=page.get_by_role("button", name="Receive this meter"))
     one.get_by_label("Serial number").fill("e2e-0001")
     one.get_by_label("Size").select_option('5/8"')
@@ -66,6 +70,7 @@ def test_field_staff_receive_and_install_a_meter_on_a_phone(page: Page, live_ser
     page.get_by_role("button", name="Receive this meter").click()
     expect(page.get_by_role("heading", name="Meter E2E-0001")).to_contain_text("In stock")
     expect(page.get_by_role("status")).to_have_text("Meter E2E-0001 received into stock.")
+    check(page, "a meter in stock")
     page.get_by_label("Account number at the premise, or its street address").fill(number)
     page.get_by_label("First read of E2E-0001 (CCF)").fill("12345678")
     page.get_by_role("button", name="Install meter E2E-0001").click()

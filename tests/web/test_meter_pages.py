@@ -49,8 +49,11 @@ def test_receive_a_file_then_test_and_retire_a_meter(client: TestClient, engine:
         files={"meter_file": ("new.csv", b"F1\nF2\nF1\nT000001\n", "text/csv")},
     )
     assert bad.status_code == 400
-    assert '<th scope="row">3</th><td>F1</td><td>serial F1 is also on line 1</td>' in bad.text
-    assert '<th scope="row">4</th><td>T000001</td><td>meter T000001 is already on file</td>' in bad.text
+    assert [(p.line, p.serial, p.reason) for p in bad.context["problems"]] == [
+        (3, "F1", "serial F1 is also on line 1"),
+        (4, "T000001", "meter T000001 is already on file"),
+    ]
+    assert '<th scope="row">3</th><td data-label="Serial">F1</td><td data-label="Why">serial F1 is also on' in bad.text
     assert field_error(bad.text, "meter_file").startswith("Nothing was received: 2 of 4 lines are wrong")
     with Session(engine) as s:
         assert s.scalar(select(func.count()).select_from(Meter)) == 1
