@@ -151,6 +151,8 @@ class ParsedFile:
     problems: list[RowProblem]
     #: Lines with a meter (blank lines are skipped).
     lines: int
+    #: serial -> the line it is on.
+    line_of: dict[str, int]
 
 
 def parse_file(content: bytes, defaults: dict[str, str]) -> ParsedFile:
@@ -169,7 +171,7 @@ def parse_file(content: bytes, defaults: dict[str, str]) -> ParsedFile:
         raise InvalidInput(f"The file is not a CSV file: {exc}.", "file") from exc
     header: list[str] | None = None
     start = 1
-    if rows and rows[0] and rows[0][0].strip().lower() == "serial":
+    if rows and any(c.strip().lower() == "serial" for c in rows[0]):
         header = [c.strip().lower() for c in rows[0]]
         unknown = [c for c in header if c not in FILE_COLUMNS]
         if unknown:
@@ -197,10 +199,11 @@ def parse_file(content: bytes, defaults: dict[str, str]) -> ParsedFile:
                 continue
             cells = {"serial": row[0]}
         else:
-            if len(row) > len(header):
-                problems.append(RowProblem(number, row[0].strip(), f"{len(row)} cells, the header has {len(header)}"))
-                continue
             cells = dict(zip(header, row, strict=False))
+            if len(row) > len(header):
+                serial = (cells.get("serial") or "").strip()
+                problems.append(RowProblem(number, serial, f"{len(row)} cells, the header has {len(header)}"))
+                continue
         values = {k: (cells.get(k) or "").strip() or defaults.get(k, "") for k in FILE_COLUMNS}
         values["serial"] = (cells.get("serial") or "").strip()
         try:
@@ -218,7 +221,7 @@ def parse_file(content: bytes, defaults: dict[str, str]) -> ParsedFile:
         out.append(meter)
     if not lines:
         raise InvalidInput("The file has no serials.", "file")
-    return ParsedFile(out, problems, lines)
+    return ParsedFile(out, problems, lines, first_line)
 
 
 def _already(session: Session, serials: Sequence[str]) -> set[str]:
@@ -307,20 +310,10 @@ def receive_file(
     parsed = parse_file(content, defaults)
     problems = list(parsed.problems)
     taken = _already(session, [m.serial for m in parsed.meters])
-    if taken:
-        lines = _serial_lines(content)
-        problems += [RowProblem(lines.get(s, 0), s, f"meter {s} is already on file") for s in taken]
+    problems += [RowProblem(parsed.line_of[s], s, f"meter {s} is already on file") for s in taken]
     if problems:
         raise FileRefused(sorted(problems, key=lambda p: p.line), parsed.lines)
     return receive(session, parsed.meters, on, actor, now, note="received from a file")
-
-
-def _serial_lines(content: bytes) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for number, row in enumerate(csv.reader(io.StringIO(content.decode("utf-8-sig"))), 1):
-        if row:
-            out.setdefault(row[0].strip().upper(), number)
-    return out
 
 
 class FileRefused(InvalidInput):

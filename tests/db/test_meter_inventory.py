@@ -91,6 +91,10 @@ def test_a_wrong_file_receives_nothing_and_names_every_line(session: Session) ->
     }
     assert session.scalar(select(func.count()).select_from(Meter)) == 1
     assert not events(session, "meter.receive")
+    other = b'size,serial\n1",C1\n1",T000001\n2",C2,x\n'  # the serial need not come first
+    with pytest.raises(inventory.FileRefused) as again:
+        service.receive_file(session, specialist, other, {}, today=TODAY, now=NOW)
+    assert [(p.line, p.serial) for p in again.value.problems] == [(3, "T000001"), (4, "C2")]
     received = service.receive_file(session, specialist, b"B1\nB2\n\nb3\n", {"size": '3/4"'}, today=TODAY, now=NOW)
     assert [(m.serial, m.size, m.status) for m in received] == [(s, '3/4"', "in_stock") for s in ("B1", "B2", "B3")]
     assert len(events(session, "meter.receive")) == 3
