@@ -64,6 +64,7 @@ from .views import approvals as approval_views  # issue 16: approvals
 from .views import audit_log as audit_views  # issue 16: admin
 from .views import cases as case_views  # issue 16: cases
 from .views import disputes as dispute_views
+from .views import meters as meter_views  # issue 16: meters
 from .views import plans as plan_views
 from .views import staff_admin as staff_admin_views  # issue 16: admin
 from .views import supervision as supervision_views  # issue 16: approvals
@@ -193,8 +194,13 @@ ROUTES = [
     Route("/staff/bill-runs/{run:int}", billing.run_view, methods=["GET"]),
     Route("/staff/bill-runs/{run:int}", billing.run_action, methods=["POST"]),
     Route("/staff/bill-runs/{run:int}/{kind:str}", billing.print_file_download, methods=["GET"]),
-    Route("/staff/meters/{serial}", billing.meter_view, methods=["GET"]),
-    Route("/staff/meters/{serial}", billing.meter_action, methods=["POST"]),
+    # issue 16: meters (the inventory: stock list, receiving, one meter's page and its forms)
+    Route("/staff/meters", meter_views.stock_list, methods=["GET"]),
+    Route("/staff/meters/receive", meter_views.receive_page, methods=["GET"]),
+    Route("/staff/meters/receive", meter_views.receive_one, methods=["POST"]),
+    Route("/staff/meters/receive/file", meter_views.receive_file, methods=["POST"]),
+    Route("/staff/meters/{serial}", meter_views.meter_view, methods=["GET"]),
+    Route("/staff/meters/{serial}", meter_views.meter_action, methods=["POST"]),
     Route("/staff/rates", rates.schedule_list),
     Route("/staff/rates/versions/{version:int}", rates.version_view),
     Route("/staff/rates/calculator", rates.calculator),

@@ -339,6 +339,43 @@ def cmd_reads_import(args: argparse.Namespace) -> int:
     return 0
 
 
+# issue 16: meters (receive a CSV file of serials into stock)
+def cmd_meters_receive(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from .adapters.clock import system_clock
+    from .billing_core import meter_inventory
+
+    settings = _settings()
+    try:
+        with open(args.file, "rb") as f:
+            content = f.read()
+    except OSError as exc:
+        print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    now = system_clock()
+    defaults = {
+        "size": args.size or "",
+        "make": args.make or "",
+        "model": args.model or "",
+        "dials": str(args.dials or ""),
+        "multiplier": args.multiplier or "",
+    }
+    on = date.fromisoformat(args.on) if args.on else now.astimezone(settings.tz).date()
+    try:
+        with _engine() as engine, transaction(make_sessionmaker(engine)) as session:
+            actor = _actor(session, args.as_user, needed=True)
+            received = meter_inventory.receive_file(session, content, defaults, on, actor, now)
+            serials = [m.serial for m in received]
+    except meter_inventory.FileRefused as exc:
+        print(f"{args.file}: nothing received; {len(exc.problems)} of {exc.lines} lines are wrong:", file=sys.stderr)
+        for p in exc.problems:
+            print(f"  line {p.line}: {p.serial or '(no serial)'}: {p.reason}", file=sys.stderr)
+        return 1
+    print(f"{args.file}: {len(serials)} meters received into stock on {on:%Y-%m-%d}.")
+    return 0
+
+
 def cmd_reads_route_file(args: argparse.Namespace) -> int:
     from datetime import date
 
@@ -1471,6 +1508,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--effective", type=_date_text, help="effective date YYYY-MM-DD, when the file's own is missing or wrong"
     )
     p.set_defaults(func=cmd_rates_import)
+
+    # issue 16: meters
+    meters_p = sub.add_parser("meters", help="the meter inventory").add_subparsers(dest="meters_command", required=True)
+    p = meters_p.add_parser("receive", help="receive a CSV file of serials into stock (all lines or none)")
+    p.add_argument("file", help="CSV: one serial a line, or a header row: serial,size,make,model,dials,multiplier")
+    p.add_argument("--size", help='the size of every meter the file does not size, e.g. 5/8"')
+    p.add_argument("--make", help="the make, when the file does not say")
+    p.add_argument("--model", help="the model, when the file does not say")
+    p.add_argument("--dials", type=int, help="dials, when the file does not say (default 6)")
+    p.add_argument("--multiplier", help="the register multiplier, when the file does not say (default 1)")
+    p.add_argument("--on", type=_date_text, help="the day received, YYYY-MM-DD (default: today)")
+    p.add_argument("--as", dest="as_user", required=True, metavar="EMAIL", help="the staff sign-in receiving them")
+    p.set_defaults(func=cmd_meters_receive)
 
     reads_p = sub.add_parser("reads", help="meter reads").add_subparsers(dest="reads_command", required=True)
     p = reads_p.add_parser("import", help="import a read file (all lines or none)")

@@ -42,6 +42,8 @@ def move(session: Session, meter: Meter, to: str, actor: User, on: date, note: s
         )
     before = meter.status
     meter.status = to
+    if to == "retired":
+        meter.retired_on = on
     if note:
         meter.location_notes = note[:300] if to == "in_stock" else meter.location_notes
     audit.record(
@@ -155,5 +157,20 @@ def exchange(
             "on": on.isoformat(),
             "premise": premise.one_line if premise else None,
             "note": note,
+        },
+    )
+    # The new meter's own history says where it went in (its page lists its events).
+    audit.record(
+        session,
+        "meter.exchange_in",
+        actor=actor,
+        entity_type="meter",
+        entity_id=new.serial,
+        before={"status": "in_stock", "replaces": old.serial},
+        after={
+            "status": "installed",
+            "on": on.isoformat(),
+            "first_read": str(first_read),
+            "premise": premise.one_line if premise else None,
         },
     )

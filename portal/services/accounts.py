@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from ..billing_core import (
     accounts,
@@ -36,6 +36,8 @@ from ..billing_core.models import (
     BillLine,
     BillUsage,
     FinalBillReview,
+    LedgerEntry,
+    LedgerTransaction,
     Meter,
     MeterRead,
     Payment,
@@ -44,6 +46,7 @@ from ..billing_core.models import (
     User,
 )
 from ..billing_core.permissions import Action
+from ..billing_core.status import BillStatus
 
 
 def search(session: Session, query: str) -> list[Account]:
@@ -56,8 +59,12 @@ def _account(session: Session, number: str) -> Account:
         select(Account)
         .where(Account.number == number)
         .options(
-            selectinload(Account.services).selectinload(Service.meter),
-            selectinload(Account.services).selectinload(Service.rate_schedule),
+            # What every account page shows, in two statements: the account with its customer,
+            # premise and cycle, then its services with their meters and rate schedules.
+            joinedload(Account.customer),
+            joinedload(Account.premise),
+            joinedload(Account.cycle),
+            selectinload(Account.services).options(joinedload(Service.meter), joinedload(Service.rate_schedule)),
         )
     ).first()
     if account is None:
@@ -89,7 +96,9 @@ class AccountPage:
     last_reads: dict[int, list[MeterRead]]
     #: service id -> the last day of service, for services that ended.
     last_days: dict[int, date]
+    #: One page of bills (``BILLS_PAGE``), newest first; ``bills_page`` counts from 1.
     bills: list[Bill]
+    #: One page of ledger rows (``LEDGER_PAGE``), newest first, each with the balance after it.
     ledger: list[accounts.LedgerRow]
     #: A final bill held for review, with its reads checked again as they stand now.
     held: FinalBillReview | None
@@ -102,19 +111,89 @@ class AccountPage:
     held_error: InvalidInput | None
     #: Active and nothing held: service may be stopped here.
     stoppable: bool
+    bills_page: int = 1
+    #: Older bills than this page's exist (the page links to them).
+    older_bills: bool = False
+    ledger_page: int = 1
+    ledger_pages: int = 1
 
 
-def account_page(session: Session, number: str, *, as_of: date) -> AccountPage:
+#: Bills and ledger rows the account page shows at a time (older pages are linked).
+BILLS_PAGE = 24
+LEDGER_PAGE = 50
+
+
+def _ledger_page(session: Session, account_id: int, page: int) -> tuple[list[accounts.LedgerRow], int, int]:
+    """One page of the account's ledger, newest first, with the balance after each row:
+    each transaction's amount on the account summed in the database (one row a
+    transaction, not its entries), then only the page's transactions loaded."""
+    amounts = session.execute(
+        select(LedgerEntry.transaction_id, func.sum(LedgerEntry.amount_cents))
+        .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
+        .where(LedgerEntry.account_id == account_id)
+        .group_by(LedgerEntry.transaction_id, LedgerTransaction.effective_on)
+        .order_by(LedgerTransaction.effective_on, LedgerEntry.transaction_id)
+    ).all()
+    running, balances = 0, []
+    for txn_id, amount in amounts:
+        running += int(amount)
+        balances.append((txn_id, int(amount), running))
+    balances.reverse()
+    pages = max(1, -(-len(balances) // LEDGER_PAGE))
+    page = min(max(page, 1), pages)
+    shown = balances[(page - 1) * LEDGER_PAGE : page * LEDGER_PAGE]
+    txns = {
+        t.id: t
+        for t in session.scalars(select(LedgerTransaction).where(LedgerTransaction.id.in_([i for i, _, _ in shown])))
+    } if shown else {}  # fmt: skip
+    return [accounts.LedgerRow(txns[i], amount, after) for i, amount, after in shown], page, pages
+
+
+def _last_reads(session: Session, meter_ids: list[int], n: int = 3) -> dict[int, list[MeterRead]]:
+    """Each meter's latest ``n`` reads, newest first, in one query."""
+    if not meter_ids:
+        return {}
+    ranked = (
+        select(
+            MeterRead.id,
+            func.row_number()
+            .over(partition_by=MeterRead.meter_id, order_by=(MeterRead.read_on.desc(), MeterRead.id.desc()))
+            .label("rank"),
+        )
+        .where(MeterRead.meter_id.in_(meter_ids))
+        .subquery()
+    )
+    found = session.scalars(
+        select(MeterRead)
+        .join(ranked, ranked.c.id == MeterRead.id)
+        .where(ranked.c.rank <= n)
+        .order_by(MeterRead.read_on.desc(), MeterRead.id.desc())
+    ).all()
+    out: dict[int, list[MeterRead]] = {m: [] for m in meter_ids}
+    for read in found:
+        out[read.meter_id].append(read)
+    return out
+
+
+def account_page(
+    session: Session, number: str, *, as_of: date, bills_page: int = 1, ledger_page: int = 1
+) -> AccountPage:
+    """Everything the staff account page shows; bills and the ledger one page at a time
+    (``bills_page``, ``ledger_page``: 1 is the newest)."""
     account = _account(session, number)
     meters = list({s.meter.id: s.meter for s in account.services if s.meter is not None}.values())
-    last_reads = {
-        m.id: list(
-            session.scalars(
-                select(MeterRead).where(MeterRead.meter_id == m.id).order_by(MeterRead.read_on.desc()).limit(3)
-            )
+    last_reads = _last_reads(session, [m.id for m in meters])
+    bills_page = max(bills_page, 1)
+    bills = list(
+        session.scalars(
+            select(Bill)
+            .where(Bill.account_id == account.id, Bill.status != BillStatus.DRAFT)
+            .order_by(Bill.bill_date.desc(), Bill.id.desc())
+            .offset((bills_page - 1) * BILLS_PAGE)
+            .limit(BILLS_PAGE + 1)
         )
-        for m in meters
-    }
+    )
+    ledger, ledger_page, ledger_pages = _ledger_page(session, account.id, ledger_page)
     held = bill_runs.held_for_account(session, account.id)
     checks: list[bill_runs.FinalReadCheck] = []
     held_error = None
@@ -142,14 +221,18 @@ def account_page(session: Session, number: str, *, as_of: date) -> AccountPage:
         active_meters=_meters(account),
         last_reads=last_reads,
         last_days={s.id: s.ended_on - timedelta(days=1) for s in account.services if s.ended_on},
-        bills=accounts.bills_for_account(session, account.id, limit=24),
-        ledger=accounts.ledger_with_running_balance(session, account.id),
+        bills=bills[:BILLS_PAGE],
+        ledger=ledger,
         held=held,
         held_checks=checks,
         held_by=session.get(User, held.entered_by_id) if held else None,
         held_serials=held_serials,
         held_error=held_error,
         stoppable=account.status == AccountStatus.ACTIVE and held is None,
+        bills_page=bills_page,
+        older_bills=len(bills) > BILLS_PAGE,
+        ledger_page=ledger_page,
+        ledger_pages=ledger_pages,
     )
 
 

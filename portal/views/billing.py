@@ -14,13 +14,11 @@ from starlette.responses import FileResponse, Response
 from .. import jobs
 from ..billing_core import bill_runs, permissions, read_files
 from ..billing_core.errors import FieldErrors, InvalidInput
-from ..billing_core.models import MeterStatus, User
+from ..billing_core.models import User
 from ..billing_core.permissions import Action
 from ..billing_core.reads import ReadException
 from ..billing_core.status import BillRunStatus
-from ..charts import usage_chart
 from ..services import billing as service
-from ..services import meters as meter_service
 from ..web import PageNotFound, db, flash, now, pop_flash, redirect, remote_addr, require_staff, today
 
 MAX_READ_FILE = 20 * 1024 * 1024
@@ -301,72 +299,3 @@ def print_file_download(request: Request) -> Response:
         path = service.print_file_path(session, request.path_params["run"], kind)
     media = "application/pdf" if path.endswith(".pdf") else "text/csv"
     return FileResponse(path, media_type=media, filename=Path(path).name, headers={"Cache-Control": "no-store"})
-
-
-# --------------------------------------------------------------------------- meters
-
-
-def meter_view(request: Request) -> Response:
-    with db(request) as session:
-        user = require_staff(request, session)
-        page = meter_service.meter_page(session, request.path_params["serial"])
-        return _meter_page(request, user, page, message=pop_flash(request))
-
-
-def _meter_page(
-    request: Request,
-    user: User,
-    page: meter_service.MeterPage,
-    *,
-    message: str | None = None,
-    errors: dict[str, str] | None = None,
-    form: dict[str, str] | None = None,
-    status_code: int = 200,
-) -> Response:
-    return _templates(request).TemplateResponse(
-        request,
-        "staff/meter.html",
-        {
-            **_fields(page),
-            "chart": usage_chart(page.uses, page.meter.unit),
-            "can_change": permissions.can(user.role, Action.METERS_CHANGE),
-            "MeterStatus": MeterStatus,
-            "message": message,
-            "errors": errors or {},
-            "form": form or {},
-        },
-        status_code=status_code,
-    )
-
-
-async def meter_action(request: Request) -> Response:
-    form = await request.form()
-    values = {
-        k: str(form.get(k, "")).strip()[:40]
-        for k in ("action", "to", "new_serial", "on", "final_read", "first_read", "read_on", "read_value")
-    }
-    values["read_note"] = str(form.get("read_note", "")).strip()[:200]
-    return await run_in_threadpool(_meter_action, request, request.path_params["serial"], values)
-
-
-def _meter_action(request: Request, serial: str, values: dict[str, str]) -> Response:
-    with db(request) as session:
-        user = require_staff(request, session)
-        try:
-            done = meter_service.change_meter(session, user, serial, values, today=today(request))
-        except FieldErrors as exc:
-            errors = {field: e.message for field, e in exc.errors.items()}
-            return _meter_page(
-                request,
-                user,
-                meter_service.meter_page(session, serial),
-                message=f"Nothing was changed: {next(iter(errors.values()))}",
-                errors=errors,
-                form=values,
-                status_code=400,
-            )
-        except InvalidInput as exc:
-            flash(request, f"Nothing was changed: {exc.message}")
-            return redirect(f"/staff/meters/{serial}")
-    flash(request, done)
-    return redirect(f"/staff/meters/{serial}")

@@ -30,8 +30,20 @@ def search(request: Request) -> Response:
 def account_view(request: Request) -> Response:
     with db(request) as session:
         user = require_staff(request, session)
-        page = service.account_page(session, request.path_params["number"], as_of=today(request))
+        page = service.account_page(
+            session,
+            request.path_params["number"],
+            as_of=today(request),
+            bills_page=_page_number(request, "bills"),
+            ledger_page=_page_number(request, "ledger"),
+        )
         return _account_page(request, user, page)
+
+
+def _page_number(request: Request, name: str) -> int:
+    """A page number from the query (``?bills=2``), 1 when missing or wrong."""
+    text = request.query_params.get(name, "1")
+    return int(text) if text.isdigit() and 0 < len(text) < 7 else 1
 
 
 def _account_page(
