@@ -25,7 +25,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, exists, func, or_, select
@@ -44,7 +43,6 @@ from .models import (
     Meter,
     MeterRead,
     MeterStatus,
-    MeterTest,
     Notice,
     Premise,
     ReadSource,
@@ -492,18 +490,10 @@ def _close_loop(
         _leak_case(session, actor, order, account, on, now)
 
 
-def cases_module() -> Any:
-    """The cases part's rules (``billing_core.cases``) when they are there, else None: a
-    leak investigation then only keeps its notes."""
-    found = notices.gate_module("cases")
-    return found if found is not None and hasattr(found, "open_case") else None
-
-
 def _leak_case(session: Session, actor: User, order: WorkOrder, account: Account, on: date, now: datetime) -> None:
     """A case for the office about the leak found, with the field's notes (``cases.open_case``)."""
-    cases = cases_module()
-    if cases is None:
-        return
+    from . import cases
+
     permissions.require(actor, Action.CASES_OPEN)
     premise = session.get(Premise, order.premise_id)
     where = premise.one_line if premise is not None else f"account {account.number}"
@@ -709,82 +699,31 @@ def _install(
     value: Decimal,
 ) -> int:  # fmt: skip
     """Set a stocked meter at the order's premise with its first read, and put it on the
-    account's running metered services that have none. (The meter inventory's own install,
-    when there is one, is the same move; this keeps to what the meter rules allow.)"""
+    account's running metered services that have none (``meter_inventory.install``)."""
+    from . import meter_inventory
+
     meter = _stocked(session, done.serial)
-    inventory = notices.gate_module("meter_inventory")
-    if inventory is not None and hasattr(inventory, "install"):  # the meter inventory's install (issue 16)
-        premise = session.get(Premise, order.premise_id)
-        assert premise is not None
-        first = inventory.install(
-            session, meter, premise, value, on, actor, done.completed_at, note=f"First read at install (work order "
-            f"{order.id})", work_order_id=order.id,
-        )  # fmt: skip
-        order.meter_id = meter.id
-        return int(first.id)
-    reads.check_read(value, meter.dials, "meter_read")
-    services = [s for s in account.services if s.ended_on is None and s.service_type in METERED] if account else []
-    taken = [s for s in services if s.meter_id is not None]
-    if taken:
-        current = session.get(Meter, taken[0].meter_id)
-        raise InvalidInput(
-            f"The account already has meter {current.serial if current else ''}; an exchange order replaces it.",
-            "serial",
-        )
-    if session.scalar(select(MeterRead.id).where(MeterRead.meter_id == meter.id, MeterRead.read_on == on)):
-        raise InvalidInput(f"Meter {meter.serial} already has a read on {on:%m/%d/%Y}.", "day")
-    before = {"status": meter.status, "premise_id": meter.premise_id}
-    meter.status, meter.premise_id, meter.installed_on, meter.removed_on = "installed", order.premise_id, on, None
-    read = MeterRead(
-        meter_id=meter.id, read_on=on, value=value, source=ReadSource.FIELD.value, status=ReadStatus.APPROVED.value,
-        note=f"First read at install (work order {order.id})",
+    premise = session.get(Premise, order.premise_id)
+    assert premise is not None
+    first = meter_inventory.install(
+        session, meter, premise, value, on, actor, done.completed_at,
+        note=f"First read at install (work order {order.id})", work_order_id=order.id,
     )  # fmt: skip
-    session.add(read)
-    for service in services:
-        service.meter_id = meter.id
     order.meter_id = meter.id
-    session.flush()
-    audit.record(
-        session, "meter.install", actor=actor, entity_type="meter", entity_id=meter.serial, before=before,
-        after={
-            "status": meter.status, "premise_id": meter.premise_id, "on": on.isoformat(), "first_read": str(value),
-            "services": [s.id for s in services], "work_order": order.id,
-        },
-    )  # fmt: skip
-    return read.id
+    return int(first.id)
 
 
 def _test(
     session: Session, actor: User, order: WorkOrder, meter: Meter, test: TestResult, on: date, now: datetime
 ) -> None:
+    from . import meter_inventory
+
     permissions.require(actor, Action.METERS_TEST)
-    inventory = notices.gate_module("meter_inventory")
-    if inventory is not None and hasattr(inventory, "record_test"):  # the meter inventory's tests (issue 16)
-        result = inventory.TestResult(
-            on, test.result == "pass", test.low_flow_pct, test.mid_flow_pct, test.high_flow_pct,
-            (actor.display_name or actor.email)[:100], order.notes,
-        )  # fmt: skip
-        inventory.record_test(session, meter, result, actor, now, work_order_id=order.id)
-        return
-    row = MeterTest(
-        meter_id=meter.id,
-        tested_on=on,
-        result=test.result,
-        low_flow_pct=test.low_flow_pct,
-        mid_flow_pct=test.mid_flow_pct,
-        high_flow_pct=test.high_flow_pct,
-        tested_by=(actor.display_name or actor.email)[:100],
-        notes=order.notes,
-        work_order_id=order.id,
-        created_by_id=actor.id,
-        created_at=now,
-    )
-    session.add(row)
-    session.flush()
-    audit.record(
-        session, "meter.test", actor=actor, entity_type="meter", entity_id=meter.serial,
-        after={"result": test.result, "on": on.isoformat(), "test": row.id, "work_order": order.id},
+    result = meter_inventory.TestResult(
+        on, test.result == "pass", test.low_flow_pct, test.mid_flow_pct, test.high_flow_pct,
+        (actor.display_name or actor.email)[:100], order.notes,
     )  # fmt: skip
+    meter_inventory.record_test(session, meter, result, actor, now, work_order_id=order.id)
 
 
 def not_done(session: Session, actor: User, order: WorkOrder, reason: str, detail: str, now: datetime) -> None:
@@ -1268,7 +1207,6 @@ __all__ = [
     "after_promise",
     "assign",
     "cancel",
-    "cases_module",
     "check_photo",
     "complete",
     "create",

@@ -14,8 +14,10 @@ from starlette.responses import Response
 
 from .. import jobs
 from ..billing_core import field_orders as rules
+from ..billing_core import permissions
 from ..billing_core.errors import FieldErrors
 from ..billing_core.models import Notice
+from ..billing_core.permissions import Action
 from ..services import field_orders as service
 from ..web import FormState, PageNotFound, db, error_text, flash, now, pop_flash, redirect, require_staff, today
 
@@ -55,7 +57,7 @@ def _field_page(
                 "forms": forms or {},
                 "kinds": rules.KINDS,
                 "rules": rules,
-                "can_open_case": rules.cases_module() is not None,
+                "can_open_case": permissions.can(user.role, Action.CASES_OPEN),
                 "flash": pop_flash(request),
             },
             status,
