@@ -421,6 +421,8 @@ def complete(session: Session, actor: User, order: WorkOrder, done: Completion, 
     order.meter_read = done.meter_read
     order.lock_or_tag = done.lock_or_tag
     order.serial_entered = done.serial
+    if order.meter_id is None and meter is not None and order.kind in METER_KINDS:
+        order.meter_id = meter.id  # the meter read: the account's, set after the order was opened
     if done.notes:
         order.notes = f"{order.notes}\n{done.notes}" if order.notes else done.notes
     order.photo_path = done.photo_path
