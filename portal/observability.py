@@ -53,7 +53,7 @@ from prometheus_client.registry import Collector
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount
+from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .billing_core.errors import BillingError
@@ -190,13 +190,13 @@ def formatter(fmt: str = "json") -> logging.Formatter:
     )
 
 
-class _StandardError(logging.StreamHandler):  # type: ignore[type-arg]
+class _StandardError(logging.StreamHandler):
     """Writes to whatever ``sys.stderr`` is at the moment (test runners swap it)."""
 
     def __init__(self) -> None:
         super().__init__(sys.stderr)
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> Any:
         return sys.stderr
 
@@ -282,9 +282,21 @@ def request_id(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
-def route_label(scope: Scope) -> str:
-    """The matched route's path template (``/staff/accounts/{number}``), never the path."""
+#: Methods counted by name; anything else a client invents is ``other`` (the labels stay few).
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def route_label(scope: Scope, status: int = 200) -> str:
+    """The matched route's path template (``/staff/accounts/{number}``), never the path.
+    A request answered before routing (a refused CSRF token, a body too large) is matched
+    here; a path no route matches is ``unmatched``."""
     route = scope.get("route")
+    if route is None and status != 404:
+        router = getattr(scope.get("app"), "router", None)
+        for candidate in getattr(router, "routes", ()):
+            if candidate.matches(scope)[0] is not Match.NONE:
+                route = candidate
+                break
     if route is None:
         return "unmatched"
     if isinstance(route, Mount):
@@ -325,8 +337,9 @@ class RequestSignals:
             await self.app(scope, receive, send_with_id)
         finally:
             seconds = time.perf_counter() - started
-            route = route_label(scope)
+            route = route_label(scope, status)
             method = scope.get("method", "")
+            method = method if method in METHODS else "other"
             REQUESTS.labels(route, method, f"{status // 100}xx").inc()
             LATENCY.labels(route, method).observe(seconds)
             session = scope.get("session")
@@ -426,7 +439,7 @@ def _http_registry() -> CollectorRegistry:
         from prometheus_client import multiprocess
 
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        multiprocess.MultiProcessCollector(registry)
         return registry
     return HTTP_METRICS
 
@@ -462,9 +475,9 @@ async def readyz(request: Request) -> Response:
             abandon_on_cancel=True,
         )
     failed = sorted(name for name, result in checks.items() if result not in ("ok", "in-process"))
-    body = {"status": "ready" if not failed else "not ready", "checks": checks}
+    body: dict[str, object] = {"status": "ready" if not failed else "not ready", "checks": checks}
     if failed:
-        body["failed"] = failed  # type: ignore[assignment]
+        body["failed"] = failed
     return JSONResponse(body, status_code=503 if failed else 200, headers={"Cache-Control": "no-store"})
 
 

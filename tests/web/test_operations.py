@@ -41,10 +41,14 @@ def test_metrics_count_requests_by_route_template(database: str) -> None:
     client.get("/staff/accounts/10042-77", follow_redirects=False)
     client.get("/my/accounts/55501/bills/9", follow_redirects=False)
     client.get("/no/such/page")
+    client.post("/staff/accounts/10042-77/stop", data={})  # refused for its CSRF token, before routing
+    client.request("BREW", "/staff")  # a method nobody uses
     text = client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).text
     assert 'portal_http_requests_total{method="GET",route="/staff/accounts/{number}",status="3xx"}' in text
     assert 'route="/my/accounts/{number}/bills/{bill}"' in text
     assert 'portal_http_requests_total{method="GET",route="unmatched",status="4xx"}' in text
+    assert 'portal_http_requests_total{method="POST",route="/staff/accounts/{number}/stop",status="4xx"}' in text
+    assert 'method="other",route="/staff"' in text and "BREW" not in text
     assert (
         'portal_http_request_duration_seconds_bucket{le="0.005",method="GET",route="/staff/accounts/{number}"}' in text
     )
