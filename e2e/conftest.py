@@ -113,9 +113,9 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     logging.getLogger().removeHandler(log_file)
     log_file.close()
     logged = log_path.read_text(encoding="utf-8")
-    assert '"logger": "portal.access"' in logged, "the e2e run wrote no request lines to its log"
     leaked = [secret for secret in LOG_SECRETS if secret in logged]
     assert not leaked, f"the e2e run's log {log_path} holds what must never be logged: {leaked}"
+    assert '"logger": "portal.access"' in logged, "the e2e run wrote no request lines to its log"
 
 
 @pytest.fixture(scope="session")

@@ -35,7 +35,7 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
 from typing import Any
 
 import anyio
@@ -155,8 +155,9 @@ def redact(logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> Mu
 # --- Logging setup --------------------------------------------------------------------------
 
 _HANDLER_NAME = "portal-json"
-#: Fields of the standard library's log records that are uvicorn's colours, not content.
-_DROP = ("color_message",)
+#: Fields of the standard library's log records that are not content: uvicorn's colours, and
+#: the message and time another handler's formatter left on the record (the event says it).
+_DROP = ("color_message", "message", "asctime")
 
 
 def _drop_noise(logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -379,8 +380,9 @@ def metrics_allowed(request: Request, token: str) -> bool:
 class DatabaseFigures(Collector):
     """The figures read at scrape time (``services/operations.figures``) as metrics."""
 
-    def __init__(self, figures: operations.Figures | None) -> None:
+    def __init__(self, figures: operations.Figures | None, in_process_queues: Iterable[str] = ()) -> None:
         self.figures = figures
+        self.in_process_queues = sorted(in_process_queues)
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("portal_database_up", "1 when the scrape could read the database")
@@ -389,7 +391,10 @@ class DatabaseFigures(Collector):
         f = self.figures
         if f is None:
             return
-        if f.queue is not None:
+        queue = f.queue
+        if queue is None:  # jobs run here as they are deferred: nothing ever waits
+            queue = [operations.QueueFigure(name, "todo", 0, 0.0) for name in self.in_process_queues]
+        if queue:
             depth = GaugeMetricFamily(
                 "portal_job_queue_jobs",
                 "Jobs on procrastinate's queue, by queue and status",
@@ -400,7 +405,7 @@ class DatabaseFigures(Collector):
                 "Seconds since the oldest job of each queue and status was deferred",
                 labels=["queue", "status"],
             )
-            for q in f.queue:
+            for q in queue:
                 depth.add_metric([q.queue, q.status], q.jobs)
                 age.add_metric([q.queue, q.status], q.oldest_seconds)
             yield depth
@@ -430,6 +435,12 @@ class DatabaseFigures(Collector):
         yield payments
 
 
+def _queue_names() -> set[str]:
+    from . import jobs
+
+    return {task.queue for task in jobs.app.tasks.values() if task.queue != "builtin"}
+
+
 def _with_queue(settings: Settings) -> bool:
     return settings.is_postgres and not settings.jobs_in_process
 
@@ -456,7 +467,7 @@ def metrics(request: Request) -> Response:
         logging.getLogger(__name__).warning("metrics: the database could not be read", exc_info=True)
         figures = None
     database = CollectorRegistry()
-    database.register(DatabaseFigures(figures))
+    database.register(DatabaseFigures(figures, () if _with_queue(settings) else _queue_names()))
     body = generate_latest(_http_registry()) + generate_latest(database)
     return Response(body, media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})
 
