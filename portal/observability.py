@@ -211,7 +211,8 @@ def setup_logging(settings: Settings | None = None, default_level: str = "INFO")
     at ``PORTAL_LOG_LEVEL`` (else ``default_level``). Safe to call again."""
     settings = settings or Settings.from_env()
     structlog.configure(
-        processors=[*_SHARED, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        # filter_by_level first: a line below the level costs nothing more than the check.
+        processors=[structlog.stdlib.filter_by_level, *_SHARED, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
