@@ -92,7 +92,7 @@ _KEY_PARTS = re.compile(r"[^a-z0-9]+")
 CARD_LIKE = re.compile(r"(?<![0-9])(?:[0-9][ -]?){12,18}[0-9](?![0-9])")
 #: ``password=...`` in a query string or a message, and ``Bearer ...`` credentials.
 _SECRET_ASSIGNMENT = re.compile(
-    r"(?i)\b(password|passwd|secret|token|cvc|cvv|card_?number|routing(?:_?number)?|account_?number)"
+    r"(?i)\b(password|passwd|pwd|secret|token|cvc|cvv|card_?number|routing(?:_?number)?|account_?number)"
     r"(\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s&,;]+)"
 )
 _CREDENTIAL = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
@@ -106,8 +106,6 @@ def secret_key(key: str) -> bool:
 
 def scrub(text: str) -> str:
     """``text`` with card-like numbers, ``password=...`` values and credentials blanked."""
-    if len(text) < 8:  # too short for any of them ("cvc=123" is 7: its key is checked)
-        return text
     if len(text) >= 13:
         text = CARD_LIKE.sub(REDACTED, text)
     if "=" in text or ":" in text:
@@ -117,11 +115,17 @@ def scrub(text: str) -> str:
     return text
 
 
+def _card_like_int(value: Any) -> bool:
+    return type(value) is int and 10**12 <= abs(value) < 10**19
+
+
 def _clean(value: Any, depth: int = 0) -> Any:
     if isinstance(value, str):
         return scrub(value)
-    if depth > 6:
-        return value
+    if _card_like_int(value):
+        return REDACTED
+    if depth > 6:  # not worth walking: not worth logging either
+        return value if isinstance(value, (int, float, bool)) or value is None else REDACTED
     if isinstance(value, dict):
         return {
             k: (REDACTED if isinstance(k, str) and secret_key(k) else _clean(v, depth + 1)) for k, v in value.items()
@@ -145,7 +149,7 @@ def redact(logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> Mu
         value = event_dict[key]
         if key != "event" and secret_key(key):
             event_dict[key] = REDACTED
-        elif isinstance(value, (str, dict, list, tuple, set, bytes)):
+        elif isinstance(value, (str, dict, list, tuple, set, bytes)) or _card_like_int(value):
             event_dict[key] = _clean(value)
         elif value is not None and not isinstance(value, (int, float, bool)):
             event_dict[key] = scrub(str(value))

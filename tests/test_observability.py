@@ -52,12 +52,16 @@ def test_card_like_numbers_and_secrets_in_text_are_scrubbed() -> None:
             "url": "/pay?card_number=4242424242424242&password=river+stone&next=/my",
             "exception": "ValueError: bad header Authorization: Bearer sk_live_abc123",
             "note": "account 1234567890 (10 digits) on bill 2026-11-22, ref 000123456789",
+            "number": 4242424242424242,
+            "ids": [1, 2, 4000002760003184],
+            "short": "pwd=abc",
         },
     )
     assert "4242" not in event["event"] and "3184" not in event["event"] and "378282" not in event["event"]
     assert event["event"].count(REDACTED) == 3
     assert "river" not in event["url"] and "4242" not in event["url"] and "next=/my" in event["url"]
     assert "sk_live_abc123" not in event["exception"]
+    assert event["number"] == REDACTED and event["ids"] == [1, 2, REDACTED] and event["short"] == f"pwd={REDACTED}"
     # Shorter numbers (accounts, dates, references under 13 digits) are not card numbers.
     assert event["note"] == "account 1234567890 (10 digits) on bill 2026-11-22, ref 000123456789"
 
