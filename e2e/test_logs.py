@@ -72,7 +72,9 @@ def test_a_card_payment_leaves_no_card_or_password_in_the_log(page: Page, live_s
     routes = {(line["method"], line["route"], line["status"]) for line in mine}
     assert any(m == "POST" and route == "/my/accounts/{number}/pay/{attempt}" for m, route, _ in routes), routes
     assert ("GET", "/my/accounts/{number}", 200) in routes
-    assert all(re.fullmatch(r"[0-9a-f]{32}", line["request_id"]) for line in mine)
+    assert all(re.fullmatch(r"[0-9a-f]{32}", line["request_id"]) for line in mine), [
+        (x["route"], x["request_id"]) for x in mine
+    ]
     assert not [line for line in lines if line.get("logger") == "portal.access" and email in json.dumps(line)]
     assert PASSWORD not in logged and CARD not in logged and "4242 4242 4242 4242" not in logged
     # The CVC as a number on its own (not inside a longer id, an amount or a time).

@@ -88,8 +88,9 @@ _SECRET_WORDS = (
 #: Short words secret only as a whole part of a key (``pan``, not ``company``).
 _SECRET_PARTS = frozenset({"pan", "pwd", "pin", "ssn", "cvv2"})
 _KEY_PARTS = re.compile(r"[^a-z0-9]+")
-#: 13 to 19 digits, maybe in groups split by one space or dash: a card number's shape.
-CARD_LIKE = re.compile(r"(?<![0-9])(?:[0-9][ -]?){12,18}[0-9](?![0-9])")
+#: 13 to 19 digits, maybe in groups split by one space or dash: a card number's shape. Not
+#: inside a word: hex ids (a request id, a uuid) have runs of digits that are no card.
+CARD_LIKE = re.compile(r"(?<![0-9A-Za-z])(?:[0-9][ -]?){12,18}[0-9](?![0-9A-Za-z])")
 #: ``password=...`` in a query string or a message, and ``Bearer ...`` credentials.
 _SECRET_ASSIGNMENT = re.compile(
     r"(?i)\b(password|passwd|pwd|secret|token|cvc|cvv|card_?number|routing(?:_?number)?|account_?number)"

@@ -55,6 +55,7 @@ def test_card_like_numbers_and_secrets_in_text_are_scrubbed() -> None:
             "number": 4242424242424242,
             "ids": [1, 2, 4000002760003184],
             "short": "pwd=abc",
+            "ids_in_words": "request 3f1234567890123456789abc, pm_card_4242424242424242",
         },
     )
     assert "4242" not in event["event"] and "3184" not in event["event"] and "378282" not in event["event"]
@@ -62,6 +63,8 @@ def test_card_like_numbers_and_secrets_in_text_are_scrubbed() -> None:
     assert "river" not in event["url"] and "4242" not in event["url"] and "next=/my" in event["url"]
     assert "sk_live_abc123" not in event["exception"]
     assert event["number"] == REDACTED and event["ids"] == [1, 2, REDACTED] and event["short"] == f"pwd={REDACTED}"
+    # Digits inside a hex id are no card; after an underscore they are.
+    assert event["ids_in_words"] == f"request 3f1234567890123456789abc, pm_card_{REDACTED}"
     # Shorter numbers (accounts, dates, references under 13 digits) are not card numbers.
     assert event["note"] == "account 1234567890 (10 digits) on bill 2026-11-22, ref 000123456789"
 

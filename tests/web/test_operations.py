@@ -124,7 +124,7 @@ def test_every_line_of_a_request_carries_its_id(database: str, log_lines: io.Str
     lines = [json.loads(line) for line in log_lines.getvalue().splitlines() if line.startswith("{")]
     mine = [line for line in lines if not line.get("logger", "").startswith("httpx")]  # the test client's
     assert answer.status_code == 500 and answer.headers["X-Request-ID"] == "probe-2f9c"
-    assert [line["event"] for line in mine][:2] == ["standard library line", "structlog line"]
+    assert [line["event"] for line in mine][:2] == ["standard library line", "structlog line"], lines
     assert any(line.get("exception", "").endswith("RuntimeError: boom") for line in mine)
     access = mine[-1]
     assert access["event"] == "request" and access["route"] == "/test/noisy/{n}" and access["status"] == 500
