@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -15,9 +16,10 @@ import pytest
 import uvicorn
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from portal import observability
 from portal.adapters.database import make_engine
 from portal.app import create_app
-from portal.demo import build_demo
+from portal.demo import DEMO_PASSWORD, build_demo
 from portal.settings import Settings
 from tests.localstripe import PUBLISHABLE_KEY, SECRET_KEY, WEBHOOK_SECRET, localstripe
 from tests.smtp import smtp_server
@@ -32,6 +34,17 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 TODAY = "2026-11-22"
+#: What the journeys type that must never reach a log line (issue 17: ops): test cards
+#: (localstripe's, in the test files) and passwords (demo, sign-up, set-password, the log test's).
+LOG_SECRETS = (
+    "4242424242424242",
+    "4242 4242 4242 4242",
+    "4000002760003184",
+    DEMO_PASSWORD,
+    "river stone garden",
+    "field work all day",
+    "log-grep kettle 93",
+)
 
 
 @dataclass(frozen=True)
@@ -43,6 +56,8 @@ class LiveServer:
     inbox: list = field(default_factory=list)
     #: The localstripe server standing in for Stripe (its Stripe.js and webhooks included).
     stripe_url: str = ""
+    #: Every log line of the run (the portal's JSON lines), for tests that grep it.
+    log_path: str = ""
 
 
 def _free_port() -> int:
@@ -77,7 +92,10 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         stripe_js_url=stripe.js_url,
     )
     app = create_app(settings, engine=engine, clock=lambda: datetime(2026, 11, 22, 18, tzinfo=UTC))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    # issue 17: ops: the run's log lines (the portal's JSON, uvicorn's through it) kept in a file
+    log_path = tmp_path_factory.mktemp("logs") / "e2e.log"
+    log_file = observability.log_to_file(str(log_path))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", log_config=None))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -85,12 +103,19 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         if time.monotonic() > deadline:
             raise RuntimeError("the portal did not start")
         time.sleep(0.05)
-    yield LiveServer(f"http://127.0.0.1:{port}", url, inbox, stripe.url)
+    yield LiveServer(f"http://127.0.0.1:{port}", url, inbox, stripe.url, str(log_path))
     server.should_exit = True
     thread.join(timeout=10)
     engine.dispose()
     smtp.__exit__(None, None, None)
     stripe_cm.__exit__(None, None, None)
+    # issue 17: ops: not one card number or password the journeys typed is in the run's log.
+    logging.getLogger().removeHandler(log_file)
+    log_file.close()
+    logged = log_path.read_text(encoding="utf-8")
+    leaked = [secret for secret in LOG_SECRETS if secret in logged]
+    assert not leaked, f"the e2e run's log {log_path} holds what must never be logged: {leaked}"
+    assert '"logger": "portal.access"' in logged, "the e2e run wrote no request lines to its log"
 
 
 @pytest.fixture(scope="session")

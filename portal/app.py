@@ -19,7 +19,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from . import devstack, jobs
+from . import devstack, jobs, observability
 from .adapters.database import make_engine, make_sessionmaker
 from .adapters.gateway import PaymentGateway
 from .adapters.gateway import from_settings as gateway_from_settings
@@ -90,6 +90,10 @@ def favicon(request: Request) -> Response:
 ROUTES = [
     Route("/", auth.home),
     Route("/healthz", healthz),
+    # issue 17: ops (readiness and Prometheus metrics, portal/observability.py; no sign-in,
+    # /metrics only with PORTAL_METRICS_TOKEN's bearer token or from this machine)
+    Route("/readyz", observability.readyz, methods=["GET"]),
+    Route("/metrics", observability.metrics, methods=["GET"]),
     Route("/favicon.ico", favicon),
     Route("/sign-in", auth.sign_in_page, methods=["GET"]),
     Route("/sign-in", auth.sign_in, methods=["POST"]),
@@ -397,7 +401,7 @@ class Portal(Starlette):
 
 
 def outer_middleware(settings: Settings) -> list[Middleware]:
-    outer = []
+    outer = [Middleware(observability.RequestSignals)]  # issue 17: ops (request id, access line, metrics)
     if settings.forwarded_allow_ips:
         # Only a configured proxy's X-Forwarded-For/-Proto count (uvicorn's own handling is
         # off in the Procfile and `portal serve`: it trusts 127.0.0.1 by default).
@@ -416,6 +420,8 @@ def create_app(
 ) -> Starlette:
     settings = settings or Settings.from_env()
     devstack.check(settings)  # demo stand-ins: development on this machine only, else refuse to start
+    observability.check(settings)  # issue 17: ops (a guessable metrics token refused)
+    observability.setup_logging(settings)  # issue 17: ops (JSON lines, as the CLI and workers)
     engine = engine or make_engine(settings.database_url)
     printer = AsyncPrinter(settings.chromium)
 

@@ -1789,6 +1789,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # issue 17: ops: the same JSON log lines as the web app (INFO for the long-running
+    # processes, WARNING for one-off commands, whose output is what they print).
+    from .observability import setup_logging
+
+    setup_logging(_settings(), "INFO" if args.func in (cmd_serve, cmd_worker) else "WARNING")
     try:
         return int(args.func(args) or 0)
     except BillingError as exc:

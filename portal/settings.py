@@ -68,6 +68,14 @@ class Settings:
     #: A JSON file of bank CSV layouts for lockbox files (``billing_core/remittance.py``), on
     #: top of the shipped ``portal/data/lockbox_layouts.json``. Empty: the shipped ones.
     lockbox_layouts_file: str = ""
+    # issue 17: ops (portal/observability.py)
+    #: The bearer token /metrics asks for. Empty: /metrics answers this machine only.
+    metrics_token: str = ""
+    #: The log level (DEBUG, INFO, WARNING...). Empty: INFO for the web and worker processes,
+    #: WARNING for the other ``portal`` commands.
+    log_level: str = ""
+    #: ``json`` (one JSON object a line, the default) or ``console`` (for people at a terminal).
+    log_format: str = "json"
 
     @property
     def oidc_enabled(self) -> bool:
@@ -121,6 +129,10 @@ class Settings:
             demo_standins=_bool(env.get("PORTAL_DEMO_STANDINS"), False),
             money_policy_file=env.get("PORTAL_MONEY_POLICY", ""),
             lockbox_layouts_file=env.get("PORTAL_LOCKBOX_LAYOUTS", ""),
+            # issue 17: ops
+            metrics_token=env.get("PORTAL_METRICS_TOKEN", "").strip(),
+            log_level=env.get("PORTAL_LOG_LEVEL", "").strip().upper(),
+            log_format="console" if env.get("PORTAL_LOG_FORMAT", "").strip().lower() == "console" else "json",
         )
 
 
