@@ -33,6 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sqlalchemy import text  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from portal.billing_core.bulk import insert_rows, reserve_ids  # noqa: E402
@@ -183,9 +184,13 @@ def one_round(url: str, engine, content: bytes) -> dict[str, float]:  # type: ig
 
     from portal.billing_core.read_import import import_reads
 
+    cpu: dict[str, float] = {}
+
     def load(name: str):  # type: ignore[no-untyped-def]
         with Session(engine) as session, session.begin():
-            return import_reads(
+            backend = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            server, client = backend_cpu(backend), time.process_time()
+            report = import_reads(
                 session,
                 content,
                 name,
@@ -195,10 +200,13 @@ def one_round(url: str, engine, content: bytes) -> dict[str, float]:  # type: ig
                 now=datetime.now(UTC),
                 actor_label="bench",
             )
+        cpu["client"], cpu["server"] = time.process_time() - client, backend_cpu(backend) - server
+        return report
 
     started = time.perf_counter()
     report = load("ami.csv")
     portal = time.perf_counter() - started
+    portal_cpu = dict(cpu)
     assert report.ok and report.added == content.count(b"\n") - 1, (report.added, report.rejected[:3])
     started = time.perf_counter()
     again = load("ami-again.csv")
@@ -213,12 +221,15 @@ def one_round(url: str, engine, content: bytes) -> dict[str, float]:  # type: ig
                 buf.write(chunk)
         payload = buf.getvalue()
         times = {}
+        backend = conn.info.backend_pid
         for twin in ("keyed", "bare"):
+            server = backend_cpu(backend)
             started = time.perf_counter()
             with conn.cursor().copy(f"COPY twin_read_{twin} ({COLUMNS}) FROM STDIN") as cp:
                 cp.write(payload)
             conn.commit()
             times[twin] = time.perf_counter() - started
+            times[f"{twin} cpu"] = backend_cpu(backend) - server
         for statement in (
             f"DELETE FROM twin_read_keyed WHERE import_id = {report.import_id}",
             "TRUNCATE twin_read_bare",
@@ -236,7 +247,21 @@ def one_round(url: str, engine, content: bytes) -> dict[str, float]:  # type: ig
         "bare": times["bare"],
         "added": report.added,
         "exceptions": report.exceptions,
+        "portal client cpu": portal_cpu["client"],
+        "portal server cpu": portal_cpu["server"],
+        "keyed cpu": times["keyed cpu"],
+        "bare cpu": times["bare cpu"],
     }
+
+
+def backend_cpu(pid: int) -> float:
+    """CPU seconds a PostgreSQL backend has used (user + system), when the server runs on this
+    machine (else NaN): on a loaded machine the part of the wall-clock time spent working."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -272,14 +297,25 @@ def main() -> None:
             f"load average {os.getloadavg()[0]:.1f}",
             flush=True,
         )
+        print(
+            f"    CPU: portal {r['portal client cpu']:.2f} s in Python + {r['portal server cpu']:.2f} s in its "
+            f"PostgreSQL backend; raw COPY keyed {r['keyed cpu']:.2f} s, bare {r['bare cpu']:.2f} s in theirs",
+            flush=True,
+        )
     engine.dispose()
     med = {k: statistics.median(r[k] for r in rounds) for k in ("portal", "keyed", "bare")}
+    cpu = {k: statistics.median(r[k] for r in rounds) for k in ("portal client cpu", "portal server cpu", "keyed cpu")}
     reads = rounds[0]["added"]
     print(
         f"median of {len(rounds)}: portal {med['portal']:.2f} s = {reads / med['portal']:,.0f} reads/s; "
         f"raw COPY into the keyed twin {med['keyed']:.2f} s = {reads / med['keyed']:,.0f} rows/s "
         f"(ratio {med['keyed'] / med['portal']:.3f}), into the bare twin {med['bare']:.2f} s = "
         f"{reads / med['bare']:,.0f} rows/s (ratio {med['bare'] / med['portal']:.3f}); target 0.33"
+    )
+    portal_cpu = cpu["portal client cpu"] + cpu["portal server cpu"]
+    print(
+        f"median CPU: portal {cpu['portal client cpu']:.2f} s Python + {cpu['portal server cpu']:.2f} s PostgreSQL = "
+        f"{portal_cpu:.2f} s; raw COPY keyed {cpu['keyed cpu']:.2f} s (ratio {cpu['keyed cpu'] / portal_cpu:.3f})"
     )
 
 
