@@ -270,16 +270,8 @@ def _resolve_meters(
     meter cannot take the read are rejected (unknown, not installed, value beyond its dials)."""
     serials = {p.meter_serial for p in parsed if p.meter_serial}
     numbers = {p.account_number for p in parsed if p.account_number and not p.meter_serial}
-    by_serial: dict[str, _Meter] = {}
+    by_serial = _meters_by_serial(session, serials)
     db = session.connection()
-    if db.dialect.name == "postgresql":
-        with _cursor(session) as cursor:
-            cursor.execute(_METERS_BY_SERIAL, {"serials": "\n".join(serials)})
-            by_serial = {row[1]: _Meter(*row) for row in cursor.fetchall()}
-    else:
-        for part in chunks(session, serials):
-            for row in db.execute(select(*_METER_COLUMNS).where(among(session, _M.serial, part, String()))):
-                by_serial[row.serial] = _Meter(*row)
     by_account: dict[str, list[_Meter]] = defaultdict(list)
     for part in chunks(session, numbers):
         rows = db.execute(
@@ -323,6 +315,25 @@ def _resolve_meters(
                 continue
         out.append((p, meter))
     return out
+
+
+def _meters_by_serial(session: Session, serials: set[str]) -> dict[str, _Meter]:
+    """The meters with these serials: in one statement on PostgreSQL, by chunks on SQLite."""
+    if session.get_bind().dialect.name == "postgresql":
+        with _cursor(session) as cursor:
+            cursor.execute(_METERS_BY_SERIAL, {"serials": "\n".join(serials)})
+            return {row[1]: _Meter(*row) for row in cursor.fetchall()}
+    return _meters_by_serial_chunked(session, serials)
+
+
+def _meters_by_serial_chunked(session: Session, serials: set[str]) -> dict[str, _Meter]:
+    by_serial: dict[str, _Meter] = {}
+    for part in chunks(session, serials):
+        for row in session.connection().execute(
+            select(*_METER_COLUMNS).where(among(session, _M.serial, part, String()))
+        ):
+            by_serial[row.serial] = _Meter(*row)
+    return by_serial
 
 
 def _capacity(dials: int) -> Decimal:
