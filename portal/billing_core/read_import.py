@@ -100,6 +100,7 @@ def import_reads(
     known = _known_reads(session, meters, rules)
     seen: dict[tuple[int, date], ParsedRead] = {}
     to_add: list[tuple[ParsedRead, _Meter]] = []
+    one_day = known.one_day
     for p, meter in meters:
         key = (meter.id, p.read_on)
         if key in seen:
@@ -113,7 +114,8 @@ def import_reads(
                 )
             continue
         seen[key] = p
-        on_record = known.on_day(meter.id, p.read_on)
+        quick = one_day.get(meter.id)  # known.on_day, without the call for a day's AMI file
+        on_record = quick[2] if quick is not None and quick[0] == p.read_on else known.on_day(meter.id, p.read_on)
         if on_record is not None:
             if on_record != p.value:
                 rejected.append(
@@ -195,16 +197,16 @@ def _write(
     batch_id = batch.id
     counted = [0, 0]  # reads, exceptions
 
+    one_day = known.one_day
+
     def judged() -> Iterator[tuple[Any, ...]]:
         for p, meter in sorted(to_add, key=lambda pm: (pm[1].id, pm[0].read_on)):
-            found = judge(
-                meter.dials,
-                meter.multiplier,
-                known.before(meter.id, p.read_on, rules),
-                p.value,
-                known.active(meter.id),
-                rules,
-            )
+            quick = one_day.get(meter.id)  # known.before, without the call for a day's AMI file
+            if quick is not None and quick[0] == p.read_on:
+                history = [Decimal(v) for v in quick[1].split()]
+            else:
+                history = known.before(meter.id, p.read_on, rules)
+            found = judge(meter.dials, meter.multiplier, history, p.value, known.active(meter.id), rules)
             known.add(meter.id, p.read_on, p.value)  # the next read of this meter in the file sees it
             counted[0] += 1
             if found:
