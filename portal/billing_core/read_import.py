@@ -77,11 +77,13 @@ def import_reads(
 ) -> ImportReport:
     """Check every line, then write the file's new reads in bulk, or nothing.
 
-    Set-based whatever the file's size: meters, reads on record and each meter's recent
-    history come in a few queries per chunk of meters (one array a query on PostgreSQL,
-    ``bulk.IN_CHUNK`` values on SQLite); rules run in Python; the reads go in with COPY
-    (PostgreSQL) or one executemany (SQLite). ``today`` bounds the reads' dates; ``now``
-    stamps the reads written."""
+    Set-based whatever the file's size. On PostgreSQL the meters come in one statement, and
+    each meter's recent history, its read on record that day and its account's status in
+    two more (``_known_reads_bulk``; a meter with several reads in the file as on SQLite);
+    the reads stream into one binary COPY as they are judged. On SQLite the same facts come
+    in a few queries per chunk of ``bulk.IN_CHUNK`` meters and the reads go in with one
+    executemany. The rules run in Python either way. ``today`` bounds the reads' dates;
+    ``now`` stamps the reads written."""
     file_name = "".join(c for c in file_name if c.isprintable())[:200] or "reads"
     report = ImportReport(file_name=file_name)
     digest = hashlib.sha256(content).hexdigest()
