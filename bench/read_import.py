@@ -312,6 +312,12 @@ def main() -> None:
         f"(ratio {med['keyed'] / med['portal']:.3f}), into the bare twin {med['bare']:.2f} s = "
         f"{reads / med['bare']:,.0f} rows/s (ratio {med['bare'] / med['portal']:.3f}); target 0.33"
     )
+    paired = [r["keyed"] / r["portal"] for r in rounds]
+    paired_cpu = [r["keyed cpu"] / (r["portal client cpu"] + r["portal server cpu"]) for r in rounds]
+    print(
+        f"median of the rounds' own ratios against the keyed twin: {statistics.median(paired):.3f} by the wall "
+        f"clock, {statistics.median(paired_cpu):.3f} by CPU; target 0.33"
+    )
     portal_cpu = cpu["portal client cpu"] + cpu["portal server cpu"]
     print(
         f"median CPU: portal {cpu['portal client cpu']:.2f} s Python + {cpu['portal server cpu']:.2f} s PostgreSQL = "
