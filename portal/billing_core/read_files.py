@@ -16,7 +16,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import InvalidInput
 from .reads import format_quantity, parse_read
@@ -62,8 +62,9 @@ def parse_mapping(text: str) -> dict[str, str]:
     return mapping
 
 
-@dataclass(frozen=True)
-class ParsedRead:
+class ParsedRead(NamedTuple):
+    """One line's read, parsed (a named tuple: a day's AMI file makes 100,000 of them)."""
+
     line: int
     meter_serial: str | None
     account_number: str | None
@@ -116,9 +117,10 @@ def parse(
 def _parse_csv(
     text: str, columns: Mapping[str, str], default_source: str, today: date | None
 ) -> tuple[list[ParsedRead], list[Rejected], int]:
-    reader = csv.DictReader(io.StringIO(text))
+    reader = csv.reader(io.StringIO(text))
+    records = iter(reader)
     try:
-        header = reader.fieldnames or []
+        header = next(records, None) or []
     except csv.Error as exc:
         raise InvalidInput(_csv_problem(reader.line_num, exc), "file") from exc
     needed = [columns["value"], columns["read_at"]] if "value" in columns and "read_at" in columns else []
@@ -137,32 +139,35 @@ def _parse_csv(
     reads: list[ParsedRead] = []
     rejected: list[Rejected] = []
     lines = 0
-    rows = iter(reader)
+    # Rows as lists, each field found by its column's index (csv.DictReader's rules: the
+    # last of two columns with one name wins, a short row's missing fields are empty, blank
+    # lines are skipped); the file is read record by record, never held as rows.
+    at = {name: i for i, name in enumerate(header)}
+    wanted = [at.get(columns.get(k, ""), -1) for k in ("meter_serial", "account_number", "source")]
+    value_at, when_at = at[columns["value"]], at[columns["read_at"]]
+    plain_raw = len(at) == len(header)
+    width = len(header)
+    serial_at, account_at, source_at = wanted
+    start = reader.line_num + 1  # where the next record begins (blank lines are not records)
     while True:
-        start = reader.line_num + 1  # where the next record begins
         try:
-            row = next(rows)
+            row = next(records)
         except StopIteration:
             break
         except csv.Error as exc:
             raise InvalidInput(_csv_problem(start, exc), "file") from exc
+        if not row:
+            continue
+        start = reader.line_num + 1
         lines += 1
         line = reader.line_num
-        raw = ",".join(row.get(c) or "" for c in header)
-        serial = (row.get(columns.get("meter_serial", "")) or "").strip() or None
-        account = (row.get(columns.get("account_number", "")) or "").strip() or None
-        source = (row.get(columns.get("source", "")) or "").strip().lower() or default_source
-        result = _one(
-            line,
-            serial,
-            account,
-            row.get(columns["value"]) or "",
-            row.get(columns["read_at"]) or "",
-            source,
-            raw,
-            None,
-            today,
-        )
+        if len(row) < width:
+            row = row + [""] * (width - len(row))
+        raw = ",".join(row[:width]) if plain_raw else ",".join(row[at[c]] for c in header)
+        serial = (row[serial_at].strip() or None) if serial_at >= 0 else None
+        account = (row[account_at].strip() or None) if account_at >= 0 else None
+        source = (row[source_at].strip().lower() if source_at >= 0 else "") or default_source
+        result = _one(line, serial, account, row[value_at], row[when_at], source, raw, None, today)
         if isinstance(result, ParsedRead):
             reads.append(result)
         else:
@@ -224,6 +229,10 @@ def _parse_fixed(
     return reads, rejected, lines
 
 
+#: Whole numbers of at most this many digits are below ``reads.STORED_LIMIT`` (10^11).
+_WHOLE_DIGITS = 11
+
+
 def _one(
     line: int,
     serial: str | None,
@@ -237,16 +246,20 @@ def _one(
 ) -> ParsedRead | Rejected:
     if not serial and not account:
         return Rejected(line, raw, "no meter serial or account number")
-    for name, text, longest in (("meter serial", serial, 40), ("account number", account, 20)):
-        if text and (len(text) > longest or not text.isprintable()):
-            return Rejected(line, text, f"the {name} is not one: over {longest} characters or unprintable")
-    if not value_text.strip():
+    if serial and (len(serial) > 40 or not serial.isprintable()):
+        return Rejected(line, serial, "the meter serial is not one: over 40 characters or unprintable")
+    if account and (len(account) > 20 or not account.isprintable()):
+        return Rejected(line, account, "the account number is not one: over 20 characters or unprintable")
+    if value_text.isdigit() and value_text.isascii() and len(value_text) <= _WHOLE_DIGITS:
+        value = Decimal(value_text)  # what parse_read makes of plain whole digits, quickly
+    elif not value_text.strip():
         return Rejected(line, value_text, "the read value is not a number")
-    try:
-        value = parse_read(value_text)
-    except InvalidInput as exc:
-        reason = "the read value is negative" if "negative" in exc.message else exc.message
-        return Rejected(line, value_text, reason)
+    else:
+        try:
+            value = parse_read(value_text)
+        except InvalidInput as exc:
+            reason = "the read value is negative" if "negative" in exc.message else exc.message
+            return Rejected(line, value_text, reason)
     when = _date(when_text, date_format)
     if when is None:
         return Rejected(line, when_text, "the read date is not a date (use YYYY-MM-DD)")

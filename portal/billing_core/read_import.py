@@ -14,12 +14,14 @@ from __future__ import annotations
 import bisect
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any, NamedTuple
 
-from sqlalchemy import String, func, select
+from sqlalchemy import String, func, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -48,8 +50,7 @@ class ImportReport:
         return not self.rejected
 
 
-@dataclass(frozen=True)
-class _Meter:
+class _Meter(NamedTuple):
     """What the import needs of a meter: plain values, not ORM objects."""
 
     id: int
@@ -76,11 +77,13 @@ def import_reads(
 ) -> ImportReport:
     """Check every line, then write the file's new reads in bulk, or nothing.
 
-    Set-based whatever the file's size: meters, reads on record and each meter's recent
-    history come in a few queries per chunk of meters (one array a query on PostgreSQL,
-    ``bulk.IN_CHUNK`` values on SQLite); rules run in Python; the reads go in with COPY
-    (PostgreSQL) or one executemany (SQLite). ``today`` bounds the reads' dates; ``now``
-    stamps the reads written."""
+    Set-based whatever the file's size. On PostgreSQL the meters come in one statement, and
+    each meter's recent history, its read on record that day and its account's status in
+    two more (``_known_reads_bulk``; a meter with several reads in the file as on SQLite);
+    the reads stream into one binary COPY as they are judged. On SQLite the same facts come
+    in a few queries per chunk of ``bulk.IN_CHUNK`` meters and the reads go in with one
+    executemany. The rules run in Python either way. ``today`` bounds the reads' dates;
+    ``now`` stamps the reads written."""
     file_name = "".join(c for c in file_name if c.isprintable())[:200] or "reads"
     report = ImportReport(file_name=file_name)
     digest = hashlib.sha256(content).hexdigest()
@@ -99,6 +102,7 @@ def import_reads(
     known = _known_reads(session, meters, rules)
     seen: dict[tuple[int, date], ParsedRead] = {}
     to_add: list[tuple[ParsedRead, _Meter]] = []
+    one_day = known.one_day
     for p, meter in meters:
         key = (meter.id, p.read_on)
         if key in seen:
@@ -112,7 +116,8 @@ def import_reads(
                 )
             continue
         seen[key] = p
-        on_record = known.on_day(meter.id, p.read_on)
+        quick = one_day.get(meter.id)  # known.on_day, without the call for a day's AMI file
+        on_record = quick[2] if quick is not None and quick[0] == p.read_on else known.on_day(meter.id, p.read_on)
         if on_record is not None:
             if on_record != p.value:
                 rejected.append(
@@ -130,6 +135,11 @@ def import_reads(
     if rejected:
         report.rejected = sorted(rejected, key=lambda r: r.line)
         return report
+    if session.get_bind().dialect.name == "postgresql":
+        # Back to cached plans before the write: under force_custom_plan the foreign-key checks
+        # of the COPY (two a read: its meter, its file) are planned again for every row, which
+        # made the write about twice as slow.
+        session.execute(text("SET LOCAL plan_cache_mode TO DEFAULT"))
     try:
         with session.begin_nested():  # all or nothing, even when the database refuses the write
             _write(
@@ -186,24 +196,33 @@ def _write(
     )
     session.add(batch)
     session.flush()
-    rows = []
-    for p, meter in sorted(to_add, key=lambda pm: (pm[1].id, pm[0].read_on)):
-        found = judge(
-            meter.dials,
-            meter.multiplier,
-            known.before(meter.id, p.read_on, rules),
-            p.value,
-            known.active(meter.id),
-            rules,
-        )
-        known.add(meter.id, p.read_on, p.value)  # the next read of this meter in the file sees it
-        exception = ",".join(e.value for e in found) or None
-        rows.append(
-            (meter.id, p.read_on, p.value, p.source, batch.id, "exception" if found else "valid", exception, now)
-        )
-        report.exceptions += bool(found)
-    insert_rows(session, MeterRead.__table__, READ_COLUMNS, rows)
-    report.added = len(rows)
+    batch_id = batch.id
+    counted = [0, 0]  # reads, exceptions
+
+    one_day = known.one_day
+
+    def judged() -> Iterator[tuple[Any, ...]]:
+        for p, meter in sorted(to_add, key=lambda pm: (pm[1].id, pm[0].read_on)):
+            quick = one_day.get(meter.id)  # known.before, without the call for a day's AMI file
+            if quick is not None and quick[0] == p.read_on:
+                history = [Decimal(v) for v in quick[1].split()]
+            else:
+                history = known.before(meter.id, p.read_on, rules)
+            found = judge(meter.dials, meter.multiplier, history, p.value, known.active(meter.id), rules)
+            known.add(meter.id, p.read_on, p.value)  # the next read of this meter in the file sees it
+            counted[0] += 1
+            if found:
+                counted[1] += 1
+                exception = ",".join(e.value for e in found)
+                yield (meter.id, p.read_on, p.value, p.source, batch_id, "exception", exception, now)
+            else:
+                yield (meter.id, p.read_on, p.value, p.source, batch_id, "valid", None, now)
+
+    if session.get_bind().dialect.name == "postgresql":
+        _copy_reads(session, judged())
+    else:
+        insert_rows(session, MeterRead.__table__, READ_COLUMNS, list(judged()))
+    report.added, report.exceptions = counted
     batch.reads_added, batch.reads_unchanged, batch.exceptions = report.added, report.unchanged, report.exceptions
     report.import_id = batch.id
     audit.record(
@@ -225,6 +244,24 @@ def _write(
     session.flush()
 
 
+_COPY_READS = f"COPY meter_read ({', '.join(READ_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+_COPY_TYPES = ["int8", "date", "numeric", "varchar", "int8", "varchar", "varchar", "timestamptz"]
+
+
+def _copy_reads(session: Session, rows: Iterable[tuple[Any, ...]]) -> None:
+    """PostgreSQL: the reads in one binary COPY, each row sent as soon as it is judged, so the
+    server stores rows while the next ones are checked."""
+    with _cursor(session) as cursor:
+        raw = cursor.connection
+        try:
+            with cursor.copy(_COPY_READS) as copy:
+                copy.set_types(_COPY_TYPES)
+                for row in rows:
+                    copy.write_row(row)
+        except raw.IntegrityError as exc:  # as SQLAlchemy raises it for its own statements
+            raise IntegrityError(_COPY_READS, None, exc) from exc
+
+
 # Core columns, not ORM attributes: rows come back as tuples, without the ORM's loading.
 _M, _R, _S, _A = (Meter.__table__.c, MeterRead.__table__.c, Service.__table__.c, Account.__table__.c)
 _METER_COLUMNS = (_M.id, _M.serial, _M.status, _M.dials, _M.multiplier)
@@ -237,11 +274,8 @@ def _resolve_meters(
     meter cannot take the read are rejected (unknown, not installed, value beyond its dials)."""
     serials = {p.meter_serial for p in parsed if p.meter_serial}
     numbers = {p.account_number for p in parsed if p.account_number and not p.meter_serial}
-    by_serial: dict[str, _Meter] = {}
+    by_serial = _meters_by_serial(session, serials)
     db = session.connection()
-    for part in chunks(session, serials):
-        for row in db.execute(select(*_METER_COLUMNS).where(among(session, _M.serial, part, String()))):
-            by_serial[row.serial] = _Meter(*row)
     by_account: dict[str, list[_Meter]] = defaultdict(list)
     for part in chunks(session, numbers):
         rows = db.execute(
@@ -277,13 +311,41 @@ def _resolve_meters(
                 rejected.append(Rejected(p.line, p.account_number or "", reason))
                 continue
             meter = found[0]
-        try:
-            reads.check_read(p.value, meter.dials)
-        except InvalidInput as exc:
-            rejected.append(Rejected(p.line, str(p.value), f"meter {meter.serial}: {exc.message}"))
-            continue
+        if not p.value < (_CAPACITY.get(meter.dials) or _capacity(meter.dials)):  # parse_read checked the rest
+            try:
+                reads.check_read(p.value, meter.dials)
+            except InvalidInput as exc:
+                rejected.append(Rejected(p.line, str(p.value), f"meter {meter.serial}: {exc.message}"))
+                continue
         out.append((p, meter))
     return out
+
+
+def _meters_by_serial(session: Session, serials: set[str]) -> dict[str, _Meter]:
+    """The meters with these serials: in one statement on PostgreSQL, by chunks on SQLite."""
+    if session.get_bind().dialect.name == "postgresql":
+        with _cursor(session) as cursor:
+            cursor.execute(_METERS_BY_SERIAL, {"serials": "\n".join(serials)})
+            return {row[1]: _Meter(*row) for row in cursor.fetchall()}
+    return _meters_by_serial_chunked(session, serials)
+
+
+def _meters_by_serial_chunked(session: Session, serials: set[str]) -> dict[str, _Meter]:
+    by_serial: dict[str, _Meter] = {}
+    for part in chunks(session, serials):
+        for row in session.connection().execute(
+            select(*_METER_COLUMNS).where(among(session, _M.serial, part, String()))
+        ):
+            by_serial[row.serial] = _Meter(*row)
+    return by_serial
+
+
+def _capacity(dials: int) -> Decimal:
+    """What a ``dials``-dial register cannot reach (10^dials), or what the database cannot hold."""
+    return min(Decimal(10) ** dials, reads.STORED_LIMIT)
+
+
+_CAPACITY = {d: min(Decimal(10) ** d, reads.STORED_LIMIT) for d in range(1, 13)}
 
 
 class _Known:
@@ -295,6 +357,10 @@ class _Known:
         self.days: dict[int, list[date]] = defaultdict(list)
         self.values: dict[int, list[Decimal]] = defaultdict(list)
         self.status: dict[int, tuple[date, str]] = {}
+        #: Meters with one read in the file (``_known_reads_bulk``): the file's day, the values
+        #: before it (newest first, space-separated, parsed only when judged) and the read on
+        #: record that day, if any. Only that day is ever asked of them.
+        self.one_day: dict[int, tuple[date, str, Decimal | None]] = {}
 
     def load(self, rows: Iterable[tuple[int, date, Decimal]]) -> None:
         """Reads on record, in any order, for meters not loaded before."""
@@ -303,18 +369,31 @@ class _Known:
             self.values[meter_id].append(value)
 
     def add(self, meter_id: int, day: date, value: Decimal) -> None:
+        if meter_id in self.one_day:
+            on, before, _value = self.one_day[meter_id]
+            assert day == on, (meter_id, day)
+            self.one_day[meter_id] = (on, before, value)
+            return
         days = self.days[meter_id]
         at = bisect.bisect_left(days, day)
         days.insert(at, day)
         self.values[meter_id].insert(at, value)
 
     def on_day(self, meter_id: int, day: date) -> Decimal | None:
+        if meter_id in self.one_day:
+            on, _before, value = self.one_day[meter_id]
+            assert day == on, (meter_id, day)
+            return value
         days = self.days.get(meter_id, [])
         at = bisect.bisect_left(days, day)
         return self.values[meter_id][at] if at < len(days) and days[at] == day else None
 
     def before(self, meter_id: int, day: date, rules: reads.Rules) -> list[Decimal]:
         """The meter's read values before ``day``, newest first, as many as the rules look at."""
+        if meter_id in self.one_day:
+            on, before, _value = self.one_day[meter_id]
+            assert day == on, (meter_id, day)
+            return [Decimal(v) for v in before.split()]
         days = self.days.get(meter_id, [])
         at = bisect.bisect_left(days, day)
         values = self.values[meter_id][max(0, at - rules.history_periods - 1) : at]
@@ -325,6 +404,90 @@ class _Known:
 
 
 def _known_reads(session: Session, lines: Sequence[tuple[ParsedRead, _Meter]], rules: reads.Rules) -> _Known:
+    """What the file's reads are checked against: in a few set-based statements on
+    PostgreSQL (``_known_reads_bulk``), in chunks of ``bulk.IN_CHUNK`` meters on SQLite."""
+    if session.get_bind().dialect.name == "postgresql":
+        return _known_reads_bulk(session, lines, rules)
+    return _known_reads_chunked(session, lines, rules)
+
+
+@contextmanager
+def _cursor(session: Session) -> Iterator[Any]:
+    """A cursor of the driver (psycopg) on the session's connection, in its transaction: rows
+    as plain tuples, a parameter bound as one text, nothing between the rows and the caller."""
+    raw = session.connection().connection.driver_connection
+    assert raw is not None  # a live pooled connection always has its driver connection
+    with raw.cursor() as cursor:
+        yield cursor
+
+
+#: Meters by serial, the serials one text parameter (newline-separated: a serial is printable).
+_METERS_BY_SERIAL = """
+SELECT m.id, m.serial, m.status, m.dials, m.multiplier
+FROM meter m WHERE m.serial = ANY(string_to_array(%(serials)s, E'\n'))
+"""
+
+#: For each meter and its day in the file: the values of its last ``keep`` reads before that
+#: day (newest first, as text) and its read on record that day. One scan, one row a meter.
+_HISTORY_BY_METER = """
+WITH wanted AS (
+    SELECT * FROM unnest(string_to_array(%(ids)s, ',')::bigint[], string_to_array(%(days)s, ',')::date[])
+        AS w (meter_id, day)
+)
+SELECT w.meter_id,
+       array_to_string(
+           (array_agg(r.value ORDER BY r.read_on DESC) FILTER (WHERE r.read_on < w.day))[1:%(keep)s::int], ' '
+       ),
+       max(r.value) FILTER (WHERE r.read_on = w.day)
+FROM wanted w JOIN meter_read r ON r.meter_id = w.meter_id AND r.read_on <= w.day
+GROUP BY w.meter_id
+"""
+
+#: The status of the account on each meter's latest service (by start, then id), where it is
+#: not active: the few services of accounts not active, each checked for a later one.
+_NOT_ACTIVE_BY_METER = """
+SELECT s.meter_id, s.started_on, a.status
+FROM service s JOIN account a ON a.id = s.account_id
+WHERE a.status <> 'active' AND s.meter_id = ANY(string_to_array(%(ids)s, ',')::bigint[])
+  AND NOT EXISTS (
+      SELECT 1 FROM service later
+      WHERE later.meter_id = s.meter_id AND (later.started_on, later.id) > (s.started_on, s.id)
+  )
+"""
+
+
+def _known_reads_bulk(session: Session, lines: Sequence[tuple[ParsedRead, _Meter]], rules: reads.Rules) -> _Known:
+    """PostgreSQL: the meters with one read in the file (a day's AMI file: all of them) in two
+    statements whatever their number, each meter's history coming back as one text; the
+    meters with several reads in the file as ``_known_reads_chunked`` loads them."""
+    day_of: dict[int, date] = {}
+    several: set[int] = set()
+    for p, meter in lines:
+        if meter.id in day_of:
+            several.add(meter.id)
+        day_of[meter.id] = p.read_on
+    known = _known_reads_chunked(session, [(p, m) for p, m in lines if m.id in several], rules) if several else _Known()
+    ids = [m for m in day_of if m not in several]
+    if not ids:
+        return known
+    id_text = ",".join(map(str, ids))
+    one_day = known.one_day
+    with _cursor(session) as cursor:
+        cursor.execute(
+            _HISTORY_BY_METER,
+            {"ids": id_text, "days": ",".join([day_of[m].isoformat() for m in ids]), "keep": rules.history_periods + 1},
+        )
+        found = {meter_id: (before, on_day) for meter_id, before, on_day in cursor.fetchall()}
+        for meter_id in ids:
+            before, on_day = found.get(meter_id, ("", None))
+            one_day[meter_id] = (day_of[meter_id], before or "", on_day)
+        cursor.execute(_NOT_ACTIVE_BY_METER, {"ids": id_text})
+        for meter_id, started_on, status in cursor:
+            known.status[meter_id] = (started_on, status)
+    return known
+
+
+def _known_reads_chunked(session: Session, lines: Sequence[tuple[ParsedRead, _Meter]], rules: reads.Rules) -> _Known:
     known = _Known()
     first: dict[int, date] = {}
     last: dict[int, date] = {}
@@ -380,22 +543,35 @@ def judge(
     ``history_periods + 1`` of them at most). A first read has nothing to be checked against."""
     if not history:
         return []
-    try:
-        use = reads.consumption(history[0], value, dials, multiplier, rules)
-    except InvalidInput:
-        return [reads.ReadException.BELOW_PREVIOUS]
+    capacity = _POWERS.get(dials) or Decimal(10) ** dials
+    previous = history[0]
+    if value.is_finite() and previous.is_finite() and 0 <= previous <= value < capacity:
+        quantity, rollover = (value - previous) * multiplier, False  # what reads.consumption says, quickly
+    else:
+        try:
+            use = reads.consumption(previous, value, dials, multiplier, rules)
+        except InvalidInput:
+            return [reads.ReadException.BELOW_PREVIOUS]
+        quantity, rollover = use.quantity, use.rollover
     past: list[Decimal] = []
     ordered = list(reversed(history))
-    capacity = Decimal(10) ** dials
-    for older, newer in zip(ordered, ordered[1:], strict=False):
-        if older.is_finite() and newer.is_finite() and older <= newer < capacity:  # the usual case, quickly
+    finite = all(map(Decimal.is_finite, ordered))
+    older = ordered[0]
+    for newer in ordered[1:]:
+        if finite and older <= newer < capacity:  # the usual case, quickly
             past.append((newer - older) * multiplier)
-            continue
-        try:
-            past.append(reads.consumption(older, newer, dials, multiplier, rules).quantity)
-        except InvalidInput:
-            continue
-    return reads.validate(use.quantity, past, active=active, rollover=use.rollover, rules=rules)
+        elif older.is_finite() and newer.is_finite() and older <= newer < capacity:
+            past.append((newer - older) * multiplier)
+        else:
+            try:
+                past.append(reads.consumption(older, newer, dials, multiplier, rules).quantity)
+            except InvalidInput:
+                pass
+        older = newer
+    return reads.validate(quantity, past, active=active, rollover=rollover, rules=rules)
+
+
+_POWERS = {d: Decimal(10) ** d for d in range(1, 13)}
 
 
 def validate_new_read(
