@@ -11,6 +11,7 @@ Three witnesses are compared for the payments made during the run:
 
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from portal.billing_core.models import Account, LedgerEntry, LedgerTransaction, Payment
+from portal.billing_core.models import Account, LedgerEntry, LedgerTransaction, Payment, ProcessorEvent
 from portal.billing_core.status import PaymentStatus
 
 
@@ -55,12 +56,19 @@ def pending_among(session: Session, payment_ids: Iterable[int]) -> int:
         return 0
     return (
         session.scalar(
-            select(func.count(Payment.id)).where(
-                Payment.id.in_(ids), Payment.status == PaymentStatus.PENDING.value
-            )
+            select(func.count(Payment.id)).where(Payment.id.in_(ids), Payment.status == PaymentStatus.PENDING.value)
         )
         or 0
     )
+
+
+def webhook_outcomes(session: Session) -> dict[str, int]:
+    """What the portal did with the processor's events, by outcome ("payment 12: posted" counted
+    as "payment: posted")."""
+    found: Counter[str] = Counter()
+    for (outcome,) in session.execute(select(ProcessorEvent.outcome)):
+        found[re.sub(r"^payment \d+", "payment", outcome or "")] += 1
+    return dict(found)
 
 
 def check_payments(
@@ -103,7 +111,11 @@ def check_payments(
     # The ledger: every payment transaction on these accounts since the mark, against the
     # posted payments. A payment posted twice shows as one more transaction and more money.
     ledger_rows = session.execute(
-        select(LedgerTransaction.account_id, func.count(func.distinct(LedgerTransaction.id)), func.sum(LedgerEntry.amount_cents))
+        select(
+            LedgerTransaction.account_id,
+            func.count(func.distinct(LedgerTransaction.id)),
+            func.sum(LedgerEntry.amount_cents),
+        )
         .join(LedgerEntry, LedgerEntry.transaction_id == LedgerTransaction.id)
         .where(
             LedgerTransaction.id > since.transaction_id,

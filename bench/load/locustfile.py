@@ -23,7 +23,8 @@ import json
 import os
 import random
 import re
-from collections import Counter
+import time
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -40,20 +41,71 @@ _staff = itertools.cycle(CONFIG["staff"])
 PAID: list[dict[str, Any]] = []
 SERVER_ERRORS: Counter[str] = Counter()
 STATUS: Counter[str] = Counter()
+#: Response times (ms) by phase and page, and visits begun by phase.
+TIMES: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+VISITS: Counter[str] = Counter()
+STARTED = [0.0]
 random.seed(CONFIG.get("seed", 1))
 
 
+def phase() -> str:
+    t = time.monotonic() - STARTED[0]
+    if t < CONFIG["steady_seconds"]:
+        return "steady"
+    return "spike" if t < CONFIG["steady_seconds"] + CONFIG["spike_seconds"] else "drain"
+
+
+@events.test_start.add_listener
+def _started(**_: Any) -> None:
+    STARTED[0] = time.monotonic()
+
+
 @events.request.add_listener
-def _count(request_type: str, name: str, response: Any, exception: Any, **_: Any) -> None:
+def _count(request_type: str, name: str, response: Any, exception: Any, response_time: float, **_: Any) -> None:
     code = getattr(response, "status_code", 0) or 0
     STATUS[str(code)] += 1
     if code >= 500:
         SERVER_ERRORS[f"{request_type} {name} {code}"] += 1
+    label = name if name.startswith(("POST ", "localstripe")) or request_type == "GET" else f"{request_type} {name}"
+    TIMES[phase()][label].append(response_time)
 
 
 @events.quitting.add_listener
 def _write_results(environment: Any, **_: Any) -> None:
-    RESULTS.write_text(json.dumps({"paid": PAID, "server_errors": SERVER_ERRORS, "status": STATUS}, indent=1))
+    """Locust's own final figures per page (the ones it prints), and this run's extras."""
+    pages = {}
+    for entry in [*environment.stats.entries.values(), environment.stats.total]:
+        if entry is environment.stats.total:
+            name = "Aggregated"
+        elif entry.method == "GET" or entry.name.startswith(("POST ", "localstripe")):
+            name = entry.name
+        else:
+            name = f"{entry.method} {entry.name}"
+        pages[name] = {
+            "requests": entry.num_requests,
+            "failures": entry.num_failures,
+            "rps": entry.total_rps,
+            "p50": entry.get_response_time_percentile(0.5),
+            "p95": entry.get_response_time_percentile(0.95),
+            "p99": entry.get_response_time_percentile(0.99),
+            "max": entry.max_response_time,
+        }
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "paid": PAID,
+                "server_errors": SERVER_ERRORS,
+                "status": STATUS,
+                "pages": pages,
+                "times": TIMES,
+                "visits": VISITS,
+                "failures": {
+                    f"{e.method} {e.name}: {e.error}": e.occurrences for e in environment.stats.errors.values()
+                },
+            },
+            indent=1,
+        )
+    )
 
 
 def _find(pattern: re.Pattern[str], text: str, what: str) -> str:
@@ -102,6 +154,7 @@ class Resident(Visitor):
     @task
     def visit(self) -> None:
         resident = next(_residents)
+        VISITS[phase()] += 1
         number = resident["account"]
         try:
             if not self.sign_in(resident["email"], CONFIG["password"], "/my"):
@@ -113,7 +166,9 @@ class Resident(Visitor):
                 self.get_page(f"/my/accounts/{number}/bills/{bill}", "/my/accounts/[n]/bills/[b]")
                 if random.random() < CONFIG["pdf_share"]:
                     with self.client.get(
-                        f"/my/accounts/{number}/bills/{bill}/pdf", name="/my/accounts/[n]/bills/[b]/pdf", catch_response=True
+                        f"/my/accounts/{number}/bills/{bill}/pdf",
+                        name="/my/accounts/[n]/bills/[b]/pdf",
+                        catch_response=True,
                     ) as response:
                         if response.status_code != 200 or not response.content.startswith(b"%PDF"):
                             response.failure(f"no PDF: {response.status_code}")
@@ -178,7 +233,7 @@ class Resident(Visitor):
                 response.failure(f"charge answered {response.status_code}: {response.text[:200]}")
                 return
         payment = int(answer["next"].rsplit("/", 1)[1])
-        PAID.append({"account": number, "payment": payment, "cents": cents, "attempt": attempt})
+        PAID.append({"account": number, "payment": payment, "cents": cents, "attempt": attempt, "phase": phase()})
         self.last_page = self.get_page(answer["next"], "/my/accounts/[n]/payments/[p]")
 
 

@@ -26,7 +26,6 @@ Everything listens on 127.0.0.1 only; the database must be on this machine too.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import re
@@ -37,6 +36,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -66,19 +66,31 @@ STAFF = ("csr@demo.example", "supervisor@demo.example", "specialist@demo.example
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--database", default=os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
-                   help="a PostgreSQL server on this machine (its admin URL); a database bench_load_<pid> is made on it")
+    p.add_argument(
+        "--database",
+        default=os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+        help="a PostgreSQL server on this machine (its admin URL); a database bench_load_<pid> is made on it",
+    )
     p.add_argument("--accounts", type=int, default=1000, help="accounts in the demo district (default 1000)")
-    p.add_argument("--residents", type=int, default=100, help="resident sign-ins, each linked to an account that owes (default 100)")
+    p.add_argument(
+        "--residents",
+        type=int,
+        default=100,
+        help="resident sign-ins, each linked to an account that owes (default 100)",
+    )
     p.add_argument("--steady-users", type=int, default=5, help="residents in the steady phase (default 5)")
     p.add_argument("--spike-users", type=int, help="residents in the spike (default 10x the steady users)")
     p.add_argument("--steady-seconds", type=int, default=40, help="length of the steady phase (default 40)")
     p.add_argument("--spike-seconds", type=int, default=40, help="length of the spike (default 40)")
-    p.add_argument("--pace", type=float, default=8.0, help="each resident starts a visit every PACE seconds (default 8)")
+    p.add_argument(
+        "--pace", type=float, default=8.0, help="each resident starts a visit every PACE seconds (default 8)"
+    )
     p.add_argument("--staff-users", type=int, default=1, help="staff searching all through (default 1)")
     p.add_argument("--staff-pace", type=float, default=4.0, help="a staff search every STAFF_PACE seconds (default 4)")
     p.add_argument("--pay-share", type=float, default=0.5, help="share of visits that pay by card (default 0.5)")
-    p.add_argument("--pdf-share", type=float, default=0.1, help="share of visits that download a bill PDF (default 0.1)")
+    p.add_argument(
+        "--pdf-share", type=float, default=0.1, help="share of visits that download a bill PDF (default 0.1)"
+    )
     p.add_argument("--settle", type=float, default=60, help="seconds to wait for the last webhooks (default 60)")
     p.add_argument("--no-worker", action="store_true", help="do not start the Procfile's worker: line")
     p.add_argument("--out", type=Path, help="folder for the CSVs and logs (default var/load/<time>)")
@@ -142,7 +154,9 @@ def prepare(url: str, residents: int) -> tuple[list[dict[str, str]], list[str]]:
                 .limit(residents)
             ).all()
             if len(rows) < residents:
-                raise SystemExit(f"only {len(rows)} accounts owe $40 or more; ask for fewer --residents or more --accounts")
+                raise SystemExit(
+                    f"only {len(rows)} accounts owe $40 or more; ask for fewer --residents or more --accounts"
+                )
             made = []
             for i, (number,) in enumerate(rows, 1):
                 email = f"resident-{i:04d}@load.example"
@@ -184,38 +198,42 @@ def stripe_list(base: str, what: str) -> list[dict[str, Any]]:
         after = page["data"][-1]["id"]
 
 
-def read_stats(path: Path) -> list[dict[str, str]]:
-    with path.open() as f:
-        return list(csv.DictReader(f))
+def percentile(values: list[float], q: float) -> float:
+    """Nearest rank: the smallest value with at least ``q`` of them at or below it."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, int(-(-q * len(ordered) // 1)) - 1))]
 
 
-def report(stats: list[dict[str, str]], seconds: float) -> str:
-    lines = [
-        f"{'page':58} {'requests':>8} {'fail':>5} {'req/s':>7} {'p50':>6} {'p95':>6} {'p99':>6}  (ms)",
-    ]
-    for row in stats:
-        name = row["Name"] if row["Type"] in ("GET", "") or row["Name"].startswith("POST") else f"{row['Type']} {row['Name']}"
-        if row["Name"] == "Aggregated":
-            name = "all requests"
+def page_table(pages: dict[str, dict[str, float]]) -> str:
+    """Locust's own final figures per page: requests, failures, req/s, p50/p95/p99."""
+    lines = [f"{'page (whole run)':52} {'requests':>8} {'fail':>5} {'req/s':>6} {'p50':>6} {'p95':>6} {'p99':>6} ms"]
+    for name in sorted(pages, key=lambda n: (n == "Aggregated", n)):
+        p = pages[name]
         lines.append(
-            f"{name[:58]:58} {row['Request Count']:>8} {row['Failure Count']:>5} {float(row['Requests/s']):7.2f} "
-            f"{row['50%']:>6} {row['95%']:>6} {row['99%']:>6}"
+            f"{'all requests' if name == 'Aggregated' else name:52} {p['requests']:>8} {p['failures']:>5} "
+            f"{p['rps']:6.2f} {p['p50']:>6.0f} {p['p95']:>6.0f} {p['p99']:>6.0f}"
         )
     return "\n".join(lines)
 
 
-def phase_rates(history: Path, steady: int) -> tuple[float, float]:
-    """Mean requests per second in the steady phase and in the spike, from locust's history."""
-    rows = [r for r in read_stats(history) if r["Name"] == "Aggregated"]
-    if not rows:
-        return 0.0, 0.0
-    start = int(rows[0]["Timestamp"])
-    by_phase: dict[bool, list[float]] = {False: [], True: []}
-    for r in rows:
-        t = int(r["Timestamp"]) - start
-        by_phase[t >= steady].append(float(r["Requests/s"]))
-    mean = lambda xs: sum(xs) / len(xs) if xs else 0.0  # noqa: E731
-    return mean(by_phase[False][2:]), mean(by_phase[True][5:])
+def phase_table(times: dict[str, dict[str, list[float]]], seconds: dict[str, float]) -> str:
+    """Per page and phase: req/s, p50/p95/p99 (from every response time locust saw)."""
+    phases = [p for p in ("steady", "spike") if p in times]
+    head = f"{'page':52}" + "".join(f" | {ph + ' req/s':>12} {'p50':>6} {'p95':>6} {'p99':>6}" for ph in phases)
+    lines = [head]
+    names = sorted({n for ph in phases for n in times[ph]})
+    for name in [*names, "all requests"]:
+        row = f"{name:52}"
+        for ph in phases:
+            xs = [x for n in names for x in times[ph].get(n, [])] if name == "all requests" else times[ph].get(name, [])
+            row += (
+                f" | {len(xs) / seconds[ph]:12.2f} {percentile(xs, 0.5):6.0f} {percentile(xs, 0.95):6.0f} "
+                f"{percentile(xs, 0.99):6.0f}"
+            )
+        lines.append(row)
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -228,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     name = f"bench_load_{os.getpid()}"
     url = normalise_database_url(admin.set(database=name).render_as_string(hide_password=False))
     admin_dsn = admin.set(drivername="postgresql").render_as_string(hide_password=False)
-    print(f"load average before: {loadavg()}", flush=True)
+    before = loadavg()
+    print(f"load average before: {before}", flush=True)
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     problems: list[str] = []
@@ -248,10 +267,17 @@ def main(argv: list[str] | None = None) -> int:
             "PORT": str(port),
         }
         t0 = time.monotonic()
-        subprocess.run([str(BIN / "portal"), "demo", "--accounts", str(args.accounts), "--seed", "1", "--quiet"],
-                       env=env, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [str(BIN / "portal"), "demo", "--accounts", str(args.accounts), "--seed", "1", "--quiet"],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         residents, staff, terms = prepare(url, args.residents)
-        print(f"district of {args.accounts} accounts and {len(residents)} resident sign-ins in {time.monotonic() - t0:.0f} s", flush=True)
+        print(
+            f"district of {args.accounts} accounts, {len(residents)} resident sign-ins: {time.monotonic() - t0:.0f} s",
+            flush=True,
+        )
 
         standins = devstack.start(Settings.from_env(env), "127.0.0.1", port, env=env, quiet=True)
         assert standins is not None
@@ -263,12 +289,29 @@ def main(argv: list[str] | None = None) -> int:
         if web is None:
             raise SystemExit("the Procfile has no web: line")
         web_log = out / "web.log"
-        procs.append(("web", subprocess.Popen(web, env=env, cwd=ROOT, stdout=web_log.open("wb"), stderr=subprocess.STDOUT,
-                                              start_new_session=True)))
+        procs.append(
+            (
+                "web",
+                subprocess.Popen(
+                    web, env=env, cwd=ROOT, stdout=web_log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
+                ),
+            )
+        )
         worker = None if args.no_worker else procfile_command("worker", port)
         if worker:
-            procs.append(("worker", subprocess.Popen(worker, env=env, cwd=ROOT, stdout=(out / "worker.log").open("wb"),
-                                                     stderr=subprocess.STDOUT, start_new_session=True)))
+            procs.append(
+                (
+                    "worker",
+                    subprocess.Popen(
+                        worker,
+                        env=env,
+                        cwd=ROOT,
+                        stdout=(out / "worker.log").open("wb"),
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    ),
+                )
+            )
         wait_up(portal + "/healthz", procs[0][1], web_log)
         print(f"portal: {' '.join(web)}", flush=True)
         print(f"worker: {' '.join(worker) if worker else 'none'}; localstripe at {standins.stripe_url}", flush=True)
@@ -302,8 +345,11 @@ def main(argv: list[str] | None = None) -> int:
             "--csv", str(out / "locust"), "--csv-full-history", "--only-summary", "--stop-timeout", "20",
             "--loglevel", "WARNING", "--exit-code-on-error", "0",
         ]  # fmt: skip
-        print(f"locust: steady {args.steady_users} residents for {args.steady_seconds} s, spike {args.spike_users} "
-              f"for {args.spike_seconds} s, {args.staff_users} staff; a visit every {args.pace:g} s each", flush=True)
+        print(
+            f"locust: steady {args.steady_users} residents for {args.steady_seconds} s, spike {args.spike_users} "
+            f"for {args.spike_seconds} s, {args.staff_users} staff; a visit every {args.pace:g} s each",
+            flush=True,
+        )
         started = time.monotonic()
         load_during = []
         lenv = {**env, "LOAD_CONFIG": str(out / "config.json"), "LOAD_RESULTS": str(results_path)}
@@ -331,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
             intents = stripe_list(standins.stripe_url, "payment_intents")
             charges = stripe_list(standins.stripe_url, "charges")
             found = checks.check_payments(s, mark, [r["account"] for r in residents], paid, intents, charges)
+            outcomes = checks.webhook_outcomes(s)
         problems.extend(found.problems)
         ledger = subprocess.run([str(BIN / "portal"), "ledger", "check"], env=env, capture_output=True, text=True)
         ledger_line = ledger.stdout.strip().splitlines()[-1] if ledger.stdout.strip() else ledger.stderr.strip()
@@ -339,30 +386,63 @@ def main(argv: list[str] | None = None) -> int:
         server_errors = results["server_errors"]
         for what, n in server_errors.items():
             problems.append(f"{n} server errors: {what}")
-        stripe_log = (out / "files" / "localstripe.log").read_text(errors="replace") if (out / "files" / "localstripe.log").exists() else ""
+        stripe_log = (
+            (out / "files" / "localstripe.log").read_text(errors="replace")
+            if (out / "files" / "localstripe.log").exists()
+            else ""
+        )
         webhook_failed = re.findall(r'webhook "([^"]+)" failed(.*)', stripe_log)
         webhook_ok = len(re.findall(r'webhook "[^"]+" successfully delivered', stripe_log))
         for kind, why in webhook_failed[:10]:
             problems.append(f"webhook {kind} failed{why}")
-        web_errors = [line for line in web_log.read_text(errors="replace").splitlines() if "Traceback" in line or "ERROR" in line]
+        tracebacks = []
+        for log_path in (web_log, out / "worker.log"):
+            text = log_path.read_text(errors="replace") if log_path.exists() else ""
+            for chunk in text.split("Traceback (most recent call last)")[1:]:
+                last = next(
+                    (ln for ln in chunk.splitlines() if re.match(r"^\w[\w.]*(Error|Exception|Closed|Timeout)\b", ln)),
+                    "",
+                )
+                tracebacks.append(f"{log_path.name}: {last.strip()[:160]}")
+        for what, n in Counter(tracebacks).items():
+            problems.append(f"{n} tracebacks in {what}")
 
-    stats = read_stats(out / "locust_stats.csv")
-    steady_rate, spike_rate = phase_rates(out / "locust_stats_history.csv", args.steady_seconds)
-    total = next((r for r in stats if r["Name"] == "Aggregated"), None)
+    pages = results["pages"]
+    seconds = {"steady": float(args.steady_seconds), "spike": float(args.spike_seconds)}
+    visits = results["visits"]
+    total = pages.get("Aggregated", {"requests": 0, "failures": 0, "rps": 0.0})
     print()
-    print(report(stats, ran))
+    print(page_table(pages))
     print()
-    print(f"ran {ran:.0f} s; {total['Request Count'] if total else 0} requests, {total['Failure Count'] if total else 0} failures; "
-          f"{total and float(total['Requests/s']):.1f} req/s overall, {steady_rate:.1f} req/s steady, {spike_rate:.1f} req/s "
-          f"in the spike ({spike_rate / steady_rate if steady_rate else 0:.1f}x)")
+    print(phase_table(results["times"], seconds))
+    print()
+    paid_in = {ph: sum(1 for p in paid if p.get("phase") == ph) for ph in ("steady", "spike", "drain")}
+    steady_rate = sum(map(len, results["times"].get("steady", {}).values())) / seconds["steady"]
+    spike_rate = sum(map(len, results["times"].get("spike", {}).values())) / seconds["spike"]
+    print(
+        f"ran {ran:.0f} s: {total['requests']} requests ({total['rps']:.1f}/s), {total['failures']} failures; "
+        f"steady {steady_rate:.1f} req/s and {visits.get('steady', 0) / seconds['steady']:.2f} visits/s, "
+        f"spike {spike_rate:.1f} req/s and {visits.get('spike', 0) / seconds['spike']:.2f} visits/s "
+        f"({spike_rate / steady_rate if steady_rate else 0:.1f}x the requests of the steady phase)"
+    )
+    print(
+        f"card payments: {paid_in['steady']} in the steady phase, {paid_in['spike']} in the spike, "
+        f"{paid_in['drain']} after it"
+    )
     print(f"status codes seen by locust: {dict(sorted(results['status'].items()))}")
-    print(f"server errors (5xx): {sum(server_errors.values())}; webhooks delivered {webhook_ok}, failed {len(webhook_failed)}; "
-          f"error lines in the portal's log: {len(web_errors)}")
+    for what, n in sorted(results["failures"].items()):
+        print(f"  failure x{n}: {what[:160]}")
+    print(
+        f"server errors (5xx): {sum(server_errors.values())}; "
+        f"webhooks delivered {webhook_ok}, failed {len(webhook_failed)}; "
+        f"tracebacks in the portal's and worker's logs: {len(tracebacks)}"
+    )
     for k, v in found.figures.items():
         print(f"  {k}: {v}")
+    print(f"  webhook events by outcome: {outcomes}")
     print(f"charged or posted twice, or charged and not posted: {len(found.problems)}")
     print(f"portal ledger check: {ledger_line}")
-    print(f"load average during the run: peak {max(load_during, default=0):.2f}; after: {loadavg()}")
+    print(f"load average: before {before}; peak during the run {max(load_during, default=0):.2f}; after {loadavg()}")
     print(f"CSVs and logs in {out}")
     if problems:
         print("\nPROBLEMS:")
