@@ -81,7 +81,8 @@ def check_payments(
 ) -> Findings:
     """Compare the three witnesses for the residents' ``accounts`` (numbers) since ``since``.
 
-    ``paid``: what locust was told was charged, each ``{"account", "payment", "cents"}``;
+    ``paid``: what locust was told was charged, each ``{"account", "payment", "cents",
+    "attempt"}`` (``payment`` None when the answer never came: the form's key finds it);
     ``intents`` and ``charges``: the processor's PaymentIntents (``id``, ``amount``,
     ``status``, ``metadata``) and charges (``payment_intent``, ``amount``, ``status``)."""
     found = Findings()
@@ -139,8 +140,17 @@ def check_payments(
 
     # What locust was told was charged, per account, against what posted.
     told: dict[str, int] = defaultdict(int)
-    told_ids = Counter()
+    told_ids: Counter[int] = Counter()
+    by_form = {p.idempotency_key: p for p in payments}
+    unanswered = 0
     for item in paid:
+        if item.get("payment") is None:
+            # Sent, but the run ended before the answer came: posted or not, by its form's key.
+            unanswered += 1
+            cut_off = by_form.get(f"pay-{item.get('attempt')}")
+            if cut_off is not None and cut_off.status == PaymentStatus.POSTED.value:
+                told[item["account"]] += int(item["cents"])
+            continue
         told[item["account"]] += int(item["cents"])
         told_ids[int(item["payment"])] += 1
     for pid, n in told_ids.items():
@@ -180,6 +190,7 @@ def check_payments(
 
     found.figures = {
         "payments answered as charged": sum(told_ids.values()),
+        "charges sent whose answer never came": unanswered,
         "payment rows": len(payments),
         "payments posted": len(posted),
         "cents posted": sum(p.amount_cents for p in posted),

@@ -60,6 +60,12 @@ def test_the_checker_agrees_with_a_clean_run_and_names_each_double(session: Sess
     assert clean.figures["payments posted"] == 3 and clean.figures["cents posted"] == 675
     assert clean.figures["ledger payment transactions"] == 3 and clean.figures["cents charged by the processor"] == 675
 
+    # A charge whose answer never reached the resident (the run ended): found by its form.
+    cut_off = checks.check_payments(
+        session, since, numbers, [{**told[0], "payment": None, "attempt": "1"}, *told[1:]], intents, charges
+    )
+    assert cut_off.ok and cut_off.figures["charges sent whose answer never came"] == 1
+
     # The processor charged payment 1 twice: a second PaymentIntent and charge for it.
     twice = checks.check_payments(
         session, since, numbers, told, [*intents, {**intents[0], "id": "pi_9"}], [*charges, charge(told[0], 9)]
