@@ -30,7 +30,6 @@ import json
 import os
 import re
 import secrets
-import shlex
 import signal
 import socket
 import subprocess
@@ -111,17 +110,14 @@ def loadavg() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def procfile_command(kind: str, port: int) -> list[str] | None:
-    """The Procfile's ``kind:`` line as a command for this machine: ``$PORT`` filled in,
-    every ``0.0.0.0`` made ``127.0.0.1``, programs from this virtualenv."""
+def procfile_command(kind: str) -> list[str] | None:
+    """The Procfile's ``kind:`` line as a command for this machine, run by the shell as a
+    platform runs it (``$PORT`` and any other variable from the environment, programs from
+    this virtualenv first on ``PATH``), with every ``0.0.0.0`` made ``127.0.0.1``."""
     for line in (ROOT / "Procfile").read_text().splitlines():
         name, _, command = line.partition(":")
-        if name.strip() == kind:
-            command = command.replace("$PORT", str(port)).replace("${PORT}", str(port)).replace("0.0.0.0", "127.0.0.1")
-            words = shlex.split(command)
-            if (BIN / words[0]).exists():
-                words[0] = str(BIN / words[0])
-            return words
+        if name.strip() == kind and command.strip():
+            return ["/bin/sh", "-c", "exec " + command.strip().replace("0.0.0.0", "127.0.0.1")]
     return None
 
 
@@ -285,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         portal = f"http://127.0.0.1:{port}"
         procs: list[tuple[str, subprocess.Popen]] = []
         stack.callback(stop_all, procs)
-        web = procfile_command("web", port)
+        web = procfile_command("web")
         if web is None:
             raise SystemExit("the Procfile has no web: line")
         web_log = out / "web.log"
@@ -297,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
                 ),
             )
         )
-        worker = None if args.no_worker else procfile_command("worker", port)
+        worker = None if args.no_worker else procfile_command("worker")
         if worker:
             procs.append(
                 (
@@ -313,8 +309,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
         wait_up(portal + "/healthz", procs[0][1], web_log)
-        print(f"portal: {' '.join(web)}", flush=True)
-        print(f"worker: {' '.join(worker) if worker else 'none'}; localstripe at {standins.stripe_url}", flush=True)
+        print(f"portal: {web[-1]}  (PORT={port})", flush=True)
+        print(f"worker: {worker[-1] if worker else 'none'}; localstripe at {standins.stripe_url}", flush=True)
 
         with Session(make_engine(url)) as s:
             mark = checks.marks(s)
@@ -350,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
             f"for {args.spike_seconds} s, {args.staff_users} staff; a visit every {args.pace:g} s each",
             flush=True,
         )
+        cpu_before = {name: cpu_seconds(proc.pid) for name, proc in procs}
         started = time.monotonic()
         load_during = []
         lenv = {**env, "LOAD_CONFIG": str(out / "config.json"), "LOAD_RESULTS": str(results_path)}
@@ -365,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(5)
                 load_during.append(os.getloadavg()[0])
         ran = time.monotonic() - started
+        cpu = {name: cpu_seconds(proc.pid) - cpu_before[name] for name, proc in procs}
         results = json.loads(results_path.read_text())
         paid = results["paid"]
 
@@ -437,6 +435,17 @@ def main(argv: list[str] | None = None) -> int:
         f"webhooks delivered {webhook_ok}, failed {len(webhook_failed)}; "
         f"tracebacks in the portal's and worker's logs: {len(tracebacks)}"
     )
+    all_visits = sum(visits.values())
+    print(
+        "CPU seconds used while locust ran: "
+        + ", ".join(f"{name} {sec:.1f}" for name, sec in cpu.items())
+        + (
+            f"; the portal's web processes {cpu.get('web', 0) / all_visits:.2f} s a resident visit"
+            if all_visits
+            else ""
+        )
+        + f" ({all_visits} visits)"
+    )
     for k, v in found.figures.items():
         print(f"  {k}: {v}")
     print(f"  webhook events by outcome: {outcomes}")
@@ -451,6 +460,20 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print("\nOK: no server error, nothing charged or posted twice, ledger ok")
     return 0
+
+
+def cpu_seconds(group: int) -> float:
+    """User + system CPU of every process in the process group ``group`` (a Procfile line
+    and whatever workers it forks), from /proc."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group:  # pgrp
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def stop_all(procs: list[tuple[str, subprocess.Popen]]) -> None:
