@@ -102,6 +102,8 @@ def _write_results(environment: Any, **_: Any) -> None:
                 "failures": {
                     f"{e.method} {e.name}: {e.error}": e.occurrences for e in environment.stats.errors.values()
                 },
+                # Exceptions raised in a visit (a page not shaped as expected, ...), by message.
+                "exceptions": {e["msg"]: e["count"] for e in (environment.runner.exceptions or {}).values()},
             },
             indent=1,
         )

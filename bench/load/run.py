@@ -381,6 +381,10 @@ def main(argv: list[str] | None = None) -> int:
         ledger_line = ledger.stdout.strip().splitlines()[-1] if ledger.stdout.strip() else ledger.stderr.strip()
         if ledger.returncode != 0 or ledger.stdout.strip() != "ledger ok":
             problems.append(f"portal ledger check: {ledger.stdout.strip()} {ledger.stderr.strip()}")
+        for what, n in results.get("exceptions", {}).items():
+            problems.append(f"{n} exceptions in locust's visits: {what[:200]}")
+        for what, n in results["failures"].items():
+            problems.append(f"{n} failures: {what[:200]}")
         server_errors = results["server_errors"]
         for what, n in server_errors.items():
             problems.append(f"{n} server errors: {what}")
