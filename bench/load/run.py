@@ -350,6 +350,9 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         load_during = []
         lenv = {**env, "LOAD_CONFIG": str(out / "config.json"), "LOAD_RESULTS": str(results_path)}
+        connections: Counter[str] = Counter()  # the most the portal's database had in each state
+        idle_after: Counter[str] = Counter()  # what connections idle in a transaction last ran
+        watch = stack.enter_context(psycopg.connect(admin_dsn, autocommit=True))
         with (out / "locust.log").open("wb") as log:
             lproc = subprocess.Popen(locust, env=lenv, cwd=HERE, stdout=log, stderr=subprocess.STDOUT)
             limit = args.steady_seconds + args.spike_seconds + 120
@@ -359,8 +362,20 @@ def main(argv: list[str] | None = None) -> int:
                     problems.append(f"locust ran past {limit} s and was stopped")
                     lproc.wait(30)
                     break
-                time.sleep(5)
+                time.sleep(2)
                 load_during.append(os.getloadavg()[0])
+                states = watch.execute(
+                    "SELECT coalesce(state, '?'), count(*) FROM pg_stat_activity WHERE datname = %s GROUP BY 1",
+                    (name,),
+                ).fetchall()
+                for state, n in states:
+                    connections[state] = max(connections[state], n)
+                for (query,) in watch.execute(
+                    "SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 90) FROM pg_stat_activity"
+                    " WHERE datname = %s AND state = 'idle in transaction'",
+                    (name,),
+                ):
+                    idle_after[query] += 1
         ran = time.monotonic() - started
         cpu = {name: cpu_seconds(proc.pid) - cpu_before[name] for name, proc in procs}
         results = json.loads(results_path.read_text())
@@ -432,6 +447,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{paid_in['drain']} after it"
     )
     print(f"status codes seen by locust: {dict(sorted(results['status'].items()))}")
+    retries = results.get("stand_in_retries", [])
+    print(f"connections to localstripe dropped and tried again: {len(retries)} {sorted(set(retries))[:3]}")
     for what, n in sorted(results["failures"].items()):
         print(f"  failure x{n}: {what[:160]}")
     print(
@@ -455,6 +472,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  webhook events by outcome: {outcomes}")
     print(f"charged or posted twice, or charged and not posted: {len(found.problems)}")
     print(f"portal ledger check: {ledger_line}")
+    print(f"the portal's database connections, the most seen at once (every 2 s) by state: {dict(connections)}")
+    for query, n in idle_after.most_common(3):
+        print(f"  idle in a transaction after: {query}  ({n} samples)")
     print(f"load average: before {before}; peak during the run {max(load_during, default=0):.2f}; after {loadavg()}")
     print(f"CSVs and logs in {out}")
     if problems:
