@@ -9,6 +9,7 @@ definitions (``portal/jobs.py``) say which function runs each name in-process.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -35,6 +36,12 @@ def conninfo(database_url: str) -> str:
     return database_url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
+#: ``replace_connector`` swaps the connector of the one procrastinate app every caller
+#: shares; two threads doing it at once (the web process defers from its thread pool) would
+#: each defer through the other's connector, closed under it. One deferral at a time.
+_DEFERRING = threading.Lock()
+
+
 class WorkerQueue:
     """Jobs for the workers, in procrastinate's tables of the database ``database_url``."""
 
@@ -49,7 +56,7 @@ class WorkerQueue:
 
     def defer_many(self, name: str, kwargs_list: Iterable[dict[str, Any]], progress: Progress | None = None) -> None:
         connector = SyncPsycopgConnector(conninfo=conninfo(self.database_url))
-        with self.app.replace_connector(connector) as deferring, deferring.open():
+        with _DEFERRING, self.app.replace_connector(connector) as deferring, deferring.open():
             for kwargs in kwargs_list:
                 deferring.configure_task(name).defer(**kwargs)
 

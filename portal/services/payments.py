@@ -327,7 +327,7 @@ def _handle(
     session.flush()  # a second delivery running at the same moment stops here (unique event id)
     handled = Handled("ignored")
     if event.type in PAYMENT_EVENTS:
-        payment = _locked_payment(session, event.object_id)
+        payment = _locked_payment(session, event.object_id) or _payment_being_charged(session, gateway, event.object_id)
         if payment is None:
             handled = Handled("ignored: unknown payment")
         else:
@@ -364,6 +364,20 @@ def _handle(
 
 def _locked_payment(session: Session, processor_id: str) -> Payment | None:
     return session.scalar(select(Payment).where(Payment.processor_id == processor_id).with_for_update())
+
+
+def _payment_being_charged(session: Session, gateway: PaymentGateway, processor_id: str) -> Payment | None:
+    """A PaymentIntent we do not know yet may be one a charge is still making: the processor
+    can send its event before the portal has the answer to the create call, so the charge's
+    transaction has not committed the payment's processor id. That transaction holds the
+    account (``payments.start``) until it commits: wait for the account the intent names,
+    then look again. None when the intent is not one of ours."""
+    number = gateway.retrieve_payment(processor_id).metadata.get("account")
+    account_id = session.scalar(select(Account.id).where(Account.number == number)) if number else None
+    if account_id is None:
+        return None
+    payments.lock_account(session, account_id)
+    return _locked_payment(session, processor_id)
 
 
 def email_for(payment: Payment, change: str) -> tuple[str, int] | None:

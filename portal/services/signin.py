@@ -13,8 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
+from ..adapters.database import transaction
 from ..billing_core import audit, throttle, users
 from ..billing_core.models import User
 
@@ -29,39 +30,52 @@ class SignInCheck:
 
 
 def check_password(
-    session: Session, email: str, password: str, known_device: bool, now: datetime, remote_addr: str | None
+    factory: sessionmaker[Session],
+    email: str,
+    password: str,
+    known_device: bool,
+    now: datetime,
+    remote_addr: str | None,
 ) -> SignInCheck:
     """Check a sign-in. A throttled attempt does not check the password at all; the email's
-    count is skipped for a browser that signed in to it before (``known_device``). Audited."""
+    count is skipped for a browser that signed in to it before (``known_device``). Audited.
+
+    Two short transactions with the password check between them, holding no database
+    connection: the throttle and the stored hash are read, the hash is checked, then the
+    outcome is written (the audit, the throttle's count, the sign-in's time)."""
     by_email, by_address = throttle.email_key(email), throttle.address_key(remote_addr)
-    wait = throttle.retry_after(session, by_address, throttle.PER_ADDRESS, now)
-    if wait is None and not known_device:
-        wait = throttle.retry_after(session, by_email, throttle.PER_EMAIL, now)
-    if wait is not None:
+    with transaction(factory) as session:
+        wait = throttle.retry_after(session, by_address, throttle.PER_ADDRESS, now)
+        if wait is None and not known_device:
+            wait = throttle.retry_after(session, by_email, throttle.PER_EMAIL, now)
+        if wait is not None:
+            audit.record(
+                session,
+                "sign_in.throttled",
+                actor_label=users.normalise_email(email),
+                remote_addr=remote_addr,
+                detail="too many failed attempts",
+            )
+            return SignInCheck(None, int(wait.total_seconds()))
+        stored = users.stored_password(session, email)
+    matched = users.password_matches(stored, password)
+    with transaction(factory) as session:
+        user = users.signed_in(session, stored, matched, password, now)
         audit.record(
             session,
-            "sign_in.throttled",
+            "sign_in.success" if user else "sign_in.failure",
+            actor=user,
             actor_label=users.normalise_email(email),
+            entity_type="user",
+            entity_id=user.id if user else None,
             remote_addr=remote_addr,
-            detail="too many failed attempts",
+            detail=None if user else "wrong email or password",
         )
-        return SignInCheck(None, int(wait.total_seconds()))
-    user = users.authenticate(session, email, password, now)
-    audit.record(
-        session,
-        "sign_in.success" if user else "sign_in.failure",
-        actor=user,
-        actor_label=users.normalise_email(email),
-        entity_type="user",
-        entity_id=user.id if user else None,
-        remote_addr=remote_addr,
-        detail=None if user else "wrong email or password",
-    )
-    if user is None:
-        throttle.record(session, [by_email, by_address], now)
-        return SignInCheck(None)
-    throttle.clear(session, by_email)
-    return SignInCheck(user)
+        if user is None:
+            throttle.record(session, [by_email, by_address], now)
+            return SignInCheck(None)
+        throttle.clear(session, by_email)
+        return SignInCheck(user)
 
 
 @dataclass(frozen=True)

@@ -139,9 +139,10 @@ def _sign_in_again(request: Request, next_url: str, email: str, error: str, stat
 def _check(request: Request, email: str, password: str, known_device: bool) -> tuple[User | None, int]:
     """(user, 0) on success; (None, seconds to wait) when throttled; else (None, 0).
     A throttled attempt does not check the password at all."""
-    with db(request) as session:
-        checked = signin.check_password(session, email, password, known_device, now(request), remote_addr(request))
-        return checked.user, checked.wait_seconds
+    checked = signin.check_password(
+        request.app.state.sessions, email, password, known_device, now(request), remote_addr(request)
+    )
+    return checked.user, checked.wait_seconds
 
 
 async def sign_out(request: Request) -> Response:

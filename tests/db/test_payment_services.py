@@ -3,6 +3,8 @@ the webhook's deduplication and dispatch, and the staff's refund decisions."""
 
 from __future__ import annotations
 
+import threading
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -35,6 +37,20 @@ class Processor:
         if self.away:
             raise GatewayError("not answering")
         return Intent(payment_id, self.states[payment_id], method_label="Visa •••• 4242")
+
+
+class ProcessorWithMetadata(Processor):
+    """The processor's PaymentIntents carry the metadata the charge gave them."""
+
+    def __init__(self, metadata: dict[str, dict[str, str]]) -> None:
+        super().__init__()
+        self.metadata = metadata
+
+    def retrieve_payment(self, payment_id: str) -> Intent:
+        if payment_id not in self.states:  # not a payment of ours: the processor knows it, we do not
+            self.asked.append(payment_id)
+            return Intent(payment_id, "succeeded")
+        return replace(super().retrieve_payment(payment_id), metadata=self.metadata.get(payment_id, {}))
 
 
 def pending_payment(sessions: sessionmaker[Session], channel: str = "online", overpay: int = 0) -> tuple[int, int]:
@@ -98,12 +114,14 @@ def test_each_event_is_acted_on_once_and_recorded(sessions: sessionmaker[Session
 
 def test_events_about_nothing_of_ours_are_recorded_and_ignored(sessions: sessionmaker[Session]) -> None:
     pending_payment(sessions)
-    processor = Processor()
+    processor = ProcessorWithMetadata({})
     assert handle(sessions, processor, event("evt_1", object_id="pi_other")).outcome == "ignored: unknown payment"
     assert handle(sessions, processor, event("evt_2", "customer.created", "cus_1")).outcome == "ignored"
     dispute = event("evt_3", "charge.dispute.created", "du_1", payment_intent="pi_other", reason="fraudulent")
     assert handle(sessions, processor, dispute).outcome == "ignored: unknown payment"
-    assert processor.asked == []
+    # An unknown PaymentIntent is asked for once, for the account a charge in progress would
+    # have given it (test_a_webhook_before_the_charge_has_committed_waits_for_it): none.
+    assert processor.asked == ["pi_other"]
     assert set(outcomes(sessions)) == {"evt_1", "evt_2", "evt_3"}
 
 
@@ -181,3 +199,35 @@ def test_an_overpayment_is_listed_and_reviewed_once_by_a_role_that_may(sessions:
         review = service.refund_review(session, cashier)
         assert review.items == [] and [p.id for p in review.reviewed] == [payment_id]
         assert session.scalar(select(func.count(Payment.id)).where(Payment.refund_reviewed_by_id == cashier.id)) == 1
+
+
+def test_a_webhook_before_the_charge_has_committed_waits_for_it(sessions: sessionmaker[Session]) -> None:
+    """Stripe may send ``payment_intent.succeeded`` before the portal has its answer to the
+    create call (localstripe sends it a second later): the charge's transaction, holding the
+    account, has not committed the payment's processor id yet. The webhook waits for the
+    account and then posts the payment, instead of ignoring it as unknown for good."""
+    with sessions() as session, session.begin():
+        (account,) = district(session, 1)
+        posting.post(
+            session, ledger.bill_transaction(account.id, D, D + timedelta(days=21), {"water": OWED}), account.id
+        )
+        account_id, number = account.id, account.number
+    charging = sessions()
+    account = charging.get(Account, account_id)
+    assert account is not None
+    payment, _new = payments.start(charging, account, None, OWED, "card", "pay-1", D)
+    payment.processor_id = "pi_1"
+    charging.flush()
+    payment_id = payment.id
+    processor = ProcessorWithMetadata({"pi_1": {"account": number, "payment": str(payment_id)}})
+    processor.states["pi_1"] = "succeeded"
+    handled: list[service.Handled] = []
+    webhook = threading.Thread(target=lambda: handled.append(handle(sessions, processor, event("evt_1"))))
+    webhook.start()
+    webhook.join(1.0)  # before the fix, it had already answered "ignored: unknown payment"
+    charging.commit()
+    charging.close()
+    webhook.join(30)
+    assert handled == [service.Handled(f"payment {payment_id}: posted", (service.RECEIPT_EMAIL, payment_id))]
+    with sessions() as session:
+        assert posting.account_balance(session, account_id) == 0
