@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from sqlalchemy import Executable, Result, Text, cast, delete, func, select
+from sqlalchemy import Executable, Result, Select, Text, cast, delete, func, select
 from sqlalchemy.orm import Session
 
 from .. import rating
@@ -227,17 +227,26 @@ def _options(text: str | None) -> dict:
     return found
 
 
+def run_drafts(session: Session, run: BillRun, account_ids: Sequence[int], *columns: Any) -> Select[Any]:
+    """The drafts of these accounts that may be the run's: select ``columns``, the bill's id
+    and its run's id, and keep the rows of ``run`` (the caller's filter).
+
+    The run is left out of the query on purpose: PostgreSQL's statistics of ``bill_run_id``
+    predate the run, so it took the run's index as the most selective and read every bill
+    the run had so far for each chunk (10 million rows for a run of 100,000). By account,
+    and from the run's period end on (its bill date is never before it, ``create_run``),
+    each account's newest bills are all it reads."""
+    return select(*columns, Bill.id, Bill.bill_run_id).where(
+        among(session, Bill.account_id, account_ids),
+        Bill.bill_date >= run.period_end,
+        Bill.status == BillStatus.DRAFT,
+    )
+
+
 def drop_drafts(session: Session, run: BillRun, account_ids: Sequence[int]) -> int:
     """Delete the run's drafts of these accounts (and their lines and usage). Returns how many."""
-    drafts = list(
-        session.scalars(
-            select(Bill.id).where(
-                among(session, Bill.account_id, account_ids),
-                Bill.bill_run_id == run.id,
-                Bill.status == BillStatus.DRAFT,
-            )
-        )
-    )
+    found = plain_rows(session, run_drafts(session, run, account_ids))
+    drafts = [bill_id for bill_id, run_id in found if run_id == run.id]
     if drafts:
         session.execute(delete(BillLine).where(among(session, BillLine.bill_id, drafts)))
         session.execute(delete(BillUsage).where(among(session, BillUsage.bill_id, drafts)))
