@@ -42,6 +42,7 @@ from .rows import (
 
 HOLDING = ("missing_read", "read_review", "below_previous", "rating_error")
 LARGE_CHANGE = Decimal(2)
+ONE = Decimal(1)
 METERED = frozenset(("water", "sewer", "irrigation", "recycled"))
 EXCEPTION_LABELS = {
     "zero": "Zero use",
@@ -228,9 +229,11 @@ def _use_share(service: ServiceRow, served: list[ServiceRow], run: BillRun | Reb
     """The service's share of the period's use: its days over the days its kind was served
     (services of one kind side by side each take the whole; one that ran alone takes all of
     it, however few its days: the meter measured just those)."""
+    if service.started_on <= run.period_start and (service.ended_on is None or service.ended_on >= run.period_end):
+        return ONE  # served the whole period (most services): no days to count
     a, b = _days(service, run)
     if (a, b) == (run.period_start, run.period_end):
-        return Decimal(1)
+        return ONE
     covered: set[date] = set()
     for other in served:
         if other.service_type == service.service_type:
