@@ -269,7 +269,7 @@ def rate_period(
         full_period_days = full_period_days or (end - start).days
         start, end = max(start, served[0]), end if served[1] is None else min(end, served[1])
         dated = True
-    segments = split_period(versions, start, end, full_period_days)
+    segments = _split_remembered(versions, start, end, full_period_days)
     lines: list[LineDraft] = []
     for seg in segments:
         definition = seg.definition
@@ -287,6 +287,30 @@ def rate_period(
         )
         lines += rate(service, definition, seg_usage, seg.version_id, seg.factor, seg.days, note, seg.end)
     return lines
+
+
+#: Periods split before, for versions given as raters (a bill run asks the same few questions
+#: for every account); segments are immutable and shared.
+_SPLITS: dict[tuple, list[Segment]] = {}
+
+
+def _split_remembered(
+    versions: Sequence[tuple[date, int | None, Mapping[str, Any] | Rater]],
+    start: date,
+    end: date,
+    full_period_days: int | None,
+) -> list[Segment]:
+    key = (tuple(versions), start, end, full_period_days)
+    try:
+        found = _SPLITS.get(key)
+    except TypeError:  # definitions as dicts (a quote, a preview): not remembered
+        return split_period(versions, start, end, full_period_days)
+    if found is None:
+        found = split_period(versions, start, end, full_period_days)
+        if len(_SPLITS) >= 10_000:
+            _SPLITS.clear()
+        _SPLITS[key] = found
+    return found
 
 
 def split_period(

@@ -14,6 +14,8 @@ The models still declare these columns as foreign keys (for the ORM and for SQLi
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 #: child table -> [(column, parent table)]
 SET_CHECKED: dict[str, list[tuple[str, str]]] = {
     "bill_line": [("bill_id", "bill"), ("rate_version_id", "rate_schedule_version")],
@@ -24,7 +26,18 @@ SET_CHECKED: dict[str, list[tuple[str, str]]] = {
         ("current_read_id", "meter_read"),
     ],
     "ledger_entry": [("transaction_id", "ledger_transaction"), ("account_id", "account")],
+    # Issue 17 (migration 0019): a bill run also writes a bill and a ledger transaction per
+    # account; their row-by-row foreign keys were three quarters of inserting them.
+    "bill": [("account_id", "account"), ("bill_run_id", "bill_run"), ("ledger_transaction_id", "ledger_transaction")],
+    "ledger_transaction": [
+        ("account_id", "account"),
+        ("posted_by_id", "user_account"),
+        ("reverses_id", "ledger_transaction"),
+    ],
 }
+#: The child tables each migration switched to statement-level checks.
+FIRST = ("bill_line", "bill_usage", "ledger_entry")  # migration 0005
+BILLS = ("bill", "ledger_transaction")  # migration 0019
 
 
 def constraint_name(child: str, column: str, parent: str) -> str:
@@ -36,19 +49,22 @@ def constraint_name(child: str, column: str, parent: str) -> str:
 APPEND_ONLY = frozenset({"ledger_transaction"})
 
 
-def _parents() -> dict[str, list[tuple[str, str]]]:
+def _parents(children: Iterable[str]) -> dict[str, list[tuple[str, str]]]:
     out: dict[str, list[tuple[str, str]]] = {}
-    for child, refs in SET_CHECKED.items():
-        for column, parent in refs:
+    for child in children:
+        for column, parent in SET_CHECKED[child]:
             if parent not in APPEND_ONLY:
                 out.setdefault(parent, []).append((child, column))
     return out
 
 
-def install_sql() -> list[str]:
-    """PostgreSQL statements that swap the foreign keys for statement-level checks."""
+def install_sql(children: Sequence[str] = tuple(SET_CHECKED), checked: Sequence[str] = tuple(SET_CHECKED)) -> list[str]:
+    """PostgreSQL statements that swap the foreign keys of ``children`` for statement-level
+    checks, and make each parent's delete check cover the references of every table in
+    ``checked`` (those switched so far, ``children`` among them)."""
     sql: list[str] = []
-    for child, refs in SET_CHECKED.items():
+    for child in children:
+        refs = SET_CHECKED[child]
         checks = []
         for column, parent in refs:
             sql.append(f"ALTER TABLE {child} DROP CONSTRAINT IF EXISTS {constraint_name(child, column, parent)}")
@@ -73,9 +89,22 @@ def install_sql() -> list[str]:
                 f"CREATE TRIGGER {name} AFTER {event} ON {child} REFERENCING NEW TABLE AS new_rows "
                 f"FOR EACH STATEMENT EXECUTE FUNCTION check_refs_{child}()"
             )
-    for parent, children in _parents().items():
+    sql += _parent_sql(checked)
+    return sql
+
+
+def _parent_sql(checked: Sequence[str]) -> list[str]:
+    """Each parent's delete check, over the references of the tables in ``checked``; a
+    parent none of them refers to loses its check."""
+    sql: list[str] = []
+    wanted = _parents(checked)
+    for parent in _parents(SET_CHECKED):
+        if parent not in wanted:
+            sql.append(f"DROP TRIGGER IF EXISTS check_referenced_{parent} ON {parent}")
+            sql.append(f"DROP FUNCTION IF EXISTS check_referenced_{parent}()")
+    for parent, refs in wanted.items():
         checks = []
-        for child, column in children:
+        for child, column in refs:
             checks.append(
                 f"""
   IF EXISTS (SELECT 1 FROM {child} c WHERE c.{column} = OLD.id) THEN
@@ -96,13 +125,12 @@ def install_sql() -> list[str]:
     return sql
 
 
-def uninstall_sql() -> list[str]:
-    """Back to ordinary foreign keys (the migration's downgrade)."""
-    sql: list[str] = []
-    for parent in _parents():
-        sql.append(f"DROP TRIGGER IF EXISTS check_referenced_{parent} ON {parent}")
-        sql.append(f"DROP FUNCTION IF EXISTS check_referenced_{parent}()")
-    for child, refs in SET_CHECKED.items():
+def uninstall_sql(children: Sequence[str] = tuple(SET_CHECKED), checked: Sequence[str] = ()) -> list[str]:
+    """Back to ordinary foreign keys for ``children`` (a migration's downgrade); the parents'
+    delete checks then cover the tables still in ``checked``."""
+    sql: list[str] = _parent_sql(checked)
+    for child in children:
+        refs = SET_CHECKED[child]
         for event in ("insert", "update"):
             sql.append(f"DROP TRIGGER IF EXISTS check_refs_{child}_{event} ON {child}")
         sql.append(f"DROP FUNCTION IF EXISTS check_refs_{child}()")

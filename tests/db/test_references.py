@@ -10,7 +10,16 @@ from sqlalchemy.orm import Session
 
 from portal.adapters.clock import system_clock
 from portal.billing_core import bill_runs
-from portal.billing_core.models import Bill, BillLine, BillUsage, LedgerEntry, MeterRead
+from portal.billing_core.models import (
+    Account,
+    Bill,
+    BillLine,
+    BillRun,
+    BillUsage,
+    LedgerEntry,
+    LedgerTransaction,
+    MeterRead,
+)
 
 from .test_bill_runs import office
 
@@ -50,6 +59,13 @@ def test_rows_that_refer_to_nothing_are_refused(session: Session) -> None:
     assert session.scalar(select(BillLine.id).order_by(BillLine.id.desc())) == before
     # Good rows still go in.
     session.execute(insert(BillLine).values(bill_id=bill.id, **values))
+    # Bills and ledger transactions too (issue 17: checked a statement at a time on PostgreSQL).
+    refused(session, update(Bill).where(Bill.id == bill.id).values(bill_run_id=10**9))
+    refused(session, update(Bill).where(Bill.id == bill.id).values(ledger_transaction_id=10**9))
+    txn = session.get(LedgerTransaction, bill.ledger_transaction_id)
+    txn_fields = {c.key: getattr(txn, c.key) for c in LedgerTransaction.__table__.columns if c.key != "id"}
+    refused(session, insert(LedgerTransaction).values({**txn_fields, "account_id": 10**9}))
+    refused(session, insert(LedgerTransaction).values({**txn_fields, "posted_by_id": 10**9}))
 
 
 def test_rows_still_referred_to_cannot_be_deleted(session: Session) -> None:
@@ -57,6 +73,8 @@ def test_rows_still_referred_to_cannot_be_deleted(session: Session) -> None:
     usage = session.scalars(select(BillUsage).where(BillUsage.bill_id == bill.id)).first()
     refused(session, delete(Bill).where(Bill.id == bill.id))
     refused(session, delete(MeterRead).where(MeterRead.id == usage.current_read_id))
+    refused(session, delete(BillRun).where(BillRun.id == bill.bill_run_id))
+    refused(session, delete(Account).where(Account.id == bill.account_id))
 
 
 def test_on_postgresql_triggers_check_them_instead_of_foreign_keys(session: Session) -> None:
@@ -68,6 +86,6 @@ def test_on_postgresql_triggers_check_them_instead_of_foreign_keys(session: Sess
         pytest.skip("SQLite keeps ordinary foreign keys")
     names = {constraint_name(child, col, parent) for child, refs in SET_CHECKED.items() for col, parent in refs}
     found = set(session.scalars(text("SELECT conname FROM pg_constraint WHERE contype = 'f'")))
-    assert not names & found and "fk_bill_account_id_account" in found
+    assert not names & found and "fk_account_customer_id_customer" in found
     triggers = set(session.scalars(text("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")))
     assert {f"check_refs_{child}_insert" for child in SET_CHECKED} <= triggers

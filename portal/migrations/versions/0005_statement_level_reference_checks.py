@@ -17,12 +17,13 @@ depends_on = None
 def upgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return  # SQLite keeps its foreign keys
-    for statement in references.install_sql():
+    # The tables this migration switched (issue 17's 0019 switched more).
+    for statement in references.install_sql(references.FIRST, references.FIRST):
         op.execute(statement)
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
-    for statement in references.uninstall_sql():
+    for statement in references.uninstall_sql(references.FIRST, ()):
         op.execute(statement)
