@@ -240,6 +240,9 @@ def setup_logging(settings: Settings | None = None, default_level: str = "INFO")
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
+    # Alembic's "Context impl ..." lines on every start say nothing to an operator (and a web
+    # process that migrates its embedded database would print them on a command's stderr).
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     access = logging.getLogger("uvicorn.access")
     access.handlers.clear()
     access.propagate = False
