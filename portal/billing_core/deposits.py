@@ -177,6 +177,37 @@ def billing_transaction(account_id: int, on: date, cents: int, memo: str) -> led
     )
 
 
+def bill(
+    session: Session, account: Account, cents: int, reason: str, note: str | None, on: date, actor: User, now: datetime
+) -> Deposit:
+    """Bill a deposit of ``cents`` on ``account`` (``reason`` one of ``REASONS``): the
+    receivable posted (``billing_transaction``), the deposit row, its audit event."""
+    memo = f"Deposit: {REASON_LABELS[reason]}"
+    row = posting.post(session, billing_transaction(account.id, on, cents, memo), account.id, actor.id, posted_at=now)
+    deposit = Deposit(
+        account_id=account.id,
+        amount_cents=cents,
+        reason=reason,
+        note=note,
+        status=DepositStatus.BILLED.value,
+        billed_on=on,
+        billed_transaction_id=row.id,
+        created_by_id=actor.id,
+        created_at=now,
+    )
+    session.add(deposit)
+    session.flush()
+    audit.record(
+        session,
+        "deposit.billed",
+        actor=actor,
+        entity_type="deposit",
+        entity_id=deposit.id,
+        after={"account": account.number, "amount_cents": cents, "reason": reason, "ledger_transaction": row.id},
+    )
+    return deposit
+
+
 def release_transaction(account_id: int, on: date, cents: int, memo: str) -> ledger.Transaction:
     """Credit back or applied to the final bill: out of the liability, into the account's credit."""
     return ledger.Transaction(

@@ -39,7 +39,7 @@ from ..billing_core.models import (
 )
 from ..billing_core.money_policy import MoneyPolicy
 from ..billing_core.permissions import Action, Field
-from ..billing_core.status import DepositStatus, RequestStatus
+from ..billing_core.status import RequestStatus
 from ..emails import Mailer
 from . import accounts as account_service
 
@@ -219,33 +219,8 @@ def _bill_deposit(
     if not suggestion.reasons:
         return None
     reason = suggestion.reasons[0]
-    cents = suggestion.amount_cents
-    memo = f"Deposit: {deposits.REASON_LABELS[reason]}"
-    row = posting.post(
-        session, deposits.billing_transaction(account.id, on, cents, memo), account.id, staff.id, posted_at=now
-    )
-    deposit = Deposit(
-        account_id=account.id,
-        amount_cents=cents,
-        reason=reason,
-        note=f"Billed when the account was opened ({suggestion.basis})",
-        status=DepositStatus.BILLED.value,
-        billed_on=on,
-        billed_transaction_id=row.id,
-        created_by_id=staff.id,
-        created_at=now,
-    )
-    session.add(deposit)
-    session.flush()
-    audit.record(
-        session,
-        "deposit.billed",
-        actor=staff,
-        entity_type="deposit",
-        entity_id=deposit.id,
-        after={"account": account.number, "amount_cents": cents, "reason": reason, "ledger_transaction": row.id},
-    )
-    return deposit
+    note = f"Billed when the account was opened ({suggestion.basis})"
+    return deposits.bill(session, account, suggestion.amount_cents, reason, note, on, staff, now)
 
 
 def _customer(session: Session, staff: User, plan: rules.Plan, remote_addr: str | None) -> Customer:

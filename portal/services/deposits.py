@@ -113,31 +113,7 @@ def bill(
         if errors:
             raise FieldErrors(errors)
         assert cents is not None
-        memo = f"Deposit: {deposits.REASON_LABELS[reason]}"
-        row = posting.post(
-            session, deposits.billing_transaction(account.id, on, cents, memo), account.id, user.id, posted_at=now
-        )
-        deposit = Deposit(
-            account_id=account.id,
-            amount_cents=cents,
-            reason=reason,
-            note=note.strip() or None,
-            status=DepositStatus.BILLED.value,
-            billed_on=on,
-            billed_transaction_id=row.id,
-            created_by_id=user.id,
-            created_at=now,
-        )
-        session.add(deposit)
-        session.flush()
-        audit.record(
-            session,
-            "deposit.billed",
-            actor=user,
-            entity_type="deposit",
-            entity_id=deposit.id,
-            after={"account": account.number, "amount_cents": cents, "reason": reason, "ledger_transaction": row.id},
-        )
+        deposit = deposits.bill(session, account, cents, reason, note.strip() or None, on, user, now)
         outbox.queue(session, NOTICE, {"what": "deposit_billed", "id": deposit.id}, now)
         return deposit.id
 
