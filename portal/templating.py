@@ -99,6 +99,8 @@ def make_templates() -> Jinja2Templates:
     env.filters["shortdate"] = _short_date
     env.filters["qty"] = _quantity
     env.globals["htmx_file"] = HTMX_FILE
+    # Root-relative, as the Mount serves them: request.url_for would walk every route per link.
+    env.globals["static_url"] = lambda path: f"/static/{path}"
     env.globals["month_year"] = _month_year
     env.filters["shortmonth"] = _short_month
     env.globals["describe_line"] = i18n.describe_line

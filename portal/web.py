@@ -166,6 +166,12 @@ def require_staff(request: Request, session: Session) -> User:
     return user
 
 
+def page_number(request: Request, name: str) -> int:
+    """A page number from the query (``?bills=2``), 1 when missing or wrong."""
+    text = request.query_params.get(name, "1")
+    return int(text) if text.isdigit() and 0 < len(text) < 7 else 1
+
+
 def flash(request: Request, message: str) -> None:
     """A message for the next page this person sees (kept in their signed session, never in the URL)."""
     request.session["flash"] = message[:300]

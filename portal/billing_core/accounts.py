@@ -47,8 +47,12 @@ class AccountSummary:
         return self.balance_cents < 0
 
 
-def summarise(session: Session, account: Account, as_of: date) -> AccountSummary:
-    aged = aging.age(account_postings(session, account.id), as_of)
+def summarise(
+    session: Session, account: Account, as_of: date, postings: Sequence[aging.Posting] | None = None
+) -> AccountSummary:
+    """``postings``: the account's ledger as ``account_postings`` reads it, when the caller
+    already has it (``bill_status.postings_of``)."""
+    aged = aging.age(account_postings(session, account.id) if postings is None else postings, as_of)
     last_bill = session.scalars(
         select(Bill)
         .where(Bill.account_id == account.id, Bill.status == BillStatus.POSTED)
@@ -90,7 +94,7 @@ def account_for_user(session: Session, user: User, account_number: str) -> Accou
     ).first()
 
 
-def bills_for_account(session: Session, account_id: int, limit: int | None = None) -> list[Bill]:
+def bills_for_account(session: Session, account_id: int, limit: int | None = None, offset: int = 0) -> list[Bill]:
     stmt = (
         select(Bill)
         .where(Bill.account_id == account_id, Bill.status != BillStatus.DRAFT)
@@ -98,6 +102,8 @@ def bills_for_account(session: Session, account_id: int, limit: int | None = Non
     )
     if limit:
         stmt = stmt.limit(limit)
+    if offset:
+        stmt = stmt.offset(offset)
     return list(session.scalars(stmt))
 
 

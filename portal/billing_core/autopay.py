@@ -195,9 +195,11 @@ class Outlook:
     failed: Payment | None = None
 
 
-def outlook(session: Session, account: Account, balance_cents: int, as_of: date, tz) -> Outlook:  # type: ignore[no-untyped-def]
+def outlook(session: Session, account: Account, balance_cents: int, as_of: date, tz, last_bill: Bill | None | bool = False) -> Outlook:  # type: ignore[no-untyped-def]
+    """``last_bill``: the account's ``latest_bill`` when the caller read it already (None
+    for none); left out, it is read here."""
     enrollment = active_enrollment(session, account.id)
-    bill = latest_bill(session, account.id)
+    bill = latest_bill(session, account.id) if isinstance(last_bill, bool) else last_bill
     failed = None
     if bill is not None:
         draft = session.scalar(select(Payment).where(Payment.idempotency_key == idempotency_key(bill.id)))

@@ -18,7 +18,7 @@ from datetime import date
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from . import status
+from . import aging, status
 from .models import AutopayEnrollment, Bill, LedgerEntry, LedgerTransaction
 
 PAID = "paid"
@@ -105,6 +105,13 @@ def account_charges(session: Session, account_id: int) -> list[Charge]:
     return [Charge(tid, eff, int(amount), due, rev) for tid, eff, due, rev, amount in rows if amount]
 
 
+def postings_of(charges: Sequence[Charge]) -> list[aging.Posting]:
+    """The same ledger read as ``posting.account_postings`` gives, from the charges (one
+    query serves the bills' states, the past-due list and the aging), oldest first."""
+    ordered = sorted(charges, key=lambda c: (c.effective_on, c.transaction_id))
+    return [aging.Posting(c.effective_on, c.amount_cents, c.due_on) for c in ordered]
+
+
 def statuses(charges: Sequence[Charge], bills: Iterable[Bill], as_of: date) -> dict[int, BillStatus]:
     """Each bill's status by bill id, from the account's charges."""
     open_cents = open_by_transaction(charges)
@@ -141,8 +148,10 @@ class PastDue:
     other_cents: int
 
 
-def past_due(session: Session, account_id: int, as_of: date) -> PastDue:
-    charges = account_charges(session, account_id)
+def past_due(session: Session, account_id: int, as_of: date, charges: Sequence[Charge] | None = None) -> PastDue:
+    """``charges``: what ``account_charges`` already read for this account in this transaction."""
+    if charges is None:
+        charges = account_charges(session, account_id)
     open_cents = open_by_transaction(charges)
     overdue = {c.transaction_id for c in charges if c.amount_cents > 0 and c.falls_due < as_of}
     overdue = {tid for tid in overdue if open_cents.get(tid, 0) > 0}

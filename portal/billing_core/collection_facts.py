@@ -8,12 +8,13 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import date
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import Date, Integer, String, and_, cast, func, literal, null, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from . import aging, bulk, holidays
 from .ladder_policy import SHUTOFF_SERVICES
 from .models import (
+    UTCDateTime,
     AgencyClosure,
     CollectionHold,
     Dispute,
@@ -85,65 +86,62 @@ def facts_for_many(
     holds: set[int] = set()
     shutoffable: set[int] = set()
     for part in bulk.chunks(session, ids):
-        for account_id, issued in session.execute(
-            select(Notice.account_id, Notice.issued_on).where(
+        # One round trip a chunk: each fact's rows tagged with what they are (UNION ALL).
+        day, at, text, n = cast(null(), Date), cast(null(), UTCDateTime), cast(null(), String), cast(null(), Integer)
+        facts = union_all(
+            select(literal("notice"), Notice.account_id, Notice.issued_on, at, text, n).where(
                 bulk.among(session, Notice.account_id, part),
                 Notice.kind == "final",
                 Notice.addressee == "customer",
                 Notice.issued_on <= on,
-            )
-        ):
-            notices[account_id].append(issued)
-        for order_account_id, done_at in session.execute(
-            select(WorkOrder.account_id, WorkOrder.completed_at).where(
+            ),
+            select(literal("tag"), WorkOrder.account_id, day, WorkOrder.completed_at, text, n).where(
                 bulk.among(session, WorkOrder.account_id, part),
                 WorkOrder.kind == "door_tag",
                 WorkOrder.status == "done",
-            )
-        ):
-            if order_account_id is not None and done_at is not None and done_at.date() <= on:
-                tags[order_account_id].append(done_at.date())
-        for account_id, count in session.execute(
-            select(Dispute.account_id, func.count())
+            ),
+            select(literal("dispute"), Dispute.account_id, day, at, text, func.count())
             .where(bulk.among(session, Dispute.account_id, part), Dispute.status == "open")
-            .group_by(Dispute.account_id)
-        ):
-            disputes[account_id] = int(count)
-        plans.update(
-            session.scalars(
-                select(PaymentPlan.account_id).where(
-                    bulk.among(session, PaymentPlan.account_id, part), PaymentPlan.status == "active"
-                )
-            )
-        )
-        for account_id, kind in session.execute(
-            select(ShutoffProtection.account_id, ShutoffProtection.kind).where(
+            .group_by(Dispute.account_id),
+            select(literal("plan"), PaymentPlan.account_id, day, at, text, n).where(
+                bulk.among(session, PaymentPlan.account_id, part), PaymentPlan.status == "active"
+            ),
+            select(literal("protection"), ShutoffProtection.account_id, day, at, ShutoffProtection.kind, n).where(
                 bulk.among(session, ShutoffProtection.account_id, part),
                 ShutoffProtection.revoked_at.is_(None),
                 ShutoffProtection.starts_on <= on,
                 or_(ShutoffProtection.ends_on.is_(None), ShutoffProtection.ends_on >= on),
-            )
-        ):
-            protections[account_id].add(kind)
-        holds.update(
-            session.scalars(
-                select(CollectionHold.account_id).where(
-                    bulk.among(session, CollectionHold.account_id, part),
-                    CollectionHold.released_at.is_(None),
-                    or_(CollectionHold.until_on.is_(None), CollectionHold.until_on >= on),
-                )
-            )
+            ),
+            select(literal("hold"), CollectionHold.account_id, day, at, text, n).where(
+                bulk.among(session, CollectionHold.account_id, part),
+                CollectionHold.released_at.is_(None),
+                or_(CollectionHold.until_on.is_(None), CollectionHold.until_on >= on),
+            ),
+            select(literal("service"), Service.account_id, day, at, text, n).where(
+                bulk.among(session, Service.account_id, part),
+                Service.service_type.in_(SHUTOFF_SERVICES),
+                Service.started_on <= on,
+                or_(Service.ended_on.is_(None), and_(Service.ended_on > on)),
+            ),
         )
-        shutoffable.update(
-            session.scalars(
-                select(Service.account_id).where(
-                    bulk.among(session, Service.account_id, part),
-                    Service.service_type.in_(SHUTOFF_SERVICES),
-                    Service.started_on <= on,
-                    or_(Service.ended_on.is_(None), and_(Service.ended_on > on)),
-                )
-            )
-        )
+        for what, account_id, on_day, done_at, kind, count in session.execute(facts):
+            if account_id is None:
+                continue
+            if what == "notice":
+                notices[account_id].append(on_day)
+            elif what == "tag":
+                if done_at is not None and done_at.date() <= on:
+                    tags[account_id].append(done_at.date())
+            elif what == "dispute":
+                disputes[account_id] = int(count)
+            elif what == "plan":
+                plans.add(account_id)
+            elif what == "protection":
+                protections[account_id].add(kind)
+            elif what == "hold":
+                holds.add(account_id)
+            else:
+                shutoffable.add(account_id)
     out: dict[int, Facts] = {}
     for account_id in ids:
         aged = aging.age(postings.get(account_id, ()), on)

@@ -97,10 +97,19 @@ def check(session: Session, raw: str | None, user_id: object, now: datetime) -> 
     caller, each in a short transaction of its own (``end``, ``touch``), so the request's
     own transaction writes nothing it did not mean to and a rollback (the visitor sent to
     sign in) loses nothing."""
-    record = find(session, raw)
-    if record is None or record.ended_at is not None or record.user_id != user_id:
+    if not raw or not isinstance(raw, str) or len(raw) > 200:
         return Checked(None)
-    user = session.get(User, record.user_id)
+    # The session and its sign-in in one query (as ``find`` and then ``session.get``).
+    row = session.execute(
+        select(UserSession, User)
+        .outerjoin(User, User.id == UserSession.user_id)
+        .where(UserSession.token_hash == _hash(raw))
+    ).first()
+    if row is None:
+        return Checked(None)
+    record, user = row
+    if record.ended_at is not None or record.user_id != user_id:
+        return Checked(None)
     if user is None or not user.active:
         return Checked(None, "deactivated")
     idle, absolute = timeouts(user)

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from ..billing_core import (
     accounts,
+    aging,
     arrangements,
     audit,
     autopay,
@@ -64,10 +65,13 @@ def my_bill(session: Session, user: User, number: str, bill_number: str) -> tupl
     return account, bill
 
 
-def outlook_for(session: Session, summary: AccountSummary, as_of: date) -> delinquency.Outlook:
+def outlook_for(
+    session: Session, summary: AccountSummary, as_of: date, postings: list[aging.Posting] | None = None
+) -> delinquency.Outlook:
     """The dashboard's dates from the ladder: the policy version in force, the account's
     ladder, the steps the daily run already took in this delinquency (its ``CollectionAction``
-    rows), the closures, and what protects the account from a shutoff (the gate's facts)."""
+    rows), the closures, and what protects the account from a shutoff (the gate's facts).
+    ``postings``: the account's ledger, when the caller read it already."""
     account = summary.account
     version, rules = ladder_versions.current(session, as_of)
     services = [s for s in account.services if s.started_on <= as_of and (s.ended_on is None or s.ended_on > as_of)]
@@ -88,7 +92,9 @@ def outlook_for(session: Session, summary: AccountSummary, as_of: date) -> delin
                 done[step] = posted_on
                 if step == "late_fee":
                     late_fee_cents = amount
-    facts = collection_facts.facts_for(session, account.id, as_of)
+    facts = collection_facts.facts_for_many(
+        session, [account.id], as_of, postings=None if postings is None else {account.id: postings}
+    )[account.id]
     protections = []
     if facts.medical_certification and facts.financial_inability and facts.willing_to_plan:
         protections.append("medical_certification")
@@ -124,11 +130,13 @@ def bill_before_autopay(summary: AccountSummary, outlook: autopay.Outlook, tz: t
     return bill_status.before_autopay(outlook.enrollment, summary.last_bill, summary.balance_cents, tz)
 
 
-def past_due_for(session: Session, summary: AccountSummary, as_of: date) -> PastDue | None:
+def past_due_for(
+    session: Session, summary: AccountSummary, as_of: date, charges: list[bill_status.Charge] | None = None
+) -> PastDue | None:
     """The bills the past-due amount is made of (None when nothing is past due)."""
     if summary.past_due_cents <= 0:
         return None
-    return bill_status.past_due(session, summary.account.id, as_of)
+    return bill_status.past_due(session, summary.account.id, as_of, charges)
 
 
 @dataclass(frozen=True)
@@ -145,15 +153,24 @@ class Home:
 
 
 def home(session: Session, user: User, as_of: date, tz: tzinfo) -> Home:
-    summaries = [accounts.summarise(session, a, as_of) for a in accounts.accounts_for_user(session, user)]
-    autopays = {s.account.number: autopay.outlook(session, s.account, s.balance_cents, as_of, tz) for s in summaries}
+    # One ledger read an account serves its aging, past-due list and the gate's facts.
+    linked = accounts.accounts_for_user(session, user)
+    charges = {a.id: bill_status.account_charges(session, a.id) for a in linked}
+    ledgers: dict[int, list[aging.Posting]] = {}
+    summaries = []
+    for a in linked:
+        ledgers[a.id] = bill_status.postings_of(charges[a.id])
+        summaries.append(accounts.summarise(session, a, as_of, ledgers[a.id]))
+    autopays = {
+        s.account.number: autopay.outlook(session, s.account, s.balance_cents, as_of, tz, s.last_bill) for s in summaries
+    }
     return Home(
         summaries=summaries,
-        outlooks={s.account.number: outlook_for(session, s, as_of) for s in summaries},
+        outlooks={s.account.number: outlook_for(session, s, as_of, ledgers[s.account.id]) for s in summaries},
         plans={s.account.number: arrangements.open_for(session, s.account.id) for s in summaries},
         autopays=autopays,
         before_autopay={s.account.number: bill_before_autopay(s, autopays[s.account.number], tz) for s in summaries},
-        past_dues={s.account.number: past_due_for(session, s, as_of) for s in summaries},
+        past_dues={s.account.number: past_due_for(session, s, as_of, charges[s.account.id]) for s in summaries},
         as_of=as_of,
     )
 
@@ -171,25 +188,41 @@ class AccountPage:
     payments: list[Payment]
     as_of: date
     next_installment: NextInstallment | None = None
+    bills_page: int = 1
+    older_bills: bool = False
 
 
-def account_page(session: Session, user: User, number: str, as_of: date, tz: tzinfo) -> AccountPage:
+#: Bills on one page of the account page; older ones are a link away.
+BILLS_PAGE = 24
+
+
+def account_page(
+    session: Session, user: User, number: str, as_of: date, tz: tzinfo, bills_page: int = 1
+) -> AccountPage:
+    """One account: what is owed and what comes next, and one page of bills (``BILLS_PAGE``,
+    newest first; ``bills_page`` counts from 1)."""
     account = my_account(session, user, number)
-    summary = accounts.summarise(session, account, as_of)
-    autopay_outlook = autopay.outlook(session, account, summary.balance_cents, as_of, tz)
-    bills = accounts.bills_for_account(session, account.id)
+    # One ledger read serves the aging, the bills' states, the past-due list and the gate's facts.
+    charges = bill_status.account_charges(session, account.id)
+    ledger = bill_status.postings_of(charges)
+    summary = accounts.summarise(session, account, as_of, ledger)
+    autopay_outlook = autopay.outlook(session, account, summary.balance_cents, as_of, tz, summary.last_bill)
+    bills_page = max(bills_page, 1)
+    bills = accounts.bills_for_account(session, account.id, BILLS_PAGE + 1, (bills_page - 1) * BILLS_PAGE)
     return AccountPage(
         summary=summary,
-        outlook=outlook_for(session, summary, as_of),
+        outlook=outlook_for(session, summary, as_of, ledger),
         plan=arrangements.open_for(session, account.id),
         autopay_outlook=autopay_outlook,
         before_autopay=bill_before_autopay(summary, autopay_outlook, tz),
-        past_due=past_due_for(session, summary, as_of),
-        bills=bills,
-        statuses=bill_status.for_bills(session, account.id, bills, as_of),
+        past_due=past_due_for(session, summary, as_of, charges),
+        bills=bills[:BILLS_PAGE],
+        statuses=bill_status.statuses(charges, bills[:BILLS_PAGE], as_of),
         payments=payments.recent(session, account.id),
         as_of=as_of,
         next_installment=plans.next_installment(session, account.id, as_of),
+        bills_page=bills_page,
+        older_bills=len(bills) > BILLS_PAGE,
     )
 
 

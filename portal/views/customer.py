@@ -12,7 +12,7 @@ from ..billing_core.accounts import BillDocument
 from ..billing_core.status import PaymentStatus
 from ..i18n import gettext
 from ..services import customers
-from ..web import db, flash, pop_flash, redirect, remote_addr, require_customer, today
+from ..web import db, flash, page_number, pop_flash, redirect, remote_addr, require_customer, today
 
 
 def my_accounts(request: Request) -> Response:
@@ -28,7 +28,12 @@ def account_detail(request: Request) -> Response:
     with db(request) as session:
         user = require_customer(request, session)
         page = customers.account_page(
-            session, user, request.path_params["number"], today(request), request.app.state.settings.tz
+            session,
+            user,
+            request.path_params["number"],
+            today(request),
+            request.app.state.settings.tz,
+            bills_page=page_number(request, "bills"),
         )
         return request.app.state.templates.TemplateResponse(
             request,

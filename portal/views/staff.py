@@ -13,7 +13,7 @@ from ..billing_core.models import User
 from ..billing_core.permissions import Action
 from ..billing_core.status import BillStatus
 from ..services import accounts as service
-from ..web import FormState, db, flash, now, pop_flash, redirect, remote_addr, require_staff, today
+from ..web import FormState, db, flash, now, page_number, pop_flash, redirect, remote_addr, require_staff, today
 
 
 def search(request: Request) -> Response:
@@ -34,16 +34,10 @@ def account_view(request: Request) -> Response:
             session,
             request.path_params["number"],
             as_of=today(request),
-            bills_page=_page_number(request, "bills"),
-            ledger_page=_page_number(request, "ledger"),
+            bills_page=page_number(request, "bills"),
+            ledger_page=page_number(request, "ledger"),
         )
         return _account_page(request, user, page)
-
-
-def _page_number(request: Request, name: str) -> int:
-    """A page number from the query (``?bills=2``), 1 when missing or wrong."""
-    text = request.query_params.get(name, "1")
-    return int(text) if text.isdigit() and 0 < len(text) < 7 else 1
 
 
 def _account_page(

@@ -54,3 +54,44 @@ def test_bills_and_ledger_by_page_with_the_running_balance(session: Session) -> 
     assert past.ledger_page == 2 and [r.transaction.id for r in past.ledger] == [r.transaction.id for r in older.ledger]
     (meter,) = page.meters
     assert [r.value for r in page.last_reads[meter.id]] == [Decimal(40), Decimal(30), Decimal(20)]
+
+
+def test_the_residents_account_page_shows_bills_a_page_at_a_time(session: Session) -> None:
+    """The resident's account page: 24 bills a page, newest first, and the figures read from
+    one ledger query (aging, bill states, past due) are those each read on its own gives."""
+    from zoneinfo import ZoneInfo
+
+    from portal.billing_core import accounts, bill_status, users
+    from portal.services import customers
+
+    (account,) = district(session, 1)
+    first = date(2023, 1, 5)
+    for n in range(30):  # 30 bills; the last three unpaid
+        day = first + timedelta(days=31 * n)
+        post_bill(session, account.id, day, 1000 + n, n)
+        if n < 27:
+            payment = ledger.payment_transaction(
+                account.id, day + timedelta(days=10), 1000 + n, "counter", posting.open_by_service(session, account.id)
+            )
+            posting.post(session, payment, account.id)
+    user = users.create_user(session, "pages@example.com", "a long enough password 1", "customer", account.number)
+    session.flush()
+    as_of, tz = date(2026, 11, 22), ZoneInfo("America/Los_Angeles")
+    page = customers.account_page(session, user, account.number, as_of, tz)
+    assert len(page.bills) == customers.BILLS_PAGE and page.older_bills and page.bills_page == 1
+    assert page.bills[0].bill_date > page.bills[-1].bill_date
+    assert set(page.statuses) == {b.id for b in page.bills}
+    older = customers.account_page(session, user, account.number, as_of, tz, bills_page=2)
+    assert len(older.bills) == 30 - customers.BILLS_PAGE and not older.older_bills
+    assert {b.id for b in page.bills}.isdisjoint(b.id for b in older.bills)
+    # The shared ledger read gives what the separate reads give.
+    alone = accounts.summarise(session, account, as_of)
+    assert (page.summary.balance_cents, page.summary.past_due_cents, page.summary.aging) == (
+        alone.balance_cents,
+        alone.past_due_cents,
+        alone.aging,
+    )
+    assert page.summary.balance_cents == posting.account_balance(session, account.id) > 0
+    assert page.past_due == bill_status.past_due(session, account.id, as_of)
+    assert page.statuses == bill_status.for_bills(session, account.id, page.bills, as_of)
+    assert page.outlook == customers.outlook_for(session, alone, as_of)
