@@ -22,7 +22,8 @@ TEMPLATE = """<!doctype html>
 <thead><tr><th>Bill date</th><th>Service period</th><th>Amount</th><th>Due</th><th>Paid?</th></tr></thead>
 <tbody>
 {% for row in rows %}<tr><th scope="row"><a href="/bills/{{ row.number }}">{{ row.bill_date }}</a></th>
-<td>{{ row.start }} to {{ row.end }}</td><td>${{ row.cents // 100 }}.{{ "%02d"|format(row.cents % 100) }}</td><td>{{ row.due }}</td><td>{{ row.state }}</td></tr>
+<td>{{ row.start }} to {{ row.end }}</td><td>${{ row.cents // 100 }}.{{ "%02d"|format(row.cents % 100) }}</td>
+<td>{{ row.due }}</td><td>{{ row.state }}</td></tr>
 {% endfor %}
 </tbody></table>
 </main></body></html>

@@ -84,10 +84,14 @@ def add_residents(url: str, count: int, seed: int = 11) -> list[tuple[str, str]]
         total = cur.execute("SELECT max(id) FROM account").fetchone()[0]
         cur.execute(
             "DELETE FROM user_account_link WHERE user_id IN "
-            "(SELECT id FROM user_account WHERE email LIKE 'resident%@bench.example')"
+            "(SELECT id FROM user_account WHERE email LIKE 'resident%%@bench.example')"
         )
-        cur.execute("DELETE FROM audit_event WHERE actor_id IN (SELECT id FROM user_account WHERE email LIKE 'resident%@bench.example')")
-        cur.execute("DELETE FROM user_account WHERE email LIKE 'resident%@bench.example'")
+        for table, column in (("audit_event", "actor_id"), ("user_session", "user_id")):
+            cur.execute(
+                f"DELETE FROM {table} WHERE {column} IN "
+                "(SELECT id FROM user_account WHERE email LIKE 'resident%%@bench.example')"
+            )
+        cur.execute("DELETE FROM user_account WHERE email LIKE 'resident%%@bench.example'")
         made = []
         for i in range(count):
             if i % 10 == 9:
@@ -256,7 +260,18 @@ def wrk(server: Server, target: Target, seconds: int, connections: int, work: Pa
     script.write_text(WRK_SCRIPT)
     cpu0, db0, t0 = server.cpu(), postgres_cpu(), time.monotonic()
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), server.base, "--", str(listing)],
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(script),
+            server.base,
+            "--",
+            str(listing),
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -290,7 +305,9 @@ class Offered:
     db_cpu: float
 
 
-async def _open_loop(host: str, port: int, target: Target, rate: int, seconds: int, limit: int) -> tuple[list[float], int, float]:
+async def _open_loop(
+    host: str, port: int, target: Target, rate: int, seconds: int, limit: int
+) -> tuple[list[float], int, float]:
     """Send ``rate`` requests a second on a fixed schedule over up to ``limit`` keep-alive
     connections; each latency runs from the request's due time to its response's last byte."""
     idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
@@ -299,7 +316,9 @@ async def _open_loop(host: str, port: int, target: Target, rate: int, seconds: i
     errors = 0
     marker = target.marker.encode()
     requests = [
-        (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n" + (f"Cookie: {cookie}\r\n" if cookie else "") + "\r\n").encode()
+        (
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n" + (f"Cookie: {cookie}\r\n" if cookie else "") + "\r\n"
+        ).encode()
         for path, cookie in target.requests
     ]
     loop = asyncio.get_running_loop()
@@ -442,8 +461,9 @@ def main() -> int:
         finally:
             stop_all([("bare", bare.proc)])
         print(
-            f"bare Starlette + Jinja table of 24 rows, 1 process: {anchor.rate:,.0f} req/s, p50 {anchor.p50_ms:.1f} ms, "
-            f"p99 {anchor.p99_ms:.1f} ms, server CPU {anchor.server_cpu / anchor.seconds:.2f} cores"
+            f"bare Starlette + Jinja table of 24 rows, 1 process: {anchor.rate:,.0f} req/s, "
+            f"p50 {anchor.p50_ms:.1f} ms, p99 {anchor.p99_ms:.1f} ms, "
+            f"server CPU {anchor.server_cpu / anchor.seconds:.2f} cores"
         )
         results: dict[str, tuple[Capacity, list[Offered]]] = {}
         for processes in (1, None):
@@ -476,7 +496,11 @@ def main() -> int:
                 where = "1 process"
             print(f"portal ({where}) done; log {portal.log.stat().st_size} bytes")
         print()
-        print(f"| page | portal, 1 process | bare Starlette, 1 process | ratio | " + " | ".join(f"offered {r}/s: achieved, p50 / p95 / p99" for r in rates) + " |")
+        print(
+            "| page | portal, 1 process | bare Starlette, 1 process | ratio | "
+            + " | ".join(f"offered {r}/s: achieved, p50 / p95 / p99" for r in rates)
+            + " |"
+        )
         print("| --- | --- | --- | --- | " + " | ".join("---" for _ in rates) + " |")
         for name, (cap, offered) in results.items():
             cells = [
@@ -493,8 +517,8 @@ def main() -> int:
         for name, (cap, offered) in results.items():
             print(
                 f"{name}: 1 process at capacity used {cap.server_cpu / cap.seconds:.2f} cores of portal CPU and "
-                f"{cap.db_cpu / cap.seconds:.2f} of PostgreSQL ({cap.server_cpu / max(cap.rate * cap.seconds, 1) * 1000:.2f} ms "
-                f"portal CPU a page); "
+                f"{cap.db_cpu / cap.seconds:.2f} of PostgreSQL "
+                f"({cap.server_cpu / max(cap.rate * cap.seconds, 1) * 1000:.2f} ms portal CPU a page); "
                 + "; ".join(
                     f"at {o.offered}/s the web processes used {o.server_cpu / args.seconds:.2f} cores, PostgreSQL "
                     f"{o.db_cpu / args.seconds:.2f}, max {o.max_ms:.0f} ms"

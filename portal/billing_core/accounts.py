@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Select, bindparam, func, or_, select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
-from . import aging
+from . import aging, statements
 from .models import (
     Account,
     Bill,
@@ -47,18 +47,25 @@ class AccountSummary:
         return self.balance_cents < 0
 
 
+def _latest_posted_bill() -> Select[Bill]:
+    return statements.once(
+        ("accounts.latest_posted_bill",),
+        lambda: (
+            select(Bill)
+            .where(Bill.account_id == bindparam("account_id"), Bill.status == BillStatus.POSTED)
+            .order_by(Bill.bill_date.desc(), Bill.id.desc())
+            .limit(1)
+        ),
+    )
+
+
 def summarise(
     session: Session, account: Account, as_of: date, postings: Sequence[aging.Posting] | None = None
 ) -> AccountSummary:
     """``postings``: the account's ledger as ``account_postings`` reads it, when the caller
     already has it (``bill_status.postings_of``)."""
     aged = aging.age(account_postings(session, account.id) if postings is None else postings, as_of)
-    last_bill = session.scalars(
-        select(Bill)
-        .where(Bill.account_id == account.id, Bill.status == BillStatus.POSTED)
-        .order_by(Bill.bill_date.desc(), Bill.id.desc())
-        .limit(1)
-    ).first()
+    last_bill = session.scalars(_latest_posted_bill(), {"account_id": account.id}).first()
     return AccountSummary(
         account=account,
         balance_cents=aged.balance_cents,
@@ -86,25 +93,29 @@ def accounts_for_user(session: Session, user: User) -> list[Account]:
 
 def account_for_user(session: Session, user: User, account_number: str) -> Account | None:
     """One account by number, only if this customer sign-in is linked to it."""
-    return session.scalars(
-        select(Account)
-        .join(UserAccountLink, UserAccountLink.account_id == Account.id)
-        .where(UserAccountLink.user_id == user.id, Account.number == account_number)
-        .options(joinedload(Account.premise), joinedload(Account.customer))
-    ).first()
+    stmt = statements.once(
+        ("accounts.account_for_user",),
+        lambda: (
+            select(Account)
+            .join(UserAccountLink, UserAccountLink.account_id == Account.id)
+            .where(UserAccountLink.user_id == bindparam("user_id"), Account.number == bindparam("number"))
+            .options(joinedload(Account.premise), joinedload(Account.customer))
+        ),
+    )
+    return session.scalars(stmt, {"user_id": user.id, "number": account_number}).first()
 
 
 def bills_for_account(session: Session, account_id: int, limit: int | None = None, offset: int = 0) -> list[Bill]:
-    stmt = (
-        select(Bill)
-        .where(Bill.account_id == account_id, Bill.status != BillStatus.DRAFT)
-        .order_by(Bill.bill_date.desc(), Bill.id.desc())
-    )
-    if limit:
-        stmt = stmt.limit(limit)
-    if offset:
-        stmt = stmt.offset(offset)
-    return list(session.scalars(stmt))
+    def build() -> Select[Bill]:
+        stmt = (
+            select(Bill)
+            .where(Bill.account_id == bindparam("account_id"), Bill.status != BillStatus.DRAFT)
+            .order_by(Bill.bill_date.desc(), Bill.id.desc())
+        )
+        return stmt.limit(bindparam("limit")).offset(bindparam("offset")) if limit else stmt
+
+    stmt = statements.once(("accounts.bills_for_account", bool(limit)), build)
+    return list(session.scalars(stmt, {"account_id": account_id, "limit": limit, "offset": offset}))
 
 
 def bill_with_lines(session: Session, account_id: int, bill_number: str) -> Bill | None:

@@ -12,10 +12,10 @@ import calendar
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import exists, select
+from sqlalchemy import Select, bindparam, exists, select
 from sqlalchemy.orm import Session
 
-from . import audit, delinquency
+from . import audit, delinquency, statements
 from .errors import N_, FieldErrors, InvalidInput
 from .models import Account, ArrangementRequest, PaymentPlan, User
 from .status import ARRANGEMENT_TRANSITIONS, ArrangementStatus, allowed, move
@@ -121,13 +121,21 @@ def open_for(session: Session, account_id: int) -> ArrangementRequest | None:
     """The request waiting for a decision, or the approved one whose payment plan is still
     in force (an approved request whose ``PaymentPlan`` completed, broke or was cancelled
     is history: the customer may ask again)."""
-    ended = exists().where(PaymentPlan.arrangement_request_id == ArrangementRequest.id, PaymentPlan.status != "active")
-    return session.scalar(
-        select(ArrangementRequest)
-        .where(ArrangementRequest.account_id == account_id, ArrangementRequest.status.in_(OPEN), ~ended)
-        .order_by(ArrangementRequest.id.desc())
-        .limit(1)
-    )
+
+    def build() -> Select[ArrangementRequest]:
+        ended = exists().where(
+            PaymentPlan.arrangement_request_id == ArrangementRequest.id, PaymentPlan.status != "active"
+        )
+        return (
+            select(ArrangementRequest)
+            .where(
+                ArrangementRequest.account_id == bindparam("account_id"), ArrangementRequest.status.in_(OPEN), ~ended
+            )
+            .order_by(ArrangementRequest.id.desc())
+            .limit(1)
+        )
+
+    return session.scalar(statements.once(("arrangements.open_for",), build), {"account_id": account_id})
 
 
 def for_account(session: Session, account_id: int) -> list[ArrangementRequest]:

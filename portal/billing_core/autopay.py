@@ -20,12 +20,12 @@ Rules (NACHA's for recurring consumer debits, and what residents expect):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, tzinfo
 
-from sqlalchemy import Row, String, or_, select
+from sqlalchemy import Row, String, bindparam, or_, select
 from sqlalchemy.orm import Session
 
-from . import audit
+from . import audit, statements
 from .bulk import among, chunks
 from .models import Account, AutopayEnrollment, Bill, BillDelivery, Payment, User
 from .status import AUTOPAY_TRANSITIONS, AutopayStatus, BillStatus, PaymentStatus, ProcessorStatus, move
@@ -79,11 +79,13 @@ def idempotency_key(bill_id: int) -> str:
 
 
 def active_enrollment(session: Session, account_id: int) -> AutopayEnrollment | None:
-    return session.scalar(
-        select(AutopayEnrollment).where(
-            AutopayEnrollment.account_id == account_id, AutopayEnrollment.status == AutopayStatus.ACTIVE
-        )
+    stmt = statements.once(
+        ("autopay.active_enrollment",),
+        lambda: select(AutopayEnrollment).where(
+            AutopayEnrollment.account_id == bindparam("account_id"), AutopayEnrollment.status == AutopayStatus.ACTIVE
+        ),
     )
+    return session.scalar(stmt, {"account_id": account_id})
 
 
 def enroll(
@@ -195,14 +197,26 @@ class Outlook:
     failed: Payment | None = None
 
 
-def outlook(session: Session, account: Account, balance_cents: int, as_of: date, tz, last_bill: Bill | None | bool = False) -> Outlook:  # type: ignore[no-untyped-def]
+def outlook(
+    session: Session,
+    account: Account,
+    balance_cents: int,
+    as_of: date,
+    tz: tzinfo,
+    last_bill: Bill | None | bool = False,
+) -> Outlook:
     """``last_bill``: the account's ``latest_bill`` when the caller read it already (None
     for none); left out, it is read here."""
     enrollment = active_enrollment(session, account.id)
     bill = latest_bill(session, account.id) if isinstance(last_bill, bool) else last_bill
     failed = None
     if bill is not None:
-        draft = session.scalar(select(Payment).where(Payment.idempotency_key == idempotency_key(bill.id)))
+        draft = session.scalar(
+            statements.once(
+                ("autopay.draft",), lambda: select(Payment).where(Payment.idempotency_key == bindparam("key"))
+            ),
+            {"key": idempotency_key(bill.id)},
+        )
         if draft is not None and draft.status in (PaymentStatus.FAILED, PaymentStatus.RETURNED):
             failed = draft
         on = scheduled_on(session, bill, tz) if enrollment is not None and draft is None else None

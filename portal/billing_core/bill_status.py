@@ -15,10 +15,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
-from . import aging, status
+from . import aging, statements, status
 from .models import AutopayEnrollment, Bill, LedgerEntry, LedgerTransaction
 
 PAID = "paid"
@@ -85,23 +85,27 @@ class BillStatus:
 
 
 def account_charges(session: Session, account_id: int) -> list[Charge]:
-    rows = session.execute(
-        select(
-            LedgerTransaction.id,
-            LedgerTransaction.effective_on,
-            LedgerTransaction.due_on,
-            LedgerTransaction.reverses_id,
-            func.sum(LedgerEntry.amount_cents),
-        )
-        .join(LedgerEntry, LedgerEntry.transaction_id == LedgerTransaction.id)
-        .where(LedgerEntry.account_id == account_id)
-        .group_by(
-            LedgerTransaction.id,
-            LedgerTransaction.effective_on,
-            LedgerTransaction.due_on,
-            LedgerTransaction.reverses_id,
-        )
-    ).all()
+    stmt = statements.once(
+        ("bill_status.account_charges",),
+        lambda: (
+            select(
+                LedgerTransaction.id,
+                LedgerTransaction.effective_on,
+                LedgerTransaction.due_on,
+                LedgerTransaction.reverses_id,
+                func.sum(LedgerEntry.amount_cents),
+            )
+            .join(LedgerEntry, LedgerEntry.transaction_id == LedgerTransaction.id)
+            .where(LedgerEntry.account_id == bindparam("account_id"))
+            .group_by(
+                LedgerTransaction.id,
+                LedgerTransaction.effective_on,
+                LedgerTransaction.due_on,
+                LedgerTransaction.reverses_id,
+            )
+        ),
+    )
+    rows = session.execute(stmt, {"account_id": account_id}).all()
     return [Charge(tid, eff, int(amount), due, rev) for tid, eff, due, rev, amount in rows if amount]
 
 

@@ -7,14 +7,29 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import date
+from typing import Any
 
-from sqlalchemy import Date, Integer, String, and_, cast, func, literal, null, or_, select, union_all
+from sqlalchemy import (
+    ColumnElement,
+    CompoundSelect,
+    Date,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    cast,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
-from . import aging, bulk, holidays
+from . import aging, bulk, holidays, statements
 from .ladder_policy import SHUTOFF_SERVICES
 from .models import (
-    UTCDateTime,
     AgencyClosure,
     CollectionHold,
     Dispute,
@@ -24,6 +39,7 @@ from .models import (
     PaymentPlan,
     Service,
     ShutoffProtection,
+    UTCDateTime,
     WorkOrder,
 )
 from .shutoff_gate import Facts
@@ -32,11 +48,13 @@ from .shutoff_gate import Facts
 def closed_days(session: Session, on: date) -> frozenset[date]:
     """Weekdays the office is closed around ``on``: the state's and nation's holidays of this
     year and the next, and the agency's own closures."""
-    own = session.scalars(
-        select(AgencyClosure.day).where(
-            AgencyClosure.day >= date(on.year - 1, 1, 1), AgencyClosure.day <= date(on.year + 1, 12, 31)
-        )
-    ).all()
+    stmt = statements.once(
+        ("collection_facts.closures",),
+        lambda: select(AgencyClosure.day).where(
+            AgencyClosure.day >= bindparam("first"), AgencyClosure.day <= bindparam("last")
+        ),
+    )
+    own = session.scalars(stmt, {"first": date(on.year - 1, 1, 1), "last": date(on.year + 1, 12, 31)}).all()
     return holidays.around(on) | frozenset(own)
 
 
@@ -64,6 +82,53 @@ def postings_for_many(session: Session, account_ids: Sequence[int]) -> dict[int,
     return out
 
 
+def _facts_statement(name: str) -> CompoundSelect:
+    """The gate's facts of the accounts ``:ids`` on ``:on``, one round trip: each fact's rows
+    tagged with what they are (UNION ALL)."""
+    on = bindparam("on", type_=Date())
+
+    def among(column: Any) -> ColumnElement[bool]:
+        return statements.among(name, column, "ids")
+
+    day, at, text, n = cast(null(), Date), cast(null(), UTCDateTime), cast(null(), String), cast(null(), Integer)
+    return union_all(
+        select(literal("notice"), Notice.account_id, Notice.issued_on, at, text, n).where(
+            among(Notice.account_id),
+            Notice.kind == "final",
+            Notice.addressee == "customer",
+            Notice.issued_on <= on,
+        ),
+        select(literal("tag"), WorkOrder.account_id, day, WorkOrder.completed_at, text, n).where(
+            among(WorkOrder.account_id),
+            WorkOrder.kind == "door_tag",
+            WorkOrder.status == "done",
+        ),
+        select(literal("dispute"), Dispute.account_id, day, at, text, func.count())
+        .where(among(Dispute.account_id), Dispute.status == "open")
+        .group_by(Dispute.account_id),
+        select(literal("plan"), PaymentPlan.account_id, day, at, text, n).where(
+            among(PaymentPlan.account_id), PaymentPlan.status == "active"
+        ),
+        select(literal("protection"), ShutoffProtection.account_id, day, at, ShutoffProtection.kind, n).where(
+            among(ShutoffProtection.account_id),
+            ShutoffProtection.revoked_at.is_(None),
+            ShutoffProtection.starts_on <= on,
+            or_(ShutoffProtection.ends_on.is_(None), ShutoffProtection.ends_on >= on),
+        ),
+        select(literal("hold"), CollectionHold.account_id, day, at, text, n).where(
+            among(CollectionHold.account_id),
+            CollectionHold.released_at.is_(None),
+            or_(CollectionHold.until_on.is_(None), CollectionHold.until_on >= on),
+        ),
+        select(literal("service"), Service.account_id, day, at, text, n).where(
+            among(Service.account_id),
+            Service.service_type.in_(SHUTOFF_SERVICES),
+            Service.started_on <= on,
+            or_(Service.ended_on.is_(None), and_(Service.ended_on > on)),
+        ),
+    )
+
+
 def facts_for_many(
     session: Session,
     account_ids: Sequence[int],
@@ -85,46 +150,10 @@ def facts_for_many(
     protections: dict[int, set[str]] = defaultdict(set)
     holds: set[int] = set()
     shutoffable: set[int] = set()
+    name = statements.dialect(session)
+    facts = statements.once(("collection_facts.facts", name), lambda: _facts_statement(name))
     for part in bulk.chunks(session, ids):
-        # One round trip a chunk: each fact's rows tagged with what they are (UNION ALL).
-        day, at, text, n = cast(null(), Date), cast(null(), UTCDateTime), cast(null(), String), cast(null(), Integer)
-        facts = union_all(
-            select(literal("notice"), Notice.account_id, Notice.issued_on, at, text, n).where(
-                bulk.among(session, Notice.account_id, part),
-                Notice.kind == "final",
-                Notice.addressee == "customer",
-                Notice.issued_on <= on,
-            ),
-            select(literal("tag"), WorkOrder.account_id, day, WorkOrder.completed_at, text, n).where(
-                bulk.among(session, WorkOrder.account_id, part),
-                WorkOrder.kind == "door_tag",
-                WorkOrder.status == "done",
-            ),
-            select(literal("dispute"), Dispute.account_id, day, at, text, func.count())
-            .where(bulk.among(session, Dispute.account_id, part), Dispute.status == "open")
-            .group_by(Dispute.account_id),
-            select(literal("plan"), PaymentPlan.account_id, day, at, text, n).where(
-                bulk.among(session, PaymentPlan.account_id, part), PaymentPlan.status == "active"
-            ),
-            select(literal("protection"), ShutoffProtection.account_id, day, at, ShutoffProtection.kind, n).where(
-                bulk.among(session, ShutoffProtection.account_id, part),
-                ShutoffProtection.revoked_at.is_(None),
-                ShutoffProtection.starts_on <= on,
-                or_(ShutoffProtection.ends_on.is_(None), ShutoffProtection.ends_on >= on),
-            ),
-            select(literal("hold"), CollectionHold.account_id, day, at, text, n).where(
-                bulk.among(session, CollectionHold.account_id, part),
-                CollectionHold.released_at.is_(None),
-                or_(CollectionHold.until_on.is_(None), CollectionHold.until_on >= on),
-            ),
-            select(literal("service"), Service.account_id, day, at, text, n).where(
-                bulk.among(session, Service.account_id, part),
-                Service.service_type.in_(SHUTOFF_SERVICES),
-                Service.started_on <= on,
-                or_(Service.ended_on.is_(None), and_(Service.ended_on > on)),
-            ),
-        )
-        for what, account_id, on_day, done_at, kind, count in session.execute(facts):
+        for what, account_id, on_day, done_at, kind, count in session.execute(facts, {"ids": part, "on": on}):
             if account_id is None:
                 continue
             if what == "notice":

@@ -9,10 +9,10 @@ from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
-from . import audit, ladder_policy, permissions
+from . import audit, ladder_policy, permissions, statements
 from .errors import FieldErrors, InvalidInput
 from .ladder_policy import DEFAULT, SHUTOFF_SERVICES, Ladder, LadderPolicy
 from .models import Account, Bill, DelinquencyPolicyVersion, Service, User
@@ -26,12 +26,16 @@ MAIN_SERVICE_ORDER = ("water", *[s for s in SHUTOFF_SERVICES if s != "water"])
 def current(session: Session, on: date) -> tuple[DelinquencyPolicyVersion | None, LadderPolicy]:
     """The version in force on ``on`` (the latest effective on or before it; the higher
     number when two start the same day) and its policy; ``(None, DEFAULT)`` when none is stored."""
-    row = session.scalar(
-        select(DelinquencyPolicyVersion)
-        .where(DelinquencyPolicyVersion.effective_on <= on)
-        .order_by(DelinquencyPolicyVersion.effective_on.desc(), DelinquencyPolicyVersion.version.desc())
-        .limit(1)
+    stmt = statements.once(
+        ("ladder_versions.current",),
+        lambda: (
+            select(DelinquencyPolicyVersion)
+            .where(DelinquencyPolicyVersion.effective_on <= bindparam("on"))
+            .order_by(DelinquencyPolicyVersion.effective_on.desc(), DelinquencyPolicyVersion.version.desc())
+            .limit(1)
+        ),
     )
+    row = session.scalar(stmt, {"on": on})
     if row is None:
         return None, DEFAULT
     return row, ladder_policy.from_dict(row.body)
@@ -110,7 +114,11 @@ def episode(session: Session, account_id: int, oldest_unpaid_due: date | None) -
     first of its bills due on the oldest unpaid due date); None when nothing is past due."""
     if oldest_unpaid_due is None:
         return None
-    bill_id = session.scalar(
-        select(func.min(Bill.id)).where(Bill.account_id == account_id, Bill.due_date == oldest_unpaid_due)
+    stmt = statements.once(
+        ("ladder_versions.episode",),
+        lambda: select(func.min(Bill.id)).where(
+            Bill.account_id == bindparam("account_id"), Bill.due_date == bindparam("due")
+        ),
     )
+    bill_id = session.scalar(stmt, {"account_id": account_id, "due": oldest_unpaid_due})
     return f"bill:{bill_id}" if bill_id is not None else None

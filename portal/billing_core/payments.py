@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from . import audit, bulk, collection_hooks, ledger, posting, write_offs
+from . import audit, bulk, collection_hooks, ledger, posting, statements, write_offs
 from .accounts import AccountSummary
 from .errors import N_, InvalidInput
 from .models import Account, LedgerEntry, LedgerTransaction, Payment, User
@@ -119,14 +119,16 @@ def pending(session: Session, account_id: int) -> list[Payment]:
 
 
 def recent(session: Session, account_id: int, limit: int = 10) -> list[Payment]:
-    return list(
-        session.scalars(
+    stmt = statements.once(
+        ("payments.recent",),
+        lambda: (
             select(Payment)
-            .where(Payment.account_id == account_id, Payment.channel.in_(("online", "autopay")))
+            .where(Payment.account_id == bindparam("account_id"), Payment.channel.in_(("online", "autopay")))
             .order_by(Payment.created_at.desc(), Payment.id.desc())
-            .limit(limit)
-        )
+            .limit(bindparam("limit"))
+        ),
     )
+    return list(session.scalars(stmt, {"account_id": account_id, "limit": limit}))
 
 
 def lock_account(session: Session, account_id: int) -> None:

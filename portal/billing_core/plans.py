@@ -25,10 +25,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import and_, bindparam, delete, func, or_, select
 from sqlalchemy.orm import Session, aliased, selectinload
 
-from . import arrangements, audit, bulk, collection_hooks, ladder_policy
+from . import arrangements, audit, bulk, collection_hooks, ladder_policy, statements
 from .errors import FieldErrors, InvalidInput
 from .ladder_policy import LadderPolicy
 from .models import Account, LedgerEntry, LedgerTransaction, PaymentPlan, PaymentPlanInstallment, User
@@ -478,11 +478,15 @@ class NextInstallment:
 
 def next_installment(session: Session, account_id: int, on: date) -> NextInstallment | None:
     """The next installment of the account's active plan (the first not yet paid)."""
-    plan = session.scalar(
-        select(PaymentPlan)
-        .where(PaymentPlan.account_id == account_id, PaymentPlan.status == "active")
-        .options(selectinload(PaymentPlan.installments))
+    stmt = statements.once(
+        ("plans.next_installment",),
+        lambda: (
+            select(PaymentPlan)
+            .where(PaymentPlan.account_id == bindparam("account_id"), PaymentPlan.status == "active")
+            .options(selectinload(PaymentPlan.installments))
+        ),
     )
+    plan = session.scalar(stmt, {"account_id": account_id})
     if plan is None:
         return None
     row = next((r for r in plan.installments if r.status != "paid"), None)

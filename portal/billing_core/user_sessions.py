@@ -25,10 +25,10 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import CursorResult, delete, or_, select, update
+from sqlalchemy import CursorResult, bindparam, delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from . import audit
+from . import audit, statements
 from .models import Role, User, UserSession
 
 STAFF_IDLE = timedelta(minutes=30)
@@ -100,11 +100,15 @@ def check(session: Session, raw: str | None, user_id: object, now: datetime) -> 
     if not raw or not isinstance(raw, str) or len(raw) > 200:
         return Checked(None)
     # The session and its sign-in in one query (as ``find`` and then ``session.get``).
-    row = session.execute(
-        select(UserSession, User)
-        .outerjoin(User, User.id == UserSession.user_id)
-        .where(UserSession.token_hash == _hash(raw))
-    ).first()
+    stmt = statements.once(
+        ("user_sessions.check",),
+        lambda: (
+            select(UserSession, User)
+            .outerjoin(User, User.id == UserSession.user_id)
+            .where(UserSession.token_hash == bindparam("token_hash"))
+        ),
+    )
+    row = session.execute(stmt, {"token_hash": _hash(raw)}).first()
     if row is None:
         return Checked(None)
     record, user = row

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from ..billing_core import (
@@ -28,6 +28,7 @@ from ..billing_core import (
     delinquency,
     ladder_versions,
     payments,
+    statements,
     users,
 )
 from ..billing_core.accounts import AccountSummary, BillDocument, UsageMonth
@@ -81,13 +82,15 @@ def outlook_for(
     late_fee_cents = None
     episode = ladder_versions.episode(session, account.id, oldest)
     if episode is not None:
-        for step, posted_on, amount in session.execute(
-            select(CollectionAction.step, CollectionAction.posted_on, CollectionAction.amount_cents).where(
-                CollectionAction.account_id == account.id,
-                CollectionAction.episode == episode,
+        steps = statements.once(
+            ("customers.outlook.steps",),
+            lambda: select(CollectionAction.step, CollectionAction.posted_on, CollectionAction.amount_cents).where(
+                CollectionAction.account_id == bindparam("account_id"),
+                CollectionAction.episode == bindparam("episode"),
                 CollectionAction.status == "posted",
-            )
-        ):
+            ),
+        )
+        for step, posted_on, amount in session.execute(steps, {"account_id": account.id, "episode": episode}):
             if posted_on is not None:
                 done[step] = posted_on
                 if step == "late_fee":
@@ -103,9 +106,13 @@ def outlook_for(
     if facts.kept_plan:
         protections.append("kept_plan")
     disputed = session.scalar(
-        select(func.coalesce(func.sum(Dispute.amount_cents), 0)).where(
-            Dispute.account_id == account.id, Dispute.status == "open"
-        )
+        statements.once(
+            ("customers.outlook.disputed",),
+            lambda: select(func.coalesce(func.sum(Dispute.amount_cents), 0)).where(
+                Dispute.account_id == bindparam("account_id"), Dispute.status == "open"
+            ),
+        ),
+        {"account_id": account.id},
     )
     return delinquency.outlook(
         summary.balance_cents,
@@ -162,7 +169,8 @@ def home(session: Session, user: User, as_of: date, tz: tzinfo) -> Home:
         ledgers[a.id] = bill_status.postings_of(charges[a.id])
         summaries.append(accounts.summarise(session, a, as_of, ledgers[a.id]))
     autopays = {
-        s.account.number: autopay.outlook(session, s.account, s.balance_cents, as_of, tz, s.last_bill) for s in summaries
+        s.account.number: autopay.outlook(session, s.account, s.balance_cents, as_of, tz, s.last_bill)
+        for s in summaries
     }
     return Home(
         summaries=summaries,
