@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -235,6 +236,14 @@ def cmd_users_sign_out(args: argparse.Namespace) -> int:
         return f"Signed {user.email} out everywhere; {_ended(ended)}.", None, {"sessions_ended": ended}
 
     return _change_user(args, "user.sign_out_everywhere", change)
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    """The Procfile's web: process (``portal/adapters/web_server.py``)."""
+    from .adapters import web_server
+
+    web_server.run(args.host, args.port, web_server.processes(args.workers))
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -1775,6 +1784,20 @@ def build_parser() -> argparse.ArgumentParser:
         "without it the run acts as the daily job does",
     )
     p.set_defaults(func=cmd_delinquency_run)
+
+    p = sub.add_parser("web", help="serve the portal in production: one process per core (the Procfile's web:)")
+    p.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    p.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 8000), help="port (default $PORT or 8000)")
+    p.add_argument(
+        "--workers", type=int, default=None, help="web processes (default $WEB_CONCURRENCY, else one per core)"
+    )
+    p.add_argument(
+        "--no-proxy-headers",
+        action="store_true",
+        help="the default, said for the record: uvicorn never reads forwarding headers; the portal reads them "
+        "only from FORWARDED_ALLOW_IPS",
+    )
+    p.set_defaults(func=cmd_web)
 
     p = sub.add_parser("serve", help="run the web portal")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
