@@ -7,6 +7,8 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
+import anyio
+import anyio.to_thread
 from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -427,6 +429,8 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Sync pages run in this loop's thread pool: at most web_threads at once.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.web_threads
         email_pass = jobs.start_email_pass(settings, app.state.sessions)  # retries when no workers do
         yield
         if email_pass is not None:

@@ -76,6 +76,10 @@ class Settings:
     log_level: str = ""
     #: ``json`` (one JSON object a line, the default) or ``console`` (for people at a terminal).
     log_format: str = "json"
+    #: Threads a web process runs its pages in at once (the rest wait their turn in the event
+    #: loop): Python runs one at a time anyway, and more of them only take turns at a cost
+    #: (bench/pages.py: 12.7 ms of CPU a page with 40, docs/performance.md).
+    web_threads: int = 4
 
     @property
     def oidc_enabled(self) -> bool:
@@ -133,7 +137,13 @@ class Settings:
             metrics_token=env.get("PORTAL_METRICS_TOKEN", "").strip(),
             log_level=env.get("PORTAL_LOG_LEVEL", "").strip().upper(),
             log_format="console" if env.get("PORTAL_LOG_FORMAT", "").strip().lower() == "console" else "json",
+            web_threads=_positive(env.get("PORTAL_WEB_THREADS"), defaults.web_threads),
         )
+
+
+def _positive(text: str | None, default: int) -> int:
+    text = (text or "").strip()
+    return int(text) if text.isdigit() and int(text) > 0 else default
 
 
 def normalise_database_url(url: str) -> str:

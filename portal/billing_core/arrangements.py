@@ -139,13 +139,15 @@ def open_for(session: Session, account_id: int) -> ArrangementRequest | None:
 
 
 def for_account(session: Session, account_id: int) -> list[ArrangementRequest]:
-    return list(
-        session.scalars(
+    stmt = statements.once(
+        ("arrangements.for_account",),
+        lambda: (
             select(ArrangementRequest)
-            .where(ArrangementRequest.account_id == account_id)
+            .where(ArrangementRequest.account_id == bindparam("account_id"))
             .order_by(ArrangementRequest.id.desc())
-        )
+        ),
     )
+    return list(session.scalars(stmt, {"account_id": account_id}))
 
 
 def submit(

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import Select, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from . import audit, bulk, collection_hooks, ledger, posting, statements, write_offs
@@ -474,16 +474,21 @@ def to_review(
     """Payments that posted beyond what was owed, oldest first: not yet reviewed for a
     refund (or, with ``reviewed``, the ones that were, newest first). One the bank took
     back since (returned) is no longer a credit, so nothing is left to refund."""
-    query = select(Payment).where(Payment.overpaid_cents.is_not(None))
-    if account_id is not None:
-        query = query.where(Payment.account_id == account_id)
-    if reviewed:
-        query = query.where(Payment.refund_reviewed_at.is_not(None)).order_by(Payment.refund_reviewed_at.desc())
-    else:
-        query = query.where(Payment.refund_reviewed_at.is_(None), Payment.status == PaymentStatus.POSTED).order_by(
-            Payment.settled_at, Payment.id
-        )
-    return list(session.scalars(query.limit(limit)))
+
+    def build() -> Select[Payment]:
+        query = select(Payment).where(Payment.overpaid_cents.is_not(None))
+        if account_id is not None:
+            query = query.where(Payment.account_id == bindparam("account_id"))
+        if reviewed:
+            query = query.where(Payment.refund_reviewed_at.is_not(None)).order_by(Payment.refund_reviewed_at.desc())
+        else:
+            query = query.where(Payment.refund_reviewed_at.is_(None), Payment.status == PaymentStatus.POSTED).order_by(
+                Payment.settled_at, Payment.id
+            )
+        return query.limit(bindparam("limit"))
+
+    stmt = statements.once(("payments.to_review", account_id is not None, reviewed), build)
+    return list(session.scalars(stmt, {"account_id": account_id, "limit": limit}))
 
 
 def mark_reviewed(session: Session, payment: Payment, user: User, now: datetime, note: str) -> None:

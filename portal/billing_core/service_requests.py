@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from babel.dates import format_date, get_date_format
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from . import audit, customers
+from . import audit, customers, statements
 from .errors import N_, FieldErrors, InvalidInput
 from .models import Account, AccountStatus, Role, ServiceRequest, User
 from .status import REQUEST_TRANSITIONS, RequestStatus, allowed, move
@@ -307,11 +307,15 @@ def for_user(session: Session, user: User) -> list[ServiceRequest]:
 
 
 def for_account(session: Session, account_id: int) -> list[ServiceRequest]:
-    return list(
-        session.scalars(
-            select(ServiceRequest).where(ServiceRequest.account_id == account_id).order_by(ServiceRequest.id.desc())
-        )
+    stmt = statements.once(
+        ("service_requests.for_account",),
+        lambda: (
+            select(ServiceRequest)
+            .where(ServiceRequest.account_id == bindparam("account_id"))
+            .order_by(ServiceRequest.id.desc())
+        ),
     )
+    return list(session.scalars(stmt, {"account_id": account_id}))
 
 
 def one_for_user(session: Session, user: User, request_id: str) -> ServiceRequest | None:

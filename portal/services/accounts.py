@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from ..billing_core import (
     accounts,
+    aging,
     arrangements,
     autopay,
     bill_runs,
@@ -25,6 +26,7 @@ from ..billing_core import (
     permissions,
     reads,
     service_requests,
+    statements,
 )
 from ..billing_core.errors import FieldErrors, InvalidInput, NotFound
 from ..billing_core.models import (
@@ -46,7 +48,6 @@ from ..billing_core.models import (
     User,
 )
 from ..billing_core.permissions import Action
-from ..billing_core.status import BillStatus
 
 
 def search(session: Session, query: str) -> list[Account]:
@@ -55,18 +56,22 @@ def search(session: Session, query: str) -> list[Account]:
 
 
 def _account(session: Session, number: str) -> Account:
-    account = session.scalars(
-        select(Account)
-        .where(Account.number == number)
-        .options(
-            # What every account page shows, in two statements: the account with its customer,
-            # premise and cycle, then its services with their meters and rate schedules.
-            joinedload(Account.customer),
-            joinedload(Account.premise),
-            joinedload(Account.cycle),
-            selectinload(Account.services).options(joinedload(Service.meter), joinedload(Service.rate_schedule)),
-        )
-    ).first()
+    stmt = statements.once(
+        ("accounts.staff_account",),
+        lambda: (
+            select(Account)
+            .where(Account.number == bindparam("number"))
+            .options(
+                # What every account page shows, in two statements: the account with its customer,
+                # premise and cycle, then its services with their meters and rate schedules.
+                joinedload(Account.customer),
+                joinedload(Account.premise),
+                joinedload(Account.cycle),
+                selectinload(Account.services).options(joinedload(Service.meter), joinedload(Service.rate_schedule)),
+            )
+        ),
+    )
+    account = session.scalars(stmt, {"number": number}).first()
     if account is None:
         raise NotFound(f"account {number}")
     return account
@@ -123,52 +128,73 @@ BILLS_PAGE = 24
 LEDGER_PAGE = 50
 
 
-def _ledger_page(session: Session, account_id: int, page: int) -> tuple[list[accounts.LedgerRow], int, int]:
+def _ledger_page(
+    session: Session, account_id: int, page: int
+) -> tuple[list[accounts.LedgerRow], int, int, list[aging.Posting]]:
     """One page of the account's ledger, newest first, with the balance after each row:
     each transaction's amount on the account summed in the database (one row a
-    transaction, not its entries), then only the page's transactions loaded."""
-    amounts = session.execute(
-        select(LedgerEntry.transaction_id, func.sum(LedgerEntry.amount_cents))
-        .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
-        .where(LedgerEntry.account_id == account_id)
-        .group_by(LedgerEntry.transaction_id, LedgerTransaction.effective_on)
-        .order_by(LedgerTransaction.effective_on, LedgerEntry.transaction_id)
-    ).all()
-    running, balances = 0, []
-    for txn_id, amount in amounts:
+    transaction, not its entries), then only the page's transactions loaded. Also the
+    account's postings as ``posting.account_postings`` reads them (the same rows), for its
+    aging."""
+    stmt = statements.once(
+        ("accounts.ledger_amounts",),
+        lambda: (
+            select(
+                LedgerEntry.transaction_id,
+                LedgerTransaction.effective_on,
+                LedgerTransaction.due_on,
+                func.sum(LedgerEntry.amount_cents),
+            )
+            .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
+            .where(LedgerEntry.account_id == bindparam("account_id"))
+            .group_by(LedgerEntry.transaction_id, LedgerTransaction.effective_on, LedgerTransaction.due_on)
+            .order_by(LedgerTransaction.effective_on, LedgerEntry.transaction_id)
+        ),
+    )
+    running, balances, postings = 0, [], []
+    for txn_id, effective_on, due_on, amount in session.execute(stmt, {"account_id": account_id}):
         running += int(amount)
         balances.append((txn_id, int(amount), running))
+        if amount:
+            postings.append(aging.Posting(effective_on, int(amount), due_on))
     balances.reverse()
     pages = max(1, -(-len(balances) // LEDGER_PAGE))
     page = min(max(page, 1), pages)
     shown = balances[(page - 1) * LEDGER_PAGE : page * LEDGER_PAGE]
-    txns = {
-        t.id: t
-        for t in session.scalars(select(LedgerTransaction).where(LedgerTransaction.id.in_([i for i, _, _ in shown])))
-    } if shown else {}  # fmt: skip
-    return [accounts.LedgerRow(txns[i], amount, after) for i, amount, after in shown], page, pages
+    name = statements.dialect(session)
+    txns_stmt = statements.once(
+        ("accounts.ledger_page", name),
+        lambda: select(LedgerTransaction).where(statements.among(name, LedgerTransaction.id, "ids")),
+    )
+    txns = {t.id: t for t in session.scalars(txns_stmt, {"ids": [i for i, _, _ in shown]})} if shown else {}
+    return [accounts.LedgerRow(txns[i], amount, after) for i, amount, after in shown], page, pages, postings
 
 
 def _last_reads(session: Session, meter_ids: list[int], n: int = 3) -> dict[int, list[MeterRead]]:
     """Each meter's latest ``n`` reads, newest first, in one query."""
     if not meter_ids:
         return {}
-    ranked = (
-        select(
-            MeterRead.id,
-            func.row_number()
-            .over(partition_by=MeterRead.meter_id, order_by=(MeterRead.read_on.desc(), MeterRead.id.desc()))
-            .label("rank"),
+    name = statements.dialect(session)
+
+    def build() -> Select[MeterRead]:
+        ranked = (
+            select(
+                MeterRead.id,
+                func.row_number()
+                .over(partition_by=MeterRead.meter_id, order_by=(MeterRead.read_on.desc(), MeterRead.id.desc()))
+                .label("rank"),
+            )
+            .where(statements.among(name, MeterRead.meter_id, "ids"))
+            .subquery()
         )
-        .where(MeterRead.meter_id.in_(meter_ids))
-        .subquery()
-    )
-    found = session.scalars(
-        select(MeterRead)
-        .join(ranked, ranked.c.id == MeterRead.id)
-        .where(ranked.c.rank <= n)
-        .order_by(MeterRead.read_on.desc(), MeterRead.id.desc())
-    ).all()
+        return (
+            select(MeterRead)
+            .join(ranked, ranked.c.id == MeterRead.id)
+            .where(ranked.c.rank <= bindparam("n"))
+            .order_by(MeterRead.read_on.desc(), MeterRead.id.desc())
+        )
+
+    found = session.scalars(statements.once(("accounts.last_reads", name), build), {"ids": meter_ids, "n": n}).all()
     out: dict[int, list[MeterRead]] = {m: [] for m in meter_ids}
     for read in found:
         out[read.meter_id].append(read)
@@ -184,16 +210,8 @@ def account_page(
     meters = list({s.meter.id: s.meter for s in account.services if s.meter is not None}.values())
     last_reads = _last_reads(session, [m.id for m in meters])
     bills_page = max(bills_page, 1)
-    bills = list(
-        session.scalars(
-            select(Bill)
-            .where(Bill.account_id == account.id, Bill.status != BillStatus.DRAFT)
-            .order_by(Bill.bill_date.desc(), Bill.id.desc())
-            .offset((bills_page - 1) * BILLS_PAGE)
-            .limit(BILLS_PAGE + 1)
-        )
-    )
-    ledger, ledger_page, ledger_pages = _ledger_page(session, account.id, ledger_page)
+    bills = accounts.bills_for_account(session, account.id, BILLS_PAGE + 1, (bills_page - 1) * BILLS_PAGE)
+    ledger, ledger_page, ledger_pages, postings = _ledger_page(session, account.id, ledger_page)
     held = bill_runs.held_for_account(session, account.id)
     checks: list[bill_runs.FinalReadCheck] = []
     held_error = None
@@ -212,7 +230,7 @@ def account_page(
     return AccountPage(
         account=account,
         as_of=as_of,
-        summary=accounts.summarise(session, account, as_of),
+        summary=accounts.summarise(session, account, as_of, postings),
         enrollment=autopay.active_enrollment(session, account.id),
         service_requests=service_requests.for_account(session, account.id),
         plans=arrangements.for_account(session, account.id),

@@ -10,10 +10,10 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
-from .. import audit, permissions, reads
+from .. import audit, permissions, reads, statements
 from ..errors import InvalidInput
 from ..models import Account, Bill, FinalBillReview, Meter, MeterRead, Service, User
 from ..permissions import Action
@@ -328,9 +328,13 @@ def held_final_bills(session: Session) -> list[FinalBillReview]:
 
 
 def held_for_account(session: Session, account_id: int) -> FinalBillReview | None:
-    return session.scalar(
-        select(FinalBillReview).where(FinalBillReview.account_id == account_id, FinalBillReview.status == "held")
+    stmt = statements.once(
+        ("final_bills.held_for_account",),
+        lambda: select(FinalBillReview).where(
+            FinalBillReview.account_id == bindparam("account_id"), FinalBillReview.status == "held"
+        ),
     )
+    return session.scalar(stmt, {"account_id": account_id})
 
 
 def review_checks(session: Session, review: FinalBillReview) -> list[FinalReadCheck]:
