@@ -228,7 +228,7 @@ def test_a_plan_made_cancels_the_shutoff_and_reconnects(session: Session) -> Non
 
 def test_after_hours_is_outside_business_hours_on_business_days() -> None:
     class NoClosures:
-        def scalars(self, _query):  # type: ignore[no-untyped-def]
+        def scalars(self, _query, _params=None):  # type: ignore[no-untyped-def]
             return self
 
         def all(self):  # type: ignore[no-untyped-def]
