@@ -84,9 +84,13 @@ class BillStatus:
         return self.charged_cents - self.open_cents
 
 
-def account_charges(session: Session, account_id: int) -> list[Charge]:
+def transaction_amounts(session: Session, account_id: int) -> list[tuple[int, date, date | None, int | None, int]]:
+    """Each ledger transaction's net amount on one account, oldest first (effective date,
+    then id), those that net to zero included: ``(id, effective_on, due_on, reverses_id,
+    amount_cents)``. One grouped read serves a page's aging, bill states, past-due list and
+    running balance."""
     stmt = statements.once(
-        ("bill_status.account_charges",),
+        ("bill_status.transaction_amounts",),
         lambda: (
             select(
                 LedgerTransaction.id,
@@ -103,10 +107,21 @@ def account_charges(session: Session, account_id: int) -> list[Charge]:
                 LedgerTransaction.due_on,
                 LedgerTransaction.reverses_id,
             )
+            .order_by(LedgerTransaction.effective_on, LedgerTransaction.id)
         ),
     )
-    rows = session.execute(stmt, {"account_id": account_id}).all()
-    return [Charge(tid, eff, int(amount), due, rev) for tid, eff, due, rev, amount in rows if amount]
+    return [
+        (tid, eff, due, rev, int(amount))
+        for tid, eff, due, rev, amount in session.execute(stmt, {"account_id": account_id})
+    ]
+
+
+def account_charges(session: Session, account_id: int) -> list[Charge]:
+    return [
+        Charge(tid, eff, amount, due, rev)
+        for tid, eff, due, rev, amount in transaction_amounts(session, account_id)
+        if amount
+    ]
 
 
 def postings_of(charges: Sequence[Charge]) -> list[aging.Posting]:

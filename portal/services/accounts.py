@@ -21,6 +21,7 @@ from ..billing_core import (
     arrangements,
     autopay,
     bill_runs,
+    bill_status,
     customers,
     payments,
     permissions,
@@ -38,7 +39,6 @@ from ..billing_core.models import (
     BillLine,
     BillUsage,
     FinalBillReview,
-    LedgerEntry,
     LedgerTransaction,
     Meter,
     MeterRead,
@@ -136,27 +136,12 @@ def _ledger_page(
     transaction, not its entries), then only the page's transactions loaded. Also the
     account's postings as ``posting.account_postings`` reads them (the same rows), for its
     aging."""
-    stmt = statements.once(
-        ("accounts.ledger_amounts",),
-        lambda: (
-            select(
-                LedgerEntry.transaction_id,
-                LedgerTransaction.effective_on,
-                LedgerTransaction.due_on,
-                func.sum(LedgerEntry.amount_cents),
-            )
-            .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
-            .where(LedgerEntry.account_id == bindparam("account_id"))
-            .group_by(LedgerEntry.transaction_id, LedgerTransaction.effective_on, LedgerTransaction.due_on)
-            .order_by(LedgerTransaction.effective_on, LedgerEntry.transaction_id)
-        ),
-    )
     running, balances, postings = 0, [], []
-    for txn_id, effective_on, due_on, amount in session.execute(stmt, {"account_id": account_id}):
-        running += int(amount)
-        balances.append((txn_id, int(amount), running))
+    for txn_id, effective_on, due_on, _reverses, amount in bill_status.transaction_amounts(session, account_id):
+        running += amount
+        balances.append((txn_id, amount, running))
         if amount:
-            postings.append(aging.Posting(effective_on, int(amount), due_on))
+            postings.append(aging.Posting(effective_on, amount, due_on))
     balances.reverse()
     pages = max(1, -(-len(balances) // LEDGER_PAGE))
     page = min(max(page, 1), pages)
