@@ -242,7 +242,14 @@ def cmd_web(args: argparse.Namespace) -> int:
     """The Procfile's web: process (``portal/adapters/web_server.py``)."""
     from .adapters import web_server
 
-    web_server.run(args.host, args.port, web_server.processes(args.workers))
+    port = args.port
+    if port is None:
+        text = os.environ.get("PORT", "").strip() or "8000"
+        if not (text.isascii() and text.isdigit() and 0 < int(text) < 65536):
+            print(f"PORT must be a port number (1 to 65535), not {text!r}.", file=sys.stderr)
+            return 2
+        port = int(text)
+    web_server.run(args.host, port, web_server.processes(args.workers))
     return 0
 
 
@@ -1787,7 +1794,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("web", help="serve the portal in production: one process per core (the Procfile's web:)")
     p.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
-    p.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 8000), help="port (default $PORT or 8000)")
+    p.add_argument("--port", type=int, default=None, help="port (default $PORT, else 8000)")
     p.add_argument(
         "--workers", type=int, default=None, help="web processes (default $WEB_CONCURRENCY, else one per core)"
     )

@@ -143,7 +143,7 @@ class Settings:
 
 def _positive(text: str | None, default: int) -> int:
     text = (text or "").strip()
-    return int(text) if text.isdigit() and int(text) > 0 else default
+    return int(text) if text.isascii() and text.isdigit() and int(text) > 0 else default
 
 
 def normalise_database_url(url: str) -> str:

@@ -169,7 +169,7 @@ def require_staff(request: Request, session: Session) -> User:
 def page_number(request: Request, name: str) -> int:
     """A page number from the query (``?bills=2``), 1 when missing or wrong."""
     text = request.query_params.get(name, "1")
-    return int(text) if text.isdigit() and 0 < len(text) < 7 else 1
+    return int(text) if text.isascii() and text.isdigit() and 0 < len(text) < 7 and int(text) > 0 else 1
 
 
 def flash(request: Request, message: str) -> None:

@@ -81,20 +81,32 @@ def test_processes_follow_the_flag_then_web_concurrency_then_the_cores() -> None
     assert web_server.processes(3, {}) == 3
     assert web_server.processes(None, {"WEB_CONCURRENCY": "2"}) == 2
     assert web_server.processes(None, {"WEB_CONCURRENCY": "lots"}) >= 1
+    assert web_server.processes(None, {"WEB_CONCURRENCY": "²"}) >= 1  # isdigit() but not int()
     assert web_server.processes(None, {}) >= 1
 
 
-def test_the_metrics_folder_is_emptied_for_several_processes(tmp_path: Path) -> None:
+def test_the_metrics_folder_is_cleared_of_counters_only(tmp_path: Path) -> None:
     folder = tmp_path / "metrics"
     folder.mkdir()
     (folder / "counter_123.db").write_bytes(b"old")
-    env = {web_server.METRICS_DIR_ENV: str(folder)}
-    assert web_server.prepare_metrics_dir(2, env) == str(folder)
-    assert list(folder.iterdir()) == []
+    (folder / "notes.txt").write_text("someone else's")
+    for workers in (1, 2):  # one process counts into a named folder too
+        (folder / "histogram_9.db").write_bytes(b"old")
+        env = {web_server.METRICS_DIR_ENV: str(folder)}
+        assert web_server.prepare_metrics_dir(workers, env) == (str(folder), False)
+        assert [p.name for p in folder.iterdir()] == ["notes.txt"]
     fresh: dict[str, str] = {}
-    made = web_server.prepare_metrics_dir(2, fresh)
-    assert made is not None and Path(made).is_dir() and fresh[web_server.METRICS_DIR_ENV] == made
-    assert web_server.prepare_metrics_dir(1, {}) is None
+    made, ours = web_server.prepare_metrics_dir(2, fresh)
+    assert ours and made is not None and Path(made).is_dir() and fresh[web_server.METRICS_DIR_ENV] == made
+    assert web_server.prepare_metrics_dir(1, {}) == (None, False)
+
+
+def test_a_port_that_is_not_a_number_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda *_a, **_k: pytest.fail("started"))
+    monkeypatch.setenv("PORT", "eighty")
+    assert main(["web"]) == 2  # and the parser of every other command was built without it
 
 
 def test_portal_web_runs_uvicorn_as_the_procfile_asks(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -108,3 +120,14 @@ def test_portal_web_runs_uvicorn_as_the_procfile_asks(monkeypatch: pytest.Monkey
     assert (seen["app"], seen["factory"], seen["workers"], seen["port"]) == ("portal.app:create_app", True, 2, 8123)
     assert seen["proxy_headers"] is False and seen["http"] is web_server.PROTOCOL
     assert (tmp_path / "m").is_dir()
+
+
+def test_a_page_number_in_other_digits_is_page_one() -> None:
+    from starlette.requests import Request
+
+    from portal.web import page_number
+
+    def asked(query: str) -> int:
+        return page_number(Request({"type": "http", "query_string": query.encode()}), "bills")
+
+    assert [asked("bills=2"), asked("bills=²"), asked("bills=٣"), asked("bills=0"), asked("")] == [2, 1, 1, 1, 1]

@@ -21,6 +21,7 @@ import shutil
 import socket
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -64,35 +65,46 @@ def processes(given: int | None, env: dict[str, str] | os._Environ[str] = os.env
     if given:
         return max(1, given)
     text = env.get("WEB_CONCURRENCY", "").strip()
-    if text.isdigit() and int(text) > 0:
+    if text.isascii() and text.isdigit() and int(text) > 0:
         return int(text)
-    return max(1, os.cpu_count() or 1)
+    # The cores this process may run on (a container's cpuset), not every core of the host;
+    # a CPU quota without a cpuset is not seen: set WEB_CONCURRENCY there.
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, cores or 1)
 
 
-def prepare_metrics_dir(workers: int, env: dict[str, str] | os._Environ[str] = os.environ) -> str | None:
-    """With several processes: ``PROMETHEUS_MULTIPROC_DIR`` emptied (or a fresh temporary
-    folder when it is not set), in ``env`` for the processes to inherit. None with one."""
-    if workers <= 1:
-        return None
+def prepare_metrics_dir(workers: int, env: dict[str, str] | os._Environ[str] = os.environ) -> tuple[str | None, bool]:
+    """``PROMETHEUS_MULTIPROC_DIR`` cleared of an earlier start's counters (prometheus-client's
+    ``*.db`` files only: nothing else in a folder named by mistake is touched), or with
+    several processes and none named, a fresh temporary folder put in ``env`` for the
+    processes to inherit. Returns the folder (None: one process, none named) and whether it
+    was made here (to remove at the end)."""
     path = env.get(METRICS_DIR_ENV, "").strip()
     if path:
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
-        for child in folder.iterdir():
-            if child.is_dir():
-                shutil.rmtree(child)
-            else:
-                child.unlink()
-    else:
-        path = tempfile.mkdtemp(prefix="portal-metrics-")
+        for old in folder.glob("*.db"):
+            old.unlink()
+        return path, False
+    if workers <= 1:
+        return None, False
+    path = tempfile.mkdtemp(prefix="portal-metrics-")
     env[METRICS_DIR_ENV] = path
-    return path
+    return path, True
 
 
 def run(host: str, port: int, workers: int) -> None:
     import uvicorn
 
-    prepare_metrics_dir(workers)
+    folder, made = prepare_metrics_dir(workers)
+    try:
+        _serve(uvicorn, host, port, workers)
+    finally:
+        if made and folder:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _serve(uvicorn: Any, host: str, port: int, workers: int) -> None:
     # The portal itself believes X-Forwarded-For, and only from FORWARDED_ALLOW_IPS
     # (portal.app.outer_middleware); uvicorn's own handling would trust 127.0.0.1 by default.
     uvicorn.run(

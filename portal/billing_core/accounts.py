@@ -118,6 +118,16 @@ def bills_for_account(session: Session, account_id: int, limit: int | None = Non
     return list(session.scalars(stmt, {"account_id": account_id, "limit": limit, "offset": offset}))
 
 
+def bill_count(session: Session, account_id: int) -> int:
+    """The account's bills that ``bills_for_account`` lists (all but drafts)."""
+    return int(
+        session.scalar(
+            select(func.count()).select_from(Bill).where(Bill.account_id == account_id, Bill.status != BillStatus.DRAFT)
+        )
+        or 0
+    )
+
+
 def bill_with_lines(session: Session, account_id: int, bill_number: str) -> Bill | None:
     return session.scalars(
         select(Bill)

@@ -59,11 +59,12 @@ def among(
     return column.in_(values)
 
 
-def chunks(session: Session, values: Iterable[Any]) -> Iterator[list[Any]]:
+def chunks(session: Session, values: Iterable[Any], per_statement: int = 1) -> Iterator[list[Any]]:
     """``values`` in lists ``among`` can bind: all at once on PostgreSQL (one array), else
-    ``IN_CHUNK`` at a time."""
+    ``IN_CHUNK`` at a time, or a ``per_statement``-th of that for a statement that binds the
+    list that many times (SQLite counts every value of every IN as a variable)."""
     items = list(values)
-    size = (len(items) or 1) if session.get_bind().dialect.name == "postgresql" else IN_CHUNK
+    size = (len(items) or 1) if session.get_bind().dialect.name == "postgresql" else IN_CHUNK // per_statement
     for start in range(0, len(items), size):
         yield items[start : start + size]
 

@@ -82,6 +82,10 @@ def postings_for_many(session: Session, account_ids: Sequence[int]) -> dict[int,
     return out
 
 
+#: The parts of ``_facts_statement``: each binds the chunk's ids once.
+FACT_KINDS = 7
+
+
 def _facts_statement(name: str) -> CompoundSelect:
     """The gate's facts of the accounts ``:ids`` on ``:on``, one round trip: each fact's rows
     tagged with what they are (UNION ALL)."""
@@ -152,7 +156,7 @@ def facts_for_many(
     shutoffable: set[int] = set()
     name = statements.dialect(session)
     facts = statements.once(("collection_facts.facts", name), lambda: _facts_statement(name))
-    for part in bulk.chunks(session, ids):
+    for part in bulk.chunks(session, ids, per_statement=FACT_KINDS):
         for what, account_id, on_day, done_at, kind, count in session.execute(facts, {"ids": part, "on": on}):
             if account_id is None:
                 continue

@@ -39,7 +39,9 @@ def dialect(session: Session) -> str:
 
 def among(dialect_name: str, column: ColumnElement[Any] | QueryableAttribute[Any], name: str) -> ColumnElement[bool]:
     """``column IN (:name)`` for a list bound at execution: one array parameter on
-    PostgreSQL (``= ANY``), an expanding ``IN`` on SQLite (at most ``bulk.IN_CHUNK`` values)."""
+    PostgreSQL (``= ANY``), an expanding ``IN`` on SQLite, where every value is a variable:
+    at most ``bulk.IN_CHUNK`` values in a statement, all its INs counted (``bulk.chunks``'
+    ``per_statement``)."""
     if dialect_name == "postgresql":
         return column == any_(bindparam(name, type_=ARRAY(BigInteger())))
     return column.in_(bindparam(name, expanding=True))

@@ -217,6 +217,9 @@ def account_page(
     autopay_outlook = autopay.outlook(session, account, summary.balance_cents, as_of, tz, summary.last_bill)
     bills_page = max(bills_page, 1)
     bills = accounts.bills_for_account(session, account.id, BILLS_PAGE + 1, (bills_page - 1) * BILLS_PAGE)
+    if not bills and bills_page > 1:  # a page past the end: the last one
+        bills_page = max(1, -(-accounts.bill_count(session, account.id) // BILLS_PAGE))
+        bills = accounts.bills_for_account(session, account.id, BILLS_PAGE + 1, (bills_page - 1) * BILLS_PAGE)
     return AccountPage(
         summary=summary,
         outlook=outlook_for(session, summary, as_of, ledger),

@@ -84,6 +84,8 @@ def test_the_residents_account_page_shows_bills_a_page_at_a_time(session: Sessio
     older = customers.account_page(session, user, account.number, as_of, tz, bills_page=2)
     assert len(older.bills) == 30 - customers.BILLS_PAGE and not older.older_bills
     assert {b.id for b in page.bills}.isdisjoint(b.id for b in older.bills)
+    past = customers.account_page(session, user, account.number, as_of, tz, bills_page=99)
+    assert past.bills_page == 2 and [b.id for b in past.bills] == [b.id for b in older.bills]
     # The shared ledger read gives what the separate reads give.
     alone = accounts.summarise(session, account, as_of)
     assert (page.summary.balance_cents, page.summary.past_due_cents, page.summary.aging) == (
