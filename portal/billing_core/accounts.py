@@ -60,12 +60,20 @@ def _latest_posted_bill() -> Select[Bill]:
 
 
 def summarise(
-    session: Session, account: Account, as_of: date, postings: Sequence[aging.Posting] | None = None
+    session: Session,
+    account: Account,
+    as_of: date,
+    postings: Sequence[aging.Posting] | None = None,
+    newest_bills: Sequence[Bill] = (),
 ) -> AccountSummary:
     """``postings``: the account's ledger as ``account_postings`` reads it, when the caller
-    already has it (``bill_status.postings_of``)."""
+    already has it (``bill_status.postings_of``). ``newest_bills``: the account's newest
+    bills as ``bills_for_account`` lists them (its first page), when the caller has them:
+    the latest posted bill is then the first posted one among them, if any is."""
     aged = aging.age(account_postings(session, account.id) if postings is None else postings, as_of)
-    last_bill = session.scalars(_latest_posted_bill(), {"account_id": account.id}).first()
+    last_bill = next((b for b in newest_bills if b.status == BillStatus.POSTED), None)
+    if last_bill is None:
+        last_bill = session.scalars(_latest_posted_bill(), {"account_id": account.id}).first()
     return AccountSummary(
         account=account,
         balance_cents=aged.balance_cents,

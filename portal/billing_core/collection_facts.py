@@ -10,6 +10,7 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     CompoundSelect,
     Date,
@@ -95,36 +96,45 @@ def _facts_statement(name: str) -> CompoundSelect:
         return statements.among(name, column, "ids")
 
     day, at, text, n = cast(null(), Date), cast(null(), UTCDateTime), cast(null(), String), cast(null(), Integer)
+    cents = cast(null(), BigInteger)
     return union_all(
-        select(literal("notice"), Notice.account_id, Notice.issued_on, at, text, n).where(
+        select(literal("notice"), Notice.account_id, Notice.issued_on, at, text, n, cents).where(
             among(Notice.account_id),
             Notice.kind == "final",
             Notice.addressee == "customer",
             Notice.issued_on <= on,
         ),
-        select(literal("tag"), WorkOrder.account_id, day, WorkOrder.completed_at, text, n).where(
+        select(literal("tag"), WorkOrder.account_id, day, WorkOrder.completed_at, text, n, cents).where(
             among(WorkOrder.account_id),
             WorkOrder.kind == "door_tag",
             WorkOrder.status == "done",
         ),
-        select(literal("dispute"), Dispute.account_id, day, at, text, func.count())
+        select(
+            literal("dispute"),
+            Dispute.account_id,
+            day,
+            at,
+            text,
+            func.count(),
+            cast(func.coalesce(func.sum(Dispute.amount_cents), 0), BigInteger),
+        )
         .where(among(Dispute.account_id), Dispute.status == "open")
         .group_by(Dispute.account_id),
-        select(literal("plan"), PaymentPlan.account_id, day, at, text, n).where(
+        select(literal("plan"), PaymentPlan.account_id, day, at, text, n, cents).where(
             among(PaymentPlan.account_id), PaymentPlan.status == "active"
         ),
-        select(literal("protection"), ShutoffProtection.account_id, day, at, ShutoffProtection.kind, n).where(
+        select(literal("protection"), ShutoffProtection.account_id, day, at, ShutoffProtection.kind, n, cents).where(
             among(ShutoffProtection.account_id),
             ShutoffProtection.revoked_at.is_(None),
             ShutoffProtection.starts_on <= on,
             or_(ShutoffProtection.ends_on.is_(None), ShutoffProtection.ends_on >= on),
         ),
-        select(literal("hold"), CollectionHold.account_id, day, at, text, n).where(
+        select(literal("hold"), CollectionHold.account_id, day, at, text, n, cents).where(
             among(CollectionHold.account_id),
             CollectionHold.released_at.is_(None),
             or_(CollectionHold.until_on.is_(None), CollectionHold.until_on >= on),
         ),
-        select(literal("service"), Service.account_id, day, at, text, n).where(
+        select(literal("service"), Service.account_id, day, at, text, n, cents).where(
             among(Service.account_id),
             Service.service_type.in_(SHUTOFF_SERVICES),
             Service.started_on <= on,
@@ -150,6 +160,7 @@ def facts_for_many(
     notices: dict[int, list[date]] = defaultdict(list)
     tags: dict[int, list[date]] = defaultdict(list)
     disputes: dict[int, int] = defaultdict(int)
+    disputed: dict[int, int] = defaultdict(int)
     plans: set[int] = set()
     protections: dict[int, set[str]] = defaultdict(set)
     holds: set[int] = set()
@@ -157,7 +168,7 @@ def facts_for_many(
     name = statements.dialect(session)
     facts = statements.once(("collection_facts.facts", name), lambda: _facts_statement(name))
     for part in bulk.chunks(session, ids, per_statement=FACT_KINDS):
-        for what, account_id, on_day, done_at, kind, count in session.execute(facts, {"ids": part, "on": on}):
+        for what, account_id, on_day, done_at, kind, count, amount in session.execute(facts, {"ids": part, "on": on}):
             if account_id is None:
                 continue
             if what == "notice":
@@ -167,6 +178,7 @@ def facts_for_many(
                     tags[account_id].append(done_at.date())
             elif what == "dispute":
                 disputes[account_id] = int(count)
+                disputed[account_id] = int(amount or 0)
             elif what == "plan":
                 plans.add(account_id)
             elif what == "protection":
@@ -185,6 +197,7 @@ def facts_for_many(
             shutoff_notices=tuple(sorted(notices.get(account_id, ()))),
             door_tags=tuple(sorted(tags.get(account_id, ()))),
             pending_disputes=disputes.get(account_id, 0),
+            disputed_cents=disputed.get(account_id, 0),
             kept_plan=account_id in plans,
             medical_certification="medical_certification" in kinds,
             financial_inability="financial_inability" in kinds,

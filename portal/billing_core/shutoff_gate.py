@@ -47,6 +47,8 @@ class Facts:
     #: When door tags were left (work orders done, or their notices), as dates.
     door_tags: tuple[date, ...] = ()
     pending_disputes: int = 0
+    #: What the open disputes are about, in all (the dashboard shows it).
+    disputed_cents: int = 0
     kept_plan: bool = False
     medical_certification: bool = False
     financial_inability: bool = False

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from decimal import Decimal
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from ..billing_core import (
@@ -34,7 +34,7 @@ from ..billing_core import (
 from ..billing_core.accounts import AccountSummary, BillDocument, UsageMonth
 from ..billing_core.bill_status import BillStatus, PastDue
 from ..billing_core.errors import NotFound
-from ..billing_core.models import Account, ArrangementRequest, Bill, BillLine, CollectionAction, Dispute, Payment, User
+from ..billing_core.models import Account, ArrangementRequest, Bill, BillLine, CollectionAction, Payment, User
 from ..billing_core.plans import NextInstallment
 from . import plans
 
@@ -105,15 +105,6 @@ def outlook_for(
         protections.append("pending_dispute")
     if facts.kept_plan:
         protections.append("kept_plan")
-    disputed = session.scalar(
-        statements.once(
-            ("customers.outlook.disputed",),
-            lambda: select(func.coalesce(func.sum(Dispute.amount_cents), 0)).where(
-                Dispute.account_id == bindparam("account_id"), Dispute.status == "open"
-            ),
-        ),
-        {"account_id": account.id},
-    )
     return delinquency.outlook(
         summary.balance_cents,
         summary.past_due_cents,
@@ -125,7 +116,7 @@ def outlook_for(
         rules=rules,
         done=done,
         late_fee_charged_cents=late_fee_cents,
-        disputed_cents=int(disputed or 0),
+        disputed_cents=facts.disputed_cents,
         customer_class=account.customer_class,
         can_shut_off=facts.has_shutoff_service,
         protections=protections,
@@ -213,13 +204,13 @@ def account_page(
     # One ledger read serves the aging, the bills' states, the past-due list and the gate's facts.
     charges = bill_status.account_charges(session, account.id)
     ledger = bill_status.postings_of(charges)
-    summary = accounts.summarise(session, account, as_of, ledger)
-    autopay_outlook = autopay.outlook(session, account, summary.balance_cents, as_of, tz, summary.last_bill)
     bills_page = max(bills_page, 1)
     bills = accounts.bills_for_account(session, account.id, BILLS_PAGE + 1, (bills_page - 1) * BILLS_PAGE)
     if not bills and bills_page > 1:  # a page past the end: the last one
         bills_page = max(1, -(-accounts.bill_count(session, account.id) // BILLS_PAGE))
         bills = accounts.bills_for_account(session, account.id, BILLS_PAGE + 1, (bills_page - 1) * BILLS_PAGE)
+    summary = accounts.summarise(session, account, as_of, ledger, bills if bills_page == 1 else ())
+    autopay_outlook = autopay.outlook(session, account, summary.balance_cents, as_of, tz, summary.last_bill)
     return AccountPage(
         summary=summary,
         outlook=outlook_for(session, summary, as_of, ledger),
