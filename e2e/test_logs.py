@@ -25,6 +25,9 @@ from .conftest import LiveServer
 PASSWORD = "log-grep kettle 93"  # also in conftest.LOG_SECRETS
 CARD = "4242424242424242"
 CVC = "857"
+#: The CVC as a whole value (quoted, or after "=", and ending there), not the start of a
+#: duration or of an id that happens to begin with it (a request id "857f...").
+CVC_AS_VALUE = re.compile(rf"[\"'=]{CVC}(?=[\"'&,;}}\s]|$)")
 
 
 def test_a_card_payment_leaves_no_card_or_password_in_the_log(page: Page, live_server: LiveServer) -> None:
@@ -77,5 +80,10 @@ def test_a_card_payment_leaves_no_card_or_password_in_the_log(page: Page, live_s
     ]
     assert not [line for line in lines if line.get("logger") == "portal.access" and email in json.dumps(line)]
     assert PASSWORD not in logged and CARD not in logged and "4242 4242 4242 4242" not in logged
-    # The CVC as a value (quoted, or after "="), not a duration or an id that happens to hold it.
-    assert not re.search(rf"[\"'=]{CVC}(?![0-9])", logged)
+    assert not CVC_AS_VALUE.search(logged)
+
+
+def test_the_cvc_check_finds_the_value_and_not_an_id_that_starts_with_it() -> None:
+    assert CVC_AS_VALUE.search('{"cvc": "857"}') and CVC_AS_VALUE.search("card[cvc]=857&x=1")
+    assert CVC_AS_VALUE.search("cvc=857")
+    assert not CVC_AS_VALUE.search('{"request_id": "857fa0c1d2e3", "duration_ms": 8575}')

@@ -47,8 +47,9 @@ class AccountSummary:
         return self.balance_cents < 0
 
 
-def _latest_posted_bill() -> Select[Bill]:
-    return statements.once(
+def latest_posted_bill(session: Session, account_id: int) -> Bill | None:
+    """The account's latest posted bill (by bill date, then id), or None."""
+    stmt = statements.once(
         ("accounts.latest_posted_bill",),
         lambda: (
             select(Bill)
@@ -57,6 +58,7 @@ def _latest_posted_bill() -> Select[Bill]:
             .limit(1)
         ),
     )
+    return session.scalars(stmt, {"account_id": account_id}).first()
 
 
 def summarise(
@@ -73,7 +75,7 @@ def summarise(
     aged = aging.age(account_postings(session, account.id) if postings is None else postings, as_of)
     last_bill = next((b for b in newest_bills if b.status == BillStatus.POSTED), None)
     if last_bill is None:
-        last_bill = session.scalars(_latest_posted_bill(), {"account_id": account.id}).first()
+        last_bill = latest_posted_bill(session, account.id)
     return AccountSummary(
         account=account,
         balance_cents=aged.balance_cents,

@@ -26,6 +26,7 @@ from sqlalchemy import Row, String, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from . import audit, statements
+from .accounts import latest_posted_bill
 from .bulk import among, chunks
 from .models import Account, AutopayEnrollment, Bill, BillDelivery, Payment, User
 from .status import AUTOPAY_TRANSITIONS, AutopayStatus, BillStatus, PaymentStatus, ProcessorStatus, move
@@ -171,12 +172,8 @@ def cancel(
 
 
 def latest_bill(session: Session, account_id: int) -> Bill | None:
-    return session.scalars(
-        select(Bill)
-        .where(Bill.account_id == account_id, Bill.status == BillStatus.POSTED)
-        .order_by(Bill.bill_date.desc(), Bill.id.desc())
-        .limit(1)
-    ).first()
+    """The account's latest posted bill (``accounts.latest_posted_bill``)."""
+    return latest_posted_bill(session, account_id)
 
 
 def covers(enrollment: AutopayEnrollment, bill: Bill, tz) -> bool:  # type: ignore[no-untyped-def]
@@ -203,12 +200,11 @@ def outlook(
     balance_cents: int,
     as_of: date,
     tz: tzinfo,
-    last_bill: Bill | None | bool = False,
+    bill: Bill | None,
 ) -> Outlook:
-    """``last_bill``: the account's ``latest_bill`` when the caller read it already (None
-    for none); left out, it is read here."""
+    """``bill``: the account's latest posted bill (``latest_bill``; an ``AccountSummary``
+    has it as ``last_bill``), None when it has none."""
     enrollment = active_enrollment(session, account.id)
-    bill = latest_bill(session, account.id) if isinstance(last_bill, bool) else last_bill
     failed = None
     if bill is not None:
         draft = session.scalar(

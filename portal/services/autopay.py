@@ -216,7 +216,7 @@ def autopay_page(session: Session, account: Account, as_of: date, tz: tzinfo) ->
     return AutopayPage(
         account,
         summary,
-        autopay.outlook(session, account, summary.balance_cents, as_of, tz),
+        autopay.outlook(session, account, summary.balance_cents, as_of, tz, summary.last_bill),
         cash_only.refusal(account, "card"),
     )
 
